@@ -1,0 +1,290 @@
+//! [`RpcConfig`]: TLS material, socket binding, keep-alive and limits,
+//! shared by clients and servers.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::RpcError;
+
+/// The default time a client waits for a call: 30 seconds (2 seconds when
+/// the crate's own unit tests are compiled, `cfg(test)`).
+#[cfg(not(test))]
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default time a client waits for a call: 30 seconds (2 seconds when
+/// the crate's own unit tests are compiled, `cfg(test)`).
+#[cfg(test)]
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default [`RpcConfig::with_max_message_size`]: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+/// Default [`RpcConfig::with_max_header_size`]: 16 KiB.
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 16 * 1024;
+
+/// Configuration for an [`RpcServer`](crate::RpcServer) or [`RpcClient`](crate::RpcClient).
+///
+/// For a server, `cert_path` is its certificate chain (PEM) and
+/// [`with_key_path`](Self::with_key_path) its private key. For a client,
+/// `cert_path` is the CA (or self-signed certificate) it trusts: the client
+/// trusts *only* that, never the operating system's store.
+#[derive(Debug, Clone)]
+pub struct RpcConfig {
+    cert_path: PathBuf,
+    key_path: Option<PathBuf>,
+    bind_address: String,
+    server_name: String,
+    keep_alive_interval: Option<Duration>,
+    client_ca_path: Option<PathBuf>,
+    client_identity: Option<(PathBuf, PathBuf)>,
+    max_message_size: usize,
+    max_header_size: usize,
+    max_concurrent_streams: u64,
+    stream_window: Option<u64>,
+    send_buffer_size: Option<u32>,
+    max_inflight_handshakes: usize,
+    max_connections: usize,
+    idle_timeout: Duration,
+    handshake_timeout: Duration,
+    default_timeout: Duration,
+    drain_timeout: Duration,
+}
+
+impl RpcConfig {
+    /// A configuration with the given certificate (server: its own chain;
+    /// client: the CA it trusts) and local bind address (`"127.0.0.1:0"`
+    /// lets the OS choose a port).
+    pub fn new(cert_path: impl Into<PathBuf>, bind_address: impl Into<String>) -> Self {
+        Self {
+            cert_path: cert_path.into(),
+            key_path: None,
+            bind_address: bind_address.into(),
+            server_name: "localhost".to_owned(),
+            keep_alive_interval: None,
+            client_ca_path: None,
+            client_identity: None,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
+            max_concurrent_streams: 512,
+            stream_window: None,
+            send_buffer_size: None,
+            max_inflight_handshakes: 256,
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            default_timeout: DEFAULT_TIMEOUT,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The server's private key (PEM). Required to bind a server.
+    pub fn with_key_path(mut self, key_path: impl Into<PathBuf>) -> Self {
+        self.key_path = Some(key_path.into());
+        self
+    }
+
+    /// The name the client expects in the server's certificate (default `localhost`).
+    pub fn with_server_name(mut self, server_name: impl Into<String>) -> Self {
+        self.server_name = server_name.into();
+        self
+    }
+
+    /// Sends QUIC PING frames at this interval so idle connections stay
+    /// open. Both ends that set it ping; the idle timeout is raised to at
+    /// least three intervals so one lost ping does not close the connection.
+    pub fn with_keep_alive_interval(mut self, interval: Duration) -> Self {
+        self.keep_alive_interval = Some(interval);
+        self
+    }
+
+    /// Server: require every client to present a certificate signed by
+    /// this CA (mutual TLS). Clients without one are refused in the handshake.
+    pub fn with_client_ca_path(mut self, ca_path: impl Into<PathBuf>) -> Self {
+        self.client_ca_path = Some(ca_path.into());
+        self
+    }
+
+    /// Client: the certificate and key presented to servers that require
+    /// mutual TLS.
+    pub fn with_client_identity(
+        mut self,
+        cert_path: impl Into<PathBuf>,
+        key_path: impl Into<PathBuf>,
+    ) -> Self {
+        self.client_identity = Some((cert_path.into(), key_path.into()));
+        self
+    }
+
+    /// Largest message accepted in either direction (default 16 MiB). The
+    /// length prefix is checked against it before any memory is reserved.
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes.min(u32::MAX as usize);
+        self
+    }
+
+    /// Largest request header (method and metadata) accepted (default 16 KiB).
+    pub fn with_max_header_size(mut self, bytes: usize) -> Self {
+        self.max_header_size = bytes.min(u32::MAX as usize);
+        self
+    }
+
+    /// Concurrent calls (QUIC bidirectional streams) the peer may open on
+    /// one connection (default 512). Further calls wait for a slot.
+    pub fn with_max_concurrent_streams(mut self, streams: u64) -> Self {
+        self.max_concurrent_streams = streams.max(1);
+        self
+    }
+
+    /// Bytes a peer may send on one call stream before this end reads them
+    /// (QUIC flow control; s2n-quic's default is about 3.75 MB). Together
+    /// with the peer's send buffer this bounds the memory a slow reader
+    /// can make a fast writer hold.
+    pub fn with_stream_window(mut self, bytes: u32) -> Self {
+        self.stream_window = Some(bytes.max(1024).into());
+        self
+    }
+
+    /// Bytes of not-yet-acknowledged data this end buffers per stream
+    /// before a writer waits (s2n-quic's default is 4 MiB). A handler
+    /// producing faster than its client reads is paused at this point.
+    pub fn with_send_buffer_size(mut self, bytes: u32) -> Self {
+        self.send_buffer_size = Some(bytes.max(1024));
+        self
+    }
+
+    /// Server: handshakes in progress before new ones are asked to retry (default 256).
+    pub fn with_max_inflight_handshakes(mut self, handshakes: usize) -> Self {
+        self.max_inflight_handshakes = handshakes.max(1);
+        self
+    }
+
+    /// Server: open connections; further connections are closed at once (default 10,000).
+    pub fn with_max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Close a connection after this long without traffic (default 30 s).
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Give up on a TLS/QUIC handshake after this long (default 10 s).
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Client: the timeout of calls made without an explicit one (default [`DEFAULT_TIMEOUT`]).
+    pub fn with_default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// Server: how long a graceful shutdown waits for in-flight calls (default 30 s).
+    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// The certificate path given to [`RpcConfig::new`].
+    pub fn cert_path(&self) -> &Path {
+        &self.cert_path
+    }
+    /// The private key path, if any.
+    pub fn key_path(&self) -> Option<&Path> {
+        self.key_path.as_deref()
+    }
+    /// The bind address as given.
+    pub fn bind_address(&self) -> &str {
+        &self.bind_address
+    }
+    /// The expected server name.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+    /// The keep-alive interval, if enabled.
+    pub fn keep_alive_interval(&self) -> Option<Duration> {
+        self.keep_alive_interval
+    }
+    /// The message size limit.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+    /// The header size limit.
+    pub fn max_header_size(&self) -> usize {
+        self.max_header_size
+    }
+    /// The default call timeout.
+    pub fn default_timeout(&self) -> Duration {
+        self.default_timeout
+    }
+    /// The drain timeout used by graceful shutdown.
+    pub fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
+    pub(crate) fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+    pub(crate) fn client_ca_path(&self) -> Option<&Path> {
+        self.client_ca_path.as_deref()
+    }
+    pub(crate) fn client_identity(&self) -> Option<(&Path, &Path)> {
+        self.client_identity
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path()))
+    }
+    pub(crate) fn max_inflight_handshakes(&self) -> usize {
+        self.max_inflight_handshakes
+    }
+
+    /// The bind address, parsed.
+    pub fn parsed_bind_address(&self) -> Result<SocketAddr, RpcError> {
+        self.bind_address.parse().map_err(|e| {
+            RpcError::ConfigError(format!("bind address {:?}: {e}", self.bind_address))
+        })
+    }
+
+    /// QUIC transport limits derived from this configuration.
+    pub(crate) fn quic_limits(&self) -> Result<s2n_quic::provider::limits::Limits, RpcError> {
+        let mut idle = self.idle_timeout;
+        let mut limits = s2n_quic::provider::limits::Limits::new()
+            .with_max_open_remote_bidirectional_streams(self.max_concurrent_streams)
+            .map_err(bad)?
+            .with_max_open_remote_unidirectional_streams(0)
+            .map_err(bad)?
+            .with_max_handshake_duration(self.handshake_timeout)
+            .map_err(bad)?;
+        if let Some(window) = self.stream_window {
+            limits = limits
+                .with_bidirectional_local_data_window(window)
+                .map_err(bad)?
+                .with_bidirectional_remote_data_window(window)
+                .map_err(bad)?;
+        }
+        if let Some(size) = self.send_buffer_size {
+            limits = limits.with_max_send_buffer_size(size).map_err(bad)?;
+        }
+        if let Some(interval) = self.keep_alive_interval {
+            idle = idle.max(interval * 3);
+            limits = limits.with_max_keep_alive_period(interval).map_err(bad)?;
+        }
+        limits.with_max_idle_timeout(idle).map_err(bad)
+    }
+}
+
+fn bad(e: impl std::fmt::Display) -> RpcError {
+    RpcError::ConfigError(format!("QUIC limits: {e}"))
+}
+
+/// Wraps a failure to start a QUIC endpoint (socket in use, bad TLS material...).
+pub(crate) fn start_error(addr: SocketAddr, e: impl std::fmt::Display) -> RpcError {
+    RpcError::IoError(std::io::Error::other(format!(
+        "cannot start QUIC endpoint on {addr}: {e}"
+    )))
+}
+
+pub(crate) fn read_pem(path: &Path, what: &str) -> Result<String, RpcError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| RpcError::ConfigError(format!("cannot read {what} {}: {e}", path.display())))
+}

@@ -1,0 +1,138 @@
+//! [`RpcError`]: every failure a caller can branch on.
+
+use crate::wire::{reset, FrameError, Status, StatusCode};
+
+/// Errors returned by rpcnet's client and server APIs.
+///
+/// Variants name the condition, not the layer that noticed it, so callers
+/// can `match` instead of parsing strings. Remote outcomes (the server's
+/// terminal status) map onto the same variants: an unknown method is
+/// [`RpcError::UnknownMethod`], a handler's `Err` is
+/// [`RpcError::RemoteError`] with the handler's message, a passed deadline
+/// is [`RpcError::Timeout`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// The QUIC connection failed or was closed (also: idle timeout, peer gone).
+    #[error("connection error: {0}")]
+    ConnectionError(String),
+    /// A stream was reset or ended before the call completed.
+    #[error("stream error: {0}")]
+    StreamError(String),
+    /// The TLS handshake failed: untrusted certificate, wrong server name,
+    /// missing or rejected client certificate.
+    #[error("TLS error: {0}")]
+    TlsError(String),
+    /// The configuration is unusable (unreadable certificate, bad address, missing key).
+    #[error("configuration error: {0}")]
+    ConfigError(String),
+    /// An IO error from the operating system.
+    #[error("IO error: {0}")]
+    IoError(#[from] std::io::Error),
+    /// Payload (de)serialization failed.
+    #[error("serialization error: {0}")]
+    SerializationError(#[from] bincode::Error),
+    /// The call did not complete within its timeout (client side), or its
+    /// deadline passed on the server.
+    #[error("the call timed out")]
+    Timeout,
+    /// The server has no handler for this method name.
+    #[error("unknown method: {0}")]
+    UnknownMethod(String),
+    /// The remote handler returned an error (or panicked); the text is the handler's message.
+    #[error("remote handler error: {0}")]
+    RemoteError(String),
+    /// A message exceeded `max_message_size` (see `RpcConfig::with_max_message_size`).
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes (max_message_size)")]
+    MessageTooLarge {
+        /// Size of the offending message.
+        size: usize,
+        /// The limit that was hit.
+        limit: usize,
+    },
+    /// The peer broke the wire protocol (malformed or unexpected frame).
+    #[error("protocol error: {0}")]
+    ProtocolError(String),
+    /// The server is shutting down or over a limit and did not take the call.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl RpcError {
+    /// Whether retrying the call on another server could succeed (used by failover).
+    pub fn is_retryable_elsewhere(&self) -> bool {
+        matches!(
+            self,
+            RpcError::ConnectionError(_) | RpcError::Unavailable(_) | RpcError::Timeout
+        )
+    }
+
+    pub(crate) fn from_status(status: Status, method: &str) -> Option<Self> {
+        let Status { code, message } = status;
+        Some(match code {
+            StatusCode::Ok => return None,
+            StatusCode::UnknownMethod => RpcError::UnknownMethod(method.to_owned()),
+            StatusCode::HandlerError | StatusCode::Internal => RpcError::RemoteError(message),
+            StatusCode::DeadlineExceeded => RpcError::Timeout,
+            StatusCode::MessageTooLarge | StatusCode::ProtocolError => {
+                RpcError::ProtocolError(format!("rejected by server: {message}"))
+            }
+            StatusCode::Unavailable => RpcError::Unavailable(message),
+            StatusCode::Other(code) => RpcError::RemoteError(format!("status {code}: {message}")),
+        })
+    }
+}
+
+impl From<FrameError> for RpcError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::MessageTooLarge { size, limit } => {
+                RpcError::MessageTooLarge { size, limit }
+            }
+            other => RpcError::ProtocolError(other.to_string()),
+        }
+    }
+}
+
+impl From<s2n_quic::connection::Error> for RpcError {
+    fn from(e: s2n_quic::connection::Error) -> Self {
+        use s2n_quic::connection::Error as E;
+        match e {
+            E::Transport { code, .. } if (0x100..=0x1ff).contains(&code.as_u64()) => {
+                RpcError::TlsError(format!("handshake failed: {e}"))
+            }
+            E::Application { error, .. } if u64::from(error) == u64::from(reset::SHUTDOWN) => {
+                RpcError::Unavailable("server is shutting down".into())
+            }
+            E::MaxHandshakeDurationExceeded { .. } => {
+                RpcError::ConnectionError("handshake timed out (max_handshake_duration)".into())
+            }
+            E::IdleTimerExpired { .. } => {
+                RpcError::ConnectionError("connection idle timeout expired (idle_timeout)".into())
+            }
+            other => RpcError::ConnectionError(other.to_string()),
+        }
+    }
+}
+
+impl From<s2n_quic::stream::Error> for RpcError {
+    fn from(e: s2n_quic::stream::Error) -> Self {
+        use s2n_quic::stream::Error as E;
+        match e {
+            E::ConnectionError { error, .. } => error.into(),
+            E::StreamReset { error, .. } => match u64::from(error) {
+                c if c == u64::from(reset::SHUTDOWN) => {
+                    RpcError::Unavailable("server is shutting down".into())
+                }
+                c if c == u64::from(reset::CANCELLED) => {
+                    RpcError::StreamError("call cancelled by peer".into())
+                }
+                c if c == u64::from(reset::PROTOCOL) => {
+                    RpcError::ProtocolError("peer reset the stream for a protocol violation".into())
+                }
+                c => RpcError::StreamError(format!("stream reset by peer (code {c})")),
+            },
+            other => RpcError::StreamError(other.to_string()),
+        }
+    }
+}

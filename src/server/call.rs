@@ -1,0 +1,396 @@
+//! Serving one call: one QUIC bidirectional stream.
+//!
+//! The request side is read by this task; the handler runs in it too, so a
+//! cancelled call (client reset), a passed deadline or a panic all end the
+//! handler by dropping its future, and the response side is reset or
+//! given a terminal status accordingly.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, StreamExt};
+use s2n_quic::stream::BidirectionalStream;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use super::handler::{Handler, RequestStream, ResponseItems};
+use super::ConnContext;
+use crate::io::{FrameReader, SendHalf};
+use crate::wire::{
+    encode_frame_header, reset, Frame, FrameType, RequestHeader, Status, StatusCode,
+    FRAME_HEADER_LEN,
+};
+use crate::RpcError;
+
+/// Response frames are gathered up to this many bytes before one write.
+const WRITE_BATCH: usize = 64 * 1024;
+/// Payloads at least this large are sent as their own buffer instead of being copied.
+const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
+/// Request messages queued between the stream and a streaming handler.
+const REQUEST_QUEUE: usize = 16;
+
+pub(crate) async fn serve_call(stream: BidirectionalStream, ctx: Arc<ConnContext>, draining: bool) {
+    let (rx, tx) = stream.split();
+    let mut reader = FrameReader::new(rx, ctx.decoder);
+    let mut tx = SendHalf::new(tx);
+
+    let header = match reader.next_frame().await {
+        Ok(Some(Frame::Header(h))) => h,
+        Ok(None) => return tx.reset(reset::PROTOCOL),
+        Ok(Some(other)) => {
+            let status = Status::new(
+                StatusCode::ProtocolError,
+                format!("expected a header frame, got {other:?}"),
+            );
+            return reject(&mut reader, &mut tx, status).await;
+        }
+        Err(e) => return reject(&mut reader, &mut tx, error_status(&e)).await,
+    };
+    if draining {
+        let status = Status::new(StatusCode::Unavailable, "server is shutting down");
+        return reject(&mut reader, &mut tx, status).await;
+    }
+    let Some(handler) = ctx.registry.get(&header.method) else {
+        let status = Status::new(
+            StatusCode::UnknownMethod,
+            format!("unknown method {:?}", header.method),
+        );
+        return reject(&mut reader, &mut tx, status).await;
+    };
+    let deadline = (header.deadline_ms > 0)
+        .then(|| Instant::now() + std::time::Duration::from_millis(header.deadline_ms.into()));
+    tracing::trace!(id = header.request_id, method = %header.method, kind = ?header.kind, "call");
+
+    match (handler, header.kind.single_request()) {
+        (Handler::Unary(f), true) => serve_unary(&header, f, reader, tx, deadline).await,
+        (Handler::Streaming(f), _) => serve_streaming(&header, f, reader, tx, deadline).await,
+        (Handler::Unary(_), false) => {
+            let status = Status::new(
+                StatusCode::UnknownMethod,
+                format!(
+                    "{:?} is a unary method and cannot take a request stream",
+                    header.method
+                ),
+            );
+            reject(&mut reader, &mut tx, status).await
+        }
+    }
+}
+
+/// Answers with a status without running anything, and stops reading.
+async fn reject(reader: &mut FrameReader, tx: &mut SendHalf, status: Status) {
+    let code =
+        if status.code == StatusCode::ProtocolError || status.code == StatusCode::MessageTooLarge {
+            reset::PROTOCOL
+        } else {
+            reset::CANCELLED
+        };
+    let _ = write_status(tx, &status).await;
+    reader.stop(code);
+}
+
+fn error_status(e: &RpcError) -> Status {
+    match e {
+        RpcError::MessageTooLarge { .. } => Status::new(StatusCode::MessageTooLarge, e.to_string()),
+        RpcError::ProtocolError(_) => Status::new(StatusCode::ProtocolError, e.to_string()),
+        _ => Status::new(StatusCode::Internal, e.to_string()),
+    }
+}
+
+async fn write_status(tx: &mut SendHalf, status: &Status) -> Result<(), RpcError> {
+    let mut buf = BytesMut::with_capacity(FRAME_HEADER_LEN + 1 + status.message.len());
+    status.encode(&mut buf);
+    tx.send(buf.freeze()).await?;
+    tx.finish()
+}
+
+/// Reads the single request message of a unary or server-streaming call: `Message, End`.
+async fn read_single_request(reader: &mut FrameReader) -> Result<Bytes, RpcError> {
+    let msg = match reader.next_frame().await? {
+        Some(Frame::Message(m)) => m,
+        other => {
+            return Err(RpcError::ProtocolError(format!(
+                "expected one request message, got {other:?}"
+            )))
+        }
+    };
+    match reader.next_frame().await? {
+        Some(Frame::End) => Ok(msg),
+        other => Err(RpcError::ProtocolError(format!(
+            "expected end of request, got {other:?}"
+        ))),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into());
+    format!("handler panicked: {text}")
+}
+
+/// How a call ended before its handler finished.
+enum Interrupted {
+    /// The client reset its side: it no longer wants the answer.
+    Cancelled,
+    /// The client broke the framing rules mid-call.
+    Protocol(RpcError),
+    /// The deadline from the request header passed.
+    Deadline,
+}
+
+async fn serve_unary(
+    header: &RequestHeader,
+    f: Arc<super::handler::UnaryFn>,
+    mut reader: FrameReader,
+    mut tx: SendHalf,
+    deadline: Option<Instant>,
+) {
+    let request = match read_single_request(&mut reader).await {
+        Ok(m) => m,
+        Err(e) => return reject(&mut reader, &mut tx, error_status(&e)).await,
+    };
+    let handler = AssertUnwindSafe(f(Vec::from(request))).catch_unwind();
+    let mut handler = std::pin::pin!(handler);
+    let mut client_open = true;
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            result = &mut handler => break Ok(result),
+            closed = reader.closed(), if client_open => match closed {
+                Ok(()) => client_open = false,
+                Err(RpcError::ProtocolError(m)) => break Err(Interrupted::Protocol(RpcError::ProtocolError(m))),
+                Err(_) => break Err(Interrupted::Cancelled),
+            },
+            _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => break Err(Interrupted::Deadline),
+        }
+    };
+    let mut out = BytesMut::new();
+    let mut payload = None;
+    match outcome {
+        Ok(Ok(Ok(response))) => {
+            encode_frame_header(FrameType::Message, response.len(), &mut out);
+            if response.len() >= ZERO_COPY_THRESHOLD {
+                payload = Some(Bytes::from(response));
+            } else {
+                out.extend_from_slice(&response);
+            }
+        }
+        Ok(Ok(Err(e))) => {
+            return finish_with(
+                &mut reader,
+                &mut tx,
+                Status::new(StatusCode::HandlerError, e.to_string()),
+                client_open,
+            )
+            .await
+        }
+        Ok(Err(panic)) => {
+            let message = panic_message(&*panic);
+            tracing::warn!(method = %header.method, "{message}");
+            return finish_with(
+                &mut reader,
+                &mut tx,
+                Status::new(StatusCode::Internal, message),
+                client_open,
+            )
+            .await;
+        }
+        Err(Interrupted::Cancelled) => {
+            tracing::debug!(method = %header.method, "call cancelled by client");
+            return tx.reset(reset::CANCELLED);
+        }
+        Err(Interrupted::Protocol(e)) => {
+            return reject(&mut reader, &mut tx, error_status(&e)).await
+        }
+        Err(Interrupted::Deadline) => {
+            return finish_with(
+                &mut reader,
+                &mut tx,
+                Status::new(StatusCode::DeadlineExceeded, "deadline exceeded"),
+                client_open,
+            )
+            .await
+        }
+    }
+    let mut status = BytesMut::new();
+    Status::ok().encode(&mut status);
+    let sent = match payload {
+        None => {
+            out.extend_from_slice(&status);
+            tx.send(out.freeze()).await
+        }
+        Some(payload) => {
+            tx.send_vectored(&mut [out.freeze(), payload, status.freeze()])
+                .await
+        }
+    };
+    if sent.is_ok() && tx.finish().is_ok() && client_open {
+        let _ = reader.closed().await;
+    }
+}
+
+/// Sends a terminal status, then waits for the client to close its side.
+async fn finish_with(
+    reader: &mut FrameReader,
+    tx: &mut SendHalf,
+    status: Status,
+    client_open: bool,
+) {
+    if write_status(tx, &status).await.is_ok() && client_open {
+        let _ = reader.closed().await;
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(86400 * 365)
+}
+
+/// Feeds request messages to the handler's queue; resolves when the client
+/// closes its side (FIN, `Ok`) or abandons the call (reset, `Err`).
+async fn pump_requests(
+    reader: &mut FrameReader,
+    queue: mpsc::Sender<Vec<u8>>,
+    single: bool,
+) -> Result<(), Interrupted> {
+    let interrupted = |e: RpcError| match e {
+        e @ (RpcError::ProtocolError(_) | RpcError::MessageTooLarge { .. }) => {
+            Interrupted::Protocol(e)
+        }
+        _ => Interrupted::Cancelled,
+    };
+    if single {
+        let msg = read_single_request(reader).await.map_err(interrupted)?;
+        let _ = queue.send(Vec::from(msg)).await;
+    } else {
+        loop {
+            match reader.next_frame().await.map_err(interrupted)? {
+                // A handler that dropped its request stream no longer cares; keep draining.
+                Some(Frame::Message(m)) => {
+                    let _ = queue.send(Vec::from(m)).await;
+                }
+                Some(Frame::End) => break,
+                None => {
+                    return Err(Interrupted::Protocol(RpcError::ProtocolError(
+                        "request stream ended without an end frame".into(),
+                    )))
+                }
+                Some(other) => {
+                    return Err(Interrupted::Protocol(RpcError::ProtocolError(format!(
+                        "unexpected {other:?} in a request stream"
+                    ))))
+                }
+            }
+        }
+    }
+    drop(queue);
+    reader.closed().await.map_err(interrupted)
+}
+
+/// Runs the handler and writes its items. Returns the terminal status;
+/// frames not yet written are left in `out` so the status can share their write.
+async fn respond(
+    f: Arc<super::handler::StreamingFn>,
+    requests: RequestStream,
+    tx: &mut SendHalf,
+    out: &mut BytesMut,
+) -> Result<Status, RpcError> {
+    let items: ResponseItems = match AssertUnwindSafe(f(requests)).catch_unwind().await {
+        Ok(items) => items,
+        Err(panic) => return Ok(Status::new(StatusCode::Internal, panic_message(&*panic))),
+    };
+    let mut items = AssertUnwindSafe(items).catch_unwind();
+    loop {
+        let mut next = items.next().await;
+        loop {
+            match next {
+                None => return Ok(Status::ok()),
+                Some(Err(panic)) => {
+                    return Ok(Status::new(StatusCode::Internal, panic_message(&*panic)))
+                }
+                Some(Ok(Ok(msg))) => {
+                    encode_frame_header(FrameType::Message, msg.len(), out);
+                    if msg.len() >= ZERO_COPY_THRESHOLD {
+                        let head = out.split().freeze();
+                        tx.send_vectored(&mut [head, Bytes::from(msg)]).await?;
+                    } else {
+                        out.extend_from_slice(&msg);
+                    }
+                }
+                Some(Ok(Err(e))) => Frame::Error(e.to_string()).encode(out),
+            }
+            if out.len() >= WRITE_BATCH {
+                break;
+            }
+            // Gather whatever the handler has ready without waiting.
+            match items.next().now_or_never() {
+                Some(item) => next = item,
+                None => break,
+            }
+        }
+        if !out.is_empty() {
+            tx.send(out.split().freeze()).await?;
+        }
+    }
+}
+
+async fn serve_streaming(
+    header: &RequestHeader,
+    f: Arc<super::handler::StreamingFn>,
+    mut reader: FrameReader,
+    mut tx: SendHalf,
+    deadline: Option<Instant>,
+) {
+    let (queue, requests) = mpsc::channel(REQUEST_QUEUE);
+    let requests = RequestStream::new(requests);
+    let single = header.kind.single_request();
+    let mut out = BytesMut::new();
+    let outcome = {
+        let pump = pump_requests(&mut reader, queue, single);
+        let respond = respond(f, requests, &mut tx, &mut out);
+        let mut pump = std::pin::pin!(pump);
+        let mut respond = std::pin::pin!(respond);
+        let mut client_open = true;
+        loop {
+            tokio::select! {
+                biased;
+                status = &mut respond => break Ok((status, client_open)),
+                pumped = &mut pump, if client_open => match pumped {
+                    Ok(()) => client_open = false,
+                    Err(i) => break Err(i),
+                },
+                _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => break Err(Interrupted::Deadline),
+            }
+        }
+    };
+    let (status, client_open) = match outcome {
+        Ok((Ok(status), client_open)) => (status, client_open),
+        // Writing failed: the client stopped reading or the connection is gone.
+        Ok((Err(e), _)) => {
+            tracing::debug!(method = %header.method, "response stream aborted: {e}");
+            return tx.reset(reset::CANCELLED);
+        }
+        Err(Interrupted::Cancelled) => {
+            tracing::debug!(method = %header.method, "call cancelled by client");
+            return tx.reset(reset::CANCELLED);
+        }
+        Err(Interrupted::Protocol(e)) => {
+            out.clear();
+            return reject(&mut reader, &mut tx, error_status(&e)).await;
+        }
+        Err(Interrupted::Deadline) => (
+            Status::new(StatusCode::DeadlineExceeded, "deadline exceeded"),
+            true,
+        ),
+    };
+    if status.code == StatusCode::Internal {
+        tracing::warn!(method = %header.method, "{}", status.message);
+    }
+    status.encode(&mut out);
+    if tx.send(out.freeze()).await.is_ok() && tx.finish().is_ok() && client_open {
+        let _ = reader.closed().await;
+    }
+}

@@ -1,0 +1,214 @@
+//! [`RpcServer`]: registers handlers, binds a QUIC endpoint and serves calls.
+//!
+//! Lifecycle: `start` accepts connections, each served by its own task; each
+//! call (stream) runs in a task of its connection. Tasks live in `JoinSet`s,
+//! so dropping the `start` future (the guide's `tokio::select!` pattern)
+//! aborts every connection at once, while a [`ShutdownHandle`] stops
+//! gracefully: no new calls, in-flight calls finish within the drain timeout.
+
+mod call;
+mod handler;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::Stream;
+use s2n_quic::provider::endpoint_limits;
+use s2n_quic::Connection;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use handler::Registry;
+pub use handler::RequestStream;
+
+use crate::config::start_error;
+use crate::wire::{reset, FrameDecoder};
+use crate::{RpcConfig, RpcError};
+
+/// An RPC server. See the crate docs for an example.
+pub struct RpcServer {
+    /// The bound address, set by [`RpcServer::bind`] (port 0 is resolved to the real port).
+    pub socket_addr: Option<SocketAddr>,
+    config: RpcConfig,
+    registry: Arc<Registry>,
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+/// Requests a graceful shutdown of a running [`RpcServer`].
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    /// Stops accepting connections and calls; calls already running finish
+    /// (up to the drain timeout), then connections close and `start` returns.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// What every call on a connection needs.
+pub(crate) struct ConnContext {
+    registry: Arc<Registry>,
+    decoder: FrameDecoder,
+}
+
+impl RpcServer {
+    /// A server with no handlers yet.
+    pub fn new(config: RpcConfig) -> Self {
+        Self {
+            socket_addr: None,
+            config,
+            registry: Arc::default(),
+            shutdown: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// The configuration this server was created with.
+    pub fn config(&self) -> &RpcConfig {
+        &self.config
+    }
+
+    /// Registers a unary handler; registering the same name again replaces it.
+    pub async fn register<F, Fut>(&self, method: &str, handler: F)
+    where
+        F: Fn(Vec<u8>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static,
+    {
+        self.registry.insert(method, handler::unary(handler));
+    }
+
+    /// Registers a streaming handler: it receives the request messages as a
+    /// [`RequestStream`] and returns a stream of responses. It serves
+    /// bidirectional, server-streaming and client-streaming calls, and unary
+    /// calls too (one request in, the first response out).
+    pub async fn register_streaming<F, Fut, S>(&self, method: &str, handler: F)
+    where
+        F: Fn(RequestStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = S> + Send + 'static,
+        S: Stream<Item = Result<Vec<u8>, RpcError>> + Send + 'static,
+    {
+        self.registry.insert(method, handler::streaming(handler));
+    }
+
+    /// Creates the QUIC endpoint from the configuration's TLS material and
+    /// limits, and records the bound address in [`socket_addr`](Self::socket_addr).
+    pub fn bind(&mut self) -> Result<s2n_quic::Server, RpcError> {
+        let addr = self.config.parsed_bind_address()?;
+        let tls = crate::tls::server_tls(&self.config)?;
+        let limits = self.config.quic_limits()?;
+        let endpoint_limits = endpoint_limits::Default::builder()
+            .with_inflight_handshake_limit(self.config.max_inflight_handshakes())
+            .and_then(|b| b.build())
+            .map_err(|e| RpcError::ConfigError(e.to_string()))?;
+        let server = s2n_quic::Server::builder()
+            .with_tls(tls)
+            .map_err(|e| start_error(addr, e))?
+            .with_io(addr)
+            .map_err(|e| start_error(addr, e))?
+            .with_limits(limits)
+            .map_err(|e| start_error(addr, e))?
+            .with_endpoint_limits(endpoint_limits)
+            .map_err(|e| start_error(addr, e))?
+            .start()
+            .map_err(|e| start_error(addr, e))?;
+        self.socket_addr = Some(server.local_addr()?);
+        Ok(server)
+    }
+
+    /// A handle that can stop [`start`](Self::start) gracefully from another task.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
+    }
+
+    /// Serves connections until the endpoint stops delivering them or a
+    /// graceful shutdown completes.
+    pub async fn start(&mut self, mut server: s2n_quic::Server) -> Result<(), RpcError> {
+        let ctx = Arc::new(ConnContext {
+            registry: self.registry.clone(),
+            decoder: FrameDecoder::new(
+                self.config.max_message_size(),
+                self.config.max_header_size(),
+            ),
+        });
+        let connection_slots = Arc::new(Semaphore::new(self.config.max_connections()));
+        let keep_alive = self.config.keep_alive_interval().is_some();
+        let mut shutdown = self.shutdown.subscribe();
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = server.accept() => {
+                    let Some(mut connection) = accepted else { break };
+                    let Ok(slot) = connection_slots.clone().try_acquire_owned() else {
+                        tracing::warn!("connection limit reached; refusing {:?}", connection.remote_addr());
+                        connection.close(reset::SHUTDOWN.into());
+                        continue;
+                    };
+                    if keep_alive {
+                        let _ = connection.keep_alive(true);
+                    }
+                    let ctx = ctx.clone();
+                    let shutdown = self.shutdown.subscribe();
+                    connections.spawn(async move {
+                        serve_connection(connection, ctx, shutdown).await;
+                        drop(slot);
+                    });
+                }
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.config.drain_timeout(), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain timeout passed; aborting remaining connections");
+            connections.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// [`start`](Self::start), shutting down gracefully when `signal` completes.
+    pub async fn start_with_shutdown(
+        &mut self,
+        server: s2n_quic::Server,
+        signal: impl Future<Output = ()>,
+    ) -> Result<(), RpcError> {
+        let handle = self.shutdown_handle();
+        let trigger = async move {
+            signal.await;
+            handle.shutdown();
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            result = self.start(server) => result,
+            _ = trigger => unreachable!("the trigger never completes"),
+        }
+    }
+}
+
+async fn serve_connection(
+    mut connection: Connection,
+    ctx: Arc<ConnContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut calls = JoinSet::new();
+    let mut draining = *shutdown.borrow();
+    while !(draining && calls.is_empty()) {
+        tokio::select! {
+            accepted = connection.accept_bidirectional_stream() => match accepted {
+                Ok(Some(stream)) => {
+                    calls.spawn(call::serve_call(stream, ctx.clone(), draining));
+                }
+                Ok(None) | Err(_) => break,
+            },
+            _ = shutdown.wait_for(|stop| *stop), if !draining => draining = true,
+            Some(_) = calls.join_next(), if !calls.is_empty() => {}
+        }
+    }
+    if draining {
+        connection.close(reset::SHUTDOWN.into());
+    }
+    while calls.join_next().await.is_some() {}
+}

@@ -1,0 +1,84 @@
+//! TLS providers for s2n-quic built from an [`RpcConfig`].
+//!
+//! Both ends start from an *empty* trust store: a client trusts only the
+//! certificate it was configured with, a server that requires client
+//! certificates trusts only the configured client CA. The operating
+//! system's store is never loaded (which also keeps connection set-up fast).
+
+use s2n_quic::provider::tls::default as s2n_tls;
+
+use crate::config::read_pem;
+use crate::wire::ALPN;
+use crate::{RpcConfig, RpcError};
+
+fn tls_err(what: &str) -> impl Fn(s2n_tls::error::Error) -> RpcError + '_ {
+    move |e| RpcError::TlsError(format!("{what}: {e}"))
+}
+
+/// The server side: its certificate chain and key, optionally requiring client certificates.
+pub(crate) fn server_tls(config: &RpcConfig) -> Result<s2n_tls::Server, RpcError> {
+    let cert = read_pem(config.cert_path(), "certificate")?;
+    let key_path = config.key_path().ok_or_else(|| {
+        RpcError::ConfigError("a server needs a private key: RpcConfig::with_key_path".into())
+    })?;
+    let key = read_pem(key_path, "private key")?;
+    let mut builder = s2n_tls::Server::builder();
+    builder
+        .config_mut()
+        .with_system_certs(false)
+        .map_err(tls_err("configure trust store"))?;
+    let mut builder = builder
+        .with_application_protocols([ALPN])
+        .map_err(tls_err("set ALPN"))?
+        .with_certificate(cert, key)
+        .map_err(tls_err("load server certificate/key"))?;
+    if let Some(ca) = config.client_ca_path() {
+        let ca = read_pem(ca, "client CA")?;
+        builder = builder
+            .with_empty_trust_store()
+            .map_err(tls_err("clear trust store"))?
+            .with_trusted_certificate(ca)
+            .map_err(tls_err("load client CA"))?
+            .with_client_authentication()
+            .map_err(tls_err("require client certificates"))?
+            .with_verify_host_name_callback(AnyClientName)
+            .map_err(tls_err("set client name policy"))?;
+    }
+    builder.build().map_err(tls_err("build server TLS"))
+}
+
+/// Client certificates are authenticated by their chain to the client CA;
+/// s2n-tls would otherwise also match their names against a server name,
+/// which servers do not have.
+struct AnyClientName;
+
+impl s2n_tls::callbacks::VerifyHostNameCallback for AnyClientName {
+    fn verify_host_name(&self, _host_name: &str) -> bool {
+        true
+    }
+}
+
+/// The client side: trusts only `cert_path`; presents a client identity if configured.
+pub(crate) fn client_tls(config: &RpcConfig) -> Result<s2n_tls::Client, RpcError> {
+    let ca = read_pem(config.cert_path(), "trusted certificate")?;
+    let mut builder = s2n_tls::Client::builder();
+    builder
+        .config_mut()
+        .with_system_certs(false)
+        .map_err(tls_err("configure trust store"))?;
+    let mut builder = builder
+        .with_application_protocols([ALPN])
+        .map_err(tls_err("set ALPN"))?
+        .with_empty_trust_store()
+        .map_err(tls_err("clear trust store"))?
+        .with_certificate(ca)
+        .map_err(tls_err("load trusted certificate"))?;
+    if let Some((cert, key)) = config.client_identity() {
+        let cert = read_pem(cert, "client certificate")?;
+        let key = read_pem(key, "client key")?;
+        builder = builder
+            .with_client_identity(cert, key)
+            .map_err(tls_err("load client identity"))?;
+    }
+    builder.build().map_err(tls_err("build client TLS"))
+}

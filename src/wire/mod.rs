@@ -1,0 +1,36 @@
+//! The rpcnet wire format: pure encode/decode, no IO.
+//!
+//! Every call is one QUIC bidirectional stream. Each direction carries a
+//! sequence of frames, `[type: u8][length: u32 big-endian][payload]`.
+//! `docs/PROTOCOL.md` is the normative description; this module is its
+//! implementation and is fuzzed (`fuzz/`) and property-tested.
+//!
+//! The decoder never allocates more than the declared, already
+//! limit-checked frame length, so a peer cannot make us reserve memory by
+//! announcing a huge length.
+
+mod frame;
+mod header;
+mod status;
+
+pub use frame::{
+    encode_frame_header, Frame, FrameDecoder, FrameError, FrameType, FRAME_HEADER_LEN,
+};
+pub use header::{CallKind, Metadata, RequestHeader, MAX_METHOD_LEN};
+pub use status::{Status, StatusCode};
+
+/// The ALPN protocol identifier; the version is negotiated in the TLS handshake.
+pub const ALPN: &[u8] = b"rpcnet/1";
+
+/// QUIC application error codes used to reset streams and close connections.
+pub mod reset {
+    /// The call was abandoned by its sender (client dropped the call, or the
+    /// server cancelled a handler because its deadline passed).
+    pub const CANCELLED: u32 = 0x1;
+    /// The peer violated the framing rules.
+    pub const PROTOCOL: u32 = 0x2;
+    /// The server is shutting down and did not take the call.
+    pub const SHUTDOWN: u32 = 0x3;
+    /// An internal failure (for example a handler panic while streaming).
+    pub const INTERNAL: u32 = 0x4;
+}

@@ -1,0 +1,376 @@
+//! Every call mode, concurrency, empty and large messages, remote errors.
+
+use std::sync::Arc;
+
+use async_stream::stream;
+use futures::{stream, StreamExt};
+use rpcnet::{RpcClient, RpcError, RpcServer};
+
+use crate::support::*;
+
+async fn echo_server() -> TestServer {
+    let server = RpcServer::new(server_config());
+    server.register("echo", |p| async move { Ok(p) }).await;
+    server
+        .register("fail", |_| async move {
+            Err(RpcError::ConfigError("the handler says no".into()))
+        })
+        .await;
+    server
+        .register("panic", |_| async move { panic!("handler exploded") })
+        .await;
+    server
+        .register_streaming("echo_stream", |mut reqs| async move {
+            stream! {
+                while let Some(payload) = reqs.next().await {
+                    yield Ok(payload);
+                }
+            }
+        })
+        .await;
+    server
+        .register_streaming("count", |mut reqs| async move {
+            stream! {
+                let n: u32 = reqs.next().await.map(|b| u32::from_be_bytes(b[..4].try_into().unwrap())).unwrap_or(0);
+                for i in 0..n {
+                    yield Ok(i.to_be_bytes().to_vec());
+                }
+            }
+        })
+        .await;
+    server
+        .register_streaming("sum", |mut reqs| async move {
+            stream! {
+                let (mut total, mut count) = (0u64, 0u64);
+                while let Some(chunk) = reqs.next().await {
+                    total += chunk.iter().map(|&b| b as u64).sum::<u64>();
+                    count += 1;
+                }
+                yield Ok(format!("{count}:{total}").into_bytes());
+            }
+        })
+        .await;
+    server
+        .register_streaming("mixed", |_reqs| async move {
+            stream! {
+                yield Ok(b"one".to_vec());
+                yield Err(RpcError::ConfigError("item two failed".into()));
+                yield Ok(b"three".to_vec());
+            }
+        })
+        .await;
+    server
+        .register_streaming("panic_stream", |_reqs| async move {
+            stream! {
+                yield Ok(b"before".to_vec());
+                panic!("stream exploded");
+            }
+        })
+        .await;
+    spawn(server)
+}
+
+#[tokio::test]
+async fn unary_call_round_trips() {
+    let server = echo_server().await;
+    let client = server.client().await;
+    assert_eq!(
+        client.call("echo", b"hello".to_vec()).await.unwrap(),
+        b"hello"
+    );
+    assert_eq!(client.call("echo", vec![]).await.unwrap(), Vec::<u8>::new());
+}
+
+#[tokio::test]
+async fn request_ids_increase_per_call() {
+    let server = echo_server().await;
+    let client = server.client().await;
+    let first = client.next_id();
+    client.call("echo", vec![]).await.unwrap();
+    client.call("echo", vec![]).await.unwrap();
+    assert_eq!(client.next_id(), first + 2);
+}
+
+#[tokio::test]
+async fn bidirectional_stream_echoes_every_message_including_empty_ones() {
+    let server = echo_server().await;
+    let client = server.client().await;
+    let sent = vec![b"a".to_vec(), vec![], b"ccc".to_vec(), vec![], vec![]];
+    let responses = client
+        .call_streaming("echo_stream", stream::iter(sent.clone()))
+        .await
+        .unwrap();
+    let got: Vec<Vec<u8>> = responses.map(|r| r.unwrap()).collect().await;
+    assert_eq!(got, sent);
+}
+
+#[tokio::test]
+async fn bidirectional_directions_are_independent() {
+    // The client sends request n+1 only after receiving response n: this
+    // deadlocks unless responses flow while the request stream is open.
+    let server = echo_server().await;
+    let client = server.client().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    tx.send(b"0".to_vec()).await.unwrap();
+    let mut responses = client
+        .call_streaming(
+            "echo_stream",
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )
+        .await
+        .unwrap();
+    for i in 1..=50u32 {
+        let got = promptly("echo", responses.next()).await.unwrap().unwrap();
+        assert_eq!(got, (i - 1).to_string().into_bytes());
+        tx.send(i.to_string().into_bytes()).await.unwrap();
+    }
+    drop(tx);
+    let rest: Vec<_> = responses.collect().await;
+    assert_eq!(rest.len(), 1);
+}
+
+#[tokio::test]
+async fn server_streaming_yields_all_items_in_order() {
+    let server = echo_server().await;
+    let client = server.client().await;
+    let responses = client
+        .call_server_streaming("count", 1000u32.to_be_bytes().to_vec())
+        .await
+        .unwrap();
+    let got: Vec<u32> = responses
+        .map(|r| u32::from_be_bytes(r.unwrap()[..].try_into().unwrap()))
+        .collect()
+        .await;
+    assert_eq!(got, (0..1000).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn client_streaming_aggregates_uploads_including_empty_ones() {
+    let server = echo_server().await;
+    let client = server.client().await;
+    let uploads = vec![vec![1u8; 10], vec![], vec![2u8; 5], vec![]];
+    let digest = client
+        .call_client_streaming("sum", stream::iter(uploads))
+        .await
+        .unwrap();
+    assert_eq!(digest, b"4:20");
+    let none = client
+        .call_client_streaming("sum", stream::iter(Vec::<Vec<u8>>::new()))
+        .await
+        .unwrap();
+    assert_eq!(none, b"0:0");
+}
+
+#[tokio::test]
+async fn thousand_concurrent_calls_share_one_connection() {
+    let server = echo_server().await;
+    let client = Arc::new(server.client().await);
+    let calls = (0..1000u32).map(|i| {
+        let client = client.clone();
+        async move { (i, client.call("echo", i.to_be_bytes().to_vec()).await) }
+    });
+    let results = futures::future::join_all(calls).await;
+    for (i, result) in results {
+        assert_eq!(result.unwrap(), i.to_be_bytes().to_vec());
+    }
+}
+
+#[tokio::test]
+async fn unknown_method_is_a_typed_error_in_every_mode() {
+    let server = echo_server().await;
+    let client = server.client().await;
+    let err = client.call("nope", vec![]).await.unwrap_err();
+    assert!(
+        matches!(&err, RpcError::UnknownMethod(m) if m == "nope"),
+        "{err:?}"
+    );
+
+    let mut s = client
+        .call_streaming("nope", stream::iter(vec![vec![1u8]]))
+        .await
+        .unwrap();
+    let err = promptly("streaming error", s.next())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, RpcError::UnknownMethod(_)), "{err:?}");
+    assert!(s.next().await.is_none());
+
+    // A request stream that never ends still gets the answer at once.
+    let mut s = client
+        .call_streaming("nope", stream::pending::<Vec<u8>>())
+        .await
+        .unwrap();
+    let err = promptly("streaming error", s.next())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, RpcError::UnknownMethod(_)), "{err:?}");
+
+    let mut s = client.call_server_streaming("nope", vec![]).await.unwrap();
+    assert!(matches!(
+        s.next().await.unwrap(),
+        Err(RpcError::UnknownMethod(_))
+    ));
+    let err = client
+        .call_client_streaming("nope", stream::iter(vec![vec![]]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RpcError::UnknownMethod(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn handler_error_text_reaches_the_client() {
+    let server = echo_server().await;
+    let client = server.client().await;
+    let err = client.call("fail", vec![]).await.unwrap_err();
+    assert!(
+        matches!(&err, RpcError::RemoteError(m) if m.contains("the handler says no")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn stream_error_items_arrive_as_errors_not_data() {
+    let server = echo_server().await;
+    let client = server.client().await;
+    let items: Vec<_> = client
+        .call_server_streaming("mixed", vec![])
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0].as_ref().unwrap(), b"one");
+    assert!(matches!(&items[1], Err(RpcError::RemoteError(m)) if m.contains("item two failed")));
+    assert_eq!(items[2].as_ref().unwrap(), b"three");
+}
+
+#[tokio::test]
+async fn handler_panic_gives_a_prompt_error_and_the_server_keeps_serving() {
+    let server = echo_server().await;
+    let client = server.client().await;
+    let err = promptly("panic error", client.call("panic", vec![]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RpcError::RemoteError(m) if m.contains("handler exploded")),
+        "{err:?}"
+    );
+
+    let items: Vec<_> = client
+        .call_server_streaming("panic_stream", vec![])
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(items[0].as_ref().unwrap(), b"before");
+    assert!(matches!(&items[1], Err(RpcError::RemoteError(m)) if m.contains("stream exploded")));
+
+    assert_eq!(
+        client.call("echo", b"still here".to_vec()).await.unwrap(),
+        b"still here"
+    );
+}
+
+#[tokio::test]
+async fn reregistering_a_method_replaces_the_handler() {
+    let server = RpcServer::new(server_config());
+    server
+        .register("v", |_| async move { Ok(b"1".to_vec()) })
+        .await;
+    server
+        .register("v", |_| async move { Ok(b"2".to_vec()) })
+        .await;
+    let server = spawn(server);
+    assert_eq!(server.client().await.call("v", vec![]).await.unwrap(), b"2");
+}
+
+#[tokio::test]
+async fn sixty_four_mib_message_with_a_raised_limit() {
+    const LIMIT: usize = 65 * 1024 * 1024;
+    let server = RpcServer::new(server_config().with_max_message_size(LIMIT));
+    server
+        .register("len", |p| async move {
+            Ok((p.len() as u64).to_be_bytes().to_vec())
+        })
+        .await;
+    server.register("echo", |p| async move { Ok(p) }).await;
+    let server = spawn(server);
+    let client = RpcClient::connect(server.addr, client_config().with_max_message_size(LIMIT))
+        .await
+        .unwrap();
+    let big: Vec<u8> = (0..64 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let len = client.call("len", big.clone()).await.unwrap();
+    assert_eq!(
+        u64::from_be_bytes(len[..].try_into().unwrap()),
+        big.len() as u64
+    );
+    let back = client.call("echo", big.clone()).await.unwrap();
+    assert!(back == big, "64 MiB echo differs");
+}
+
+#[tokio::test]
+async fn messages_above_the_limit_are_refused_with_a_clear_error() {
+    const LIMIT: usize = 1024 * 1024;
+    let server = RpcServer::new(server_config().with_max_message_size(LIMIT));
+    server.register("echo", |p| async move { Ok(p) }).await;
+    let server = spawn(server);
+
+    // Caught by the client before sending.
+    let strict = RpcClient::connect(server.addr, client_config().with_max_message_size(LIMIT))
+        .await
+        .unwrap();
+    let err = strict.call("echo", vec![0; LIMIT + 1]).await.unwrap_err();
+    assert!(
+        matches!(err, RpcError::MessageTooLarge { size, limit } if size == LIMIT + 1 && limit == LIMIT),
+        "{err:?}"
+    );
+
+    // A client with a larger limit sends it; the server refuses it by its own limit.
+    let lax = RpcClient::connect(
+        server.addr,
+        client_config().with_max_message_size(4 * LIMIT),
+    )
+    .await
+    .unwrap();
+    let err = lax.call("echo", vec![0; LIMIT + 1]).await.unwrap_err();
+    assert!(
+        matches!(&err, RpcError::ProtocolError(m) if m.contains("max_message_size")),
+        "{err:?}"
+    );
+    let mut s = lax
+        .call_streaming("echo", stream::iter(vec![vec![0; 2 * LIMIT]]))
+        .await
+        .unwrap();
+    assert!(s.next().await.unwrap().is_err());
+
+    // Exactly at the limit is fine, and the server is unaffected.
+    assert_eq!(lax.call("echo", vec![7; LIMIT]).await.unwrap().len(), LIMIT);
+
+    // A response above the client's limit is refused by the client.
+    let tiny = RpcClient::connect(server.addr, client_config().with_max_message_size(16))
+        .await
+        .unwrap();
+    let err = tiny.call("echo", vec![1; 16]).await;
+    assert!(err.is_ok());
+    let server2 = RpcServer::new(server_config());
+    server2
+        .register("big", |_| async move { Ok(vec![0; 100]) })
+        .await;
+    let server2 = spawn(server2);
+    let tiny = RpcClient::connect(server2.addr, client_config().with_max_message_size(16))
+        .await
+        .unwrap();
+    let err = tiny.call("big", vec![]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RpcError::MessageTooLarge {
+                size: 100,
+                limit: 16
+            }
+        ),
+        "{err:?}"
+    );
+}

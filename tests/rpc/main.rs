@@ -1,0 +1,7 @@
+//! Integration tests over real QUIC on loopback.
+
+mod abuse;
+mod calls;
+mod lifecycle;
+mod support;
+mod tls;
