@@ -6,6 +6,7 @@
 
 mod streaming;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,10 @@ use s2n_quic::client::Connect;
 use s2n_quic::connection::Handle;
 
 pub use streaming::ResponseStream;
+
+/// Unary payloads smaller than this are copied into the request buffer;
+/// larger ones are sent as their own buffer.
+const INLINE_PAYLOAD: usize = 4096;
 
 use crate::config::start_error;
 use crate::io::{FrameReader, SendHalf};
@@ -104,47 +109,63 @@ impl RpcClient {
 
     /// Calls a unary method, waiting at most the configured default timeout
     /// ([`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT) unless changed).
-    pub async fn call(&self, method: &str, params: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+    ///
+    /// The returned future owns what it needs (it does not borrow the
+    /// client), so it can be spawned or joined freely.
+    pub fn call(
+        &self,
+        method: &str,
+        params: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static {
         self.call_with_timeout(method, params, self.inner.default_timeout)
-            .await
     }
 
     /// Calls a unary method with its own timeout. The server is told the
     /// deadline and cancels the handler when it passes.
-    pub async fn call_with_timeout(
+    pub fn call_with_timeout(
         &self,
         method: &str,
         params: Vec<u8>,
         timeout: Duration,
-    ) -> Result<Vec<u8>, RpcError> {
+    ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static {
         self.call_with_metadata(method, params, Metadata::new(), timeout)
-            .await
     }
 
     /// Calls a unary method with request metadata (trace context, tokens, ...).
-    pub async fn call_with_metadata(
+    pub fn call_with_metadata(
         &self,
         method: &str,
         params: Vec<u8>,
         metadata: Metadata,
         timeout: Duration,
-    ) -> Result<Vec<u8>, RpcError> {
-        self.check_size(&params)?;
-        let header = self.header(method, CallKind::Unary, metadata, Some(timeout))?;
-        match tokio::time::timeout(timeout, self.unary(header, params)).await {
-            Ok(result) => result,
-            Err(_) => Err(RpcError::Timeout),
+    ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static {
+        let prepared = self
+            .check_size(&params)
+            .and_then(|()| self.header(method, CallKind::Unary, metadata, Some(timeout)));
+        let this = self.clone();
+        async move {
+            let header = prepared?;
+            match tokio::time::timeout(timeout, this.unary(header, params)).await {
+                Ok(result) => result,
+                Err(_) => Err(RpcError::Timeout),
+            }
         }
     }
 
     async fn unary(&self, header: RequestHeader, params: Vec<u8>) -> Result<Vec<u8>, RpcError> {
         let (mut reader, mut tx) = self.open().await?;
         let mut head = BytesMut::with_capacity(
-            2 * crate::wire::FRAME_HEADER_LEN + header.encoded_len() + 64.min(params.len()) + 5,
+            3 * crate::wire::FRAME_HEADER_LEN
+                + header.encoded_len()
+                + if params.len() < INLINE_PAYLOAD {
+                    params.len()
+                } else {
+                    0
+                },
         );
-        Frame::Header(header.clone()).encode(&mut head);
+        header.encode_frame(&mut head);
         encode_frame_header(FrameType::Message, params.len(), &mut head);
-        if params.len() < 4096 {
+        if params.len() < INLINE_PAYLOAD {
             head.extend_from_slice(&params);
             encode_frame_header(FrameType::End, 0, &mut head);
             tx.send(head.freeze()).await?;
@@ -231,7 +252,7 @@ impl RpcClient {
         let header = self.header(method, CallKind::ServerStreaming, Metadata::new(), None)?;
         let (reader, mut tx) = self.open().await?;
         let mut out = BytesMut::new();
-        Frame::Header(header.clone()).encode(&mut out);
+        header.encode_frame(&mut out);
         Frame::Message(Bytes::from(request)).encode(&mut out);
         Frame::End.encode(&mut out);
         tx.send(out.freeze()).await?;

@@ -178,7 +178,7 @@ where
 {
     let mut requests = std::pin::pin!(requests);
     let mut out = BytesMut::new();
-    Frame::Header(header).encode(&mut out);
+    header.encode_frame(&mut out);
     tx.send(out.split().freeze()).await?;
     let mut ended = false;
     while !ended {

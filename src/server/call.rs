@@ -123,6 +123,15 @@ async fn read_single_request(reader: &mut FrameReader) -> Result<Bytes, RpcError
     }
 }
 
+/// The text sent for a handler's `Err`: a `RemoteError` passes its message
+/// through unchanged (so errors relayed across hops do not pile up prefixes).
+fn handler_error_text(e: RpcError) -> String {
+    match e {
+        RpcError::RemoteError(message) => message,
+        other => other.to_string(),
+    }
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
         .downcast_ref::<&str>()
@@ -183,7 +192,7 @@ async fn serve_unary(
             return finish_with(
                 &mut reader,
                 &mut tx,
-                Status::new(StatusCode::HandlerError, e.to_string()),
+                Status::new(StatusCode::HandlerError, handler_error_text(e)),
                 client_open,
             )
             .await
@@ -320,7 +329,7 @@ async fn respond(
                         out.extend_from_slice(&msg);
                     }
                 }
-                Some(Ok(Err(e))) => Frame::Error(e.to_string()).encode(out),
+                Some(Ok(Err(e))) => Frame::Error(handler_error_text(e)).encode(out),
             }
             if out.len() >= WRITE_BATCH {
                 break;

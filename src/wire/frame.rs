@@ -139,7 +139,6 @@ impl FrameDecoder {
             FrameType::Header => Frame::Header(RequestHeader::decode(payload)?),
             FrameType::Status => Frame::Status(Status::decode(payload)?),
             FrameType::Error => Frame::Error(decode_text(FrameType::Error, payload)?),
-            FrameType::End if len != 0 => return Err(FrameError::UnexpectedPayload(kind)),
             FrameType::End => Frame::End,
             FrameType::Message => {
                 buf.advance(FRAME_HEADER_LEN);
@@ -162,6 +161,7 @@ impl FrameDecoder {
                 size,
                 limit: self.max_header_size,
             }),
+            FrameType::End if size != 0 => Err(FrameError::UnexpectedPayload(kind)),
             FrameType::Status | FrameType::Error if size > MAX_STATUS_LEN => {
                 Err(FrameError::StatusTooLarge {
                     size,
@@ -191,12 +191,7 @@ impl Frame {
     /// Appends the encoded frame to `dst`.
     pub fn encode(&self, dst: &mut BytesMut) {
         match self {
-            Frame::Header(h) => {
-                let len = h.encoded_len();
-                dst.reserve(FRAME_HEADER_LEN + len);
-                encode_frame_header(FrameType::Header, len, dst);
-                h.encode(dst);
-            }
+            Frame::Header(h) => h.encode_frame(dst),
             Frame::Message(m) => {
                 dst.reserve(FRAME_HEADER_LEN + m.len());
                 encode_frame_header(FrameType::Message, m.len(), dst);

@@ -104,6 +104,14 @@ impl RequestHeader {
                 .sum::<usize>()
     }
 
+    /// Appends the whole frame (frame header and payload).
+    pub fn encode_frame(&self, dst: &mut BytesMut) {
+        let len = self.encoded_len();
+        dst.reserve(super::FRAME_HEADER_LEN + len);
+        super::encode_frame_header(FrameType::Header, len, dst);
+        self.encode(dst);
+    }
+
     /// Appends the payload. Callers validate lengths with [`RequestHeader::validate`].
     pub fn encode(&self, dst: &mut BytesMut) {
         dst.put_u64(self.request_id);

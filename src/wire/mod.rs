@@ -11,6 +11,8 @@
 
 mod frame;
 mod header;
+#[cfg(test)]
+mod proptests;
 mod status;
 
 pub use frame::{
