@@ -1,0 +1,219 @@
+//! Side-by-side benchmarks: rpcnet against tonic (TLS and plaintext) and a
+//! blocking UDP ping-pong floor, servers in separate processes on loopback,
+//! one connection/channel per client, the same closed-loop load generator
+//! and the same raw `Vec<u8>` payloads for every system.
+//!
+//! ```text
+//! cargo run --release -p rpcnet-bench            # full run (~5 min), writes docs/BENCHMARKS.md
+//! cargo run --release -p rpcnet-bench -- --quick # quick run (< 2 min)
+//! ```
+
+mod load;
+mod report;
+mod systems;
+mod udp;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use report::{Report, Row};
+use systems::{Client, System};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("serve") => serve(System::parse(&args[2]).expect("system name")),
+        Some("udp-echo") => {
+            exit_when_parent_goes();
+            udp::echo_server(|addr| announce(addr));
+        }
+        _ => {
+            let quick = args.iter().any(|a| a == "--quick");
+            let out = args
+                .iter()
+                .position(|a| a == "--out")
+                .and_then(|i| args.get(i + 1).cloned())
+                .unwrap_or_else(|| {
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md").to_string()
+                });
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let report = runtime.block_on(run(quick));
+            let text = report.markdown(quick);
+            println!("{text}");
+            std::fs::write(&out, &text).expect("write report");
+            eprintln!("written to {out}");
+        }
+    }
+}
+
+fn announce(addr: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "READY {addr}").unwrap();
+    out.flush().unwrap();
+}
+
+/// The orchestrator holds our stdin; when it exits, so do we.
+fn exit_when_parent_goes() {
+    std::thread::spawn(|| {
+        let mut sink = String::new();
+        while std::io::stdin()
+            .read_line(&mut sink)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {}
+        std::process::exit(0);
+    });
+}
+
+fn serve(system: System) {
+    exit_when_parent_goes();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(systems::serve(
+        system,
+        "127.0.0.1:0".parse().unwrap(),
+        announce,
+    ));
+}
+
+/// A server process and the address it announced.
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerProcess {
+    fn spawn(args: &[&str]) -> ServerProcess {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn server process");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("READY ")
+            .expect("READY line")
+            .parse()
+            .unwrap();
+        ServerProcess { child, addr }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Plan {
+    repeats: usize,
+    unary_duration: Duration,
+    stream_messages: u32,
+    connects: usize,
+    udp_round_trips: usize,
+}
+
+async fn run(quick: bool) -> Report {
+    let plan = if quick {
+        Plan {
+            repeats: 3,
+            unary_duration: Duration::from_millis(400),
+            stream_messages: 100_000,
+            connects: 15,
+            udp_round_trips: 5_000,
+        }
+    } else {
+        Plan {
+            repeats: 3,
+            unary_duration: Duration::from_secs(2),
+            stream_messages: 100_000,
+            connects: 50,
+            udp_round_trips: 20_000,
+        }
+    };
+    let servers: Vec<(System, ServerProcess)> = System::ALL
+        .into_iter()
+        .map(|s| (s, ServerProcess::spawn(&["serve", s.name()])))
+        .collect();
+    let mut clients = Vec::new();
+    for (system, server) in &servers {
+        clients.push((*system, Client::connect(*system, server.addr).await));
+    }
+    let mut report = Report::default();
+
+    for size in [16usize, 1024] {
+        for concurrency in [1usize, 16, 64, 256] {
+            let label = format!(
+                "unary {} c={concurrency}",
+                if size == 16 { "16 B" } else { "1 KiB" }
+            );
+            let mut rate = Row::new(format!("{label}: calls/s"), "calls/s");
+            let mut p50 = Row::new(format!("{label}: p50"), "µs");
+            let mut p99 = Row::new(format!("{label}: p99"), "µs");
+            for _ in 0..plan.repeats {
+                for (system, client) in &clients {
+                    let r = load::unary(client, size, concurrency, plan.unary_duration).await;
+                    rate.add(*system, r.calls_per_sec);
+                    p50.add(*system, r.p50_us);
+                    p99.add(*system, r.p99_us);
+                }
+            }
+            eprintln!("{}", rate.summary());
+            report.rows.extend([rate, p50, p99]);
+        }
+    }
+
+    let n = plan.stream_messages;
+    let mut down = Row::new(format!("server streaming {n} × 1 KiB: messages/s"), "msg/s");
+    let mut down_mb = Row::new(format!("server streaming {n} × 1 KiB: MB/s"), "MB/s");
+    let mut up = Row::new(format!("client streaming {n} × 1 KiB: messages/s"), "msg/s");
+    let mut up_mb = Row::new(format!("client streaming {n} × 1 KiB: MB/s"), "MB/s");
+    for _ in 0..plan.repeats {
+        for (system, client) in &clients {
+            let rate = load::server_stream(client, n, 1024).await;
+            down.add(*system, rate);
+            down_mb.add(*system, rate * 1024.0 / 1e6);
+            let rate = load::client_stream(client, n, 1024).await;
+            up.add(*system, rate);
+            up_mb.add(*system, rate * 1024.0 / 1e6);
+        }
+    }
+    eprintln!("{}\n{}", down.summary(), up.summary());
+    report.rows.extend([down, down_mb, up, up_mb]);
+
+    let mut connect = Row::new("connect + first call: p50".to_string(), "µs");
+    for _ in 0..plan.repeats {
+        for (system, server) in &servers {
+            connect.add(
+                *system,
+                load::connect_p50(*system, server.addr, plan.connects).await,
+            );
+        }
+    }
+    eprintln!("{}", connect.summary());
+    report.rows.push(connect);
+
+    drop(clients);
+    drop(servers);
+    let udp = ServerProcess::spawn(&["udp-echo"]);
+    let mut floors = Vec::new();
+    for _ in 0..plan.repeats {
+        let addr = udp.addr;
+        let n = plan.udp_round_trips;
+        floors.push(
+            tokio::task::spawn_blocking(move || udp::ping_pong_p50(addr, n))
+                .await
+                .unwrap(),
+        );
+    }
+    report.udp_p50_us = report::median(&mut floors);
+    eprintln!("UDP ping-pong p50: {:.1} µs", report.udp_p50_us);
+    report
+}

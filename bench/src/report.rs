@@ -1,0 +1,178 @@
+//! Medians, the comparison table and the targets.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::systems::System;
+
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    percentile(values, 0.5)
+}
+
+/// One figure for every system, repeated; reported as the median.
+pub struct Row {
+    pub name: String,
+    pub unit: &'static str,
+    samples: BTreeMap<&'static str, Vec<f64>>,
+}
+
+impl Row {
+    pub fn new(name: String, unit: &'static str) -> Row {
+        Row {
+            name,
+            unit,
+            samples: BTreeMap::new(),
+        }
+    }
+
+    pub fn add(&mut self, system: System, value: f64) {
+        self.samples.entry(system.name()).or_default().push(value);
+    }
+
+    pub fn median(&self, system: System) -> f64 {
+        let mut v = self.samples.get(system.name()).cloned().unwrap_or_default();
+        median(&mut v)
+    }
+
+    pub fn ratio(&self) -> f64 {
+        self.median(System::Rpcnet) / self.median(System::TonicTls)
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = format!("{:<44}", self.name);
+        for system in System::ALL {
+            let _ = write!(s, " {}={}", system.name(), fmt(self.median(system)));
+        }
+        let _ = write!(s, "  ratio={:.2}", self.ratio());
+        s
+    }
+}
+
+fn fmt(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.0}", v)
+    } else {
+        format!("{:.1}", v)
+    }
+}
+
+#[derive(Default)]
+pub struct Report {
+    pub rows: Vec<Row>,
+    pub udp_p50_us: f64,
+}
+
+impl Report {
+    fn row(&self, name: &str) -> &Row {
+        self.rows
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("row {name}"))
+    }
+
+    pub fn markdown(&self, quick: bool) -> String {
+        let mut md = String::new();
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0);
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            })
+            .unwrap_or_default();
+        let _ = writeln!(md, "# Benchmarks\n");
+        let _ = writeln!(
+            md,
+            "Produced by `cargo run --release -p rpcnet-bench{}` (this file is rewritten by every run).\n",
+            if quick { " -- --quick" } else { "" }
+        );
+        let _ = writeln!(
+            md,
+            "Machine: {cores} cores ({cpu}), Linux {}. Mode: {}.",
+            kernel.trim(),
+            if quick { "quick" } else { "full" }
+        );
+        let _ = writeln!(
+            md,
+            "Every figure is the median of 3 runs; servers run in their own processes on loopback; \
+             each client uses one connection (rpcnet) or one channel (tonic); payloads are raw bytes for every system. \
+             The last column is rpcnet divided by tonic with TLS (for µs rows, lower is better).\n"
+        );
+        let _ = writeln!(
+            md,
+            "| workload | rpcnet | tonic (TLS) | tonic (plaintext) | rpcnet / tonic-TLS |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+        for row in &self.rows {
+            let _ = writeln!(
+                md,
+                "| {} ({}) | {} | {} | {} | {:.2}× |",
+                row.name,
+                row.unit,
+                fmt(row.median(System::Rpcnet)),
+                fmt(row.median(System::TonicTls)),
+                fmt(row.median(System::TonicPlain)),
+                row.ratio()
+            );
+        }
+        let _ = writeln!(
+            md,
+            "| UDP ping-pong round trip, blocking, 16 B: p50 (µs) | {} | | | |",
+            fmt(self.udp_p50_us)
+        );
+        let _ = writeln!(md, "\n## Targets\n");
+        let _ = writeln!(md, "| target | measured | met |\n|---|---|---|");
+        let mut target = |name: String, measured: String, met: bool| {
+            let _ = writeln!(
+                md,
+                "| {name} | {measured} | {} |",
+                if met { "yes" } else { "**no**" }
+            );
+        };
+        for c in [64, 256] {
+            let r = self.row(&format!("unary 16 B c={c}: calls/s")).ratio();
+            target(
+                format!("unary 16 B, c={c}: ≥ 3× tonic-TLS calls/s"),
+                format!("{r:.2}×"),
+                r >= 3.0,
+            );
+        }
+        let p50 = self.row("unary 16 B c=1: p50").median(System::Rpcnet);
+        let r = p50 / self.udp_p50_us;
+        target(
+            "unary c=1: p50 ≤ 1.3× UDP ping-pong p50".into(),
+            format!("{p50:.1} µs = {r:.2}× {:.1} µs", self.udp_p50_us),
+            r <= 1.3,
+        );
+        let name = self
+            .rows
+            .iter()
+            .find(|r| r.name.starts_with("server streaming") && r.unit == "msg/s")
+            .unwrap();
+        let r = name.median(System::Rpcnet) / name.median(System::TonicPlain);
+        target(
+            "server streaming 1 KiB: ≥ tonic plaintext msg/s".into(),
+            format!("{r:.2}×"),
+            r >= 1.0,
+        );
+        let c = self.row("connect + first call: p50");
+        target(
+            "connect + first call: ≤ tonic-TLS".into(),
+            format!("{:.2}×", c.ratio()),
+            c.ratio() <= 1.0,
+        );
+        md
+    }
+}
