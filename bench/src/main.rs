@@ -27,7 +27,7 @@ fn main() {
         Some("serve") => serve(System::parse(&args[2]).expect("system name")),
         Some("udp-echo") => {
             exit_when_parent_goes();
-            udp::echo_server(|addr| announce(addr));
+            udp::echo_server(announce);
         }
         _ => {
             let quick = args.iter().any(|a| a == "--quick");
