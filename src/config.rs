@@ -16,6 +16,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 #[cfg(test)]
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Default [`RpcConfig::with_max_mtu`]: 9001 bytes (jumbo frames). Paths
+/// that cannot carry it are found by path-MTU probing and stay at 1500 or below.
+pub const DEFAULT_MAX_MTU: u16 = 9001;
+
 /// Default [`RpcConfig::with_max_message_size`]: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 /// Default [`RpcConfig::with_max_header_size`]: 16 KiB.
@@ -41,6 +45,8 @@ pub struct RpcConfig {
     max_concurrent_streams: u64,
     stream_window: Option<u64>,
     send_buffer_size: Option<u32>,
+    max_mtu: u16,
+    io_recv_buffer: Option<usize>,
     max_inflight_handshakes: usize,
     max_connections: usize,
     idle_timeout: Duration,
@@ -67,6 +73,8 @@ impl RpcConfig {
             max_concurrent_streams: 512,
             stream_window: None,
             send_buffer_size: None,
+            max_mtu: DEFAULT_MAX_MTU,
+            io_recv_buffer: None,
             max_inflight_handshakes: 256,
             max_connections: 10_000,
             idle_timeout: Duration::from_secs(30),
@@ -148,6 +156,25 @@ impl RpcConfig {
     /// producing faster than its client reads is paused at this point.
     pub fn with_send_buffer_size(mut self, bytes: u32) -> Self {
         self.send_buffer_size = Some(bytes.max(1024));
+        self
+    }
+
+    /// The largest UDP payload path-MTU discovery may probe up to (default
+    /// [`DEFAULT_MAX_MTU`]). Connections start small and grow only
+    /// when probes of a larger size are acknowledged (the floor is 1228 bytes, IP and UDP headers included), so a high ceiling is
+    /// safe on ordinary 1500-byte networks and pays off on jumbo-frame
+    /// links and loopback.
+    pub fn with_max_mtu(mut self, bytes: u16) -> Self {
+        self.max_mtu = bytes.max(1228);
+        self
+    }
+
+    /// Bytes of received datagrams queued between the socket and the QUIC
+    /// endpoint. Defaults: 8 MiB for a server (many connections), 1 MiB
+    /// for a client (one connection; the ring is allocated and zeroed at
+    /// connect, so a smaller one connects faster).
+    pub fn with_io_recv_buffer(mut self, bytes: usize) -> Self {
+        self.io_recv_buffer = Some(bytes.max(64 * 1024));
         self
     }
 
@@ -243,6 +270,22 @@ impl RpcConfig {
         self.bind_address.parse().map_err(|e| {
             RpcError::ConfigError(format!("bind address {:?}: {e}", self.bind_address))
         })
+    }
+
+    /// The UDP socket provider bound to `addr`, with the MTU ceiling.
+    pub(crate) fn quic_io(
+        &self,
+        addr: SocketAddr,
+        default_recv_buffer: usize,
+    ) -> Result<s2n_quic::provider::io::tokio::Provider, RpcError> {
+        s2n_quic::provider::io::tokio::Builder::default()
+            .with_receive_address(addr)
+            .and_then(|b| b.with_max_mtu(self.max_mtu))
+            .and_then(|b| {
+                b.with_internal_recv_buffer_size(self.io_recv_buffer.unwrap_or(default_recv_buffer))
+            })
+            .and_then(|b| b.build())
+            .map_err(|e| start_error(addr, e))
     }
 
     /// QUIC transport limits derived from this configuration.

@@ -51,7 +51,9 @@ mod tls;
 pub mod wire;
 
 pub use client::{ResponseStream, RpcClient};
-pub use config::{RpcConfig, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_TIMEOUT};
+pub use config::{
+    RpcConfig, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_MTU, DEFAULT_TIMEOUT,
+};
 pub use error::RpcError;
 pub use server::{RequestStream, RpcServer, ShutdownHandle};
 pub use wire::Metadata;

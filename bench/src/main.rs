@@ -25,6 +25,13 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve") => serve(System::parse(&args[2]).expect("system name")),
+        // Profiling aid: `rpcnet-bench profile rpcnet unary|stream|connect SECONDS`
+        Some("profile") => {
+            let system = System::parse(&args[2]).expect("system name");
+            let seconds: f64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(5.0);
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(profile(system, &args[3], Duration::from_secs_f64(seconds)));
+        }
         Some("udp-echo") => {
             exit_when_parent_goes();
             udp::echo_server(announce);
@@ -109,6 +116,32 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+async fn profile(system: System, workload: &str, duration: Duration) {
+    let server = ServerProcess::spawn(&["serve", system.name()]);
+    eprintln!("server pid {}", server.child.id());
+    let client = Client::connect(system, server.addr).await;
+    match workload {
+        "unary" => {
+            let r = load::unary(&client, 16, 64, duration).await;
+            eprintln!("{:.0} calls/s", r.calls_per_sec);
+        }
+        "stream" => {
+            let end = std::time::Instant::now() + duration;
+            while std::time::Instant::now() < end {
+                eprintln!(
+                    "{:.0} msg/s",
+                    load::server_stream(&client, 100_000, 1024).await
+                );
+            }
+        }
+        "connect" => eprintln!(
+            "p50 {:.0} µs",
+            load::connect_p50(system, server.addr, 200).await
+        ),
+        other => panic!("unknown workload {other}"),
     }
 }
 

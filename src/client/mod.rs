@@ -65,10 +65,11 @@ impl RpcClient {
         let local = config.parsed_bind_address()?;
         let tls = crate::tls::client_tls(&config)?;
         let limits = config.quic_limits()?;
+        let config_io = config.quic_io(local, 1 << 20)?;
         let endpoint = s2n_quic::Client::builder()
             .with_tls(tls)
             .map_err(|e| start_error(local, e))?
-            .with_io(local)
+            .with_io(config_io)
             .map_err(|e| start_error(local, e))?
             .with_limits(limits)
             .map_err(|e| start_error(local, e))?

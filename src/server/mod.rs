@@ -97,6 +97,7 @@ impl RpcServer {
         let addr = self.config.parsed_bind_address()?;
         let tls = crate::tls::server_tls(&self.config)?;
         let limits = self.config.quic_limits()?;
+        let config_io = self.config.quic_io(addr, 8 << 20)?;
         let endpoint_limits = endpoint_limits::Default::builder()
             .with_inflight_handshake_limit(self.config.max_inflight_handshakes())
             .and_then(|b| b.build())
@@ -104,7 +105,7 @@ impl RpcServer {
         let server = s2n_quic::Server::builder()
             .with_tls(tls)
             .map_err(|e| start_error(addr, e))?
-            .with_io(addr)
+            .with_io(config_io)
             .map_err(|e| start_error(addr, e))?
             .with_limits(limits)
             .map_err(|e| start_error(addr, e))?

@@ -374,3 +374,24 @@ async fn messages_above_the_limit_are_refused_with_a_clear_error() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn transport_tuning_knobs_keep_calls_working() {
+    // The smallest MTU ceiling and receive ring still carry a 1 MiB message
+    // both ways; the defaults (9001-byte ceiling) are covered by every other test.
+    let server = RpcServer::new(
+        server_config()
+            .with_max_mtu(1228)
+            .with_io_recv_buffer(64 * 1024),
+    );
+    server.register("echo", |p| async move { Ok(p) }).await;
+    let server = spawn(server);
+    let config = client_config()
+        .with_max_mtu(1228)
+        .with_io_recv_buffer(64 * 1024)
+        .with_stream_window(64 * 1024)
+        .with_send_buffer_size(64 * 1024);
+    let client = RpcClient::connect(server.addr, config).await.unwrap();
+    let big: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+    assert!(client.call("echo", big.clone()).await.unwrap() == big);
+}
