@@ -162,7 +162,10 @@ async fn serve_unary(
         Ok(m) => m,
         Err(e) => return reject(&mut reader, &mut tx, error_status(&e)).await,
     };
-    let handler = AssertUnwindSafe(f(Vec::from(request))).catch_unwind();
+    let handler = super::context::CallInfo::scope(
+        header,
+        AssertUnwindSafe(f(Vec::from(request))).catch_unwind(),
+    );
     let mut handler = std::pin::pin!(handler);
     let mut client_open = true;
     let outcome = loop {
@@ -359,7 +362,8 @@ async fn serve_streaming(
     let mut out = BytesMut::new();
     let outcome = {
         let pump = pump_requests(&mut reader, queue, single);
-        let respond = respond(f, requests, &mut tx, &mut out);
+        let respond =
+            super::context::CallInfo::scope(header, respond(f, requests, &mut tx, &mut out));
         let mut pump = std::pin::pin!(pump);
         let mut respond = std::pin::pin!(respond);
         let mut client_open = true;

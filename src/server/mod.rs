@@ -7,6 +7,7 @@
 //! gracefully: no new calls, in-flight calls finish within the drain timeout.
 
 mod call;
+mod context;
 mod handler;
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use s2n_quic::Connection;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+pub use context::CallInfo;
 use handler::Registry;
 pub use handler::RequestStream;
 

@@ -395,3 +395,103 @@ async fn transport_tuning_knobs_keep_calls_working() {
     let big: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
     assert!(client.call("echo", big.clone()).await.unwrap() == big);
 }
+
+#[tokio::test]
+async fn concurrent_calls_per_connection_are_bounded_by_the_server() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let server = RpcServer::new(server_config().with_max_concurrent_streams(8));
+    let (r, p) = (running.clone(), peak.clone());
+    server
+        .register("work", move |_| {
+            let (r, p) = (r.clone(), p.clone());
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok(vec![])
+            }
+        })
+        .await;
+    let server = spawn(server);
+    let client = server.client().await;
+    let calls: Vec<_> = (0..100).map(|_| client.call("work", vec![])).collect();
+    for result in futures::future::join_all(calls).await {
+        result.unwrap();
+    }
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(
+        (1..=8).contains(&peak),
+        "peak concurrency {peak} exceeds the limit of 8"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_as_unavailable() {
+    let server = RpcServer::new(server_config().with_max_connections(1));
+    server.register("echo", |p| async move { Ok(p) }).await;
+    let server = spawn(server);
+    let first = server.client().await;
+    assert_eq!(first.call("echo", b"1".to_vec()).await.unwrap(), b"1");
+    let second = RpcClient::connect(server.addr, client_config()).await;
+    let refused = match second {
+        Err(e) => e,
+        Ok(c) => c.call("echo", vec![]).await.unwrap_err(),
+    };
+    assert!(matches!(refused, RpcError::Unavailable(_)), "{refused:?}");
+    assert_eq!(
+        first.call("echo", b"still".to_vec()).await.unwrap(),
+        b"still"
+    );
+}
+
+#[tokio::test]
+async fn handlers_see_the_call_header_and_metadata() {
+    use rpcnet::CallInfo;
+    let server = RpcServer::new(server_config());
+    server
+        .register("whoami", |_| async move {
+            let call = CallInfo::current().expect("inside a handler");
+            let token = call.metadata_value("auth").unwrap_or_default().to_vec();
+            Ok(format!(
+                "{} {} {}",
+                call.method,
+                call.deadline_ms > 0,
+                String::from_utf8_lossy(&token)
+            )
+            .into_bytes())
+        })
+        .await;
+    server
+        .register_streaming("whoami_stream", |_reqs| async move {
+            stream! {
+                // Polled inside the call's scope too.
+                let call = CallInfo::current().expect("inside a response stream");
+                yield Ok(format!("{:?} {}", call.kind, call.request_id > 0).into_bytes());
+            }
+        })
+        .await;
+    let server = spawn(server);
+    let client = server.client().await;
+    let reply = client
+        .call_with_metadata(
+            "whoami",
+            vec![],
+            vec![("auth".into(), b"s3cret".to_vec())],
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply, b"whoami true s3cret");
+    let items: Vec<_> = client
+        .call_server_streaming("whoami_stream", vec![])
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(items[0].as_ref().unwrap(), b"ServerStreaming true");
+    assert!(CallInfo::current().is_none());
+}

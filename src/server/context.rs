@@ -1,0 +1,58 @@
+//! What a handler can learn about the call it is serving.
+
+use std::sync::Arc;
+
+use crate::wire::{CallKind, Metadata, RequestHeader};
+
+tokio::task_local! {
+    static CURRENT: Arc<CallInfo>;
+}
+
+/// The request header of the call being handled: method, id, deadline and
+/// the client's metadata (trace context, auth tokens, ...).
+///
+/// Handlers keep the guide's `Vec<u8>` signature; inside one (unary or
+/// streaming, including the response stream it returns),
+/// [`CallInfo::current`] returns the call's header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallInfo {
+    /// Method name.
+    pub method: String,
+    /// The client's request id.
+    pub request_id: u64,
+    /// Call mode.
+    pub kind: CallKind,
+    /// Milliseconds the client said it would wait (0: no deadline).
+    pub deadline_ms: u32,
+    /// Key/value metadata sent with the call.
+    pub metadata: Metadata,
+}
+
+impl CallInfo {
+    /// The call being handled by the current task, if any.
+    pub fn current() -> Option<Arc<CallInfo>> {
+        CURRENT.try_with(Arc::clone).ok()
+    }
+
+    /// The first metadata value under `key`.
+    pub fn metadata_value(&self, key: &str) -> Option<&[u8]> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    pub(crate) fn scope<F: std::future::Future>(
+        header: &RequestHeader,
+        f: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        let info = Arc::new(CallInfo {
+            method: header.method.clone(),
+            request_id: header.request_id,
+            kind: header.kind,
+            deadline_ms: header.deadline_ms,
+            metadata: header.metadata.clone(),
+        });
+        CURRENT.scope(info, f)
+    }
+}
