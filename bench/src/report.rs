@@ -173,6 +173,14 @@ impl Report {
             format!("{:.2}×", c.ratio()),
             c.ratio() <= 1.0,
         );
+        // The profile notes are maintained by hand in bench/analysis.md.
+        match std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/analysis.md")) {
+            Ok(analysis) => {
+                md.push('\n');
+                md.push_str(&analysis);
+            }
+            Err(e) => eprintln!("bench/analysis.md not read: {e}"),
+        }
         md
     }
 }
