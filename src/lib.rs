@@ -43,6 +43,7 @@
 #![warn(missing_docs)]
 
 mod client;
+pub mod cluster;
 mod config;
 mod error;
 mod io;

@@ -1,0 +1,201 @@
+//! [`ClusterConfig`]: gossip, probing, suspicion and health-check tuning.
+
+use std::time::Duration;
+
+use super::detector::PhiConfig;
+use super::Tags;
+
+/// Cluster membership settings. Defaults suit a LAN cluster of up to a few
+/// hundred nodes; every knob names the mechanism it drives.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// How often piggybacked updates are pushed to random members (SWIM dissemination).
+    pub gossip_interval: Duration,
+    /// Members gossiped to per interval.
+    pub gossip_fanout: usize,
+    /// How often a random member is probed (SWIM failure detection).
+    pub probe_interval: Duration,
+    /// Wait for a direct ack before asking others to probe indirectly.
+    pub probe_timeout: Duration,
+    /// Members asked to probe a silent member indirectly.
+    pub indirect_probes: usize,
+    /// Suspicion lasts `suspicion_multiplier × log10(max(10, expected_cluster_size)) × probe_interval`
+    /// before a suspect is declared down (unless it refutes).
+    pub suspicion_multiplier: f64,
+    /// Expected number of members (scales suspicion and retransmissions).
+    pub expected_cluster_size: u32,
+    /// How often the health checker sends heartbeats and evaluates φ.
+    pub health_check_interval: Duration,
+    /// Phi Accrual tuning (threshold, window, minimum deviation, acceptable pause).
+    pub phi: PhiConfig,
+    /// Heartbeat every member each health-check interval and act on φ
+    /// verdicts. Costs O(n²) small packets cluster-wide: meant for clusters
+    /// up to about a hundred nodes; larger ones rely on SWIM alone.
+    pub phi_monitoring: bool,
+    /// Lifeguard local health awareness: a node whose own timers run late
+    /// or whose probes fail scales its probe and suspicion timeouts up (by
+    /// 1 + its local health score, at most 9×) before accusing others.
+    pub local_health_awareness: bool,
+    /// How often a node re-announces itself to members it believes down,
+    /// so a partition heals without restarting anyone.
+    pub rejoin_interval: Duration,
+    /// How often a node re-broadcasts its own tags (anti-entropy).
+    pub tag_refresh_interval: Duration,
+    /// Fraction of members unreachable at once that counts as a partition.
+    pub partition_threshold: f64,
+    /// Largest member table kept; further members are ignored.
+    pub max_members: usize,
+    /// Largest gossip packet.
+    pub max_packet_size: usize,
+    /// Events buffered per subscriber before the oldest are dropped (the
+    /// subscriber learns how many it missed).
+    pub event_capacity: usize,
+    /// The generation of this node's identity; `None` picks a fresh one at start.
+    pub generation: Option<u64>,
+    /// Tags this node starts with.
+    pub tags: Tags,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            gossip_interval: Duration::from_millis(200),
+            gossip_fanout: 3,
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_probes: 3,
+            suspicion_multiplier: 6.0,
+            expected_cluster_size: 32,
+            health_check_interval: Duration::from_secs(1),
+            phi: PhiConfig {
+                acceptable_pause: Duration::from_secs(5),
+                ..PhiConfig::default()
+            },
+            phi_monitoring: true,
+            local_health_awareness: true,
+            rejoin_interval: Duration::from_secs(10),
+            tag_refresh_interval: Duration::from_secs(30),
+            partition_threshold: 0.3,
+            max_members: 4096,
+            max_packet_size: 1400,
+            event_capacity: 1024,
+            generation: None,
+            tags: Tags::new(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Sets [`gossip_interval`](Self::gossip_interval).
+    pub fn with_gossip_interval(mut self, interval: Duration) -> Self {
+        self.gossip_interval = interval;
+        self
+    }
+
+    /// Sets [`health_check_interval`](Self::health_check_interval); the φ
+    /// acceptable pause stays at five intervals.
+    pub fn with_health_check_interval(mut self, interval: Duration) -> Self {
+        self.health_check_interval = interval;
+        self.phi.acceptable_pause = interval * 5;
+        self
+    }
+
+    /// Sets [`probe_interval`](Self::probe_interval) and [`probe_timeout`](Self::probe_timeout).
+    pub fn with_probe(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.probe_interval = interval;
+        self.probe_timeout = timeout.min(interval / 2);
+        self
+    }
+
+    /// Sets [`indirect_probes`](Self::indirect_probes).
+    pub fn with_indirect_probes(mut self, members: usize) -> Self {
+        self.indirect_probes = members.max(1);
+        self
+    }
+
+    /// Sets [`suspicion_multiplier`](Self::suspicion_multiplier).
+    pub fn with_suspicion_multiplier(mut self, multiplier: f64) -> Self {
+        self.suspicion_multiplier = multiplier.max(1.0);
+        self
+    }
+
+    /// Sets [`expected_cluster_size`](Self::expected_cluster_size).
+    pub fn with_expected_cluster_size(mut self, members: u32) -> Self {
+        self.expected_cluster_size = members.max(1);
+        self
+    }
+
+    /// Sets the φ threshold.
+    pub fn with_phi_threshold(mut self, threshold: f64) -> Self {
+        self.phi.threshold = threshold;
+        self
+    }
+
+    /// Sets [`local_health_awareness`](Self::local_health_awareness).
+    pub fn with_local_health_awareness(mut self, enabled: bool) -> Self {
+        self.local_health_awareness = enabled;
+        self
+    }
+
+    /// Sets [`phi_monitoring`](Self::phi_monitoring).
+    pub fn with_phi_monitoring(mut self, enabled: bool) -> Self {
+        self.phi_monitoring = enabled;
+        self
+    }
+
+    /// Sets [`rejoin_interval`](Self::rejoin_interval).
+    pub fn with_rejoin_interval(mut self, interval: Duration) -> Self {
+        self.rejoin_interval = interval;
+        self
+    }
+
+    /// Fixes the identity generation (normally chosen at start).
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = Some(generation);
+        self
+    }
+
+    /// Adds a starting tag.
+    pub fn with_tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// How long suspicion lasts before a member is declared down.
+    pub fn suspicion_timeout(&self) -> Duration {
+        let n = f64::from(self.expected_cluster_size.max(10));
+        self.probe_interval
+            .mul_f64(self.suspicion_multiplier * n.log10())
+    }
+
+    /// The foca configuration these settings imply, scaled by the local
+    /// health multiplier (Lifeguard): a node that is itself slow waits
+    /// longer before suspecting others.
+    pub(crate) fn foca_config(&self, local_health: u32) -> foca::Config {
+        use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
+        let scale = 1 + local_health;
+        let mut c =
+            foca::Config::new_lan(NonZeroU32::new(self.expected_cluster_size.max(1)).unwrap());
+        c.probe_period = self.probe_interval * scale;
+        c.probe_rtt = (self.probe_timeout * scale).min(c.probe_period / 2);
+        c.num_indirect_probes = NonZeroUsize::new(self.indirect_probes.max(1)).unwrap();
+        c.suspect_to_down_after = self.suspicion_timeout() * scale;
+        c.max_packet_size = NonZeroUsize::new(self.max_packet_size.max(512)).unwrap();
+        let retransmit = (f64::from(self.expected_cluster_size.max(2)).log10() * 4.0).ceil() as u8;
+        c.max_transmissions = NonZeroU8::new(retransmit.clamp(4, 20)).unwrap();
+        c.periodic_gossip = Some(foca::PeriodicParams {
+            frequency: self.gossip_interval,
+            num_members: NonZeroUsize::new(self.gossip_fanout.max(1)).unwrap(),
+        });
+        c.periodic_announce = Some(foca::PeriodicParams {
+            frequency: self.rejoin_interval * 3,
+            num_members: NonZeroUsize::new(1).unwrap(),
+        });
+        c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+            frequency: self.rejoin_interval,
+            num_members: NonZeroUsize::new(2).unwrap(),
+        });
+        c.remove_down_after = Some(Duration::from_secs(3600));
+        c
+    }
+}

@@ -1,0 +1,588 @@
+//! The membership state machine: foca (SWIM) plus tags, Phi Accrual
+//! verdicts, Lifeguard-style local health, partition detection and events.
+//!
+//! Sans-IO: packets and timer firings come in with the current time
+//! (`handle_packet`, `handle_timer`, `tick`); packets to send, timers to
+//! schedule and events come out (`drain_*`). The QUIC shell and the
+//! deterministic simulator drive the same code.
+//!
+//! ## How φ and SWIM suspicion combine
+//! SWIM is the cluster-wide authority: a member foca declares down (after
+//! direct and indirect probes failed and suspicion ran out unrefuted) is
+//! `Failed` everywhere, or `Left` if it announced its departure. φ is this
+//! node's own, faster and adaptive view: every packet from a member (SWIM
+//! traffic and health-check heartbeats) feeds its detector, and a member
+//! whose φ passes the threshold is marked `Failed` here (event
+//! `NodeFailed`) before SWIM concludes; if packets resume, φ falls and the
+//! member is `NodeRecovered`. Slow-but-alive members keep a low φ because
+//! the detector learns their rhythm; the acceptable pause absorbs GC and
+//! scheduling stalls.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use foca::{Foca, Notification, OwnedNotification, PostcardCodec, Timer};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::detector::PhiAccrualDetector;
+use super::tags::{TagBook, TagUpdate, Tags};
+use super::{ClusterConfig, ClusterEvent, NodeId, NodeStatus};
+
+/// Envelope byte: a foca (SWIM) packet follows.
+const SWIM: u8 = 0;
+/// Envelope byte: a health-check heartbeat follows: the sender's current
+/// tag update (identity, version, tags), so tags also converge on every tick.
+const HEARTBEAT: u8 = 1;
+/// Highest Lifeguard local-health multiplier.
+const MAX_LOCAL_HEALTH: u32 = 8;
+
+/// What the core knows about another member.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub id: NodeId,
+    pub status: NodeStatus,
+    pub detector: PhiAccrualDetector,
+    /// SWIM (not only φ) has declared this identity down.
+    pub swim_down: bool,
+}
+
+/// Collects foca's outputs during one input.
+#[derive(Default)]
+struct Outbox {
+    sends: Vec<(NodeId, Vec<u8>)>,
+    timers: Vec<(Timer<NodeId>, Duration)>,
+    notes: Vec<OwnedNotification<NodeId>>,
+}
+
+impl foca::Runtime<NodeId> for Outbox {
+    fn notify(&mut self, notification: Notification<'_, NodeId>) {
+        self.notes.push(notification.to_owned());
+    }
+    fn send_to(&mut self, to: NodeId, data: &[u8]) {
+        let mut packet = Vec::with_capacity(data.len() + 1);
+        packet.push(SWIM);
+        packet.extend_from_slice(data);
+        self.sends.push((to, packet));
+    }
+    fn submit_after(&mut self, event: Timer<NodeId>, after: Duration) {
+        self.timers.push((event, after));
+    }
+}
+
+/// Counters for tests, metrics and `docs/CLUSTER.md`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoreStats {
+    /// Packets handed to the transport.
+    pub packets_sent: u64,
+    /// Bytes handed to the transport.
+    pub bytes_sent: u64,
+    /// Packets foca refused (malformed, not for us, ...).
+    pub packets_rejected: u64,
+}
+
+pub(crate) struct MembershipCore {
+    id: NodeId,
+    config: ClusterConfig,
+    foca: Foca<NodeId, PostcardCodec, StdRng, TagBook>,
+    book: TagBook,
+    out: Outbox,
+    /// Timers handed out, with the time they are due (to measure lateness).
+    now: Duration,
+    peers: HashMap<SocketAddr, Peer>,
+    events: Vec<ClusterEvent>,
+    sends: Vec<(SocketAddr, Vec<u8>)>,
+    timers: Vec<(Duration, Timer<NodeId>)>,
+    tags: Tags,
+    tag_version: u64,
+    leaving: bool,
+    local_health: u32,
+    probe_failed: bool,
+    partitioned: bool,
+    last_tag_refresh: Duration,
+    pub stats: CoreStats,
+}
+
+impl MembershipCore {
+    pub(crate) fn new(id: NodeId, config: ClusterConfig, seed: u64, now: Duration) -> Self {
+        let book = TagBook::default();
+        let foca = Foca::with_custom_broadcast(
+            id,
+            config.foca_config(0),
+            StdRng::seed_from_u64(seed),
+            PostcardCodec,
+            book.clone(),
+        );
+        let tags = config.tags.clone();
+        let mut core = Self {
+            id,
+            config,
+            foca,
+            book,
+            out: Outbox::default(),
+            now,
+            peers: HashMap::new(),
+            events: Vec::new(),
+            sends: Vec::new(),
+            timers: Vec::new(),
+            tags,
+            tag_version: 0,
+            leaving: false,
+            local_health: 0,
+            probe_failed: false,
+            partitioned: false,
+            last_tag_refresh: now,
+            stats: CoreStats::default(),
+        };
+        core.broadcast_tags();
+        core
+    }
+
+    // ---- getters -------------------------------------------------------
+
+    pub(crate) fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub(crate) fn peers(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values()
+    }
+
+    pub(crate) fn peer(&self, addr: &SocketAddr) -> Option<&Peer> {
+        self.peers.get(addr)
+    }
+
+    pub(crate) fn tags_of(&self, id: &NodeId) -> Option<Tags> {
+        if *id == self.id {
+            return Some(self.tags.clone());
+        }
+        self.book.tags_of(id)
+    }
+
+    pub(crate) fn my_tags(&self) -> &Tags {
+        &self.tags
+    }
+
+    pub(crate) fn local_health(&self) -> u32 {
+        self.local_health
+    }
+
+    pub(crate) fn phi(&self, addr: &SocketAddr) -> Option<f64> {
+        self.peers.get(addr).map(|p| p.detector.phi(self.now))
+    }
+
+    // ---- inputs --------------------------------------------------------
+
+    /// Asks the member at `seed` to let us in (its generation is unknown;
+    /// foca accepts an announce addressed to any identity at its address).
+    pub(crate) fn join(&mut self, seed: SocketAddr, now: Duration) {
+        self.now = now;
+        if seed == self.id.addr {
+            return;
+        }
+        let _ = self.foca.announce(NodeId::new(seed, 0), &mut self.out);
+        self.flush();
+    }
+
+    /// A packet from the transport.
+    pub(crate) fn handle_packet(&mut self, data: &[u8], now: Duration) {
+        self.now = now;
+        match data.split_first() {
+            Some((&SWIM, rest)) => {
+                if let Err(e) = self.foca.handle_data(rest, &mut self.out) {
+                    self.stats.packets_rejected += 1;
+                    tracing::trace!("gossip packet rejected: {e}");
+                }
+            }
+            Some((&HEARTBEAT, rest)) => match postcard::from_bytes::<TagUpdate>(rest) {
+                Ok(update) => {
+                    self.heard_from(update.node);
+                    if self
+                        .peers
+                        .get(&update.node.addr)
+                        .is_some_and(|p| p.id == update.node)
+                    {
+                        let _ = self.book.apply(update);
+                    }
+                }
+                Err(_) => self.stats.packets_rejected += 1,
+            },
+            _ => self.stats.packets_rejected += 1,
+        }
+        self.flush();
+    }
+
+    /// A timer previously returned by `drain_timers` is due.
+    pub(crate) fn handle_timer(&mut self, timer: Timer<NodeId>, due: Duration, now: Duration) {
+        self.now = now;
+        // Lifeguard: a node whose own timers run late is itself slow and
+        // must not trust its own impatience.
+        if now.saturating_sub(due) > self.config.probe_timeout / 2 {
+            self.adjust_local_health(1);
+        }
+        if let Timer::ProbeRandomMember(_) = timer {
+            if !std::mem::take(&mut self.probe_failed) {
+                self.adjust_local_health(-1);
+            }
+        }
+        if let Err(e) = self.foca.handle_timer(timer, &mut self.out) {
+            tracing::trace!("timer: {e}");
+        }
+        self.flush();
+    }
+
+    /// Periodic health check (every `health_check_interval`): heartbeats
+    /// to every member not known down, φ verdicts, partition detection,
+    /// tag refresh.
+    pub(crate) fn tick(&mut self, now: Duration) {
+        self.now = now;
+        if self.config.phi_monitoring {
+            self.monitor(now);
+        }
+        if now.saturating_sub(self.last_tag_refresh) >= self.config.tag_refresh_interval {
+            self.broadcast_tags();
+        }
+        self.check_partition();
+        self.flush();
+    }
+
+    fn monitor(&mut self, now: Duration) {
+        let mut heartbeat = vec![HEARTBEAT];
+        heartbeat.extend_from_slice(&self.tag_update().encode());
+        let targets: Vec<SocketAddr> = self
+            .peers
+            .values()
+            .filter(|p| matches!(p.status, NodeStatus::Alive | NodeStatus::Suspect))
+            .map(|p| p.id.addr)
+            .chain(
+                self.peers
+                    .values()
+                    .filter(|p| p.status == NodeStatus::Failed && self.phi_failed_only(p))
+                    .map(|p| p.id.addr),
+            )
+            .collect();
+        for addr in targets {
+            self.sends.push((addr, heartbeat.clone()));
+        }
+        let threshold = self.config.phi.threshold;
+        let mut failed = Vec::new();
+        for peer in self.peers.values_mut() {
+            if peer.status == NodeStatus::Alive && peer.detector.phi(now) >= threshold {
+                peer.status = NodeStatus::Failed;
+                failed.push(peer.id);
+            }
+        }
+        for id in failed {
+            tracing::debug!(node = %id, "phi verdict: failed");
+            self.events.push(ClusterEvent::NodeFailed(id));
+        }
+    }
+
+    /// Sets a tag and spreads the new tag map.
+    pub(crate) fn set_tag(&mut self, key: String, value: String, now: Duration) {
+        self.now = now;
+        if self.tags.get(&key) == Some(&value) {
+            return;
+        }
+        self.tags.insert(key, value);
+        self.broadcast_tags();
+        let _ = self.foca.gossip(&mut self.out);
+        self.flush();
+    }
+
+    /// Removes a tag and spreads the new tag map.
+    pub(crate) fn remove_tag(&mut self, key: &str, now: Duration) {
+        self.now = now;
+        if self.tags.remove(key).is_some() {
+            self.broadcast_tags();
+            let _ = self.foca.gossip(&mut self.out);
+            self.flush();
+        }
+    }
+
+    /// First step of a graceful leave: tell everyone we are leaving (so
+    /// they report `NodeLeft`, not `NodeFailed`).
+    pub(crate) fn announce_leaving(&mut self, now: Duration) {
+        self.now = now;
+        self.leaving = true;
+        self.broadcast_tags();
+        let _ = self.foca.gossip(&mut self.out);
+        self.flush();
+    }
+
+    /// Second step: leave the cluster.
+    pub(crate) fn leave(&mut self, now: Duration) {
+        self.now = now;
+        let _ = self.foca.leave_cluster(&mut self.out);
+        self.flush();
+    }
+
+    // ---- outputs -------------------------------------------------------
+
+    pub(crate) fn drain_sends(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        std::mem::take(&mut self.sends)
+    }
+
+    /// Timers with the absolute time they are due.
+    pub(crate) fn drain_timers(&mut self) -> Vec<(Duration, Timer<NodeId>)> {
+        std::mem::take(&mut self.timers)
+    }
+
+    pub(crate) fn drain_events(&mut self) -> Vec<ClusterEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    // ---- internals -----------------------------------------------------
+
+    fn phi_failed_only(&self, peer: &Peer) -> bool {
+        // Keep heartbeating members we failed on φ alone: SWIM still
+        // considers them up, and they may come back.
+        self.foca
+            .iter_members()
+            .any(|m| m.id() == &peer.id && m.state() != foca::State::Down)
+    }
+
+    fn tag_update(&self) -> TagUpdate {
+        TagUpdate {
+            node: self.id,
+            version: self.tag_version,
+            leaving: self.leaving,
+            tags: self
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn broadcast_tags(&mut self) {
+        self.tag_version += 1;
+        self.last_tag_refresh = self.now;
+        let update = self.tag_update();
+        if let Err(e) = self.foca.add_broadcast(&update.encode()) {
+            tracing::warn!("tag broadcast refused: {e}");
+        }
+    }
+
+    fn heard_from(&mut self, from: NodeId) {
+        let Some(peer) = self.peers.get_mut(&from.addr) else {
+            return;
+        };
+        if peer.id != from {
+            return;
+        }
+        peer.detector.heartbeat(self.now);
+        if peer.status == NodeStatus::Failed
+            && peer.detector.phi(self.now) < self.config.phi.threshold
+        {
+            // Only φ had failed it: SWIM never declared it down.
+            let active = self
+                .foca
+                .iter_members()
+                .any(|m| m.id() == &from && m.state() != foca::State::Down);
+            if active {
+                peer.status = NodeStatus::Alive;
+                self.events.push(ClusterEvent::NodeRecovered(from));
+            }
+        }
+    }
+
+    fn adjust_local_health(&mut self, delta: i32) {
+        if !self.config.local_health_awareness {
+            return;
+        }
+        let next = (self.local_health as i32 + delta).clamp(0, MAX_LOCAL_HEALTH as i32) as u32;
+        if next != self.local_health {
+            self.local_health = next;
+            if let Err(e) = self.foca.set_config(self.config.foca_config(next)) {
+                tracing::warn!("could not apply local health: {e}");
+            }
+        }
+    }
+
+    /// Moves foca's outputs into ours and turns notifications into events.
+    fn flush(&mut self) {
+        for (to, packet) in self.out.sends.drain(..) {
+            self.stats.packets_sent += 1;
+            self.stats.bytes_sent += packet.len() as u64;
+            self.sends.push((to.addr, packet));
+        }
+        for (timer, after) in self.out.timers.drain(..) {
+            self.timers.push((self.now + after, timer));
+        }
+        let notes = std::mem::take(&mut self.out.notes);
+        for note in notes {
+            self.on_notification(note);
+        }
+        let changed = self.book.take_changed();
+        for update in changed {
+            if update.node == self.id {
+                continue;
+            }
+            if let Some(peer) = self.peers.get(&update.node.addr) {
+                if peer.id == update.node
+                    && matches!(peer.status, NodeStatus::Alive | NodeStatus::Suspect)
+                {
+                    self.events.push(ClusterEvent::NodeTagsUpdated {
+                        node: update.node,
+                        tags: update.tags.into_iter().collect(),
+                    });
+                }
+            }
+        }
+        // Sending may have queued more timers/notifications only through foca; done.
+    }
+
+    fn on_notification(&mut self, note: OwnedNotification<NodeId>) {
+        match note {
+            OwnedNotification::MemberUp(id) => self.member_up(id),
+            OwnedNotification::MemberDown(id) => self.member_down(id),
+            OwnedNotification::Rename(old, new) => self.renamed(old, new),
+            OwnedNotification::Defunct => {
+                // The cluster declared *us* down (we were unreachable).
+                // Come back under a new generation.
+                if !self.leaving {
+                    if let Some(renewed) = foca::Identity::renew(&self.id) {
+                        self.id = renewed;
+                        let _ = self.foca.change_identity(renewed, &mut self.out);
+                        self.broadcast_tags();
+                    }
+                }
+            }
+            OwnedNotification::Rejoin(id) => {
+                self.id = id;
+                self.broadcast_tags();
+            }
+            OwnedNotification::ProbeFailed(..) => {
+                self.probe_failed = true;
+                self.adjust_local_health(1);
+            }
+            OwnedNotification::DataReceived(header) => self.heard_from(header.src),
+            OwnedNotification::Active
+            | OwnedNotification::Idle
+            | OwnedNotification::DataSent(_) => {}
+        }
+    }
+
+    fn member_up(&mut self, id: NodeId) {
+        if id.addr == self.id.addr {
+            return;
+        }
+        let mut detector = PhiAccrualDetector::new(self.config.phi);
+        detector.heartbeat(self.now);
+        let tags = self.book.tags_of(&id).unwrap_or_default();
+        match self.peers.get_mut(&id.addr) {
+            Some(peer) if peer.id == id => {
+                let was = peer.status;
+                peer.status = NodeStatus::Alive;
+                peer.swim_down = false;
+                peer.detector = detector;
+                if matches!(was, NodeStatus::Failed | NodeStatus::Left) {
+                    self.events.push(ClusterEvent::NodeRecovered(id));
+                }
+            }
+            Some(peer) => {
+                // A new life of a known address (restart).
+                *peer = Peer {
+                    id,
+                    status: NodeStatus::Alive,
+                    detector,
+                    swim_down: false,
+                };
+                self.events
+                    .push(ClusterEvent::NodeJoined { node: id, tags });
+            }
+            None => {
+                if self.peers.len() >= self.config.max_members {
+                    tracing::warn!(node = %id, "member table full (max_members); ignoring");
+                    return;
+                }
+                self.peers.insert(
+                    id.addr,
+                    Peer {
+                        id,
+                        status: NodeStatus::Alive,
+                        detector,
+                        swim_down: false,
+                    },
+                );
+                self.events
+                    .push(ClusterEvent::NodeJoined { node: id, tags });
+            }
+        }
+        // The newcomer missed earlier dissemination of our tags.
+        self.broadcast_tags();
+    }
+
+    /// A member renewed its identity. If SWIM had declared the old one
+    /// down, `MemberUp(new)` follows and reports a new life; otherwise the
+    /// same member simply continues under the new generation.
+    fn renamed(&mut self, old: NodeId, new: NodeId) {
+        let now = self.now;
+        let Some(peer) = self.peers.get_mut(&old.addr) else {
+            return;
+        };
+        if peer.id != old || peer.swim_down {
+            return;
+        }
+        peer.id = new;
+        peer.detector = PhiAccrualDetector::new(self.config.phi);
+        peer.detector.heartbeat(now);
+        if peer.status == NodeStatus::Failed {
+            peer.status = NodeStatus::Alive;
+            self.events.push(ClusterEvent::NodeRecovered(new));
+        }
+    }
+
+    fn member_down(&mut self, id: NodeId) {
+        let leaving = self.book.is_leaving(&id);
+        let Some(peer) = self.peers.get_mut(&id.addr) else {
+            return;
+        };
+        if peer.id != id {
+            return;
+        }
+        let was = peer.status;
+        peer.swim_down = true;
+        peer.status = if leaving {
+            NodeStatus::Left
+        } else {
+            NodeStatus::Failed
+        };
+        match (was, leaving) {
+            (_, true) => self.events.push(ClusterEvent::NodeLeft(id)),
+            (NodeStatus::Failed, false) => {} // φ got there first
+            (_, false) => self.events.push(ClusterEvent::NodeFailed(id)),
+        }
+    }
+
+    fn check_partition(&mut self) {
+        let total = self
+            .peers
+            .values()
+            .filter(|p| p.status != NodeStatus::Left)
+            .count();
+        if total < 2 {
+            return;
+        }
+        let unreachable: Vec<NodeId> = self
+            .peers
+            .values()
+            .filter(|p| p.status == NodeStatus::Failed)
+            .map(|p| p.id)
+            .collect();
+        let fraction = unreachable.len() as f64 / total as f64;
+        if !self.partitioned
+            && unreachable.len() >= 2
+            && fraction >= self.config.partition_threshold
+        {
+            self.partitioned = true;
+            self.events
+                .push(ClusterEvent::PartitionDetected { unreachable });
+        } else if self.partitioned && fraction < self.config.partition_threshold / 2.0 {
+            self.partitioned = false;
+            self.events.push(ClusterEvent::PartitionHealed);
+        }
+    }
+}

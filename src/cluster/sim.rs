@@ -1,0 +1,326 @@
+//! Deterministic in-process simulation of a cluster: the real membership
+//! core on every node, a simulated network (latency, random loss,
+//! partitions), virtual time and one seeded RNG. Same seed, same run.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use foca::Timer;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::core::MembershipCore;
+use super::{ClusterConfig, ClusterEvent, NodeId, NodeStatus};
+
+pub(crate) fn addr(i: usize) -> SocketAddr {
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1)),
+        7000,
+    )
+}
+
+enum Event {
+    Deliver {
+        to: usize,
+        data: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        life: u64,
+        due: Duration,
+        timer: Timer<NodeId>,
+    },
+    Tick {
+        node: usize,
+        life: u64,
+    },
+}
+
+pub(crate) struct SimNode {
+    pub core: Option<MembershipCore>,
+    /// Bumped on every (re)start; events of an earlier life are dropped.
+    life: u64,
+    generation: u64,
+    config: ClusterConfig,
+    pub events: Vec<(Duration, ClusterEvent)>,
+    /// Extra delay before this node's timers run (a slow node).
+    pub slowness: Duration,
+}
+
+pub(crate) struct Sim {
+    pub now: Duration,
+    rng: StdRng,
+    pub nodes: Vec<SimNode>,
+    by_addr: HashMap<SocketAddr, usize>,
+    queue: BinaryHeap<Reverse<(Duration, u64)>>,
+    pending: HashMap<u64, Event>,
+    seq: u64,
+    pub loss: f64,
+    pub latency: (Duration, Duration),
+    /// Group per node; packets cross only within a group.
+    pub partition: Option<Vec<u8>>,
+    pub delivered: u64,
+}
+
+impl Sim {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            now: Duration::ZERO,
+            rng: StdRng::seed_from_u64(seed),
+            nodes: Vec::new(),
+            by_addr: HashMap::new(),
+            queue: BinaryHeap::new(),
+            pending: HashMap::new(),
+            seq: 0,
+            loss: 0.0,
+            latency: (Duration::from_micros(200), Duration::from_millis(2)),
+            partition: None,
+            delivered: 0,
+        }
+    }
+
+    /// Adds and starts a node (not yet joined).
+    pub(crate) fn add(&mut self, config: ClusterConfig) -> usize {
+        let i = self.nodes.len();
+        self.by_addr.insert(addr(i), i);
+        self.nodes.push(SimNode {
+            core: None,
+            life: 0,
+            generation: 0,
+            config,
+            events: Vec::new(),
+            slowness: Duration::ZERO,
+        });
+        self.start(i);
+        i
+    }
+
+    fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.life += 1;
+        node.generation += 1;
+        let id = NodeId::new(addr(i), node.generation);
+        let seed = self.rng.random::<u64>();
+        node.core = Some(MembershipCore::new(id, node.config.clone(), seed, self.now));
+        let life = node.life;
+        let first_tick = self
+            .rng
+            .random_range(0..node.config.health_check_interval.as_micros() as u64);
+        self.schedule(
+            self.now + Duration::from_micros(first_tick),
+            Event::Tick { node: i, life },
+        );
+        self.collect(i);
+    }
+
+    pub(crate) fn join(&mut self, i: usize, seed: usize) {
+        let now = self.now;
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            core.join(addr(seed), now);
+        }
+        self.collect(i);
+    }
+
+    pub(crate) fn kill(&mut self, i: usize) {
+        self.nodes[i].core = None;
+    }
+
+    /// Restarts a killed node under a new generation and joins it via `seed`.
+    pub(crate) fn restart(&mut self, i: usize, seed: usize) {
+        self.start(i);
+        self.join(i, seed);
+    }
+
+    pub(crate) fn with_core<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut MembershipCore, Duration) -> R,
+    ) -> R {
+        let now = self.now;
+        let r = f(self.nodes[i].core.as_mut().expect("node is running"), now);
+        self.collect(i);
+        r
+    }
+
+    fn schedule(&mut self, at: Duration, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.pending.insert(self.seq, event);
+    }
+
+    /// Moves a node's outputs into the network and the timer queue.
+    fn collect(&mut self, i: usize) {
+        let Some(core) = self.nodes[i].core.as_mut() else {
+            return;
+        };
+        let sends = core.drain_sends();
+        let timers = core.drain_timers();
+        let events = core.drain_events();
+        let life = self.nodes[i].life;
+        let slowness = self.nodes[i].slowness;
+        for e in events {
+            self.nodes[i].events.push((self.now, e));
+        }
+        for (due, timer) in timers {
+            self.schedule(
+                due + slowness,
+                Event::Timer {
+                    node: i,
+                    life,
+                    due,
+                    timer,
+                },
+            );
+        }
+        for (to, data) in sends {
+            let Some(&j) = self.by_addr.get(&to) else {
+                continue;
+            };
+            if self.rng.random_bool(self.loss.clamp(0.0, 1.0)) {
+                continue;
+            }
+            if let Some(groups) = &self.partition {
+                if groups[i] != groups[j] {
+                    continue;
+                }
+            }
+            let (lo, hi) = self.latency;
+            let delay = Duration::from_micros(
+                self.rng
+                    .random_range(lo.as_micros() as u64..=hi.as_micros() as u64),
+            );
+            self.schedule(self.now + delay, Event::Deliver { to: j, data });
+        }
+    }
+
+    /// Runs every event due up to `until` (virtual time).
+    pub(crate) fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        while let Some(&Reverse((at, seq))) = self.queue.peek() {
+            if at > until {
+                break;
+            }
+            self.queue.pop();
+            self.now = at;
+            let event = self.pending.remove(&seq).expect("scheduled");
+            match event {
+                Event::Deliver { to, data } => {
+                    let now = self.now;
+                    if let Some(core) = self.nodes[to].core.as_mut() {
+                        self.delivered += 1;
+                        core.handle_packet(&data, now);
+                        self.collect(to);
+                    }
+                }
+                Event::Timer {
+                    node,
+                    life,
+                    due,
+                    timer,
+                } => {
+                    let now = self.now;
+                    if self.nodes[node].life == life {
+                        if let Some(core) = self.nodes[node].core.as_mut() {
+                            core.handle_timer(timer, due, now);
+                            self.collect(node);
+                        }
+                    }
+                }
+                Event::Tick { node, life } => {
+                    let now = self.now;
+                    if self.nodes[node].life == life {
+                        if let Some(core) = self.nodes[node].core.as_mut() {
+                            core.tick(now);
+                            let next = now + self.nodes[node].config.health_check_interval;
+                            self.collect(node);
+                            self.schedule(next, Event::Tick { node, life });
+                        }
+                    }
+                }
+            }
+        }
+        self.now = until;
+    }
+
+    /// Runs in steps of `step` until `done` holds or `limit` passes; returns the time it took.
+    pub(crate) fn run_until(
+        &mut self,
+        limit: Duration,
+        step: Duration,
+        mut done: impl FnMut(&Sim) -> bool,
+    ) -> Option<Duration> {
+        let start = self.now;
+        while self.now - start < limit {
+            if done(self) {
+                return Some(self.now - start);
+            }
+            self.run_for(step);
+        }
+        done(self).then(|| self.now - start)
+    }
+
+    pub(crate) fn running(&self) -> impl Iterator<Item = (usize, &MembershipCore)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.core.as_ref().map(|c| (i, c)))
+    }
+
+    /// Whether node `i` sees every node in `others` as alive under its current generation.
+    pub(crate) fn sees_alive(&self, i: usize, others: &[usize]) -> bool {
+        let Some(core) = self.nodes[i].core.as_ref() else {
+            return false;
+        };
+        others.iter().filter(|&&j| j != i).all(|&j| {
+            let Some(theirs) = self.nodes[j].core.as_ref() else {
+                return false;
+            };
+            core.peer(&addr(j))
+                .is_some_and(|p| p.id == theirs.id() && p.status == NodeStatus::Alive)
+        })
+    }
+
+    /// Every running node sees every running node alive.
+    pub(crate) fn converged(&self) -> bool {
+        let all: Vec<usize> = self.running().map(|(i, _)| i).collect();
+        all.iter().all(|&i| self.sees_alive(i, &all))
+    }
+
+    pub(crate) fn status_of(&self, observer: usize, subject: usize) -> Option<NodeStatus> {
+        self.nodes[observer]
+            .core
+            .as_ref()?
+            .peer(&addr(subject))
+            .map(|p| p.status)
+    }
+
+    /// `NodeFailed` events about node `subject` seen by anyone.
+    pub(crate) fn failed_reports(&self, subject: usize) -> usize {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.events.iter())
+            .filter(|(_, e)| matches!(e, ClusterEvent::NodeFailed(id) if id.addr == addr(subject)))
+            .count()
+    }
+
+    pub(crate) fn bytes_sent(&self) -> u64 {
+        self.running().map(|(_, c)| c.stats.bytes_sent).sum()
+    }
+}
+
+/// A cluster of `n` nodes all joined through node 0.
+pub(crate) fn cluster(seed: u64, n: usize, config: &ClusterConfig) -> Sim {
+    let mut sim = Sim::new(seed);
+    for _ in 0..n {
+        sim.add(config.clone());
+    }
+    for i in 1..n {
+        sim.join(i, 0);
+    }
+    sim
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,315 @@
+//! The cluster's behaviour, specified as deterministic simulations.
+
+use std::time::Duration;
+
+use super::*;
+
+const SEC: Duration = Duration::from_secs(1);
+const STEP: Duration = Duration::from_millis(100);
+
+fn config(n: usize) -> ClusterConfig {
+    ClusterConfig::default().with_expected_cluster_size(n as u32)
+}
+
+fn converge(seed: u64, n: usize, phi: bool) -> (Sim, Duration) {
+    let mut sim = cluster(seed, n, &config(n).with_phi_monitoring(phi));
+    let took = sim
+        .run_until(Duration::from_secs(120), STEP, Sim::converged)
+        .unwrap_or_else(|| panic!("{n} nodes did not converge in 120 s"));
+    (sim, took)
+}
+
+#[test]
+fn ten_nodes_converge() {
+    let (sim, took) = converge(1, 10, true);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    for (i, core) in sim.running() {
+        assert_eq!(core.peers().count(), 9, "node {i}");
+    }
+}
+
+#[test]
+fn fifty_nodes_converge() {
+    let (_, took) = converge(2, 50, true);
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+#[test]
+fn two_hundred_nodes_converge() {
+    let (_, took) = converge(3, 200, false);
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
+
+#[test]
+fn same_seed_same_run() {
+    let run = |seed| {
+        let (sim, took) = converge(seed, 10, true);
+        (took, sim.delivered, sim.bytes_sent())
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+}
+
+/// Kills one node of a converged cluster; returns how long until every
+/// other node had marked it failed.
+fn detect_kill(seed: u64, n: usize, victim: usize) -> Duration {
+    let (mut sim, _) = converge(seed, n, true);
+    sim.run_for(5 * SEC);
+    sim.kill(victim);
+    let others: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
+    sim.run_until(Duration::from_secs(60), Duration::from_millis(50), |s| {
+        others
+            .iter()
+            .all(|&i| s.status_of(i, victim) == Some(NodeStatus::Failed))
+    })
+    .unwrap_or_else(|| panic!("kill of node {victim} not detected by everyone within 60 s"))
+}
+
+#[test]
+fn a_killed_node_is_marked_failed_by_every_other_node() {
+    let took = detect_kill(11, 10, 4);
+    let bound = ClusterConfig::default().suspicion_timeout() + 4 * SEC;
+    assert!(took <= bound, "detection took {took:?}, bound {bound:?}");
+}
+
+#[test]
+fn no_live_node_is_marked_failed_at_five_percent_loss_for_an_hour() {
+    let n = 10;
+    let (mut sim, _) = converge(21, n, true);
+    sim.loss = 0.05;
+    sim.run_for(Duration::from_secs(3600));
+    for (i, node) in sim.nodes.iter().enumerate() {
+        for (t, e) in &node.events {
+            if matches!(
+                e,
+                ClusterEvent::NodeFailed(_) | ClusterEvent::NodeRecovered(_)
+            ) {
+                eprintln!("at {t:?} node {i}: {e:?}");
+            }
+        }
+    }
+    for subject in 0..n {
+        assert_eq!(
+            sim.failed_reports(subject),
+            0,
+            "node {subject} was falsely reported failed"
+        );
+    }
+    assert!(sim.converged());
+}
+
+#[test]
+fn a_two_three_partition_of_120_s_heals_on_its_own() {
+    let n = 5;
+    let (mut sim, _) = converge(31, n, true);
+    sim.partition = Some(vec![0, 0, 1, 1, 1]);
+    sim.run_for(Duration::from_secs(120));
+    // Each side has declared the other side unreachable...
+    assert_eq!(sim.status_of(0, 3), Some(NodeStatus::Failed));
+    assert_eq!(sim.status_of(3, 0), Some(NodeStatus::Failed));
+    for i in 0..n {
+        assert!(
+            sim.nodes[i]
+                .events
+                .iter()
+                .any(|(_, e)| matches!(e, ClusterEvent::PartitionDetected { .. })),
+            "node {i} did not detect the partition"
+        );
+    }
+    // ...and after the network heals, so does the cluster, without restarts.
+    sim.partition = None;
+    let took = sim.run_until(Duration::from_secs(120), STEP, Sim::converged);
+    if took.is_none() {
+        for i in 0..n {
+            let c = sim.nodes[i].core.as_ref().unwrap();
+            eprintln!(
+                "node {i} id {} peers {:?}",
+                c.id(),
+                c.peers()
+                    .map(|p| (p.id.to_string(), p.status))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    let took = took.expect("partition did not heal within 120 s");
+    assert!(took <= Duration::from_secs(60), "healing took {took:?}");
+    // Partition state is evaluated on each health-check tick.
+    sim.run_for(2 * SEC);
+    for i in 0..n {
+        assert!(
+            sim.nodes[i]
+                .events
+                .iter()
+                .any(|(_, e)| matches!(e, ClusterEvent::PartitionHealed)),
+            "node {i} did not report the partition healed"
+        );
+    }
+}
+
+#[test]
+fn a_restarted_node_comes_back_under_a_new_generation() {
+    let n = 6;
+    let (mut sim, _) = converge(41, n, true);
+    sim.kill(5);
+    sim.run_until(Duration::from_secs(60), STEP, |s| {
+        (0..5).all(|i| s.status_of(i, 5) == Some(NodeStatus::Failed))
+    })
+    .expect("kill detected");
+    sim.restart(5, 0);
+    sim.run_until(Duration::from_secs(60), STEP, Sim::converged)
+        .expect("restarted node rejoined");
+    let generation = sim.nodes[5].core.as_ref().unwrap().id().generation;
+    assert_eq!(generation, 2);
+    for i in 0..5 {
+        assert!(sim.nodes[i].events.iter().any(
+            |(_, e)| matches!(e, ClusterEvent::NodeJoined { node, .. } if node.addr == addr(5) && node.generation == 2)
+        ));
+    }
+}
+
+#[test]
+fn tags_reach_every_node() {
+    let n = 20;
+    let (mut sim, _) = converge(51, n, true);
+    sim.with_core(7, |c, now| c.set_tag("role".into(), "worker".into(), now));
+    sim.with_core(7, |c, now| {
+        c.set_tag("label".into(), "worker-a".into(), now)
+    });
+    let id = sim.nodes[7].core.as_ref().unwrap().id();
+    let spread = sim.run_until(Duration::from_secs(30), STEP, |s| {
+        s.running().all(|(_, c)| {
+            c.tags_of(&id).is_some_and(|t| {
+                t.get("role").map(String::as_str) == Some("worker")
+                    && t.get("label").map(String::as_str) == Some("worker-a")
+            })
+        })
+    });
+    if spread.is_none() {
+        for (i, c) in sim.running() {
+            eprintln!("node {i} sees {:?}", c.tags_of(&id));
+        }
+    }
+    spread.expect("tags spread to every node");
+    // A node that joins later learns them too.
+    let late = sim.add(config(n + 1));
+    sim.join(late, 3);
+    sim.run_until(Duration::from_secs(60), STEP, |s| {
+        s.nodes[late]
+            .core
+            .as_ref()
+            .unwrap()
+            .tags_of(&id)
+            .is_some_and(|t| t.contains_key("role"))
+    })
+    .expect("late joiner learned existing tags");
+}
+
+#[test]
+fn tags_given_at_start_are_known_on_join() {
+    let mut sim = Sim::new(61);
+    sim.add(config(3));
+    sim.add(config(3).with_tag("gpu", "true"));
+    sim.add(config(3));
+    sim.join(1, 0);
+    sim.join(2, 0);
+    let id = sim.nodes[1].core.as_ref().unwrap().id();
+    sim.run_until(Duration::from_secs(30), STEP, |s| {
+        [0, 2].iter().all(|&i| {
+            s.nodes[i]
+                .core
+                .as_ref()
+                .unwrap()
+                .tags_of(&id)
+                .is_some_and(|t| t.contains_key("gpu"))
+        })
+    })
+    .expect("start tags spread");
+}
+
+#[test]
+fn graceful_leave_is_reported_as_left_not_failed() {
+    let n = 6;
+    let (mut sim, _) = converge(71, n, true);
+    sim.with_core(2, |c, now| c.announce_leaving(now));
+    sim.run_for(2 * SEC);
+    sim.with_core(2, |c, now| c.leave(now));
+    sim.run_for(SEC);
+    sim.kill(2);
+    sim.run_until(Duration::from_secs(30), STEP, |s| {
+        (0..n)
+            .filter(|&i| i != 2)
+            .all(|i| s.status_of(i, 2) == Some(NodeStatus::Left))
+    })
+    .expect("everyone saw the departure");
+    assert_eq!(sim.failed_reports(2), 0);
+}
+
+#[test]
+fn a_slow_node_raises_its_local_health_and_accuses_nobody() {
+    let n = 6;
+    let (mut sim, _) = converge(81, n, false);
+    // Node 0's timers now run 600 ms late (an overloaded process).
+    sim.nodes[0].slowness = Duration::from_millis(600);
+    sim.run_for(Duration::from_secs(300));
+    assert!(sim.nodes[0].core.as_ref().unwrap().local_health() > 0);
+    for subject in 1..n {
+        assert_eq!(
+            sim.failed_reports(subject),
+            0,
+            "slow node accused node {subject}"
+        );
+    }
+}
+
+#[test]
+fn phi_follows_a_member_and_rises_when_it_goes_silent() {
+    let n = 4;
+    let (mut sim, _) = converge(91, n, true);
+    sim.run_for(20 * SEC);
+    let phi = sim.nodes[0].core.as_ref().unwrap().phi(&addr(1)).unwrap();
+    assert!(phi < 1.0, "phi of a live member is {phi}");
+    sim.partition = Some(vec![0, 1, 0, 0]);
+    sim.run_for(8 * SEC);
+    let phi = sim.nodes[0].core.as_ref().unwrap().phi(&addr(1)).unwrap();
+    assert!(phi > 8.0, "phi of a silent member is {phi}");
+}
+
+#[test]
+#[ignore]
+fn explore_suspicion_multiplier_under_loss() {
+    for (mult, lha) in [
+        (4.0, false),
+        (6.0, false),
+        (8.0, false),
+        (6.0, true),
+        (8.0, true),
+    ] {
+        for seed in [21u64, 22, 23, 24] {
+            let n = 10;
+            let mut sim = cluster(
+                seed,
+                n,
+                &config(n)
+                    .with_suspicion_multiplier(mult)
+                    .with_local_health_awareness(lha),
+            );
+            sim.run_until(Duration::from_secs(120), STEP, Sim::converged)
+                .unwrap();
+            sim.loss = 0.05;
+            sim.run_for(Duration::from_secs(3600));
+            let fp: usize = (0..n).map(|s| sim.failed_reports(s)).sum();
+            eprintln!("mult {mult} lha {lha} seed {seed}: {fp} false failure reports");
+            if fp > 1000 {
+                for (i, node) in sim.nodes.iter().enumerate() {
+                    for (t, e) in &node.events {
+                        if !matches!(e, ClusterEvent::NodeTagsUpdated { .. })
+                            && *t > Duration::from_secs(60)
+                        {
+                            eprintln!("   at {t:?} node {i}: {e:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
