@@ -80,6 +80,9 @@ pub struct CoreStats {
     pub bytes_sent: u64,
     /// Packets foca refused (malformed, not for us, ...).
     pub packets_rejected: u64,
+    /// Times this node renewed its identity after learning the cluster
+    /// had declared it down.
+    pub renewals: u64,
 }
 
 pub(crate) struct MembershipCore {
@@ -263,6 +266,8 @@ impl MembershipCore {
             )
             .collect();
         for addr in targets {
+            self.stats.packets_sent += 1;
+            self.stats.bytes_sent += heartbeat.len() as u64;
             self.sends.push((addr, heartbeat.clone()));
         }
         let threshold = self.config.phi.threshold;
@@ -439,18 +444,15 @@ impl MembershipCore {
             OwnedNotification::MemberUp(id) => self.member_up(id),
             OwnedNotification::MemberDown(id) => self.member_down(id),
             OwnedNotification::Rename(old, new) => self.renamed(old, new),
+            // foca renews our identity itself when the cluster declares us
+            // down (`Rejoin`); `Defunct` would mean renewal was impossible,
+            // which `NodeId::renew` never refuses.
             OwnedNotification::Defunct => {
-                // The cluster declared *us* down (we were unreachable).
-                // Come back under a new generation.
-                if !self.leaving {
-                    if let Some(renewed) = foca::Identity::renew(&self.id) {
-                        self.id = renewed;
-                        let _ = self.foca.change_identity(renewed, &mut self.out);
-                        self.broadcast_tags();
-                    }
-                }
+                tracing::warn!(node = %self.id, "declared down and unable to rejoin")
             }
             OwnedNotification::Rejoin(id) => {
+                tracing::debug!(old = %self.id, new = %id, "declared down; rejoined under a new generation");
+                self.stats.renewals += 1;
                 self.id = id;
                 self.broadcast_tags();
             }
