@@ -56,5 +56,5 @@ pub use config::{
     RpcConfig, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_MTU, DEFAULT_TIMEOUT,
 };
 pub use error::RpcError;
-pub use server::{CallInfo, RequestStream, RpcServer, ShutdownHandle};
+pub use server::{CallInfo, RequestStream, RpcServer, ServerHandle, ShutdownHandle};
 pub use wire::Metadata;

@@ -54,6 +54,11 @@ pub struct ClusterConfig {
     pub generation: Option<u64>,
     /// Tags this node starts with.
     pub tags: Tags,
+    /// The RPC server whose endpoint carries this node's gossip (its
+    /// address is the node's address). Required by `ClusterMembership::new`.
+    pub server: Option<crate::ServerHandle>,
+    /// How long `join` waits for a seed to answer.
+    pub join_timeout: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -81,6 +86,8 @@ impl Default for ClusterConfig {
             event_capacity: 1024,
             generation: None,
             tags: Tags::new(),
+            server: None,
+            join_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -152,6 +159,21 @@ impl ClusterConfig {
     /// Fixes the identity generation (normally chosen at start).
     pub fn with_generation(mut self, generation: u64) -> Self {
         self.generation = Some(generation);
+        self
+    }
+
+    /// The RPC server this node's gossip rides on. The server must require
+    /// client certificates from the cluster CA
+    /// (`RpcConfig::with_client_ca_path`): that is what keeps processes
+    /// without the cluster's credentials out of the membership.
+    pub fn with_server(mut self, server: crate::ServerHandle) -> Self {
+        self.server = Some(server);
+        self
+    }
+
+    /// Sets [`join_timeout`](Self::join_timeout).
+    pub fn with_join_timeout(mut self, timeout: Duration) -> Self {
+        self.join_timeout = timeout;
         self
     }
 

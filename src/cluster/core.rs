@@ -152,6 +152,7 @@ impl MembershipCore {
         self.peers.values()
     }
 
+    #[cfg(test)]
     pub(crate) fn peer(&self, addr: &SocketAddr) -> Option<&Peer> {
         self.peers.get(addr)
     }

@@ -8,21 +8,29 @@
 //! | `tags` | tag maps as versioned foca custom broadcasts |
 //! | `core` | the sans-IO membership state machine |
 //! | `config` | [`ClusterConfig`] |
+//! | `membership` | [`ClusterMembership`]: the async shell (driver task, API) |
+//! | `transport` | gossip as unary calls between nodes' RPC endpoints, mutual TLS |
+//! | `registry` | [`NodeRegistry`], [`HealthChecker`] |
 
 mod config;
-#[allow(dead_code)] // driven by the simulator; the QUIC shell comes next
 pub(crate) mod core;
 pub mod detector;
+mod membership;
 mod node;
+mod registry;
 mod tags;
+mod transport;
 
 #[cfg(test)]
 mod sim;
 
 pub use config::ClusterConfig;
 pub use detector::{PhiAccrualDetector, PhiConfig};
+pub use membership::{ClusterMembership, ClusterView, NodeInfo};
 pub use node::NodeId;
+pub use registry::{HealthChecker, NodeRegistry};
 pub use tags::{Tags, MAX_TAGS, MAX_TAG_LEN};
+pub use transport::GOSSIP_METHOD;
 
 /// A member's status as this node sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,6 +37,60 @@ pub struct RpcServer {
     shutdown: Arc<watch::Sender<bool>>,
 }
 
+/// A cloneable handle to an [`RpcServer`]: registers handlers (also while
+/// the server runs), tells its address and configuration, shuts it down.
+#[derive(Clone)]
+pub struct ServerHandle {
+    registry: Arc<Registry>,
+    socket_addr: Option<SocketAddr>,
+    config: RpcConfig,
+    shutdown: ShutdownHandle,
+}
+
+impl ServerHandle {
+    /// See [`RpcServer::register`].
+    pub async fn register<F, Fut>(&self, method: &str, handler: F)
+    where
+        F: Fn(Vec<u8>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static,
+    {
+        self.registry.insert(method, handler::unary(handler));
+    }
+
+    /// See [`RpcServer::register_streaming`].
+    pub async fn register_streaming<F, Fut, S>(&self, method: &str, handler: F)
+    where
+        F: Fn(RequestStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = S> + Send + 'static,
+        S: Stream<Item = Result<Vec<u8>, RpcError>> + Send + 'static,
+    {
+        self.registry.insert(method, handler::streaming(handler));
+    }
+
+    /// The bound address (`None` if the handle was taken before `bind`).
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        self.socket_addr
+    }
+
+    /// The server's configuration.
+    pub fn config(&self) -> &RpcConfig {
+        &self.config
+    }
+
+    /// Starts a graceful shutdown (see [`ShutdownHandle::shutdown`]).
+    pub fn shutdown(&self) {
+        self.shutdown.shutdown();
+    }
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("socket_addr", &self.socket_addr)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Requests a graceful shutdown of a running [`RpcServer`].
 #[derive(Clone, Debug)]
 pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
@@ -117,6 +171,17 @@ impl RpcServer {
             .map_err(|e| start_error(addr, e))?;
         self.socket_addr = Some(server.local_addr()?);
         Ok(server)
+    }
+
+    /// A cloneable handle for registering handlers and reading the address
+    /// after `start` has taken `&mut self`. Take it after [`bind`](Self::bind).
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            registry: self.registry.clone(),
+            socket_addr: self.socket_addr,
+            config: self.config.clone(),
+            shutdown: self.shutdown_handle(),
+        }
     }
 
     /// A handle that can stop [`start`](Self::start) gracefully from another task.

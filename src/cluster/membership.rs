@@ -1,0 +1,408 @@
+//! [`ClusterMembership`]: the async shell that drives the membership core
+//! from the node's RPC endpoint, timers and API calls.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use foca::Timer;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::core::MembershipCore;
+use super::transport::{Transport, GOSSIP_METHOD};
+use super::{ClusterConfig, ClusterEvent, NodeId, NodeStatus, Tags};
+use crate::{RpcConfig, RpcError};
+
+/// One member as this node sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeInfo {
+    /// Identity (address and generation).
+    pub id: NodeId,
+    /// Status here.
+    pub status: NodeStatus,
+    /// Its tags.
+    pub tags: Tags,
+    /// Its φ at the time of the snapshot (0 for the local node).
+    pub phi: f64,
+}
+
+impl NodeInfo {
+    /// The member's RPC address.
+    pub fn addr(&self) -> SocketAddr {
+        self.id.addr
+    }
+
+    /// Whether it has the tag `key` (any value), or `key=value` exactly.
+    pub fn has_tag(&self, filter: &str) -> bool {
+        match filter.split_once('=') {
+            Some((k, v)) => self.tags.get(k).is_some_and(|have| have == v),
+            None => self.tags.contains_key(filter),
+        }
+    }
+}
+
+/// A snapshot of the membership, refreshed after every change.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    /// This node.
+    pub local: Option<NodeInfo>,
+    /// Every other member ever seen (any status).
+    pub members: Vec<NodeInfo>,
+    /// This node's Lifeguard local health score (0 = healthy, up to 8):
+    /// its probe and suspicion timeouts are multiplied by 1 + this.
+    pub local_health: u32,
+}
+
+enum Command {
+    Join(SocketAddr),
+    SetTag(String, String),
+    RemoveTag(String),
+    AnnounceLeaving,
+    Leave(oneshot::Sender<()>),
+}
+
+/// This node's membership in a cluster. Cheap to clone; the membership
+/// stops when the last clone is dropped (without a goodbye: use
+/// [`leave`](Self::leave) for that).
+#[derive(Clone)]
+pub struct ClusterMembership {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    commands: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<ClusterEvent>,
+    view: watch::Receiver<Arc<ClusterView>>,
+    config: ClusterConfig,
+    driver: tokio::task::AbortHandle,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl std::fmt::Debug for ClusterMembership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterMembership")
+            .field("local", &self.local_node())
+            .finish_non_exhaustive()
+    }
+}
+
+fn seed_from_clock() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+impl ClusterMembership {
+    /// Starts membership on the RPC server given by
+    /// [`ClusterConfig::with_server`]. The server must require client
+    /// certificates (`RpcConfig::with_client_ca_path`): the node uses its
+    /// own certificate to talk to peers and trusts only the cluster CA.
+    pub async fn new(config: ClusterConfig) -> Result<Self, RpcError> {
+        let server = config.server.clone().ok_or_else(|| {
+            RpcError::ConfigError(
+                "ClusterConfig::with_server is required: gossip rides the node's RPC endpoint"
+                    .into(),
+            )
+        })?;
+        let addr = server.socket_addr().ok_or_else(|| {
+            RpcError::ConfigError("bind the RPC server before starting membership".into())
+        })?;
+        let rpc = server.config();
+        let cluster_ca = rpc.client_ca_path().ok_or_else(|| {
+            RpcError::ConfigError(
+                "cluster nodes must require client certificates from the cluster CA: RpcConfig::with_client_ca_path".into(),
+            )
+        })?;
+        let key = rpc
+            .key_path()
+            .ok_or_else(|| RpcError::ConfigError("the RPC server has no private key".into()))?;
+        let bind = if addr.is_ipv6() {
+            "[::]:0"
+        } else if addr.ip().is_loopback() {
+            "127.0.0.1:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        let peer_config = RpcConfig::new(cluster_ca, bind)
+            .with_server_name(rpc.server_name())
+            .with_client_identity(rpc.cert_path(), key)
+            .with_max_message_size(64 * 1024)
+            .with_idle_timeout(Duration::from_secs(60))
+            .with_keep_alive_interval(Duration::from_secs(15));
+        // Make sure our own client identity and trust store load before joining anyone.
+        crate::tls::client_tls(&peer_config)?;
+
+        let generation = config.generation.unwrap_or_else(seed_from_clock);
+        let id = NodeId::new(addr, generation);
+        let start = Instant::now();
+        let core = MembershipCore::new(id, config.clone(), seed_from_clock(), Duration::ZERO);
+
+        let (packets_tx, packets_rx) = mpsc::channel::<Vec<u8>>(1024);
+        let max_packet = config.max_packet_size + 64;
+        server
+            .register(GOSSIP_METHOD, move |packet| {
+                let packets = packets_tx.clone();
+                async move {
+                    if packet.len() > max_packet {
+                        return Err(RpcError::ProtocolError("gossip packet too large".into()));
+                    }
+                    // A full queue drops the packet, as a congested network would.
+                    let _ = packets.try_send(packet);
+                    Ok(Vec::new())
+                }
+            })
+            .await;
+
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(config.event_capacity.max(16));
+        let (view_tx, view) = watch::channel(Arc::new(ClusterView::default()));
+        let driver = Driver {
+            core,
+            start,
+            timers: BinaryHeap::new(),
+            timer_slots: HashMap::new(),
+            next_timer: 0,
+            transport: Transport::new(peer_config),
+            events: events.clone(),
+            view: view_tx,
+        };
+        let task = tokio::spawn(driver.run(packets_rx, commands_rx, config.health_check_interval));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                commands,
+                events,
+                view,
+                config,
+                driver: task.abort_handle(),
+            }),
+        })
+    }
+
+    /// Joins the cluster through any of `seeds` (members' RPC addresses),
+    /// waiting until at least one answers. An empty list starts a new cluster.
+    pub async fn join(&self, seeds: Vec<SocketAddr>) -> Result<(), RpcError> {
+        let me = self.local_node().map(|n| n.addr());
+        let seeds: Vec<SocketAddr> = seeds.into_iter().filter(|s| Some(*s) != me).collect();
+        if seeds.is_empty() {
+            return Ok(());
+        }
+        for seed in &seeds {
+            self.command(Command::Join(*seed))?;
+        }
+        let mut view = self.shared.view.clone();
+        let joined = async {
+            view.wait_for(|v| v.members.iter().any(|m| m.status == NodeStatus::Alive))
+                .await
+                .map(drop)
+        };
+        let outcome = tokio::time::timeout(self.shared.config.join_timeout, joined).await;
+        match outcome {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(RpcError::ConnectionError("membership stopped".into())),
+            Err(_) => Err(RpcError::ConnectionError(format!(
+                "no seed of {seeds:?} answered within {:?} (join_timeout)",
+                self.shared.config.join_timeout
+            ))),
+        }
+    }
+
+    /// Sets a tag on this node; it spreads to every member.
+    pub fn set_tag(&self, key: impl Into<String>, value: impl Into<String>) {
+        let _ = self.command(Command::SetTag(key.into(), value.into()));
+    }
+
+    /// Removes a tag from this node.
+    pub fn remove_tag(&self, key: impl Into<String>) {
+        let _ = self.command(Command::RemoveTag(key.into()));
+    }
+
+    /// Membership events from now on. A subscriber that falls more than
+    /// `event_capacity` events behind gets `RecvError::Lagged(missed)`.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// The current membership snapshot.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.shared.view.borrow().clone()
+    }
+
+    /// A receiver that is notified whenever the snapshot changes.
+    pub fn watch(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.shared.view.clone()
+    }
+
+    /// Every other member ever seen, with status, tags and φ.
+    pub fn members(&self) -> Vec<NodeInfo> {
+        self.view().members.clone()
+    }
+
+    /// This node.
+    pub fn local_node(&self) -> Option<NodeInfo> {
+        self.view().local.clone()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.shared.config
+    }
+
+    /// Leaves gracefully: announces the departure (peers report
+    /// `NodeLeft`), leaves, and stops gossiping.
+    pub async fn leave(&self) -> Result<(), RpcError> {
+        self.command(Command::AnnounceLeaving)?;
+        tokio::time::sleep(self.shared.config.gossip_interval * 3).await;
+        let (done, left) = oneshot::channel();
+        self.command(Command::Leave(done))?;
+        let _ = left.await;
+        // Give the goodbye packets a moment to leave before stopping.
+        tokio::time::sleep(self.shared.config.gossip_interval).await;
+        self.shared.driver.abort();
+        Ok(())
+    }
+
+    fn command(&self, command: Command) -> Result<(), RpcError> {
+        self.shared
+            .commands
+            .send(command)
+            .map_err(|_| RpcError::ConnectionError("membership stopped".into()))
+    }
+}
+
+struct Driver {
+    core: MembershipCore,
+    start: Instant,
+    timers: BinaryHeap<Reverse<(Duration, u64)>>,
+    timer_slots: HashMap<u64, (Duration, Timer<NodeId>)>,
+    next_timer: u64,
+    transport: Transport,
+    events: broadcast::Sender<ClusterEvent>,
+    view: watch::Sender<Arc<ClusterView>>,
+}
+
+impl Driver {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    async fn run(
+        mut self,
+        mut packets: mpsc::Receiver<Vec<u8>>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        tick_every: Duration,
+    ) {
+        let mut tick = tokio::time::interval(tick_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.pump();
+        loop {
+            let next_due = self
+                .timers
+                .peek()
+                .map(|Reverse((due, _))| self.start + *due);
+            tokio::select! {
+                Some(packet) = packets.recv() => {
+                    let now = self.now();
+                    self.core.handle_packet(&packet, now);
+                }
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    let now = self.now();
+                    match command {
+                        Command::Join(seed) => self.core.join(seed, now),
+                        Command::SetTag(k, v) => self.core.set_tag(k, v, now),
+                        Command::RemoveTag(k) => self.core.remove_tag(&k, now),
+                        Command::AnnounceLeaving => self.core.announce_leaving(now),
+                        Command::Leave(done) => {
+                            self.core.leave(now);
+                            self.pump();
+                            let _ = done.send(());
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                    let now = self.now();
+                    while let Some(&Reverse((due, slot))) = self.timers.peek() {
+                        if due > now {
+                            break;
+                        }
+                        self.timers.pop();
+                        if let Some((due, timer)) = self.timer_slots.remove(&slot) {
+                            self.core.handle_timer(timer, due, now);
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = self.now();
+                    self.core.tick(now);
+                }
+            }
+            self.pump();
+        }
+    }
+
+    /// Sends what the core produced, schedules its timers, publishes events and the view.
+    fn pump(&mut self) {
+        for (addr, packet) in self.core.drain_sends() {
+            self.transport.send(addr, packet);
+        }
+        for (due, timer) in self.core.drain_timers() {
+            self.next_timer += 1;
+            self.timers.push(Reverse((due, self.next_timer)));
+            self.timer_slots.insert(self.next_timer, (due, timer));
+        }
+        let events = self.core.drain_events();
+        let changed = !events.is_empty();
+        for event in events {
+            tracing::info!(?event, "cluster event");
+            let _ = self.events.send(event);
+        }
+        if changed
+            || self.view.borrow().local.as_ref().map(|l| l.id) != Some(self.core.id())
+            || self.tags_changed()
+        {
+            self.publish_view();
+        }
+    }
+
+    fn tags_changed(&self) -> bool {
+        let view = self.view.borrow();
+        view.local
+            .as_ref()
+            .is_some_and(|l| &l.tags != self.core.my_tags())
+    }
+
+    fn publish_view(&mut self) {
+        let local = NodeInfo {
+            id: self.core.id(),
+            status: NodeStatus::Alive,
+            tags: self.core.my_tags().clone(),
+            phi: 0.0,
+        };
+        let mut members: Vec<NodeInfo> = self
+            .core
+            .peers()
+            .map(|p| NodeInfo {
+                id: p.id,
+                status: p.status,
+                tags: self.core.tags_of(&p.id).unwrap_or_default(),
+                phi: self.core.phi(&p.id.addr).unwrap_or(0.0),
+            })
+            .collect();
+        members.sort_by_key(|m| m.id.addr);
+        self.view.send_replace(Arc::new(ClusterView {
+            local: Some(local),
+            members,
+            local_health: self.core.local_health(),
+        }));
+    }
+}

@@ -1,0 +1,266 @@
+//! Cluster membership between real nodes over QUIC on loopback, in one
+//! process: each node has its own RPC server (mutual TLS against the test
+//! CA) carrying its gossip.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rpcnet::cluster::{
+    ClusterConfig, ClusterEvent, ClusterMembership, NodeRegistry, NodeStatus, GOSSIP_METHOD,
+};
+use rpcnet::{RpcClient, RpcConfig, RpcError, RpcServer};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+fn cert(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("certs")
+        .join(name)
+}
+
+/// Faster than the defaults so tests finish quickly; same mechanisms.
+fn fast() -> ClusterConfig {
+    ClusterConfig::default()
+        .with_gossip_interval(Duration::from_millis(50))
+        .with_probe(Duration::from_millis(200), Duration::from_millis(100))
+        .with_health_check_interval(Duration::from_millis(200))
+        .with_expected_cluster_size(8)
+}
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Node {
+    cluster: ClusterMembership,
+    addr: SocketAddr,
+    server: JoinHandle<Result<(), RpcError>>,
+}
+
+impl Node {
+    fn kill(self) {
+        self.server.abort();
+        drop(self.cluster);
+    }
+}
+
+async fn node_with(
+    cert_name: &str,
+    key_name: &str,
+    ca_name: &str,
+    config: ClusterConfig,
+) -> Result<Node, RpcError> {
+    let rpc = RpcConfig::new(cert(cert_name), "127.0.0.1:0")
+        .with_key_path(cert(key_name))
+        .with_client_ca_path(cert(ca_name));
+    let mut server = RpcServer::new(rpc);
+    let quic = server.bind()?;
+    let handle = server.handle();
+    let addr = handle.socket_addr().unwrap();
+    let server = tokio::spawn(async move { server.start(quic).await });
+    let cluster = ClusterMembership::new(config.with_server(handle)).await?;
+    Ok(Node {
+        cluster,
+        addr,
+        server,
+    })
+}
+
+async fn node(config: ClusterConfig) -> Node {
+    node_with("test_cert.pem", "test_key.pem", "ca.pem", config)
+        .await
+        .expect("node starts")
+}
+
+/// Waits until `cluster` sees every address in `addrs` alive.
+async fn sees_alive(cluster: &ClusterMembership, addrs: &[SocketAddr]) {
+    let mut watch = cluster.watch();
+    let wanted: Vec<SocketAddr> = addrs.to_vec();
+    tokio::time::timeout(
+        PATIENCE,
+        watch.wait_for(|v| {
+            wanted.iter().all(|a| {
+                v.local.as_ref().is_some_and(|l| l.addr() == *a)
+                    || v.members
+                        .iter()
+                        .any(|m| m.addr() == *a && m.status == NodeStatus::Alive)
+            })
+        }),
+    )
+    .await
+    .expect("membership converged in time")
+    .expect("membership running");
+}
+
+/// Waits for an event matching `pred`.
+async fn event(
+    rx: &mut tokio::sync::broadcast::Receiver<ClusterEvent>,
+    pred: impl Fn(&ClusterEvent) -> bool,
+) -> ClusterEvent {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => panic!("event channel closed"),
+            }
+        }
+    })
+    .await
+    .expect("event arrived in time")
+}
+
+async fn cluster_of(n: usize) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for _ in 0..n {
+        nodes.push(node(fast()).await);
+    }
+    let seed = nodes[0].addr;
+    for n in &nodes[1..] {
+        n.cluster
+            .join(vec![seed])
+            .await
+            .expect("join through the seed");
+    }
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    for n in &nodes {
+        sees_alive(&n.cluster, &addrs).await;
+    }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_form_a_cluster_through_one_seed_and_tags_spread() {
+    let nodes = cluster_of(5).await;
+    nodes[3].cluster.set_tag("role", "worker");
+    nodes[3].cluster.set_tag("label", "worker-a");
+    let registry = NodeRegistry::new(nodes[0].cluster.clone());
+    let mut watch = nodes[0].cluster.watch();
+    tokio::time::timeout(
+        PATIENCE,
+        watch.wait_for(|v| {
+            v.members
+                .iter()
+                .any(|m| m.addr() == nodes[3].addr && m.has_tag("label=worker-a"))
+        }),
+    )
+    .await
+    .expect("tags spread")
+    .unwrap();
+    let workers = registry.nodes_with_tag("role=worker").await;
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].addr(), nodes[3].addr);
+    assert_eq!(registry.nodes_with_tag("role").await.len(), 1);
+    assert!(registry.nodes_with_tag("gpu").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_reported_failed_by_every_other_node() {
+    let mut nodes = cluster_of(4).await;
+    let mut subscriptions: Vec<_> = nodes[..3].iter().map(|n| n.cluster.subscribe()).collect();
+    let victim = nodes.pop().unwrap();
+    let victim_addr = victim.addr;
+    let started = std::time::Instant::now();
+    victim.kill();
+    for rx in &mut subscriptions {
+        event(
+            rx,
+            |e| matches!(e, ClusterEvent::NodeFailed(id) if id.addr == victim_addr),
+        )
+        .await;
+    }
+    eprintln!("detected by all in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_leave_is_reported_as_left() {
+    let mut nodes = cluster_of(3).await;
+    let mut subscriptions: Vec<_> = nodes[..2].iter().map(|n| n.cluster.subscribe()).collect();
+    let leaver = nodes.pop().unwrap();
+    let addr = leaver.addr;
+    leaver.cluster.leave().await.unwrap();
+    for rx in &mut subscriptions {
+        let e = event(rx, |e| matches!(e, ClusterEvent::NodeLeft(id) | ClusterEvent::NodeFailed(id) if id.addr == addr)).await;
+        assert!(matches!(e, ClusterEvent::NodeLeft(_)), "got {e:?}");
+    }
+    leaver.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_certificate_from_another_ca_is_refused() {
+    let member = node(fast()).await;
+    // An outsider with its own CA: it trusts nobody in the cluster and nobody trusts it.
+    let outsider = node_with(
+        "other_cert.pem",
+        "other_key.pem",
+        "other-ca.pem",
+        fast().with_join_timeout(Duration::from_secs(3)),
+    )
+    .await
+    .unwrap();
+    let err = outsider.cluster.join(vec![member.addr]).await.unwrap_err();
+    assert!(matches!(err, RpcError::ConnectionError(_)), "{err:?}");
+    // Nor can a client without any certificate talk to the gossip endpoint.
+    let anonymous =
+        RpcClient::connect(member.addr, RpcConfig::new(cert("ca.pem"), "127.0.0.1:0")).await;
+    let refused = match anonymous {
+        Err(e) => e,
+        Ok(c) => c.call(GOSSIP_METHOD, vec![0, 1, 2]).await.unwrap_err(),
+    };
+    assert!(matches!(refused, RpcError::TlsError(_)), "{refused:?}");
+    // A certificate from the other CA is refused too, even trusting the member's CA.
+    let stranger = RpcConfig::new(cert("ca.pem"), "127.0.0.1:0")
+        .with_client_identity(cert("other_cert.pem"), cert("other_key.pem"));
+    let refused = match RpcClient::connect(member.addr, stranger).await {
+        Err(e) => e,
+        Ok(c) => c.call(GOSSIP_METHOD, vec![0, 1, 2]).await.unwrap_err(),
+    };
+    assert!(matches!(refused, RpcError::TlsError(_)), "{refused:?}");
+    assert!(
+        member.cluster.members().is_empty(),
+        "the outsider got in: {:?}",
+        member.cluster.members()
+    );
+}
+
+#[tokio::test]
+async fn membership_requires_a_server_that_requires_client_certificates() {
+    let mut server = RpcServer::new(
+        RpcConfig::new(cert("test_cert.pem"), "127.0.0.1:0").with_key_path(cert("test_key.pem")),
+    );
+    let _quic = server.bind().unwrap();
+    let err = ClusterMembership::new(fast().with_server(server.handle()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RpcError::ConfigError(m) if m.contains("with_client_ca_path")),
+        "{err:?}"
+    );
+    let err = ClusterMembership::new(fast()).await.unwrap_err();
+    assert!(matches!(err, RpcError::ConfigError(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_subscriber_learns_how_many_events_it_missed() {
+    let mut config = fast();
+    config.event_capacity = 16;
+    let a = node(config).await;
+    let b = node(fast()).await;
+    let mut slow = a.cluster.subscribe();
+    b.cluster.join(vec![a.addr]).await.unwrap();
+    for i in 0..60 {
+        b.cluster.set_tag("counter", i.to_string());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut watch = a.cluster.watch();
+    tokio::time::timeout(
+        PATIENCE,
+        watch.wait_for(|v| v.members.iter().any(|m| m.has_tag("counter=59"))),
+    )
+    .await
+    .expect("last tag arrived")
+    .unwrap();
+    match slow.recv().await {
+        Err(RecvError::Lagged(missed)) => assert!(missed > 0),
+        other => panic!("expected a lag report, got {other:?}"),
+    }
+}
