@@ -47,6 +47,7 @@ pub enum NodeStatus {
 
 /// Membership changes, in the order this node observed them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClusterEvent {
     /// A member appeared (or a known address came back with a new generation).
     NodeJoined {

@@ -2,6 +2,8 @@
 //! process: each node has its own RPC server (mutual TLS against the test
 //! CA) carrying its gossip.
 
+mod processes;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,0 +1,109 @@
+//! A bare cluster member: an RPC server with mutual TLS whose endpoint
+//! carries the membership gossip. Prints one line per membership event;
+//! Ctrl-C / SIGTERM leaves the cluster gracefully.
+//!
+//! ```text
+//! rpcnet-node --listen 127.0.0.1:7001 [--seed 127.0.0.1:7000]... [--tag key=value]...
+//!             [--cert certs/test_cert.pem --key certs/test_key.pem --ca certs/ca.pem]
+//! ```
+//!
+//! Output lines: `READY <addr>`, then `EVENT <kind> <addr> <generation>`
+//! (kinds: joined, left, failed, recovered, tags, partition, healed).
+
+use std::net::SocketAddr;
+
+use rpcnet::cluster::{ClusterConfig, ClusterEvent, ClusterMembership};
+use rpcnet::{RpcConfig, RpcServer};
+
+struct Args {
+    listen: String,
+    seeds: Vec<SocketAddr>,
+    tags: Vec<(String, String)>,
+    cert: String,
+    key: String,
+    ca: String,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        listen: "127.0.0.1:0".into(),
+        seeds: Vec::new(),
+        tags: Vec::new(),
+        cert: "certs/test_cert.pem".into(),
+        key: "certs/test_key.pem".into(),
+        ca: "certs/ca.pem".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => args.listen = value()?,
+            "--seed" => args
+                .seeds
+                .push(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
+            "--tag" => {
+                let v = value()?;
+                let (k, val) = v.split_once('=').ok_or("--tag takes key=value")?;
+                args.tags.push((k.into(), val.into()));
+            }
+            "--cert" => args.cert = value()?,
+            "--key" => args.key = value()?,
+            "--ca" => args.ca = value()?,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn line(kind: &str, id: &rpcnet::cluster::NodeId) {
+    println!("EVENT {kind} {} {}", id.addr, id.generation);
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse().map_err(|e| format!("{e}\nusage: rpcnet-node --listen ADDR [--seed ADDR]... [--tag k=v]... [--cert F --key F --ca F]"))?;
+    let rpc = RpcConfig::new(&args.cert, args.listen.as_str())
+        .with_key_path(&args.key)
+        .with_client_ca_path(&args.ca);
+    let mut server = RpcServer::new(rpc);
+    let quic = server.bind()?;
+    let handle = server.handle();
+    let addr = handle.socket_addr().expect("bound");
+    let serving = tokio::spawn(async move { server.start(quic).await });
+
+    let mut config = ClusterConfig::default().with_server(handle);
+    for (k, v) in args.tags {
+        config = config.with_tag(k, v);
+    }
+    let cluster = ClusterMembership::new(config).await?;
+    let mut events = cluster.subscribe();
+    println!("READY {addr}");
+    if let Err(e) = cluster.join(args.seeds).await {
+        eprintln!("join failed: {e}");
+        println!("JOIN-FAILED {e}");
+    }
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(ClusterEvent::NodeJoined { node, .. }) => line("joined", &node),
+                Ok(ClusterEvent::NodeLeft(id)) => line("left", &id),
+                Ok(ClusterEvent::NodeFailed(id)) => line("failed", &id),
+                Ok(ClusterEvent::NodeRecovered(id)) => line("recovered", &id),
+                Ok(ClusterEvent::NodeTagsUpdated { node, .. }) => line("tags", &node),
+                Ok(ClusterEvent::PartitionDetected { unreachable }) => println!("EVENT partition {}", unreachable.len()),
+                Ok(ClusterEvent::PartitionHealed) => println!("EVENT healed"),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("LAGGED {n}"),
+                Err(_) => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    cluster.leave().await?;
+    println!("LEFT");
+    serving.abort();
+    Ok(())
+}
