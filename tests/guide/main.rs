@@ -300,10 +300,21 @@ let config = ClusterConfig::default()
 #[test]
 fn cluster_snippets_are_verbatim() {
     let this = normalize(include_str!("main.rs"));
-    let concepts = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/guide/concepts.md")).unwrap();
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/guide/cluster-example.md")).unwrap();
+    let concepts = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/guide/concepts.md"
+    ))
+    .unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/guide/cluster-example.md"
+    ))
+    .unwrap();
     let blocks = |text: &str| -> Vec<String> {
-        text.split("```rust").skip(1).map(|rest| rest[..rest.find("```").unwrap()].to_string()).collect()
+        text.split("```rust")
+            .skip(1)
+            .map(|rest| rest[..rest.find("```").unwrap()].to_string())
+            .collect()
     };
     let covered: Vec<String> = blocks(&concepts)
         .into_iter()
@@ -318,7 +329,10 @@ fn cluster_snippets_are_verbatim() {
     assert_eq!(covered.len(), 4);
     for block in covered {
         let lines = normalize(&block);
-        assert!(this.windows(lines.len()).any(|w| w == lines.as_slice()), "cluster snippet not verbatim:\n{block}");
+        assert!(
+            this.windows(lines.len()).any(|w| w == lines.as_slice()),
+            "cluster snippet not verbatim:\n{block}"
+        );
     }
 }
 
@@ -368,8 +382,15 @@ fn the_guide_copy_matches_the_shared_spec_when_present() {
     for chapter in ["concepts.md", "cluster-example.md"] {
         let shared = format!("{}/../shared/spec/{chapter}", env!("CARGO_MANIFEST_DIR"));
         if let Ok(spec) = std::fs::read_to_string(&shared) {
-            let copy = std::fs::read_to_string(format!("{}/docs/guide/{chapter}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-            assert_eq!(spec, copy, "docs/guide/{chapter} is out of date with the shared spec");
+            let copy = std::fs::read_to_string(format!(
+                "{}/docs/guide/{chapter}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            assert_eq!(
+                spec, copy,
+                "docs/guide/{chapter} is out of date with the shared spec"
+            );
         }
     }
 }

@@ -1,0 +1,56 @@
+//! The generated PKI works end to end: two nodes form a cluster with it,
+//! and a client with a generated certificate can call a node.
+
+use std::time::Duration;
+
+use rpcnet::cluster::{ClusterConfig, ClusterMembership, NodeStatus};
+use rpcnet::{RpcClient, RpcConfig, RpcServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_ca_and_node_certificates_form_a_cluster() {
+    let dir = std::env::temp_dir().join(format!("rpcnet-certs-test-{}", std::process::id()));
+    let ca = rpcnet_certs::DevCa::new("test CA").unwrap();
+    let sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    ca.write(&dir, &["a".into(), "b".into(), "client".into()], &sans)
+        .unwrap();
+    let file = |name: &str| dir.join(name);
+
+    let mut members = Vec::new();
+    let mut addrs = Vec::new();
+    for node in ["a", "b"] {
+        let rpc = RpcConfig::new(file(&format!("{node}.pem")), "127.0.0.1:0")
+            .with_key_path(file(&format!("{node}-key.pem")))
+            .with_client_ca_path(file("ca.pem"));
+        let mut server = RpcServer::new(rpc);
+        server
+            .register("hello", |_| async move { Ok(b"hi".to_vec()) })
+            .await;
+        let quic = server.bind().unwrap();
+        let handle = server.handle();
+        addrs.push(handle.socket_addr().unwrap());
+        tokio::spawn(async move { server.start(quic).await });
+        let config = ClusterConfig::default()
+            .with_gossip_interval(Duration::from_millis(50))
+            .with_server(handle);
+        members.push(ClusterMembership::new(config).await.unwrap());
+    }
+    members[1].join(vec![addrs[0]]).await.unwrap();
+    let mut watch = members[0].watch();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        watch.wait_for(|v| {
+            v.members
+                .iter()
+                .any(|m| m.addr() == addrs[1] && m.status == NodeStatus::Alive)
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    let client = RpcConfig::new(file("ca.pem"), "127.0.0.1:0")
+        .with_client_identity(file("client.pem"), file("client-key.pem"));
+    let client = RpcClient::connect(addrs[0], client).await.unwrap();
+    assert_eq!(client.call("hello", vec![]).await.unwrap(), b"hi");
+    let _ = std::fs::remove_dir_all(&dir);
+}
