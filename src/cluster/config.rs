@@ -24,6 +24,10 @@ pub struct ClusterConfig {
     pub suspicion_multiplier: f64,
     /// Expected number of members (scales suspicion and retransmissions).
     pub expected_cluster_size: u32,
+    /// Each update is piggybacked `retransmit_multiplier × log10(n)` times
+    /// per node (at least 4, at most 32). Higher values make it less likely
+    /// that some member misses a refutation before its suspicion ends.
+    pub retransmit_multiplier: f64,
     /// How often the health checker sends heartbeats and evaluates φ.
     pub health_check_interval: Duration,
     /// Phi Accrual tuning (threshold, window, minimum deviation, acceptable pause).
@@ -71,6 +75,7 @@ impl Default for ClusterConfig {
             indirect_probes: 3,
             suspicion_multiplier: 6.0,
             expected_cluster_size: 32,
+            retransmit_multiplier: 8.0,
             health_check_interval: Duration::from_secs(1),
             phi: PhiConfig {
                 acceptable_pause: Duration::from_secs(5),
@@ -129,6 +134,12 @@ impl ClusterConfig {
     /// Sets [`expected_cluster_size`](Self::expected_cluster_size).
     pub fn with_expected_cluster_size(mut self, members: u32) -> Self {
         self.expected_cluster_size = members.max(1);
+        self
+    }
+
+    /// Sets [`retransmit_multiplier`](Self::retransmit_multiplier).
+    pub fn with_retransmit_multiplier(mut self, multiplier: f64) -> Self {
+        self.retransmit_multiplier = multiplier.max(1.0);
         self
     }
 
@@ -203,8 +214,10 @@ impl ClusterConfig {
         c.num_indirect_probes = NonZeroUsize::new(self.indirect_probes.max(1)).unwrap();
         c.suspect_to_down_after = self.suspicion_timeout() * scale;
         c.max_packet_size = NonZeroUsize::new(self.max_packet_size.max(512)).unwrap();
-        let retransmit = (f64::from(self.expected_cluster_size.max(2)).log10() * 4.0).ceil() as u8;
-        c.max_transmissions = NonZeroU8::new(retransmit.clamp(4, 20)).unwrap();
+        let retransmit = (f64::from(self.expected_cluster_size.max(2)).log10()
+            * self.retransmit_multiplier)
+            .ceil();
+        c.max_transmissions = NonZeroU8::new(retransmit.clamp(4.0, 32.0) as u8).unwrap();
         c.periodic_gossip = Some(foca::PeriodicParams {
             frequency: self.gossip_interval,
             num_members: NonZeroUsize::new(self.gossip_fanout.max(1)).unwrap(),

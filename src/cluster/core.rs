@@ -71,6 +71,16 @@ impl foca::Runtime<NodeId> for Outbox {
     }
 }
 
+fn is_turn_undead(packet: &[u8]) -> bool {
+    use foca::Codec;
+    match packet.split_first() {
+        Some((&SWIM, foca_packet)) => PostcardCodec
+            .decode_header(foca_packet)
+            .is_ok_and(|h: foca::Header<NodeId>| h.message == foca::Message::TurnUndead),
+        _ => false,
+    }
+}
+
 /// Counters for tests, metrics and `docs/CLUSTER.md`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CoreStats {
@@ -230,10 +240,44 @@ impl MembershipCore {
                 self.adjust_local_health(-1);
             }
         }
+        let sends_before = self.out.sends.len();
+        let notes_before = self.out.notes.len();
+        let suspect = match &timer {
+            Timer::ChangeSuspectToDown { member_id, .. } => Some(*member_id),
+            _ => None,
+        };
         if let Err(e) = self.foca.handle_timer(timer, &mut self.out) {
             tracing::trace!("timer: {e}");
         }
+        if let Some(member) = suspect {
+            self.drop_courtesy_turn_undead(member, sends_before, notes_before);
+        }
         self.flush();
+    }
+
+    /// Works around foca 2.0: when a suspicion timer fires for a member
+    /// that has since refuted (its incarnation moved on), foca does not
+    /// declare it down but still sends it the courtesy `TurnUndead`, which
+    /// makes a live member believe the cluster declared it down and renew
+    /// its identity. Keep that message only if the member really went down.
+    fn drop_courtesy_turn_undead(
+        &mut self,
+        member: NodeId,
+        sends_before: usize,
+        notes_before: usize,
+    ) {
+        let went_down = self.out.notes[notes_before..]
+            .iter()
+            .any(|n| matches!(n, OwnedNotification::MemberDown(id) if *id == member));
+        if went_down {
+            return;
+        }
+        let mut index = 0;
+        self.out.sends.retain(|(to, packet)| {
+            let keep = index < sends_before || *to != member || !is_turn_undead(packet);
+            index += 1;
+            keep
+        });
     }
 
     /// Periodic health check (every `health_check_interval`): heartbeats
