@@ -99,6 +99,13 @@ fn no_live_node_is_marked_failed_at_five_percent_loss_in_three_seeded_hours() {
                 "seed {seed}: node {subject} falsely reported failed"
             );
         }
+        // No live member was told it had been declared down (foca's
+        // courtesy TurnUndead after a refuted suspicion is filtered).
+        let renewals: u64 = sim.running().map(|(_, c)| c.stats.renewals).sum();
+        assert_eq!(
+            renewals, 0,
+            "seed {seed}: live members renewed their identity"
+        );
     }
 }
 
