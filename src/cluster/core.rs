@@ -529,31 +529,19 @@ impl MembershipCore {
                     self.events.push(ClusterEvent::NodeRecovered(id));
                 }
             }
-            Some(peer) => {
-                // A new life of a known address (restart).
-                *peer = Peer {
+            existing => {
+                if existing.is_none() && self.peers.len() >= self.config.max_members {
+                    tracing::warn!(node = %id, "member table full (max_members); ignoring");
+                    return;
+                }
+                // A new member, or a new life of a known address (restart).
+                let peer = Peer {
                     id,
                     status: NodeStatus::Alive,
                     detector,
                     swim_down: false,
                 };
-                self.events
-                    .push(ClusterEvent::NodeJoined { node: id, tags });
-            }
-            None => {
-                if self.peers.len() >= self.config.max_members {
-                    tracing::warn!(node = %id, "member table full (max_members); ignoring");
-                    return;
-                }
-                self.peers.insert(
-                    id.addr,
-                    Peer {
-                        id,
-                        status: NodeStatus::Alive,
-                        detector,
-                        swim_down: false,
-                    },
-                );
+                self.peers.insert(id.addr, peer);
                 self.events
                     .push(ClusterEvent::NodeJoined { node: id, tags });
             }
