@@ -39,6 +39,7 @@
 //! | `error` | [`RpcError`] |
 //! | `server` | [`RpcServer`]: accept loop, per-connection and per-call tasks, graceful shutdown |
 //! | `client` | [`RpcClient`] and [`ResponseStream`] |
+//! | [`cluster`] | membership: Phi Accrual detector, SWIM core (foca), deterministic simulator, QUIC shell, registries (`docs/CLUSTER.md`) |
 
 #![warn(missing_docs)]
 

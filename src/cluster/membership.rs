@@ -344,6 +344,8 @@ impl Driver {
                 _ = tick.tick() => {
                     let now = self.now();
                     self.core.tick(now);
+                    // φ values move with time: refresh the snapshot every tick.
+                    self.publish_view();
                 }
             }
             self.pump();

@@ -266,3 +266,48 @@ async fn a_lagging_subscriber_learns_how_many_events_it_missed() {
         other => panic!("expected a lag report, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checker_reports_phi_that_rises_when_a_member_goes_silent() {
+    use rpcnet::cluster::HealthChecker;
+    let mut nodes = cluster_of(2).await;
+    let health = HealthChecker::new(nodes[0].cluster.clone(), fast());
+    health.start().await;
+    let other = nodes[1].addr;
+    // Wait for a few heartbeats, then φ of a live member is low.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let live = health.phi(other).expect("known member");
+    assert!(live < 1.0, "phi of a live member: {live}");
+    assert_eq!(health.healthy().len(), 1);
+    nodes.pop().unwrap().kill();
+    // While the silent member is still considered alive, each health tick
+    // publishes a fresh φ: it must be seen rising before the verdict.
+    let mut watch = nodes[0].cluster.watch();
+    let mut rising = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            watch.changed().await.unwrap();
+            let view = watch.borrow_and_update().clone();
+            let m = view.members.iter().find(|m| m.addr() == other).unwrap();
+            if m.status != NodeStatus::Alive {
+                break;
+            }
+            rising.push(m.phi);
+        }
+    })
+    .await
+    .expect("the silent member was marked failed");
+    assert!(
+        rising.len() >= 2,
+        "φ snapshots before the verdict: {rising:?}"
+    );
+    assert!(
+        rising.windows(2).all(|w| w[1] >= w[0]),
+        "φ did not rise: {rising:?}"
+    );
+    assert!(
+        rising.last().unwrap() > rising.first().unwrap(),
+        "φ did not rise: {rising:?}"
+    );
+    assert!(health.healthy().is_empty());
+}
