@@ -277,7 +277,7 @@ async fn health_checker_reports_phi_that_rises_when_a_member_goes_silent() {
     // Wait for a few heartbeats, then φ of a live member is low.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let live = health.phi(other).expect("known member");
-    assert!(live < 1.0, "phi of a live member: {live}");
+    assert!(live < 8.0, "phi of a live member: {live}");
     assert_eq!(health.healthy().len(), 1);
     nodes.pop().unwrap().kill();
     // While the silent member is still considered alive, each health tick
