@@ -14,12 +14,12 @@ use s2n_quic::stream::BidirectionalStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
+use super::context::CallInfo;
 use super::handler::{Handler, RequestStream, ResponseItems};
 use super::ConnContext;
 use crate::io::{FrameReader, SendHalf};
 use crate::wire::{
-    encode_frame_header, reset, Frame, FrameType, RequestHeader, Status, StatusCode,
-    FRAME_HEADER_LEN,
+    encode_frame_header, reset, Frame, FrameType, Status, StatusCode, FRAME_HEADER_LEN,
 };
 use crate::RpcError;
 
@@ -63,8 +63,12 @@ pub(crate) async fn serve_call(stream: BidirectionalStream, ctx: Arc<ConnContext
     tracing::trace!(id = header.request_id, method = %header.method, kind = ?header.kind, "call");
 
     match (handler, header.kind.single_request()) {
-        (Handler::Unary(f), true) => serve_unary(&header, f, reader, tx, deadline).await,
-        (Handler::Streaming(f), _) => serve_streaming(&header, f, reader, tx, deadline).await,
+        (Handler::Unary(f), true) => {
+            serve_unary(Arc::new(header.into()), f, reader, tx, deadline).await
+        }
+        (Handler::Streaming(f), _) => {
+            serve_streaming(Arc::new(header.into()), f, reader, tx, deadline).await
+        }
         (Handler::Unary(_), false) => {
             let status = Status::new(
                 StatusCode::UnknownMethod,
@@ -152,7 +156,7 @@ enum Interrupted {
 }
 
 async fn serve_unary(
-    header: &RequestHeader,
+    call: Arc<CallInfo>,
     f: Arc<super::handler::UnaryFn>,
     mut reader: FrameReader,
     mut tx: SendHalf,
@@ -162,8 +166,8 @@ async fn serve_unary(
         Ok(m) => m,
         Err(e) => return reject(&mut reader, &mut tx, error_status(&e)).await,
     };
-    let handler = super::context::CallInfo::scope(
-        header,
+    let handler = CallInfo::scope(
+        call.clone(),
         AssertUnwindSafe(f(Vec::from(request))).catch_unwind(),
     );
     let mut handler = std::pin::pin!(handler);
@@ -202,7 +206,7 @@ async fn serve_unary(
         }
         Ok(Err(panic)) => {
             let message = panic_message(&*panic);
-            tracing::warn!(method = %header.method, "{message}");
+            tracing::warn!(method = %call.method, "{message}");
             return finish_with(
                 &mut reader,
                 &mut tx,
@@ -212,7 +216,7 @@ async fn serve_unary(
             .await;
         }
         Err(Interrupted::Cancelled) => {
-            tracing::debug!(method = %header.method, "call cancelled by client");
+            tracing::debug!(method = %call.method, "call cancelled by client");
             return tx.reset(reset::CANCELLED);
         }
         Err(Interrupted::Protocol(e)) => {
@@ -350,7 +354,7 @@ async fn respond(
 }
 
 async fn serve_streaming(
-    header: &RequestHeader,
+    call: Arc<CallInfo>,
     f: Arc<super::handler::StreamingFn>,
     mut reader: FrameReader,
     mut tx: SendHalf,
@@ -358,12 +362,11 @@ async fn serve_streaming(
 ) {
     let (queue, requests) = mpsc::channel(REQUEST_QUEUE);
     let requests = RequestStream::new(requests);
-    let single = header.kind.single_request();
+    let single = call.kind.single_request();
     let mut out = BytesMut::new();
     let outcome = {
         let pump = pump_requests(&mut reader, queue, single);
-        let respond =
-            super::context::CallInfo::scope(header, respond(f, requests, &mut tx, &mut out));
+        let respond = CallInfo::scope(call.clone(), respond(f, requests, &mut tx, &mut out));
         let mut pump = std::pin::pin!(pump);
         let mut respond = std::pin::pin!(respond);
         let mut client_open = true;
@@ -383,11 +386,11 @@ async fn serve_streaming(
         Ok((Ok(status), client_open)) => (status, client_open),
         // Writing failed: the client stopped reading or the connection is gone.
         Ok((Err(e), _)) => {
-            tracing::debug!(method = %header.method, "response stream aborted: {e}");
+            tracing::debug!(method = %call.method, "response stream aborted: {e}");
             return tx.reset(reset::CANCELLED);
         }
         Err(Interrupted::Cancelled) => {
-            tracing::debug!(method = %header.method, "call cancelled by client");
+            tracing::debug!(method = %call.method, "call cancelled by client");
             return tx.reset(reset::CANCELLED);
         }
         Err(Interrupted::Protocol(e)) => {
@@ -400,7 +403,7 @@ async fn serve_streaming(
         ),
     };
     if status.code == StatusCode::Internal {
-        tracing::warn!(method = %header.method, "{}", status.message);
+        tracing::warn!(method = %call.method, "{}", status.message);
     }
     status.encode(&mut out);
     if tx.send(out.freeze()).await.is_ok() && tx.finish().is_ok() && client_open {

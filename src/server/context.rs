@@ -42,17 +42,23 @@ impl CallInfo {
             .map(|(_, v)| v.as_slice())
     }
 
+    /// Runs `f` with `info` as the current call.
     pub(crate) fn scope<F: std::future::Future>(
-        header: &RequestHeader,
+        info: Arc<CallInfo>,
         f: F,
     ) -> impl std::future::Future<Output = F::Output> {
-        let info = Arc::new(CallInfo {
-            method: header.method.clone(),
+        CURRENT.scope(info, f)
+    }
+}
+
+impl From<RequestHeader> for CallInfo {
+    fn from(header: RequestHeader) -> Self {
+        Self {
+            method: header.method,
             request_id: header.request_id,
             kind: header.kind,
             deadline_ms: header.deadline_ms,
-            metadata: header.metadata.clone(),
-        });
-        CURRENT.scope(info, f)
+            metadata: header.metadata,
+        }
     }
 }
