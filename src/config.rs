@@ -238,6 +238,10 @@ impl RpcConfig {
     pub fn max_message_size(&self) -> usize {
         self.max_message_size
     }
+    /// Concurrent calls a client may have open on one connection.
+    pub fn max_concurrent_streams(&self) -> u64 {
+        self.max_concurrent_streams
+    }
     /// The header size limit.
     pub fn max_header_size(&self) -> usize {
         self.max_header_size
@@ -289,12 +293,17 @@ impl RpcConfig {
     }
 
     /// QUIC transport limits derived from this configuration.
-    pub(crate) fn quic_limits(&self) -> Result<s2n_quic::provider::limits::Limits, RpcError> {
+    /// `control_streams`: unidirectional streams the peer may open (the
+    /// server takes the client's one control stream; clients take none).
+    pub(crate) fn quic_limits(
+        &self,
+        control_streams: u64,
+    ) -> Result<s2n_quic::provider::limits::Limits, RpcError> {
         let mut idle = self.idle_timeout;
         let mut limits = s2n_quic::provider::limits::Limits::new()
             .with_max_open_remote_bidirectional_streams(self.max_concurrent_streams)
             .map_err(bad)?
-            .with_max_open_remote_unidirectional_streams(0)
+            .with_max_open_remote_unidirectional_streams(control_streams)
             .map_err(bad)?
             .with_max_handshake_duration(self.handshake_timeout)
             .map_err(bad)?;

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use s2n_quic::client::Connect;
 use s2n_quic::connection::Handle;
+use tokio::sync::mpsc;
 
 pub use streaming::ResponseStream;
 
@@ -44,6 +45,8 @@ struct Inner {
     max_message_size: usize,
     max_header_size: usize,
     remote: SocketAddr,
+    /// Stream ids of dropped unary calls, for the control task.
+    control: mpsc::Sender<u64>,
     // Kept alive for the connection's lifetime: incoming streams are refused
     // while it exists, and the endpoint task runs while the client exists.
     _acceptor: s2n_quic::connection::StreamAcceptor,
@@ -64,7 +67,7 @@ impl RpcClient {
     pub async fn connect(addr: SocketAddr, config: RpcConfig) -> Result<Self, RpcError> {
         let local = config.parsed_bind_address()?;
         let tls = crate::tls::client_tls(&config)?;
-        let limits = config.quic_limits()?;
+        let limits = config.quic_limits(0)?;
         let config_io = config.quic_io(local, 1 << 20)?;
         let endpoint = s2n_quic::Client::builder()
             .with_tls(tls)
@@ -81,8 +84,11 @@ impl RpcClient {
             connection.keep_alive(true)?;
         }
         let (handle, acceptor) = connection.split();
+        let (control, cancels) = mpsc::channel(CANCEL_QUEUE);
+        tokio::spawn(run_control(handle.clone(), cancels));
         Ok(Self {
             inner: Arc::new(Inner {
+                control,
                 handle,
                 next_id: AtomicU64::new(1),
                 decoder: FrameDecoder::new(config.max_message_size(), config.max_header_size()),
@@ -154,7 +160,7 @@ impl RpcClient {
     }
 
     async fn unary(&self, header: RequestHeader, params: Vec<u8>) -> Result<Vec<u8>, RpcError> {
-        let (mut reader, mut tx) = self.open().await?;
+        let (stream_id, mut reader, mut tx) = self.open().await?;
         let mut head = BytesMut::with_capacity(
             3 * crate::wire::FRAME_HEADER_LEN
                 + header.encoded_len()
@@ -176,21 +182,36 @@ impl RpcClient {
             tx.send_vectored(&mut [head.freeze(), Bytes::from(params), end.freeze()])
                 .await?;
         }
+        // The request is complete: FIN now, so it travels with the request
+        // and the server's call ends with its response. From here on a
+        // dropped call is cancelled through the control stream.
+        tx.finish()?;
+        let mut cancel = CancelOnDrop {
+            stream_id,
+            control: &self.inner.control,
+            armed: true,
+        };
         let result = read_unary_response(&mut reader, &header.method).await;
-        complete(&mut reader, &mut tx);
+        cancel.armed = false;
+        reader.observe_fin();
         result
     }
 
-    /// Opens a bidirectional call stream.
-    async fn open(&self) -> Result<(FrameReader, SendHalf), RpcError> {
+    /// Opens a bidirectional call stream; returns its QUIC stream id too.
+    async fn open(&self) -> Result<(u64, FrameReader, SendHalf), RpcError> {
         let stream = self
             .inner
             .handle
             .clone()
             .open_bidirectional_stream()
             .await?;
+        let id = stream.id();
         let (rx, tx) = stream.split();
-        Ok((FrameReader::new(rx, self.inner.decoder), SendHalf::new(tx)))
+        Ok((
+            id,
+            FrameReader::new(rx, self.inner.decoder),
+            SendHalf::new(tx),
+        ))
     }
 
     fn header(
@@ -233,7 +254,7 @@ impl RpcClient {
         S: Stream<Item = Vec<u8>> + Send + 'static,
     {
         let header = self.header(method, CallKind::Bidirectional, Metadata::new(), None)?;
-        let (reader, tx) = self.open().await?;
+        let (_, reader, tx) = self.open().await?;
         Ok(ResponseStream::start(
             header,
             reader,
@@ -251,7 +272,7 @@ impl RpcClient {
     ) -> Result<ResponseStream, RpcError> {
         self.check_size(&request)?;
         let header = self.header(method, CallKind::ServerStreaming, Metadata::new(), None)?;
-        let (reader, mut tx) = self.open().await?;
+        let (_, reader, mut tx) = self.open().await?;
         let mut out = BytesMut::new();
         header.encode_frame(&mut out);
         Frame::Message(Bytes::from(request)).encode(&mut out);
@@ -278,7 +299,7 @@ impl RpcClient {
             Some(timeout),
         )?;
         let call = async {
-            let (reader, tx) = self.open().await?;
+            let (_, reader, tx) = self.open().await?;
             let mut responses =
                 ResponseStream::start(header, reader, tx, requests, self.inner.max_message_size);
             responses.single().await
@@ -318,8 +339,51 @@ async fn read_unary_response(reader: &mut FrameReader, method: &str) -> Result<V
     }
 }
 
-/// Ends a finished call cleanly: FIN our side, consume the server's FIN.
-fn complete(reader: &mut FrameReader, tx: &mut SendHalf) {
-    let _ = tx.finish();
-    reader.observe_fin();
+/// Cancels a unary call whose request side is already finished, unless
+/// disarmed: the call future was dropped (by a timeout or by its caller)
+/// before the response arrived.
+struct CancelOnDrop<'a> {
+    stream_id: u64,
+    control: &'a mpsc::Sender<u64>,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // A full queue means the connection is not draining its control
+            // stream; the server's deadline still ends the handler.
+            let _ = self.control.try_send(self.stream_id);
+        }
+    }
+}
+
+/// Cancels queued before the control task sends them.
+const CANCEL_QUEUE: usize = 1024;
+
+/// Sends `CANCEL` frames for dropped calls on the connection's one
+/// unidirectional control stream, opened on first use. Ends when the client
+/// is dropped (the queue closes) or the connection fails.
+async fn run_control(mut handle: Handle, mut cancels: mpsc::Receiver<u64>) {
+    let mut stream: Option<s2n_quic::stream::SendStream> = None;
+    let mut buf = BytesMut::new();
+    while let Some(id) = cancels.recv().await {
+        Frame::Cancel(id).encode(&mut buf);
+        while let Ok(id) = cancels.try_recv() {
+            Frame::Cancel(id).encode(&mut buf);
+        }
+        let tx = match &mut stream {
+            Some(tx) => tx,
+            None => match handle.open_send_stream().await {
+                Ok(tx) => stream.insert(tx),
+                Err(_) => return,
+            },
+        };
+        if tx.send(buf.split().freeze()).await.is_err() {
+            return;
+        }
+    }
+    if let Some(mut tx) = stream {
+        let _ = tx.finish();
+    }
 }

@@ -8,6 +8,7 @@
 
 mod call;
 mod context;
+mod control;
 mod handler;
 
 use std::future::Future;
@@ -18,15 +19,17 @@ use futures::Stream;
 use s2n_quic::provider::endpoint_limits;
 use s2n_quic::Connection;
 use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 pub use context::CallInfo;
 use handler::Registry;
 pub use handler::RequestStream;
 
 use crate::config::start_error;
-use crate::wire::{reset, FrameDecoder};
+use crate::io::FrameReader;
+use crate::wire::{reset, Frame, FrameDecoder};
 use crate::{RpcConfig, RpcError};
+use control::{CallBook, Cancel};
 
 /// An RPC server. See the crate docs for an example.
 pub struct RpcServer {
@@ -107,6 +110,8 @@ impl ShutdownHandle {
 pub(crate) struct ConnContext {
     registry: Arc<Registry>,
     decoder: FrameDecoder,
+    /// Calls a client may have open at once (bounds early cancels).
+    max_concurrent_streams: usize,
 }
 
 impl RpcServer {
@@ -152,7 +157,7 @@ impl RpcServer {
     pub fn bind(&mut self) -> Result<s2n_quic::Server, RpcError> {
         let addr = self.config.parsed_bind_address()?;
         let tls = crate::tls::server_tls(&self.config)?;
-        let limits = self.config.quic_limits()?;
+        let limits = self.config.quic_limits(1)?;
         let config_io = self.config.quic_io(addr, 8 << 20)?;
         let endpoint_limits = endpoint_limits::Default::builder()
             .with_inflight_handshake_limit(self.config.max_inflight_handshakes())
@@ -198,6 +203,7 @@ impl RpcServer {
                 self.config.max_message_size(),
                 self.config.max_header_size(),
             ),
+            max_concurrent_streams: self.config.max_concurrent_streams() as usize,
         });
         let connection_slots = Arc::new(Semaphore::new(self.config.max_connections()));
         let keep_alive = self.config.keep_alive_interval().is_some();
@@ -257,26 +263,84 @@ impl RpcServer {
 }
 
 async fn serve_connection(
-    mut connection: Connection,
+    connection: Connection,
     ctx: Arc<ConnContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let (handle, acceptor) = connection.split();
+    let (mut calls_in, mut controls_in) = acceptor.split();
     let mut calls = JoinSet::new();
+    let mut book = CallBook::<AbortHandle>::new(ctx.max_concurrent_streams);
+    let mut control: Option<FrameReader> = None;
     let mut draining = *shutdown.borrow();
     while !(draining && calls.is_empty()) {
         tokio::select! {
-            accepted = connection.accept_bidirectional_stream() => match accepted {
-                Ok(Some(stream)) => {
-                    calls.spawn(call::serve_call(stream, ctx.clone(), draining));
+            // Cancels first: a cancel that arrived before its call is then
+            // known when the call is accepted.
+            biased;
+            frame = next_control_frame(&mut control) => match frame {
+                Ok(Some(Frame::Cancel(id))) => match book.cancel(id) {
+                    Cancel::Stop(task) => task.abort(),
+                    Cancel::Nothing => {}
+                    Cancel::Overflow => {
+                        tracing::debug!("client cancelled more calls than it may open");
+                        handle.close(reset::PROTOCOL.into());
+                        break;
+                    }
+                },
+                // The client closed its control stream; it may open another.
+                Ok(None) => control = None,
+                Ok(Some(other)) => {
+                    tracing::debug!("unexpected {other:?} on the control stream");
+                    handle.close(reset::PROTOCOL.into());
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!("control stream: {e}");
+                    handle.close(reset::PROTOCOL.into());
+                    break;
+                }
+            },
+            accepted = controls_in.accept_receive_stream(), if control.is_none() => match accepted {
+                Ok(Some(stream)) => control = Some(FrameReader::new(stream, ctx.decoder)),
+                Ok(None) | Err(_) => break,
+            },
+            Some(ended) = calls.join_next_with_id(), if !calls.is_empty() => match ended {
+                Ok((_, id)) => book.finished(id),
+                Err(e) => {
+                    let task = e.id();
+                    book.forget(|h| h.id() == task);
+                }
+            },
+            accepted = calls_in.accept_bidirectional_stream() => match accepted {
+                Ok(Some(mut stream)) => {
+                    let id = stream.id();
+                    if book.admit(id) {
+                        let call = call::serve_call(stream, ctx.clone(), draining);
+                        let task = calls.spawn(async move {
+                            call.await;
+                            id
+                        });
+                        book.started(id, task);
+                    } else {
+                        let _ = stream.reset(reset::CANCELLED.into());
+                    }
                 }
                 Ok(None) | Err(_) => break,
             },
             _ = shutdown.wait_for(|stop| *stop), if !draining => draining = true,
-            Some(_) = calls.join_next(), if !calls.is_empty() => {}
         }
     }
     if draining {
-        connection.close(reset::SHUTDOWN.into());
+        handle.close(reset::SHUTDOWN.into());
     }
     while calls.join_next().await.is_some() {}
+}
+
+/// The next frame of the control stream; never resolves while there is none.
+async fn next_control_frame(control: &mut Option<FrameReader>) -> Result<Option<Frame>, RpcError> {
+    match control {
+        Some(reader) => reader.next_frame().await,
+        None => std::future::pending().await,
+    }
 }

@@ -8,6 +8,9 @@ pub const FRAME_HEADER_LEN: usize = 5;
 /// The largest status or item-error payload accepted (the text is truncated to fit when encoding).
 pub(crate) const MAX_STATUS_LEN: usize = 64 * 1024;
 
+/// Payload length of a `Cancel` frame: one big-endian `u64` stream id.
+const CANCEL_LEN: usize = 8;
+
 /// What a frame carries. The type byte is the first byte of every frame,
 /// so the receiver never guesses a payload's meaning by trying decoders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +26,9 @@ pub enum FrameType {
     Error = 0x04,
     /// Terminal status of the call (server → client); nothing follows it.
     Status = 0x05,
+    /// Cancels a call (client → server, on the connection's control stream
+    /// only): the payload is the call's QUIC stream id, a big-endian `u64`.
+    Cancel = 0x06,
 }
 
 impl FrameType {
@@ -33,6 +39,7 @@ impl FrameType {
             0x03 => Self::End,
             0x04 => Self::Error,
             0x05 => Self::Status,
+            0x06 => Self::Cancel,
             _ => return None,
         })
     }
@@ -51,6 +58,8 @@ pub enum Frame {
     Error(String),
     /// See [`FrameType::Status`].
     Status(Status),
+    /// See [`FrameType::Cancel`]: the QUIC stream id of the call to cancel.
+    Cancel(u64),
 }
 
 /// Why a byte sequence is not a valid frame. Decoding errors leave the
@@ -84,8 +93,9 @@ pub enum FrameError {
         /// Fixed limit.
         limit: usize,
     },
-    /// A frame that must be empty (`End`) has a payload.
-    #[error("{0:?} frame must be empty")]
+    /// A frame that must be empty (`End`) has a payload, or a fixed-size
+    /// frame (`Cancel`, 8 bytes) has another length.
+    #[error("{0:?} frame has the wrong payload length")]
     UnexpectedPayload(FrameType),
     /// The payload does not parse as its frame type says.
     #[error("malformed {kind:?} frame: {reason}")]
@@ -140,6 +150,12 @@ impl FrameDecoder {
             FrameType::Status => Frame::Status(Status::decode(payload)?),
             FrameType::Error => Frame::Error(decode_text(FrameType::Error, payload)?),
             FrameType::End => Frame::End,
+            FrameType::Cancel => Frame::Cancel(
+                payload
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| FrameError::UnexpectedPayload(kind))?,
+            ),
             FrameType::Message => {
                 buf.advance(FRAME_HEADER_LEN);
                 return Ok(Some(Frame::Message(buf.split_to(len).freeze())));
@@ -162,6 +178,7 @@ impl FrameDecoder {
                 limit: self.max_header_size,
             }),
             FrameType::End if size != 0 => Err(FrameError::UnexpectedPayload(kind)),
+            FrameType::Cancel if size != CANCEL_LEN => Err(FrameError::UnexpectedPayload(kind)),
             FrameType::Status | FrameType::Error if size > MAX_STATUS_LEN => {
                 Err(FrameError::StatusTooLarge {
                     size,
@@ -204,6 +221,10 @@ impl Frame {
                 dst.extend_from_slice(text.as_bytes());
             }
             Frame::Status(s) => s.encode(dst),
+            Frame::Cancel(stream_id) => {
+                encode_frame_header(FrameType::Cancel, CANCEL_LEN, dst);
+                dst.put_u64(*stream_id);
+            }
         }
     }
 }
@@ -297,6 +318,24 @@ mod tests {
             decoder().decode(&mut buf),
             Err(FrameError::UnexpectedPayload(FrameType::End))
         );
+    }
+
+    #[test]
+    fn cancel_carries_exactly_one_stream_id() {
+        let mut buf = BytesMut::new();
+        Frame::Cancel(0x0102_0304_0506_0708).encode(&mut buf);
+        assert_eq!(&buf[..], &[6, 0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            decoder().decode(&mut buf),
+            Ok(Some(Frame::Cancel(0x0102_0304_0506_0708)))
+        );
+        for len in [0u8, 7, 9] {
+            let mut buf = BytesMut::from(&[0x06, 0, 0, 0, len][..]);
+            assert_eq!(
+                decoder().decode(&mut buf),
+                Err(FrameError::UnexpectedPayload(FrameType::Cancel))
+            );
+        }
     }
 
     #[test]

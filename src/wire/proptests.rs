@@ -46,6 +46,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         prop::collection::vec(any::<u8>(), 0..MAX_MESSAGE)
             .prop_map(|m| Frame::Message(Bytes::from(m))),
         Just(Frame::End),
+        any::<u64>().prop_map(Frame::Cancel),
         ".{0,100}".prop_map(Frame::Error),
         (0u8..=255, ".{0,100}")
             .prop_map(|(c, m)| Frame::Status(Status::new(StatusCode::from_byte(c), m))),

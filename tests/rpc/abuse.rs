@@ -289,3 +289,102 @@ async fn a_slow_consumer_bounds_what_the_server_produces() {
     }
     assert_eq!(received, TOTAL);
 }
+
+/// Opens the raw connection's control stream and sends `frames` on it,
+/// waiting until the server has acknowledged them (or closed the connection).
+async fn send_control(
+    connection: &mut s2n_quic::Connection,
+    frames: &[Frame],
+) -> (
+    s2n_quic::stream::SendStream,
+    Result<(), s2n_quic::stream::Error>,
+) {
+    let mut control = connection.open_send_stream().await.unwrap();
+    let mut bytes = BytesMut::new();
+    for frame in frames {
+        frame.encode(&mut bytes);
+    }
+    control.send(bytes.freeze()).await.unwrap();
+    let flushed = promptly("control data acknowledged", control.flush()).await;
+    (control, flushed)
+}
+
+fn echo_request(payload: &'static [u8]) -> Vec<u8> {
+    let mut bytes = BytesMut::new();
+    header("echo").encode(&mut bytes);
+    Frame::Message(Bytes::from_static(payload)).encode(&mut bytes);
+    Frame::End.encode(&mut bytes);
+    bytes.to_vec()
+}
+
+#[tokio::test]
+async fn a_cancel_that_arrives_before_its_call_refuses_the_call() {
+    let server = echo_server(server_config()).await;
+    let (_endpoint, mut raw) = raw_connect(server.addr).await;
+    // Client-initiated bidirectional stream ids are 0, 4, 8, ...: cancel the second.
+    let (_control, flushed) = send_control(&mut raw, &[Frame::Cancel(4)]).await;
+    flushed.unwrap();
+    assert_eq!(
+        send_raw(&mut raw, echo_request(b"first"), true).await,
+        StatusCode::Ok
+    );
+
+    let mut second = raw.open_bidirectional_stream().await.unwrap();
+    assert_eq!(second.id(), 4);
+    second
+        .send(Bytes::from(echo_request(b"second")))
+        .await
+        .unwrap();
+    second.finish().unwrap();
+    match promptly("refusal", second.receive()).await {
+        Err(s2n_quic::stream::Error::StreamReset { error, .. }) => {
+            assert_eq!(u64::from(error), u64::from(rpcnet::wire::reset::CANCELLED))
+        }
+        other => panic!("expected the cancelled call to be reset, got {other:?}"),
+    }
+    // Later calls are served.
+    assert_eq!(
+        send_raw(&mut raw, echo_request(b"third"), true).await,
+        StatusCode::Ok
+    );
+}
+
+#[tokio::test]
+async fn a_broken_control_stream_closes_only_its_connection() {
+    let server = echo_server(server_config()).await;
+    let bystander = server.client().await;
+    for garbage in [
+        // A frame that does not belong on the control stream.
+        vec![Frame::Message(Bytes::from_static(b"hi"))],
+        // More early cancels than the client may have calls open (512).
+        (1..=513u64)
+            .map(|i| Frame::Cancel(i * 4 + 1_000_000))
+            .collect(),
+    ] {
+        let (_endpoint, mut raw) = raw_connect(server.addr).await;
+        // The server may close the connection before acknowledging it all.
+        let _control = send_control(&mut raw, &garbage).await;
+        let closed = async {
+            loop {
+                match raw.open_bidirectional_stream().await {
+                    Ok(mut stream) => {
+                        let _ = stream.send(Bytes::from(echo_request(b"x"))).await;
+                        if stream.receive().await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        };
+        promptly("the offending connection closes", closed).await;
+        assert!(raw.open_bidirectional_stream().await.is_err());
+    }
+    assert_eq!(
+        bystander
+            .call("echo", b"still here".to_vec())
+            .await
+            .unwrap(),
+        b"still here"
+    );
+}
