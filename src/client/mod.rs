@@ -152,7 +152,10 @@ impl RpcClient {
         let this = self.clone();
         async move {
             let header = prepared?;
-            match tokio::time::timeout(timeout, this.unary(header, params)).await {
+            // Boxed: the call's state machine is then built once, in place,
+            // instead of being moved with every future that awaits it.
+            let call = Box::pin(this.unary(header, params));
+            match tokio::time::timeout(timeout, call).await {
                 Ok(result) => result,
                 Err(_) => Err(RpcError::Timeout),
             }

@@ -7,6 +7,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
@@ -67,7 +68,16 @@ pub(crate) async fn serve_call(stream: BidirectionalStream, ctx: Arc<ConnContext
             serve_unary(Arc::new(header.into()), f, reader, tx, deadline).await
         }
         (Handler::Streaming(f), _) => {
-            serve_streaming(Arc::new(header.into()), f, reader, tx, deadline).await
+            // Boxed: its state is large, and it would otherwise be copied
+            // into every call's task, unary ones included.
+            Box::pin(serve_streaming(
+                Arc::new(header.into()),
+                f,
+                reader,
+                tx,
+                deadline,
+            ))
+            .await
         }
         (Handler::Unary(_), false) => {
             let status = Status::new(
@@ -172,16 +182,22 @@ async fn serve_unary(
     );
     let mut handler = std::pin::pin!(handler);
     let mut client_open = true;
-    let outcome = loop {
-        tokio::select! {
-            biased;
-            result = &mut handler => break Ok(result),
-            closed = reader.closed(), if client_open => match closed {
-                Ok(()) => client_open = false,
-                Err(RpcError::ProtocolError(m)) => break Err(Interrupted::Protocol(RpcError::ProtocolError(m))),
-                Err(_) => break Err(Interrupted::Cancelled),
-            },
-            _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => break Err(Interrupted::Deadline),
+    // A handler that answers at once needs no deadline timer and no watch
+    // on the request side: try it before arming either.
+    let outcome = if let Poll::Ready(result) = futures::poll!(handler.as_mut()) {
+        Ok(result)
+    } else {
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut handler => break Ok(result),
+                closed = reader.closed(), if client_open => match closed {
+                    Ok(()) => client_open = false,
+                    Err(RpcError::ProtocolError(m)) => break Err(Interrupted::Protocol(RpcError::ProtocolError(m))),
+                    Err(_) => break Err(Interrupted::Cancelled),
+                },
+                _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => break Err(Interrupted::Deadline),
+            }
         }
     };
     let mut out = BytesMut::new();

@@ -273,6 +273,7 @@ async fn serve_connection(
     let mut book = CallBook::<AbortHandle>::new(ctx.max_concurrent_streams);
     let mut control: Option<FrameReader> = None;
     let mut draining = *shutdown.borrow();
+    let mut arrived = None;
     while !(draining && calls.is_empty()) {
         tokio::select! {
             // Cancels first: a cancel that arrived before its call is then
@@ -316,12 +317,7 @@ async fn serve_connection(
                 Ok(Some(mut stream)) => {
                     let id = stream.id();
                     if book.admit(id) {
-                        let call = call::serve_call(stream, ctx.clone(), draining);
-                        let task = calls.spawn(async move {
-                            call.await;
-                            id
-                        });
-                        book.started(id, task);
+                        arrived = Some((id, stream));
                     } else {
                         let _ = stream.reset(reset::CANCELLED.into());
                     }
@@ -329,6 +325,21 @@ async fn serve_connection(
                 Ok(None) | Err(_) => break,
             },
             _ = shutdown.wait_for(|stop| *stop), if !draining => draining = true,
+        }
+        if let Some((id, stream)) = arrived.take() {
+            // Most unary calls can be answered at once (their request
+            // arrived with the stream): try on this task first, and spawn a
+            // task only for a call that has to wait. The call's state
+            // machine lives in its own allocation, so handing it to a task
+            // moves a pointer.
+            let mut call = Box::pin(call::serve_call(stream, ctx.clone(), draining));
+            if futures::poll!(call.as_mut()).is_pending() {
+                let task = calls.spawn(async move {
+                    call.await;
+                    id
+                });
+                book.started(id, task);
+            }
         }
     }
     if draining {
