@@ -49,6 +49,7 @@ pub struct RpcConfig {
     io_recv_buffer: Option<usize>,
     max_inflight_handshakes: usize,
     max_connections: usize,
+    shared_endpoint: bool,
     idle_timeout: Duration,
     handshake_timeout: Duration,
     default_timeout: Duration,
@@ -77,6 +78,7 @@ impl RpcConfig {
             io_recv_buffer: None,
             max_inflight_handshakes: 256,
             max_connections: 10_000,
+            shared_endpoint: true,
             idle_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             default_timeout: DEFAULT_TIMEOUT,
@@ -171,10 +173,22 @@ impl RpcConfig {
 
     /// Bytes of received datagrams queued between the socket and the QUIC
     /// endpoint. Defaults: 8 MiB for a server (many connections), 1 MiB
-    /// for a client (one connection; the ring is allocated and zeroed at
-    /// connect, so a smaller one connects faster).
+    /// for a client endpoint (the ring is allocated and zeroed when the
+    /// endpoint starts, so a smaller one connects faster).
     pub fn with_io_recv_buffer(mut self, bytes: usize) -> Self {
         self.io_recv_buffer = Some(bytes.max(64 * 1024));
+        self
+    }
+
+    /// Client: whether this client may share its QUIC endpoint (UDP socket,
+    /// packet rings, endpoint tasks) with other live clients of the same
+    /// runtime that are configured alike (default `true`). Sharing makes
+    /// every connection after the first cheaper and uses one socket for
+    /// many servers; `false` gives this client an endpoint of its own, for
+    /// example to spread heavy traffic to several servers over several
+    /// endpoint tasks.
+    pub fn with_shared_endpoint(mut self, shared: bool) -> Self {
+        self.shared_endpoint = shared;
         self
     }
 
@@ -238,6 +252,24 @@ impl RpcConfig {
     pub fn max_message_size(&self) -> usize {
         self.max_message_size
     }
+    /// Whether a client may share its endpoint ([`with_shared_endpoint`](Self::with_shared_endpoint)).
+    pub fn shared_endpoint(&self) -> bool {
+        self.shared_endpoint
+    }
+
+    /// The endpoint-wide part of a client configuration, as text: clients
+    /// whose settings (and TLS material) are equal can share an endpoint.
+    /// Per-connection settings are blanked.
+    pub(crate) fn endpoint_settings(&self) -> String {
+        let mut endpoint = self.clone();
+        endpoint.server_name.clear();
+        endpoint.default_timeout = Duration::ZERO;
+        endpoint.max_message_size = 0;
+        endpoint.max_header_size = 0;
+        endpoint.drain_timeout = Duration::ZERO;
+        format!("{endpoint:?}")
+    }
+
     /// Concurrent calls a client may have open on one connection.
     pub fn max_concurrent_streams(&self) -> u64 {
         self.max_concurrent_streams

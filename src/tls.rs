@@ -58,9 +58,31 @@ impl s2n_tls::callbacks::VerifyHostNameCallback for AnyClientName {
     }
 }
 
-/// The client side: trusts only `cert_path`; presents a client identity if configured.
-pub(crate) fn client_tls(config: &RpcConfig) -> Result<s2n_tls::Client, RpcError> {
-    let ca = read_pem(config.cert_path(), "trusted certificate")?;
+/// What a client's TLS configuration is made of: the PEM text of the
+/// certificate it trusts and of its identity, if any. Two clients with equal
+/// material can share a TLS configuration (and a QUIC endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientMaterial {
+    trusted: String,
+    identity: Option<(String, String)>,
+}
+
+/// Reads the PEM files a client configuration names.
+pub(crate) fn client_material(config: &RpcConfig) -> Result<ClientMaterial, RpcError> {
+    let trusted = read_pem(config.cert_path(), "trusted certificate")?;
+    let identity = match config.client_identity() {
+        Some((cert, key)) => Some((
+            read_pem(cert, "client certificate")?,
+            read_pem(key, "client key")?,
+        )),
+        None => None,
+    };
+    Ok(ClientMaterial { trusted, identity })
+}
+
+/// The client side: trusts only the configured certificate; presents a
+/// client identity if configured.
+pub(crate) fn client_tls(material: &ClientMaterial) -> Result<s2n_tls::Client, RpcError> {
     let mut builder = s2n_tls::Client::builder();
     builder
         .config_mut()
@@ -71,13 +93,11 @@ pub(crate) fn client_tls(config: &RpcConfig) -> Result<s2n_tls::Client, RpcError
         .map_err(tls_err("set ALPN"))?
         .with_empty_trust_store()
         .map_err(tls_err("clear trust store"))?
-        .with_certificate(ca)
+        .with_certificate(material.trusted.as_str())
         .map_err(tls_err("load trusted certificate"))?;
-    if let Some((cert, key)) = config.client_identity() {
-        let cert = read_pem(cert, "client certificate")?;
-        let key = read_pem(key, "client key")?;
+    if let Some((cert, key)) = &material.identity {
         builder = builder
-            .with_client_identity(cert, key)
+            .with_client_identity(cert.as_str(), key.as_str())
             .map_err(tls_err("load client identity"))?;
     }
     builder.build().map_err(tls_err("build client TLS"))

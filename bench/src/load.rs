@@ -82,12 +82,19 @@ pub async fn client_stream(client: &Client, n: u32, size: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Median time to connect a fresh client (new endpoint/channel) and complete one 16 B call.
-pub async fn connect_p50(system: System, addr: SocketAddr, times: usize) -> f64 {
+/// Median time to connect a new client (new connection/channel) and
+/// complete one 16 B call; `new_endpoint`: the rpcnet client gets a QUIC
+/// endpoint of its own instead of sharing a running one.
+pub async fn connect_p50(
+    system: System,
+    addr: SocketAddr,
+    times: usize,
+    new_endpoint: bool,
+) -> f64 {
     let mut samples = Vec::with_capacity(times);
     for _ in 0..times {
         let t = Instant::now();
-        let client = Client::connect(system, addr).await;
+        let client = Client::connect_with(system, addr, new_endpoint).await;
         client.echo(vec![1; 16]).await;
         samples.push(t.elapsed().as_secs_f64() * 1e6);
         drop(client);

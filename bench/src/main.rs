@@ -25,7 +25,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve") => serve(System::parse(&args[2]).expect("system name")),
-        // Profiling aid: `rpcnet-bench profile rpcnet unary|stream|connect SECONDS`
+        // Profiling aid: `rpcnet-bench profile rpcnet unary|stream|connect|connect-new SECONDS`
         Some("profile") => {
             let system = System::parse(&args[2]).expect("system name");
             let seconds: f64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(5.0);
@@ -137,9 +137,9 @@ async fn profile(system: System, workload: &str, duration: Duration) {
                 );
             }
         }
-        "connect" => eprintln!(
+        "connect" | "connect-new" => eprintln!(
             "p50 {:.0} µs",
-            load::connect_p50(system, server.addr, 200).await
+            load::connect_p50(system, server.addr, 200, workload == "connect-new").await
         ),
         other => panic!("unknown workload {other}"),
     }
@@ -221,17 +221,21 @@ async fn run(quick: bool) -> Report {
     eprintln!("{}\n{}", down.summary(), up.summary());
     report.rows.extend([down, down_mb, up, up_mb]);
 
-    let mut connect = Row::new("connect + first call: p50".to_string(), "µs");
-    for _ in 0..plan.repeats {
-        for (system, server) in &servers {
-            connect.add(
-                *system,
-                load::connect_p50(*system, server.addr, plan.connects).await,
-            );
+    // The clients above stay connected, so an rpcnet client connecting now
+    // finds a running endpoint to share; tonic opens a new channel either way.
+    for (name, new_endpoint) in [(report::CONNECT_SHARED, false), (report::CONNECT_NEW, true)] {
+        let mut connect = Row::new(name.to_string(), "µs");
+        for _ in 0..plan.repeats {
+            for (system, server) in &servers {
+                connect.add(
+                    *system,
+                    load::connect_p50(*system, server.addr, plan.connects, new_endpoint).await,
+                );
+            }
         }
+        eprintln!("{}", connect.summary());
+        report.rows.push(connect);
     }
-    eprintln!("{}", connect.summary());
-    report.rows.push(connect);
 
     drop(clients);
     drop(servers);

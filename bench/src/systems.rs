@@ -92,9 +92,15 @@ pub enum Client {
 
 impl Client {
     pub async fn connect(system: System, addr: SocketAddr) -> Client {
+        Self::connect_with(system, addr, false).await
+    }
+
+    /// `new_endpoint`: an rpcnet client with a QUIC endpoint of its own.
+    pub async fn connect_with(system: System, addr: SocketAddr, new_endpoint: bool) -> Client {
         match system {
             System::Rpcnet => {
-                let config = rpcnet::RpcConfig::new(cert("ca.pem"), "127.0.0.1:0");
+                let config = rpcnet::RpcConfig::new(cert("ca.pem"), "127.0.0.1:0")
+                    .with_shared_endpoint(!new_endpoint);
                 Client::Rpcnet(
                     rpcnet::RpcClient::connect(addr, config)
                         .await

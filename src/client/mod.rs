@@ -4,6 +4,7 @@
 //! stream takes no lock and any number of calls run concurrently, up to the
 //! server's stream limit (further calls wait for a slot).
 
+mod endpoint;
 mod streaming;
 
 use std::future::Future;
@@ -24,7 +25,6 @@ pub use streaming::ResponseStream;
 /// larger ones are sent as their own buffer.
 const INLINE_PAYLOAD: usize = 4096;
 
-use crate::config::start_error;
 use crate::io::{FrameReader, SendHalf};
 use crate::wire::{
     encode_frame_header, CallKind, Frame, FrameDecoder, FrameType, Metadata, RequestHeader,
@@ -50,7 +50,7 @@ struct Inner {
     // Kept alive for the connection's lifetime: incoming streams are refused
     // while it exists, and the endpoint task runs while the client exists.
     _acceptor: s2n_quic::connection::StreamAcceptor,
-    _endpoint: s2n_quic::Client,
+    _endpoint: Arc<endpoint::Endpoint>,
 }
 
 impl std::fmt::Debug for RpcClient {
@@ -65,21 +65,9 @@ impl RpcClient {
     /// Connects to `addr`, verifying the server's certificate against the
     /// configured CA and server name.
     pub async fn connect(addr: SocketAddr, config: RpcConfig) -> Result<Self, RpcError> {
-        let local = config.parsed_bind_address()?;
-        let tls = crate::tls::client_tls(&config)?;
-        let limits = config.quic_limits(0)?;
-        let config_io = config.quic_io(local, 1 << 20)?;
-        let endpoint = s2n_quic::Client::builder()
-            .with_tls(tls)
-            .map_err(|e| start_error(local, e))?
-            .with_io(config_io)
-            .map_err(|e| start_error(local, e))?
-            .with_limits(limits)
-            .map_err(|e| start_error(local, e))?
-            .start()
-            .map_err(|e| start_error(local, e))?;
+        let endpoint = endpoint::endpoint_for(&config)?;
         let connect = Connect::new(addr).with_server_name(config.server_name());
-        let mut connection = endpoint.connect(connect).await?;
+        let mut connection = endpoint.quic().connect(connect).await?;
         if config.keep_alive_interval().is_some() {
             connection.keep_alive(true)?;
         }
@@ -112,6 +100,12 @@ impl RpcClient {
     /// The server address.
     pub fn remote_addr(&self) -> SocketAddr {
         self.inner.remote
+    }
+
+    /// The local address of this client's QUIC endpoint (clients sharing
+    /// an endpoint report the same one).
+    pub fn local_addr(&self) -> Result<SocketAddr, RpcError> {
+        Ok(self.inner.handle.local_addr()?)
     }
 
     /// Calls a unary method, waiting at most the configured default timeout

@@ -140,7 +140,7 @@ impl ClusterMembership {
             .with_idle_timeout(Duration::from_secs(60))
             .with_keep_alive_interval(Duration::from_secs(15));
         // Make sure our own client identity and trust store load before joining anyone.
-        crate::tls::client_tls(&peer_config)?;
+        crate::tls::client_tls(&crate::tls::client_material(&peer_config)?)?;
 
         let generation = config.generation.unwrap_or_else(seed_from_clock);
         let id = NodeId::new(addr, generation);

@@ -495,3 +495,23 @@ async fn handlers_see_the_call_header_and_metadata() {
     assert_eq!(items[0].as_ref().unwrap(), b"ServerStreaming true");
     assert!(CallInfo::current().is_none());
 }
+
+#[tokio::test]
+async fn clients_configured_alike_share_one_endpoint_and_outlive_each_other() {
+    let server = echo_server().await;
+    let first = server.client().await;
+    let second = server.client().await;
+    assert_eq!(first.local_addr().unwrap(), second.local_addr().unwrap());
+    let own = RpcClient::connect(server.addr, client_config().with_shared_endpoint(false))
+        .await
+        .unwrap();
+    assert_ne!(own.local_addr().unwrap(), first.local_addr().unwrap());
+
+    // Dropping one client closes its connection, not the shared endpoint.
+    drop(first);
+    assert_eq!(
+        second.call("echo", b"still".to_vec()).await.unwrap(),
+        b"still"
+    );
+    assert_eq!(own.call("echo", b"own".to_vec()).await.unwrap(), b"own");
+}
