@@ -10,6 +10,9 @@ use s2n_quic::stream::{ReceiveStream, SendStream};
 use crate::wire::{reset, Frame, FrameDecoder};
 use crate::RpcError;
 
+/// Chunks taken from the stream per receive request.
+const RECEIVE_CHUNKS: usize = 8;
+
 /// Reads whole frames from a QUIC receive stream.
 pub(crate) struct FrameReader {
     rx: ReceiveStream,
@@ -46,9 +49,16 @@ impl FrameReader {
                     ))
                 });
             }
-            match std::task::ready!(self.rx.poll_receive(cx)) {
-                Ok(Some(chunk)) => self.push(chunk),
-                Ok(None) => self.eof = true,
+            // Take every chunk that has arrived in one request (one lock of
+            // the connection), and learn about FIN in the same one.
+            let mut chunks: [Bytes; RECEIVE_CHUNKS] = Default::default();
+            match std::task::ready!(self.rx.poll_receive_vectored(&mut chunks, cx)) {
+                Ok((count, open)) => {
+                    for chunk in &mut chunks[..count] {
+                        self.push(std::mem::take(chunk));
+                    }
+                    self.eof = !open;
+                }
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
         }

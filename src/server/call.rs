@@ -426,18 +426,3 @@ async fn serve_streaming(
         let _ = reader.closed().await;
     }
 }
-
-#[cfg(test)]
-mod size_probe {
-    use super::*;
-    fn size_of_return<A, B, R>(_: impl Fn(A, B) -> R) -> usize {
-        std::mem::size_of::<R>()
-    }
-    #[test]
-    fn print_future_sizes() {
-        eprintln!(
-            "serve_call: {}",
-            size_of_return(|s: BidirectionalStream, c: Arc<ConnContext>| serve_call(s, c, false))
-        );
-    }
-}
