@@ -25,7 +25,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve") => serve(System::parse(&args[2]).expect("system name")),
-        // Profiling aid: `rpcnet-bench profile rpcnet unary|stream|connect|connect-new SECONDS`
+        // Profiling aid: `rpcnet-bench profile rpcnet unary|unary-1k-256|stream|connect|connect-new SECONDS`
         Some("profile") => {
             let system = System::parse(&args[2]).expect("system name");
             let seconds: f64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(5.0);
@@ -127,6 +127,13 @@ async fn profile(system: System, workload: &str, duration: Duration) {
         "unary" => {
             let r = load::unary(&client, 16, 64, duration).await;
             eprintln!("{:.0} calls/s", r.calls_per_sec);
+        }
+        "unary-1k-256" => {
+            let r = load::unary(&client, 1024, 256, duration).await;
+            eprintln!(
+                "{:.0} calls/s, p50 {:.0} µs, p99 {:.0} µs",
+                r.calls_per_sec, r.p50_us, r.p99_us
+            );
         }
         "stream" => {
             let end = std::time::Instant::now() + duration;

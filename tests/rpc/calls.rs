@@ -377,18 +377,21 @@ async fn messages_above_the_limit_are_refused_with_a_clear_error() {
 
 #[tokio::test]
 async fn transport_tuning_knobs_keep_calls_working() {
-    // The smallest MTU ceiling and receive ring still carry a 1 MiB message
-    // both ways; the defaults (9001-byte ceiling) are covered by every other test.
+    // The smallest MTU ceiling, receive ring and socket buffer still carry
+    // a 1 MiB message both ways; the defaults (9001-byte ceiling, 4 MiB
+    // socket buffer) are covered by every other test.
     let server = RpcServer::new(
         server_config()
             .with_max_mtu(1228)
-            .with_io_recv_buffer(64 * 1024),
+            .with_io_recv_buffer(64 * 1024)
+            .with_socket_recv_buffer(64 * 1024),
     );
     server.register("echo", |p| async move { Ok(p) }).await;
     let server = spawn(server);
     let config = client_config()
         .with_max_mtu(1228)
         .with_io_recv_buffer(64 * 1024)
+        .with_socket_recv_buffer(64 * 1024)
         .with_stream_window(64 * 1024)
         .with_send_buffer_size(64 * 1024);
     let client = RpcClient::connect(server.addr, config).await.unwrap();
@@ -427,6 +430,31 @@ async fn concurrent_calls_per_connection_are_bounded_by_the_server() {
         (1..=8).contains(&peak),
         "peak concurrency {peak} exceeds the limit of 8"
     );
+}
+
+#[tokio::test]
+async fn a_client_runs_as_many_calls_at_once_as_the_limits_allow() {
+    // Every handler waits until all 300 are running: this only completes if
+    // one client really has 300 calls open at once (s2n-quic's own default
+    // would have held a client to 100).
+    const CALLS: usize = 300;
+    let all_running = Arc::new(tokio::sync::Barrier::new(CALLS));
+    let server = RpcServer::new(server_config());
+    server
+        .register("gather", move |_| {
+            let all_running = all_running.clone();
+            async move {
+                all_running.wait().await;
+                Ok(vec![])
+            }
+        })
+        .await;
+    let server = spawn(server);
+    let client = server.client().await;
+    let calls: Vec<_> = (0..CALLS).map(|_| client.call("gather", vec![])).collect();
+    for result in promptly("300 concurrent calls", futures::future::join_all(calls)).await {
+        result.unwrap();
+    }
 }
 
 #[tokio::test]
