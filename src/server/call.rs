@@ -20,7 +20,8 @@ use super::handler::{Handler, RequestStream, ResponseItems};
 use super::ConnContext;
 use crate::io::{FrameReader, SendHalf};
 use crate::wire::{
-    encode_frame_header, reset, Frame, FrameType, Status, StatusCode, FRAME_HEADER_LEN,
+    encode_frame_header, reset, Frame, FrameType, RequestHeader, Status, StatusCode,
+    FRAME_HEADER_LEN,
 };
 use crate::RpcError;
 
@@ -36,28 +37,13 @@ pub(crate) async fn serve_call(stream: BidirectionalStream, ctx: Arc<ConnContext
     let mut reader = FrameReader::new(rx, ctx.decoder);
     let mut tx = SendHalf::new(tx);
 
-    let header = match reader.next_frame().await {
-        Ok(Some(Frame::Header(h))) => h,
-        Ok(None) => return tx.reset(reset::PROTOCOL),
-        Ok(Some(other)) => {
-            let status = Status::new(
-                StatusCode::ProtocolError,
-                format!("expected a header frame, got {other:?}"),
-            );
-            return reject(&mut reader, &mut tx, status).await;
-        }
-        Err(e) => return reject(&mut reader, &mut tx, error_status(&e)).await,
-    };
-    if draining {
-        let status = Status::new(StatusCode::Unavailable, "server is shutting down");
-        return reject(&mut reader, &mut tx, status).await;
-    }
-    let Some(handler) = ctx.registry.get(&header.method) else {
-        let status = Status::new(
-            StatusCode::UnknownMethod,
-            format!("unknown method {:?}", header.method),
-        );
-        return reject(&mut reader, &mut tx, status).await;
+    let first = reader.next_frame().await;
+    let (header, handler) = match admit(first, draining, &ctx) {
+        Ok(admitted) => admitted,
+        Err(None) => return tx.reset(reset::PROTOCOL),
+        // Refusals are boxed (as is streaming below) to keep the unary
+        // path's state machine small: it is moved into every call's task.
+        Err(Some(status)) => return Box::pin(reject(&mut reader, &mut tx, status)).await,
     };
     let deadline = (header.deadline_ms > 0)
         .then(|| Instant::now() + std::time::Duration::from_millis(header.deadline_ms.into()));
@@ -68,8 +54,6 @@ pub(crate) async fn serve_call(stream: BidirectionalStream, ctx: Arc<ConnContext
             serve_unary(Arc::new(header.into()), f, reader, tx, deadline).await
         }
         (Handler::Streaming(f), _) => {
-            // Boxed: its state is large, and it would otherwise be copied
-            // into every call's task, unary ones included.
             Box::pin(serve_streaming(
                 Arc::new(header.into()),
                 f,
@@ -87,8 +71,41 @@ pub(crate) async fn serve_call(stream: BidirectionalStream, ctx: Arc<ConnContext
                     header.method
                 ),
             );
-            reject(&mut reader, &mut tx, status).await
+            Box::pin(reject(&mut reader, &mut tx, status)).await
         }
+    }
+}
+
+/// Decides on a call from its first frame: its header and handler, or the
+/// status to refuse it with (`None`: the stream ended before any frame).
+fn admit(
+    first: Result<Option<Frame>, RpcError>,
+    draining: bool,
+    ctx: &ConnContext,
+) -> Result<(RequestHeader, Handler), Option<Status>> {
+    let header = match first {
+        Ok(Some(Frame::Header(h))) => h,
+        Ok(None) => return Err(None),
+        Ok(Some(other)) => {
+            return Err(Some(Status::new(
+                StatusCode::ProtocolError,
+                format!("expected a header frame, got {other:?}"),
+            )))
+        }
+        Err(e) => return Err(Some(error_status(&e))),
+    };
+    if draining {
+        return Err(Some(Status::new(
+            StatusCode::Unavailable,
+            "server is shutting down",
+        )));
+    }
+    match ctx.registry.get(&header.method) {
+        Some(handler) => Ok((header, handler)),
+        None => Err(Some(Status::new(
+            StatusCode::UnknownMethod,
+            format!("unknown method {:?}", header.method),
+        ))),
     }
 }
 
@@ -174,7 +191,7 @@ async fn serve_unary(
 ) {
     let request = match read_single_request(&mut reader).await {
         Ok(m) => m,
-        Err(e) => return reject(&mut reader, &mut tx, error_status(&e)).await,
+        Err(e) => return Box::pin(reject(&mut reader, &mut tx, error_status(&e))).await,
     };
     let handler = CallInfo::scope(
         call.clone(),
@@ -200,9 +217,10 @@ async fn serve_unary(
             }
         }
     };
+    // One write for every outcome: [MESSAGE] STATUS, then FIN.
     let mut out = BytesMut::new();
     let mut payload = None;
-    match outcome {
+    let status = match outcome {
         Ok(Ok(Ok(response))) => {
             encode_frame_header(FrameType::Message, response.len(), &mut out);
             if response.len() >= ZERO_COPY_THRESHOLD {
@@ -210,69 +228,38 @@ async fn serve_unary(
             } else {
                 out.extend_from_slice(&response);
             }
+            Status::ok()
         }
-        Ok(Ok(Err(e))) => {
-            return finish_with(
-                &mut reader,
-                &mut tx,
-                Status::new(StatusCode::HandlerError, handler_error_text(e)),
-                client_open,
-            )
-            .await
-        }
+        Ok(Ok(Err(e))) => Status::new(StatusCode::HandlerError, handler_error_text(e)),
         Ok(Err(panic)) => {
             let message = panic_message(&*panic);
             tracing::warn!(method = %call.method, "{message}");
-            return finish_with(
-                &mut reader,
-                &mut tx,
-                Status::new(StatusCode::Internal, message),
-                client_open,
-            )
-            .await;
+            Status::new(StatusCode::Internal, message)
         }
         Err(Interrupted::Cancelled) => {
             tracing::debug!(method = %call.method, "call cancelled by client");
             return tx.reset(reset::CANCELLED);
         }
         Err(Interrupted::Protocol(e)) => {
-            return reject(&mut reader, &mut tx, error_status(&e)).await
+            return Box::pin(reject(&mut reader, &mut tx, error_status(&e))).await
         }
         Err(Interrupted::Deadline) => {
-            return finish_with(
-                &mut reader,
-                &mut tx,
-                Status::new(StatusCode::DeadlineExceeded, "deadline exceeded"),
-                client_open,
-            )
-            .await
+            Status::new(StatusCode::DeadlineExceeded, "deadline exceeded")
         }
-    }
-    let mut status = BytesMut::new();
-    Status::ok().encode(&mut status);
+    };
     let sent = match payload {
         None => {
-            out.extend_from_slice(&status);
+            status.encode(&mut out);
             tx.send(out.freeze()).await
         }
         Some(payload) => {
-            tx.send_vectored(&mut [out.freeze(), payload, status.freeze()])
+            let mut tail = BytesMut::new();
+            status.encode(&mut tail);
+            tx.send_vectored(&mut [out.freeze(), payload, tail.freeze()])
                 .await
         }
     };
     if sent.is_ok() && tx.finish().is_ok() && client_open {
-        let _ = reader.closed().await;
-    }
-}
-
-/// Sends a terminal status, then waits for the client to close its side.
-async fn finish_with(
-    reader: &mut FrameReader,
-    tx: &mut SendHalf,
-    status: Status,
-    client_open: bool,
-) {
-    if write_status(tx, &status).await.is_ok() && client_open {
         let _ = reader.closed().await;
     }
 }
