@@ -34,7 +34,7 @@ pub const DEFAULT_MAX_HEADER_SIZE: usize = 16 * 1024;
 /// [`with_key_path`](Self::with_key_path) its private key. For a client,
 /// `cert_path` is the CA (or self-signed certificate) it trusts: the client
 /// trusts *only* that, never the operating system's store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcConfig {
     cert_path: PathBuf,
     key_path: Option<PathBuf>,
@@ -275,20 +275,20 @@ impl RpcConfig {
         self.shared_endpoint
     }
 
-    /// The endpoint-wide part of a client configuration, as text: clients
-    /// whose settings (and TLS material) are equal can share an endpoint.
+    /// The endpoint-wide part of a client configuration: clients whose
+    /// settings (and TLS material) are equal can share an endpoint.
     /// Per-connection settings are blanked.
-    pub(crate) fn endpoint_settings(&self) -> String {
+    pub(crate) fn endpoint_settings(&self) -> RpcConfig {
         let mut endpoint = self.clone();
         endpoint.server_name.clear();
         endpoint.default_timeout = Duration::ZERO;
         endpoint.max_message_size = 0;
         endpoint.max_header_size = 0;
         endpoint.drain_timeout = Duration::ZERO;
-        format!("{endpoint:?}")
+        endpoint
     }
 
-    /// Concurrent calls a client may have open on one connection.
+    /// Concurrent calls per connection ([`with_max_concurrent_streams`](Self::with_max_concurrent_streams)).
     pub fn max_concurrent_streams(&self) -> u64 {
         self.max_concurrent_streams
     }

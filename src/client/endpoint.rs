@@ -34,8 +34,8 @@ impl Endpoint {
 struct Key {
     runtime: tokio::runtime::Id,
     material: ClientMaterial,
-    /// The configuration with per-connection settings blanked, as text.
-    settings: String,
+    /// The configuration with per-connection settings blanked.
+    settings: RpcConfig,
 }
 
 /// Live shared endpoints. Entries whose endpoint has been dropped are

@@ -279,25 +279,12 @@ async fn serve_connection(
             // Cancels first: a cancel that arrived before its call is then
             // known when the call is accepted.
             biased;
-            frame = next_control_frame(&mut control) => match frame {
-                Ok(Some(Frame::Cancel(id))) => match book.cancel(id) {
-                    Cancel::Stop(task) => task.abort(),
-                    Cancel::Nothing => {}
-                    Cancel::Overflow => {
-                        tracing::debug!("client cancelled more calls than it may open");
-                        handle.close(reset::PROTOCOL.into());
-                        break;
-                    }
-                },
+            frame = next_control_frame(&mut control) => match on_control_frame(&mut book, frame) {
                 // The client closed its control stream; it may open another.
-                Ok(None) => control = None,
-                Ok(Some(other)) => {
-                    tracing::debug!("unexpected {other:?} on the control stream");
-                    handle.close(reset::PROTOCOL.into());
-                    break;
-                }
-                Err(e) => {
-                    tracing::debug!("control stream: {e}");
+                Ok(true) => control = None,
+                Ok(false) => {}
+                Err(violation) => {
+                    tracing::debug!("{violation}");
                     handle.close(reset::PROTOCOL.into());
                     break;
                 }
@@ -346,6 +333,27 @@ async fn serve_connection(
         handle.close(reset::SHUTDOWN.into());
     }
     while calls.join_next().await.is_some() {}
+}
+
+/// Applies one control-stream frame: `Ok(true)` when the client closed the
+/// stream, `Err` with what the client did wrong.
+fn on_control_frame(
+    book: &mut CallBook<AbortHandle>,
+    frame: Result<Option<Frame>, RpcError>,
+) -> Result<bool, String> {
+    match frame {
+        Ok(Some(Frame::Cancel(id))) => match book.cancel(id) {
+            Cancel::Stop(task) => {
+                task.abort();
+                Ok(false)
+            }
+            Cancel::Nothing => Ok(false),
+            Cancel::Overflow => Err("client cancelled more calls than it may open".into()),
+        },
+        Ok(None) => Ok(true),
+        Ok(Some(other)) => Err(format!("unexpected {other:?} on the control stream")),
+        Err(e) => Err(format!("control stream: {e}")),
+    }
 }
 
 /// The next frame of the control stream; never resolves while there is none.

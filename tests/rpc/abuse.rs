@@ -121,12 +121,8 @@ async fn malformed_frames_get_protocol_errors_and_the_connection_keeps_working()
     );
 
     // The same raw connection can still make a well-formed call.
-    let mut bytes = BytesMut::new();
-    header("echo").encode(&mut bytes);
-    Frame::Message(Bytes::from_static(b"fine")).encode(&mut bytes);
-    Frame::End.encode(&mut bytes);
     assert_eq!(
-        send_raw(&mut raw, bytes.to_vec(), false).await,
+        send_raw(&mut raw, echo_request(b"fine"), false).await,
         StatusCode::Ok
     );
     assert_eq!(
