@@ -331,16 +331,14 @@ impl RpcConfig {
         &self,
         addr: SocketAddr,
         default_recv_buffer: usize,
-    ) -> Result<s2n_quic::provider::io::tokio::Provider, RpcError> {
-        s2n_quic::provider::io::tokio::Builder::default()
-            .with_receive_address(addr)
-            .and_then(|b| b.with_max_mtu(self.max_mtu))
-            .and_then(|b| b.with_recv_buffer_size(self.socket_recv_buffer))
-            .and_then(|b| {
-                b.with_internal_recv_buffer_size(self.io_recv_buffer.unwrap_or(default_recv_buffer))
-            })
-            .and_then(|b| b.build())
-            .map_err(|e| start_error(addr, e))
+    ) -> Result<crate::udp::UdpIo, RpcError> {
+        Ok(crate::udp::UdpIo {
+            addr,
+            max_mtu: self.max_mtu,
+            socket_recv_buffer: self.socket_recv_buffer,
+            ring_recv_buffer: u32::try_from(self.io_recv_buffer.unwrap_or(default_recv_buffer))
+                .unwrap_or(u32::MAX),
+        })
     }
 
     /// QUIC transport limits derived from this configuration.

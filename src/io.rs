@@ -138,6 +138,13 @@ impl SendHalf {
         Ok(self.tx.finish()?)
     }
 
+    /// Waits until the peer has acknowledged everything sent on a finished
+    /// stream.
+    pub(crate) async fn acknowledged(mut self) -> Result<(), RpcError> {
+        self.done = true;
+        Ok(self.tx.close().await?)
+    }
+
     /// Abandons the stream with an application error code.
     pub(crate) fn reset(&mut self, code: u32) {
         self.done = true;

@@ -50,6 +50,7 @@ mod error;
 mod io;
 mod server;
 mod tls;
+mod udp;
 pub mod wire;
 
 pub use client::{ResponseStream, RpcClient};

@@ -25,11 +25,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve") => serve(System::parse(&args[2]).expect("system name")),
-        // Profiling aid: `rpcnet-bench profile rpcnet unary|unary-1k-256|stream|connect|connect-new SECONDS`
+        // Profiling aid: `rpcnet-bench profile rpcnet unary|latency|unary-1k-256|stream|connect|connect-new SECONDS`
         Some("profile") => {
             let system = System::parse(&args[2]).expect("system name");
             let seconds: f64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(5.0);
-            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let runtime = runtime();
             runtime.block_on(profile(system, &args[3], Duration::from_secs_f64(seconds)));
         }
         Some("udp-echo") => {
@@ -55,6 +55,25 @@ fn main() {
     }
 }
 
+/// The runtime every bench process uses (EXPERIMENT: RPCNET_BENCH_WORKERS).
+fn runtime() -> tokio::runtime::Runtime {
+    match std::env::var("RPCNET_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(0) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()
+            .unwrap(),
+        None => tokio::runtime::Runtime::new().unwrap(),
+    }
+}
+
 fn announce(addr: SocketAddr) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "READY {addr}").unwrap();
@@ -76,7 +95,7 @@ fn exit_when_parent_goes() {
 
 fn serve(system: System) {
     exit_when_parent_goes();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let runtime = runtime();
     runtime.block_on(systems::serve(
         system,
         "127.0.0.1:0".parse().unwrap(),
@@ -127,6 +146,13 @@ async fn profile(system: System, workload: &str, duration: Duration) {
         "unary" => {
             let r = load::unary(&client, 16, 64, duration).await;
             eprintln!("{:.0} calls/s", r.calls_per_sec);
+        }
+        "latency" => {
+            let r = load::unary(&client, 16, 1, duration).await;
+            eprintln!(
+                "{:.0} calls/s, p50 {:.1} µs, p99 {:.1} µs",
+                r.calls_per_sec, r.p50_us, r.p99_us
+            );
         }
         "unary-1k-256" => {
             let r = load::unary(&client, 1024, 256, duration).await;

@@ -32,7 +32,18 @@ const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
 /// Request messages queued between the stream and a streaming handler.
 const REQUEST_QUEUE: usize = 16;
 
-pub(crate) async fn serve_call(stream: BidirectionalStream, ctx: Arc<ConnContext>, draining: bool) {
+/// A call's finished response stream whose last bytes may not have reached
+/// the client yet: closing the connection now would discard them.
+pub(crate) type Answered = Option<SendHalf>;
+
+/// Serves one call. Returns the finished response stream of a call that was
+/// answered (not of one refused, reset or abandoned), so a connection that
+/// is closing can wait for the client to have its answer.
+pub(crate) async fn serve_call(
+    stream: BidirectionalStream,
+    ctx: Arc<ConnContext>,
+    draining: bool,
+) -> Answered {
     let (rx, tx) = stream.split();
     let mut reader = FrameReader::new(rx, ctx.decoder);
     let mut tx = SendHalf::new(tx);
@@ -40,10 +51,16 @@ pub(crate) async fn serve_call(stream: BidirectionalStream, ctx: Arc<ConnContext
     let first = reader.next_frame().await;
     let (header, handler) = match admit(first, draining, &ctx) {
         Ok(admitted) => admitted,
-        Err(None) => return tx.reset(reset::PROTOCOL),
+        Err(None) => {
+            tx.reset(reset::PROTOCOL);
+            return None;
+        }
         // Refusals are boxed (as is streaming below) to keep the unary
         // path's state machine small: it is moved into every call's task.
-        Err(Some(status)) => return Box::pin(reject(&mut reader, &mut tx, status)).await,
+        Err(Some(status)) => {
+            Box::pin(reject(&mut reader, &mut tx, status)).await;
+            return None;
+        }
     };
     let deadline = (header.deadline_ms > 0)
         .then(|| Instant::now() + std::time::Duration::from_millis(header.deadline_ms.into()));
@@ -71,7 +88,8 @@ pub(crate) async fn serve_call(stream: BidirectionalStream, ctx: Arc<ConnContext
                     header.method
                 ),
             );
-            Box::pin(reject(&mut reader, &mut tx, status)).await
+            Box::pin(reject(&mut reader, &mut tx, status)).await;
+            None
         }
     }
 }
@@ -188,10 +206,13 @@ async fn serve_unary(
     mut reader: FrameReader,
     mut tx: SendHalf,
     deadline: Option<Instant>,
-) {
+) -> Answered {
     let request = match read_single_request(&mut reader).await {
         Ok(m) => m,
-        Err(e) => return Box::pin(reject(&mut reader, &mut tx, error_status(&e))).await,
+        Err(e) => {
+            Box::pin(reject(&mut reader, &mut tx, error_status(&e))).await;
+            return None;
+        }
     };
     let handler = CallInfo::scope(
         call.clone(),
@@ -238,10 +259,12 @@ async fn serve_unary(
         }
         Err(Interrupted::Cancelled) => {
             tracing::debug!(method = %call.method, "call cancelled by client");
-            return tx.reset(reset::CANCELLED);
+            tx.reset(reset::CANCELLED);
+            return None;
         }
         Err(Interrupted::Protocol(e)) => {
-            return Box::pin(reject(&mut reader, &mut tx, error_status(&e))).await
+            Box::pin(reject(&mut reader, &mut tx, error_status(&e))).await;
+            return None;
         }
         Err(Interrupted::Deadline) => {
             Status::new(StatusCode::DeadlineExceeded, "deadline exceeded")
@@ -259,9 +282,24 @@ async fn serve_unary(
                 .await
         }
     };
-    if sent.is_ok() && tx.finish().is_ok() && client_open {
+    answered(sent, tx, reader, client_open).await
+}
+
+/// Finishes an answer whose last bytes were queued (`sent`), and waits for
+/// the client to close its side if it has not.
+async fn answered(
+    sent: Result<(), RpcError>,
+    mut tx: SendHalf,
+    mut reader: FrameReader,
+    client_open: bool,
+) -> Answered {
+    if sent.is_err() || tx.finish().is_err() {
+        return None;
+    }
+    if client_open {
         let _ = reader.closed().await;
     }
+    Some(tx)
 }
 
 fn far_future() -> Instant {
@@ -362,7 +400,7 @@ async fn serve_streaming(
     mut reader: FrameReader,
     mut tx: SendHalf,
     deadline: Option<Instant>,
-) {
+) -> Answered {
     let (queue, requests) = mpsc::channel(REQUEST_QUEUE);
     let requests = RequestStream::new(requests);
     let single = call.kind.single_request();
@@ -390,15 +428,18 @@ async fn serve_streaming(
         // Writing failed: the client stopped reading or the connection is gone.
         Ok((Err(e), _)) => {
             tracing::debug!(method = %call.method, "response stream aborted: {e}");
-            return tx.reset(reset::CANCELLED);
+            tx.reset(reset::CANCELLED);
+            return None;
         }
         Err(Interrupted::Cancelled) => {
             tracing::debug!(method = %call.method, "call cancelled by client");
-            return tx.reset(reset::CANCELLED);
+            tx.reset(reset::CANCELLED);
+            return None;
         }
         Err(Interrupted::Protocol(e)) => {
             out.clear();
-            return reject(&mut reader, &mut tx, error_status(&e)).await;
+            reject(&mut reader, &mut tx, error_status(&e)).await;
+            return None;
         }
         Err(Interrupted::Deadline) => (
             Status::new(StatusCode::DeadlineExceeded, "deadline exceeded"),
@@ -409,7 +450,6 @@ async fn serve_streaming(
         tracing::warn!(method = %call.method, "{}", status.message);
     }
     status.encode(&mut out);
-    if tx.send(out.freeze()).await.is_ok() && tx.finish().is_ok() && client_open {
-        let _ = reader.closed().await;
-    }
+    let sent = tx.send(out.freeze()).await;
+    answered(sent, tx, reader, client_open).await
 }

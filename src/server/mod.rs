@@ -14,6 +14,7 @@ mod handler;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
 use futures::Stream;
 use s2n_quic::provider::endpoint_limits;
@@ -26,7 +27,7 @@ use handler::Registry;
 pub use handler::RequestStream;
 
 use crate::config::start_error;
-use crate::io::FrameReader;
+use crate::io::{FrameReader, SendHalf};
 use crate::wire::{reset, Frame, FrameDecoder};
 use crate::{RpcConfig, RpcError};
 use control::{CallBook, Cancel};
@@ -274,6 +275,9 @@ async fn serve_connection(
     let mut control: Option<FrameReader> = None;
     let mut draining = *shutdown.borrow();
     let mut arrived = None;
+    // Answers given while draining, kept until the client has them (see
+    // `call::Answered`).
+    let mut answered = Vec::new();
     while !(draining && calls.is_empty()) {
         tokio::select! {
             // Cancels first: a cancel that arrived before its call is then
@@ -294,7 +298,12 @@ async fn serve_connection(
                 Ok(None) | Err(_) => break,
             },
             Some(ended) = calls.join_next_with_id(), if !calls.is_empty() => match ended {
-                Ok((_, id)) => book.finished(id),
+                Ok((_, (id, answer))) => {
+                    book.finished(id);
+                    if draining {
+                        answered.extend(answer);
+                    }
+                }
                 Err(e) => {
                     let task = e.id();
                     book.forget(|h| h.id() == task);
@@ -320,16 +329,20 @@ async fn serve_connection(
             // machine lives in its own allocation, so handing it to a task
             // moves a pointer.
             let mut call = Box::pin(call::serve_call(stream, ctx.clone(), draining));
-            if futures::poll!(call.as_mut()).is_pending() {
-                let task = calls.spawn(async move {
-                    call.await;
-                    id
-                });
-                book.started(id, task);
+            match futures::poll!(call.as_mut()) {
+                Poll::Ready(answer) if draining => answered.extend(answer),
+                Poll::Ready(_) => {}
+                Poll::Pending => {
+                    let task = calls.spawn(async move { (id, call.await) });
+                    book.started(id, task);
+                }
             }
         }
     }
     if draining {
+        // Closing discards stream data still in flight: let the last
+        // answers arrive first (the drain timeout in `start` bounds this).
+        futures::future::join_all(answered.into_iter().map(SendHalf::acknowledged)).await;
         handle.close(reset::SHUTDOWN.into());
     }
     while calls.join_next().await.is_some() {}
