@@ -39,6 +39,7 @@
 //! | `error` | [`RpcError`] |
 //! | `server` | [`RpcServer`]: accept loop, per-connection and per-call tasks, graceful shutdown |
 //! | `client` | [`RpcClient`] and [`ResponseStream`] |
+//! | `udp` | the UDP socket and the endpoint's event loop: s2n-quic's packet rings, with packets sent from the endpoint's own task |
 //! | [`cluster`] | membership: Phi Accrual detector, SWIM core (foca), deterministic simulator, QUIC shell, registries (`docs/CLUSTER.md`) |
 
 #![warn(missing_docs)]

@@ -5,7 +5,9 @@
 //! handler by dropping its future, and the response side is reset or
 //! given a terminal status accordingly.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -225,18 +227,15 @@ async fn serve_unary(
     let outcome = if let Poll::Ready(result) = futures::poll!(handler.as_mut()) {
         Ok(result)
     } else {
-        loop {
-            tokio::select! {
-                biased;
-                result = &mut handler => break Ok(result),
-                closed = reader.closed(), if client_open => match closed {
-                    Ok(()) => client_open = false,
-                    Err(RpcError::ProtocolError(m)) => break Err(Interrupted::Protocol(RpcError::ProtocolError(m))),
-                    Err(_) => break Err(Interrupted::Cancelled),
-                },
-                _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => break Err(Interrupted::Deadline),
-            }
-        }
+        // The waiting state (timer, request-side watch) lives in its own
+        // allocation, so calls answered at once do not carry it.
+        Box::pin(wait_for_handler(
+            handler,
+            &mut reader,
+            deadline,
+            &mut client_open,
+        ))
+        .await
     };
     // One write for every outcome: [MESSAGE] STATUS, then FIN.
     let mut out = BytesMut::new();
@@ -282,17 +281,6 @@ async fn serve_unary(
                 .await
         }
     };
-    answered(sent, tx, reader, client_open).await
-}
-
-/// Finishes an answer whose last bytes were queued (`sent`), and waits for
-/// the client to close its side if it has not.
-async fn answered(
-    sent: Result<(), RpcError>,
-    mut tx: SendHalf,
-    mut reader: FrameReader,
-    client_open: bool,
-) -> Answered {
     if sent.is_err() || tx.finish().is_err() {
         return None;
     }
@@ -300,6 +288,28 @@ async fn answered(
         let _ = reader.closed().await;
     }
     Some(tx)
+}
+
+/// Waits for a unary handler that did not answer at once, watching the
+/// request side (a reset cancels the call) and the deadline.
+async fn wait_for_handler<H: Future>(
+    mut handler: Pin<&mut H>,
+    reader: &mut FrameReader,
+    deadline: Option<Instant>,
+    client_open: &mut bool,
+) -> Result<H::Output, Interrupted> {
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut handler => return Ok(result),
+            closed = reader.closed(), if *client_open => match closed {
+                Ok(()) => *client_open = false,
+                Err(RpcError::ProtocolError(m)) => return Err(Interrupted::Protocol(RpcError::ProtocolError(m))),
+                Err(_) => return Err(Interrupted::Cancelled),
+            },
+            _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => return Err(Interrupted::Deadline),
+        }
+    }
 }
 
 fn far_future() -> Instant {
@@ -450,6 +460,11 @@ async fn serve_streaming(
         tracing::warn!(method = %call.method, "{}", status.message);
     }
     status.encode(&mut out);
-    let sent = tx.send(out.freeze()).await;
-    answered(sent, tx, reader, client_open).await
+    if tx.send(out.freeze()).await.is_err() || tx.finish().is_err() {
+        return None;
+    }
+    if client_open {
+        let _ = reader.closed().await;
+    }
+    Some(tx)
 }
