@@ -55,7 +55,10 @@ fn main() {
     }
 }
 
-/// The runtime every bench process uses (EXPERIMENT: RPCNET_BENCH_WORKERS).
+/// The runtime every bench process uses: tokio's default multi-threaded
+/// runtime, the one the report is made with. For profiling,
+/// `RPCNET_BENCH_WORKERS=N` gives every process N workers (0: a
+/// current-thread runtime).
 fn runtime() -> tokio::runtime::Runtime {
     match std::env::var("RPCNET_BENCH_WORKERS")
         .ok()
