@@ -487,8 +487,18 @@ impl time::clock::Timer for Timer {
     }
 
     fn update(&mut self, at: Timestamp) {
-        let now = time::Clock::get_time(&self.clock);
-        let target = tokio::time::Instant::now() + at.saturating_duration_since(now);
+        // Whole milliseconds (tokio's timer resolution), rounded up, so a
+        // deadline that did not move is not registered again.
+        let since_start = at.saturating_duration_since(self.clock.zero);
+        let ms = since_start.as_nanos().div_ceil(1_000_000);
+        let target = u64::try_from(ms)
+            .ok()
+            .and_then(|ms| self.clock.epoch.checked_add(Duration::from_millis(ms)));
+        let Some(target) = target else {
+            // Beyond any clock: never.
+            self.target = None;
+            return;
+        };
         if self.target == Some(target) {
             return;
         }

@@ -49,6 +49,9 @@ fn main() {
             let report = runtime.block_on(run(quick));
             let text = report.markdown(quick);
             println!("{text}");
+            if let Some(dir) = std::path::Path::new(&out).parent() {
+                std::fs::create_dir_all(dir).expect("create the report's directory");
+            }
             std::fs::write(&out, &text).expect("write report");
             eprintln!("written to {out}");
         }
