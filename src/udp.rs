@@ -167,9 +167,9 @@ impl UdpIo {
                 timer,
                 rx,
                 tx,
+                // The first packets (and timer) need no wait for others.
                 dirty: true,
-                held: false,
-                busy_turns: 0,
+                held: true,
             }
             .run(),
         );
@@ -180,10 +180,6 @@ impl UdpIo {
 /// Turns of the loop that take input before the endpoint builds packets
 /// anyway, so a steady stream of input cannot hold back output.
 const TURNS_PER_TRANSMIT: u32 = 16;
-
-/// Turns with input in one round after which the driver yields once
-/// before building packets (see `Driver::poll`).
-const HOLD_AFTER_BUSY_TURNS: u32 = 1;
 
 /// Packet rounds per poll before the task yields to the runtime.
 const TRANSMITS_PER_POLL: u32 = 8;
@@ -200,8 +196,6 @@ struct Driver<E> {
     dirty: bool,
     /// Yielded once with input settled (see `poll`).
     held: bool,
-    /// Turns with input since packets were last built.
-    busy_turns: u32,
 }
 
 impl<E: Endpoint<PathHandle = message::Handle>> Driver<E> {
@@ -239,13 +233,12 @@ impl<E: Endpoint<PathHandle = message::Handle>> Driver<E> {
             match self.tx.poll_ready(cx) {
                 // The ring had been full and has room again.
                 Poll::Ready(Ok(())) => busy = true,
-                Poll::Ready(Err(error)) => return stopped("send", error),
+                Poll::Ready(Err(error)) => return send_failed(error),
                 Poll::Pending => {}
             }
 
             if busy {
                 self.dirty = true;
-                self.busy_turns += 1;
                 turns += 1;
                 if turns < TURNS_PER_TRANSMIT {
                     continue;
@@ -254,7 +247,7 @@ impl<E: Endpoint<PathHandle = message::Handle>> Driver<E> {
                 // Nothing happened since the last packets went out, and
                 // every source above is registered for a wake-up.
                 return Poll::Pending;
-            } else if !self.held && self.busy_turns >= HOLD_AFTER_BUSY_TURNS {
+            } else if !self.held {
                 // Input has settled. Before building packets, let the tasks
                 // that are runnable now (often the callers and handlers this
                 // input just woke) run once: what they send joins this
@@ -272,14 +265,13 @@ impl<E: Endpoint<PathHandle = message::Handle>> Driver<E> {
             } = self;
             tx.queue(|queue| endpoint.transmit(queue, clock));
             if let Some(error) = tx.flush(cx) {
-                return stopped("send", error);
+                return send_failed(error);
             }
             if let Some(at) = self.endpoint.timeout() {
                 self.timer.update(at);
             }
             self.dirty = false;
             self.held = false;
-            self.busy_turns = 0;
             turns = 0;
             transmits += 1;
             if transmits >= TRANSMITS_PER_POLL {
@@ -300,10 +292,11 @@ fn defer(cx: &mut Context<'_>) {
     let _ = yielded.poll(cx);
 }
 
-fn stopped(what: &str, error: Option<io::Error>) -> Poll<()> {
+/// The writer stopped: the socket failed (`Some`) or its ring closed.
+fn send_failed(error: Option<io::Error>) -> Poll<()> {
     match error {
-        Some(error) => tracing::warn!(%error, "UDP {what} failed; endpoint stops"),
-        None => tracing::debug!("UDP {what} ring closed; endpoint stops"),
+        Some(error) => tracing::warn!(%error, "UDP send failed; endpoint stops"),
+        None => tracing::debug!("UDP send ring closed; endpoint stops"),
     }
     Poll::Ready(())
 }
@@ -399,13 +392,21 @@ impl InlineTx {
     /// Ready when the ring, full before, has room; `Err` when the socket
     /// failed.
     fn poll_ready(&mut self, cx: &mut Context) -> Poll<Result<(), Option<io::Error>>> {
-        if let Some(end) = self.flush(cx) {
-            return Poll::Ready(Err(end));
-        }
-        let Self { ring, waker, .. } = self;
-        waker
-            .inside(cx, |own| ring.poll_ready(own))
-            .map_err(|()| None)
+        let Self {
+            writer,
+            ring,
+            waker,
+        } = self;
+        let flush = waker.take_pending();
+        // One trip inside for both: this runs on every turn of the loop.
+        waker.inside(cx, |own| {
+            if flush {
+                if let Poll::Ready(end) = Pin::new(writer).poll(own) {
+                    return Poll::Ready(Err(end));
+                }
+            }
+            ring.poll_ready(own).map_err(|()| None)
+        })
     }
 
     /// Lets the writer send what the ring holds, if it asked to run (new
