@@ -45,8 +45,9 @@ fn main() {
                 .unwrap_or_else(|| {
                     concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md").to_string()
                 });
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            let report = runtime.block_on(run(quick));
+            let plan = Plan::new(quick);
+            let mut report = Shape::Default.runtime().block_on(run(&plan));
+            report.one_worker = Shape::OneWorker.runtime().block_on(run_one_worker(&plan));
             let text = report.markdown(quick);
             println!("{text}");
             if let Some(dir) = std::path::Path::new(&out).parent() {
@@ -61,12 +62,17 @@ fn main() {
 /// The runtime every bench process uses: tokio's default multi-threaded
 /// runtime, the one the report is made with. For profiling,
 /// `RPCNET_BENCH_WORKERS=N` gives every process N workers (0: a
-/// current-thread runtime).
+/// current-thread runtime); `RPCNET_BENCH_SERVER_WORKERS` and
+/// `RPCNET_BENCH_CLIENT_WORKERS` set one side only.
 fn runtime() -> tokio::runtime::Runtime {
-    match std::env::var("RPCNET_BENCH_WORKERS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
+    let server = std::env::args().nth(1).as_deref() == Some("serve");
+    let workers = |name: &str| std::env::var(name).ok()?.parse::<usize>().ok();
+    let own = if server {
+        workers("RPCNET_BENCH_SERVER_WORKERS")
+    } else {
+        workers("RPCNET_BENCH_CLIENT_WORKERS")
+    };
+    match own.or_else(|| workers("RPCNET_BENCH_WORKERS")) {
         Some(0) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -116,8 +122,25 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// A server process that inherits the profiling variables.
     fn spawn(args: &[&str]) -> ServerProcess {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        Self::spawn_command(Command::new(std::env::current_exe().unwrap()), args)
+    }
+
+    /// A server process with `shape`'s runtime, whatever the environment says.
+    fn spawn_in(shape: Shape, args: &[&str]) -> ServerProcess {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        for name in WORKER_VARS {
+            command.env_remove(name);
+        }
+        if let Shape::OneWorker = shape {
+            command.env("RPCNET_BENCH_WORKERS", "1");
+        }
+        Self::spawn_command(command, args)
+    }
+
+    fn spawn_command(mut command: Command, args: &[&str]) -> ServerProcess {
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -192,93 +215,94 @@ struct Plan {
     udp_round_trips: usize,
 }
 
-async fn run(quick: bool) -> Report {
-    let plan = if quick {
-        Plan {
-            repeats: 3,
-            unary_duration: Duration::from_millis(400),
-            stream_messages: 100_000,
-            connects: 15,
-            udp_round_trips: 5_000,
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                repeats: 3,
+                unary_duration: Duration::from_millis(400),
+                stream_messages: 100_000,
+                connects: 15,
+                udp_round_trips: 5_000,
+            }
+        } else {
+            Plan {
+                repeats: 3,
+                unary_duration: Duration::from_secs(2),
+                stream_messages: 100_000,
+                connects: 50,
+                udp_round_trips: 20_000,
+            }
         }
-    } else {
-        Plan {
-            repeats: 3,
-            unary_duration: Duration::from_secs(2),
-            stream_messages: 100_000,
-            connects: 50,
-            udp_round_trips: 20_000,
+    }
+}
+
+/// The tokio runtime of every process in one pass of the report.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// `Runtime::new()`: one worker per core (here two) in every process,
+    /// what `#[tokio::main]` gives.
+    Default,
+    /// One worker per process: the client and the server process each get
+    /// one core's worth of threads on this two-core machine.
+    OneWorker,
+}
+
+impl Shape {
+    fn runtime(self) -> tokio::runtime::Runtime {
+        match self {
+            Shape::Default => tokio::runtime::Runtime::new().unwrap(),
+            Shape::OneWorker => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap(),
         }
-    };
+    }
+}
+
+/// The profiling variables that change the runtime of bench processes.
+const WORKER_VARS: [&str; 3] = [
+    "RPCNET_BENCH_WORKERS",
+    "RPCNET_BENCH_SERVER_WORKERS",
+    "RPCNET_BENCH_CLIENT_WORKERS",
+];
+
+/// The servers of every system, started with `shape`'s runtime, and one
+/// connected client for each.
+async fn start(shape: Shape) -> (Vec<(System, ServerProcess)>, Vec<(System, Client)>) {
     let servers: Vec<(System, ServerProcess)> = System::ALL
         .into_iter()
-        .map(|s| (s, ServerProcess::spawn(&["serve", s.name()])))
+        .map(|s| (s, ServerProcess::spawn_in(shape, &["serve", s.name()])))
         .collect();
     let mut clients = Vec::new();
     for (system, server) in &servers {
         clients.push((*system, Client::connect(*system, server.addr).await));
     }
+    (servers, clients)
+}
+
+/// The report's measurements with tokio's default runtime in every process.
+async fn run(plan: &Plan) -> Report {
+    let (servers, clients) = start(Shape::Default).await;
     let mut report = Report::default();
-
     for size in [16usize, 1024] {
-        for concurrency in [1usize, 16, 64, 256] {
-            let label = format!(
-                "unary {} c={concurrency}",
-                if size == 16 { "16 B" } else { "1 KiB" }
-            );
-            let mut rate = Row::new(format!("{label}: calls/s"), "calls/s");
-            let mut p50 = Row::new(format!("{label}: p50"), "µs");
-            let mut p99 = Row::new(format!("{label}: p99"), "µs");
-            for _ in 0..plan.repeats {
-                for (system, client) in &clients {
-                    let r = load::unary(client, size, concurrency, plan.unary_duration).await;
-                    rate.add(*system, r.calls_per_sec);
-                    p50.add(*system, r.p50_us);
-                    p99.add(*system, r.p99_us);
-                }
-            }
-            eprintln!("{}", rate.summary());
-            report.rows.extend([rate, p50, p99]);
-        }
+        report
+            .rows
+            .extend(unary_rows(plan, &clients, size, &[1, 16, 64, 256], "").await);
     }
-
-    let n = plan.stream_messages;
-    let mut down = Row::new(format!("server streaming {n} × 1 KiB: messages/s"), "msg/s");
-    let mut down_mb = Row::new(format!("server streaming {n} × 1 KiB: MB/s"), "MB/s");
-    let mut up = Row::new(format!("client streaming {n} × 1 KiB: messages/s"), "msg/s");
-    let mut up_mb = Row::new(format!("client streaming {n} × 1 KiB: MB/s"), "MB/s");
-    for _ in 0..plan.repeats {
-        for (system, client) in &clients {
-            let rate = load::server_stream(client, n, 1024).await;
-            down.add(*system, rate);
-            down_mb.add(*system, rate * 1024.0 / 1e6);
-            let rate = load::client_stream(client, n, 1024).await;
-            up.add(*system, rate);
-            up_mb.add(*system, rate * 1024.0 / 1e6);
-        }
-    }
-    eprintln!("{}\n{}", down.summary(), up.summary());
-    report.rows.extend([down, down_mb, up, up_mb]);
-
+    report.rows.extend(stream_rows(plan, &clients, "").await);
     // The clients above stay connected, so an rpcnet client connecting now
     // finds a running endpoint to share; tonic opens a new channel either way.
     for (name, new_endpoint) in [(report::CONNECT_SHARED, false), (report::CONNECT_NEW, true)] {
-        let mut connect = Row::new(name.to_string(), "µs");
-        for _ in 0..plan.repeats {
-            for (system, server) in &servers {
-                connect.add(
-                    *system,
-                    load::connect_p50(*system, server.addr, plan.connects, new_endpoint).await,
-                );
-            }
-        }
-        eprintln!("{}", connect.summary());
-        report.rows.push(connect);
+        report
+            .rows
+            .push(connect_row(plan, &servers, name.to_string(), new_endpoint).await);
     }
-
     drop(clients);
     drop(servers);
-    let udp = ServerProcess::spawn(&["udp-echo"]);
+
+    let udp = ServerProcess::spawn_in(Shape::Default, &["udp-echo"]);
     let mut floors = Vec::new();
     for _ in 0..plan.repeats {
         let addr = udp.addr;
@@ -292,4 +316,95 @@ async fn run(quick: bool) -> Report {
     report.udp_p50_us = report::median(&mut floors);
     eprintln!("UDP ping-pong p50: {:.1} µs", report.udp_p50_us);
     report
+}
+
+/// The rows the targets name, again with one worker in every process
+/// (client and server each get one core's worth of threads on this
+/// machine instead of both asking for two).
+async fn run_one_worker(plan: &Plan) -> Vec<Row> {
+    let (servers, clients) = start(Shape::OneWorker).await;
+    let suffix = report::ONE_WORKER;
+    let mut rows = unary_rows(plan, &clients, 16, &[1, 64, 256], suffix).await;
+    rows.extend(stream_rows(plan, &clients, suffix).await);
+    rows.push(
+        connect_row(
+            plan,
+            &servers,
+            format!("{}{suffix}", report::CONNECT_SHARED),
+            false,
+        )
+        .await,
+    );
+    rows
+}
+
+async fn unary_rows(
+    plan: &Plan,
+    clients: &[(System, Client)],
+    size: usize,
+    concurrencies: &[usize],
+    suffix: &str,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &concurrency in concurrencies {
+        let label = format!(
+            "unary {} c={concurrency}{suffix}",
+            if size == 16 { "16 B" } else { "1 KiB" }
+        );
+        let mut rate = Row::new(format!("{label}: calls/s"), "calls/s");
+        let mut p50 = Row::new(format!("{label}: p50"), "µs");
+        let mut p99 = Row::new(format!("{label}: p99"), "µs");
+        for _ in 0..plan.repeats {
+            for (system, client) in clients {
+                let r = load::unary(client, size, concurrency, plan.unary_duration).await;
+                rate.add(*system, r.calls_per_sec);
+                p50.add(*system, r.p50_us);
+                p99.add(*system, r.p99_us);
+            }
+        }
+        eprintln!("{}", rate.summary());
+        rows.extend([rate, p50, p99]);
+    }
+    rows
+}
+
+async fn stream_rows(plan: &Plan, clients: &[(System, Client)], suffix: &str) -> Vec<Row> {
+    let n = plan.stream_messages;
+    let down_label = format!("server streaming {n} × 1 KiB{suffix}");
+    let up_label = format!("client streaming {n} × 1 KiB{suffix}");
+    let mut down = Row::new(format!("{down_label}: messages/s"), "msg/s");
+    let mut down_mb = Row::new(format!("{down_label}: MB/s"), "MB/s");
+    let mut up = Row::new(format!("{up_label}: messages/s"), "msg/s");
+    let mut up_mb = Row::new(format!("{up_label}: MB/s"), "MB/s");
+    for _ in 0..plan.repeats {
+        for (system, client) in clients {
+            let rate = load::server_stream(client, n, 1024).await;
+            down.add(*system, rate);
+            down_mb.add(*system, rate * 1024.0 / 1e6);
+            let rate = load::client_stream(client, n, 1024).await;
+            up.add(*system, rate);
+            up_mb.add(*system, rate * 1024.0 / 1e6);
+        }
+    }
+    eprintln!("{}\n{}", down.summary(), up.summary());
+    vec![down, down_mb, up, up_mb]
+}
+
+async fn connect_row(
+    plan: &Plan,
+    servers: &[(System, ServerProcess)],
+    name: String,
+    new_endpoint: bool,
+) -> Row {
+    let mut connect = Row::new(name, "µs");
+    for _ in 0..plan.repeats {
+        for (system, server) in servers {
+            connect.add(
+                *system,
+                load::connect_p50(*system, server.addr, plan.connects, new_endpoint).await,
+            );
+        }
+    }
+    eprintln!("{}", connect.summary());
+    connect
 }

@@ -66,9 +66,15 @@ fn fmt(v: f64) -> String {
 
 #[derive(Default)]
 pub struct Report {
+    /// Every workload, tokio's default runtime in every process.
     pub rows: Vec<Row>,
+    /// The targets' workloads again, one worker per process.
+    pub one_worker: Vec<Row>,
     pub udp_p50_us: f64,
 }
+
+/// What the names of the second pass's rows carry.
+pub const ONE_WORKER: &str = ", 1 worker/process";
 
 /// Connect + first call from a process that already has a client (rpcnet
 /// reuses its QUIC endpoint; tonic opens a new channel either way).
@@ -80,8 +86,83 @@ impl Report {
     fn row(&self, name: &str) -> &Row {
         self.rows
             .iter()
+            .chain(&self.one_worker)
             .find(|r| r.name == name)
             .unwrap_or_else(|| panic!("row {name}"))
+    }
+
+    fn table(md: &mut String, rows: &[Row]) {
+        let _ = writeln!(
+            md,
+            "| workload | rpcnet | tonic (TLS) | tonic (plaintext) | rpcnet / tonic-TLS |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+        for row in rows {
+            let _ = writeln!(
+                md,
+                "| {} ({}) | {} | {} | {} | {:.2}× |",
+                row.name,
+                row.unit,
+                fmt(row.median(System::Rpcnet)),
+                fmt(row.median(System::TonicTls)),
+                fmt(row.median(System::TonicPlain)),
+                row.ratio()
+            );
+        }
+    }
+
+    /// The targets for one runtime shape: (target, measured, met).
+    fn targets(&self, suffix: &str) -> Vec<(String, String, bool)> {
+        let mut out = Vec::new();
+        for c in [64, 256] {
+            let r = self
+                .row(&format!("unary 16 B c={c}{suffix}: calls/s"))
+                .ratio();
+            out.push((
+                format!("unary 16 B, c={c}: ≥ 3× tonic-TLS calls/s"),
+                format!("{r:.2}×"),
+                r >= 3.0,
+            ));
+        }
+        let p50 = self
+            .row(&format!("unary 16 B c=1{suffix}: p50"))
+            .median(System::Rpcnet);
+        let r = p50 / self.udp_p50_us;
+        out.push((
+            "unary c=1: p50 ≤ 1.3× UDP ping-pong p50".into(),
+            format!("{p50:.1} µs = {r:.2}× {:.1} µs", self.udp_p50_us),
+            r <= 1.3,
+        ));
+        let pass = if suffix.is_empty() {
+            &self.rows
+        } else {
+            &self.one_worker
+        };
+        let n = pass
+            .iter()
+            .find(|r| r.name.starts_with("server streaming") && r.unit == "msg/s")
+            .expect("server streaming row");
+        let r = n.median(System::Rpcnet) / n.median(System::TonicPlain);
+        out.push((
+            "server streaming 1 KiB: ≥ tonic plaintext msg/s".into(),
+            format!("{r:.2}×"),
+            r >= 1.0,
+        ));
+        let c = self.row(&format!("{CONNECT_SHARED}{suffix}"));
+        out.push((
+            "connect + first call (client endpoint already running): ≤ tonic-TLS".into(),
+            format!("{:.2}×", c.ratio()),
+            c.ratio() <= 1.0,
+        ));
+        if suffix.is_empty() {
+            let c = self.row(CONNECT_NEW);
+            out.push((
+                "connect + first call (new client endpoint): ≤ tonic-TLS".into(),
+                format!("{:.2}×", c.ratio()),
+                c.ratio() <= 1.0,
+            ));
+        }
+        out
     }
 
     pub fn markdown(&self, quick: bool) -> String {
@@ -118,70 +199,40 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "| workload | rpcnet | tonic (TLS) | tonic (plaintext) | rpcnet / tonic-TLS |"
+            "## Default runtime\n\nEvery process (load generator and servers) runs tokio's default \
+             multi-threaded runtime, `Runtime::new()` (what `#[tokio::main]` gives): one worker per core, \
+             so client and server processes ask for two workers each on this two-core machine.\n"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|");
-        for row in &self.rows {
-            let _ = writeln!(
-                md,
-                "| {} ({}) | {} | {} | {} | {:.2}× |",
-                row.name,
-                row.unit,
-                fmt(row.median(System::Rpcnet)),
-                fmt(row.median(System::TonicTls)),
-                fmt(row.median(System::TonicPlain)),
-                row.ratio()
-            );
-        }
+        Self::table(&mut md, &self.rows);
         let _ = writeln!(
             md,
             "| UDP ping-pong round trip, blocking, 16 B: p50 (µs) | {} | | | |",
             fmt(self.udp_p50_us)
         );
+        let _ = writeln!(
+            md,
+            "\n## One worker per process\n\nThe targets' workloads again, every process with a \
+             one-worker runtime (`Builder::new_multi_thread().worker_threads(1)`): the client and \
+             the server process each get one core's worth of threads. Same systems, same load \
+             generator, same run.\n"
+        );
+        Self::table(&mut md, &self.one_worker);
         let _ = writeln!(md, "\n## Targets\n");
-        let _ = writeln!(md, "| target | measured | met |\n|---|---|---|");
-        let mut target = |name: String, measured: String, met: bool| {
+        let _ = writeln!(
+            md,
+            "| target | default runtime | met | one worker per process | met |\n|---|---|---|---|---|"
+        );
+        let yes = |met: bool| if met { "yes" } else { "**no**" };
+        let one_worker = self.targets(ONE_WORKER);
+        for (i, (name, measured, met)) in self.targets("").into_iter().enumerate() {
+            let (other, other_met) = match one_worker.get(i) {
+                Some((_, m, ok)) => (m.clone(), yes(*ok)),
+                None => ("—".to_string(), "—"),
+            };
             let _ = writeln!(
                 md,
-                "| {name} | {measured} | {} |",
-                if met { "yes" } else { "**no**" }
-            );
-        };
-        for c in [64, 256] {
-            let r = self.row(&format!("unary 16 B c={c}: calls/s")).ratio();
-            target(
-                format!("unary 16 B, c={c}: ≥ 3× tonic-TLS calls/s"),
-                format!("{r:.2}×"),
-                r >= 3.0,
-            );
-        }
-        let p50 = self.row("unary 16 B c=1: p50").median(System::Rpcnet);
-        let r = p50 / self.udp_p50_us;
-        target(
-            "unary c=1: p50 ≤ 1.3× UDP ping-pong p50".into(),
-            format!("{p50:.1} µs = {r:.2}× {:.1} µs", self.udp_p50_us),
-            r <= 1.3,
-        );
-        let name = self
-            .rows
-            .iter()
-            .find(|r| r.name.starts_with("server streaming") && r.unit == "msg/s")
-            .unwrap();
-        let r = name.median(System::Rpcnet) / name.median(System::TonicPlain);
-        target(
-            "server streaming 1 KiB: ≥ tonic plaintext msg/s".into(),
-            format!("{r:.2}×"),
-            r >= 1.0,
-        );
-        for (row, what) in [
-            (CONNECT_SHARED, "client endpoint already running"),
-            (CONNECT_NEW, "new client endpoint"),
-        ] {
-            let c = self.row(row);
-            target(
-                format!("connect + first call ({what}): ≤ tonic-TLS"),
-                format!("{:.2}×", c.ratio()),
-                c.ratio() <= 1.0,
+                "| {name} | {measured} | {} | {other} | {other_met} |",
+                yes(met)
             );
         }
         // The profile notes are maintained by hand in bench/analysis.md.
