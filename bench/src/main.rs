@@ -4,7 +4,7 @@
 //! and the same raw `Vec<u8>` payloads for every system.
 //!
 //! ```text
-//! cargo run --release -p rpcnet-bench            # full run (~5 min), writes docs/BENCHMARKS.md
+//! cargo run --release -p rpcnet-bench            # full run (~7 min), writes docs/BENCHMARKS.md
 //! cargo run --release -p rpcnet-bench -- --quick # quick run (< 2 min)
 //! ```
 
