@@ -59,8 +59,9 @@ fn main() {
     }
 }
 
-/// The runtime every bench process uses: tokio's default multi-threaded
-/// runtime, the one the report is made with. For profiling,
+/// The runtime of a server or profiling process: tokio's default
+/// multi-threaded runtime unless a variable says otherwise (the report's
+/// one-worker pass starts its servers with `RPCNET_BENCH_WORKERS=1`). For profiling,
 /// `RPCNET_BENCH_WORKERS=N` gives every process N workers (0: a
 /// current-thread runtime); `RPCNET_BENCH_SERVER_WORKERS` and
 /// `RPCNET_BENCH_CLIENT_WORKERS` set one side only.
@@ -240,11 +241,11 @@ impl Plan {
 /// The tokio runtime of every process in one pass of the report.
 #[derive(Clone, Copy)]
 enum Shape {
-    /// `Runtime::new()`: one worker per core (here two) in every process,
-    /// what `#[tokio::main]` gives.
+    /// `Runtime::new()`: one worker per core in every process, what
+    /// `#[tokio::main]` gives.
     Default,
-    /// One worker per process: the client and the server process each get
-    /// one core's worth of threads on this two-core machine.
+    /// One worker per process: on a two-core machine the client and the
+    /// server process each get one core's worth of threads.
     OneWorker,
 }
 

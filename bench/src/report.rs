@@ -201,7 +201,7 @@ impl Report {
             md,
             "## Default runtime\n\nEvery process (load generator and servers) runs tokio's default \
              multi-threaded runtime, `Runtime::new()` (what `#[tokio::main]` gives): one worker per core, \
-             so client and server processes ask for two workers each on this two-core machine.\n"
+             so client and server processes ask for {cores} workers each on this {cores}-core machine.\n"
         );
         Self::table(&mut md, &self.rows);
         let _ = writeln!(
