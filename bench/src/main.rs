@@ -73,7 +73,12 @@ fn runtime() -> tokio::runtime::Runtime {
     } else {
         workers("RPCNET_BENCH_CLIENT_WORKERS")
     };
-    match own.or_else(|| workers("RPCNET_BENCH_WORKERS")) {
+    runtime_with(own.or_else(|| workers("RPCNET_BENCH_WORKERS")))
+}
+
+/// `None`: tokio's default; `Some(0)`: current-thread; `Some(n)`: n workers.
+fn runtime_with(workers: Option<usize>) -> tokio::runtime::Runtime {
+    match workers {
         Some(0) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -251,14 +256,10 @@ enum Shape {
 
 impl Shape {
     fn runtime(self) -> tokio::runtime::Runtime {
-        match self {
-            Shape::Default => tokio::runtime::Runtime::new().unwrap(),
-            Shape::OneWorker => tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap(),
-        }
+        runtime_with(match self {
+            Shape::Default => None,
+            Shape::OneWorker => Some(1),
+        })
     }
 }
 
