@@ -58,6 +58,18 @@ pub struct RpcConfig {
     handshake_timeout: Duration,
     default_timeout: Duration,
     drain_timeout: Duration,
+    stateless_reset_key: Option<StatelessResetKey>,
+}
+
+/// The secret a server derives its stateless reset tokens from; its
+/// `Debug` output does not show the key.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct StatelessResetKey(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for StatelessResetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatelessResetKey(..)")
+    }
 }
 
 impl RpcConfig {
@@ -88,6 +100,7 @@ impl RpcConfig {
             handshake_timeout: Duration::from_secs(10),
             default_timeout: DEFAULT_TIMEOUT,
             drain_timeout: Duration::from_secs(30),
+            stateless_reset_key: None,
         }
     }
 
@@ -106,6 +119,11 @@ impl RpcConfig {
     /// Sends QUIC PING frames at this interval so idle connections stay
     /// open. Both ends that set it ping; the idle timeout is raised to at
     /// least three intervals so one lost ping does not close the connection.
+    ///
+    /// Without it, a connection is still kept alive while at least one call
+    /// or stream is open on it (PINGs at half the idle timeout), so calls
+    /// end at their own deadline and never at the idle timer; only a
+    /// connection with nothing in flight closes at its idle timeout.
     pub fn with_keep_alive_interval(mut self, interval: Duration) -> Self {
         self.keep_alive_interval = Some(interval);
         self
@@ -222,6 +240,24 @@ impl RpcConfig {
         self
     }
 
+    /// Server: the key stateless reset tokens are derived from
+    /// (HMAC-SHA256 of the connection ID, truncated to 16 bytes; RFC 9000
+    /// §10.3.2). A server restarted with the same key answers packets of
+    /// its predecessor's connections with a stateless reset, so their
+    /// clients learn at once that the connection is gone (and
+    /// [`RpcClient`](crate::RpcClient) reconnects on its next call) instead
+    /// of waiting for the idle timeout.
+    ///
+    /// Without it the server generates a random key when it binds: resets
+    /// then work for packets that reach this server process after it lost
+    /// a connection, but not across a restart. Keep the key secret, and
+    /// share it only among servers that cannot hold the same connection
+    /// (RFC 9000 §10.3.1). Clients ignore it.
+    pub fn with_stateless_reset_key(mut self, key: [u8; 32]) -> Self {
+        self.stateless_reset_key = Some(StatelessResetKey(key));
+        self
+    }
+
     /// Close a connection after this long without traffic (default 30 s).
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
@@ -265,6 +301,10 @@ impl RpcConfig {
     /// The keep-alive interval, if enabled.
     pub fn keep_alive_interval(&self) -> Option<Duration> {
         self.keep_alive_interval
+    }
+    /// The idle timeout ([`with_idle_timeout`](Self::with_idle_timeout)).
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
     }
     /// The message size limit.
     pub fn max_message_size(&self) -> usize {
@@ -317,6 +357,9 @@ impl RpcConfig {
     }
     pub(crate) fn max_inflight_handshakes(&self) -> usize {
         self.max_inflight_handshakes
+    }
+    pub(crate) fn stateless_reset_key(&self) -> Option<&StatelessResetKey> {
+        self.stateless_reset_key.as_ref()
     }
 
     /// The bind address, parsed.
@@ -374,6 +417,13 @@ impl RpcConfig {
         if let Some(interval) = self.keep_alive_interval {
             idle = idle.max(interval * 3);
             limits = limits.with_max_keep_alive_period(interval).map_err(bad)?;
+        } else if idle > Duration::ZERO {
+            // Keep-alive runs only while calls are in flight (see
+            // `with_keep_alive_interval`); s2n-quic would ping at 3/4 of
+            // the idle timeout, half leaves room for a lost PING.
+            limits = limits
+                .with_max_keep_alive_period((idle / 2).max(Duration::from_millis(1)))
+                .map_err(bad)?;
         }
         limits.with_max_idle_timeout(idle).map_err(bad)
     }

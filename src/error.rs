@@ -94,6 +94,14 @@ impl From<FrameError> for RpcError {
     }
 }
 
+/// QUIC's transport error `CONNECTION_REFUSED` (RFC 9000 §20.1).
+const CONNECTION_REFUSED: u64 = 0x2;
+
+/// The reason in [`RpcError::Unavailable`] for a connection the server
+/// refused because it was at its connection limit.
+const CONNECTION_LIMIT_REASON: &str =
+    "server refused the connection: it is at its connection limit (max_connections)";
+
 impl From<s2n_quic::connection::Error> for RpcError {
     fn from(e: s2n_quic::connection::Error) -> Self {
         use s2n_quic::connection::Error as E;
@@ -103,6 +111,16 @@ impl From<s2n_quic::connection::Error> for RpcError {
             }
             E::Application { error, .. } if u64::from(error) == u64::from(reset::SHUTDOWN) => {
                 RpcError::Unavailable("server is shutting down".into())
+            }
+            E::Application { error, .. }
+                if u64::from(error) == u64::from(reset::CONNECTION_LIMIT) =>
+            {
+                RpcError::Unavailable(CONNECTION_LIMIT_REASON.into())
+            }
+            // Sent by the server's endpoint to connections over its limit,
+            // before their handshake (RFC 9000 §5.2.2).
+            E::Transport { code, .. } if code.as_u64() == CONNECTION_REFUSED => {
+                RpcError::Unavailable(CONNECTION_LIMIT_REASON.into())
             }
             E::MaxHandshakeDurationExceeded { .. } => {
                 RpcError::ConnectionError("handshake timed out (max_handshake_duration)".into())

@@ -4,6 +4,7 @@
 //! stream takes no lock and any number of calls run concurrently, up to the
 //! server's stream limit (further calls wait for a slot).
 
+mod connection;
 mod endpoint;
 mod streaming;
 
@@ -16,8 +17,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use s2n_quic::client::Connect;
-use s2n_quic::connection::Handle;
-use tokio::sync::mpsc;
 
 pub use streaming::ResponseStream;
 
@@ -30,27 +29,33 @@ use crate::wire::{
     encode_frame_header, CallKind, Frame, FrameDecoder, FrameType, Metadata, RequestHeader,
 };
 use crate::{RpcConfig, RpcError};
+use connection::{after_attempt, next_step, Busy, Conn, Link, LinkState, Step};
 
-/// A client connected to one server. Cheap to clone; clones share the connection.
+/// A client of one server. Cheap to clone; clones share the connection.
+///
+/// When the connection closes (the server restarted and sent a stateless
+/// reset, the idle timeout passed, the server went away), calls in flight
+/// on it fail with their typed error and the next call reconnects. Failed
+/// reconnects are spaced out (100 ms doubling to 5 s, ±20 %); a call made
+/// before the next attempt is due fails at once with
+/// [`RpcError::Unavailable`] naming the last failure. Dropping the last
+/// clone (and the last [`ResponseStream`]) closes the connection.
 #[derive(Clone)]
 pub struct RpcClient {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    handle: Handle,
+    link: Link,
+    /// For reconnecting: the endpoint and its configuration.
+    endpoint: Arc<endpoint::Endpoint>,
+    config: RpcConfig,
     next_id: AtomicU64,
     decoder: FrameDecoder,
     default_timeout: Duration,
     max_message_size: usize,
     max_header_size: usize,
     remote: SocketAddr,
-    /// Stream ids of dropped unary calls, for the control task.
-    control: mpsc::Sender<u64>,
-    // Kept alive for the connection's lifetime: incoming streams are refused
-    // while it exists, and the endpoint task runs while the client exists.
-    _acceptor: s2n_quic::connection::StreamAcceptor,
-    _endpoint: Arc<endpoint::Endpoint>,
 }
 
 impl std::fmt::Debug for RpcClient {
@@ -61,31 +66,49 @@ impl std::fmt::Debug for RpcClient {
     }
 }
 
+/// Opens one connection to `addr` on `endpoint`.
+async fn connect_once(
+    endpoint: &Arc<endpoint::Endpoint>,
+    addr: SocketAddr,
+    config: &RpcConfig,
+) -> Result<Arc<Conn>, RpcError> {
+    let connect = Connect::new(addr).with_server_name(config.server_name());
+    let connection = endpoint.quic().connect(connect).await?;
+    Conn::start(
+        connection,
+        endpoint.clone(),
+        config.idle_timeout(),
+        config.keep_alive_interval().is_some(),
+    )
+}
+
 impl RpcClient {
     /// Connects to `addr`, verifying the server's certificate against the
     /// configured CA and server name.
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::ConfigError`] for unreadable TLS material or a bad bind
+    /// address, [`RpcError::IoError`] if the local endpoint cannot start,
+    /// [`RpcError::TlsError`] if the handshake fails (untrusted
+    /// certificate, wrong name), [`RpcError::Unavailable`] if the server
+    /// refused the connection (over its connection limit, shutting down),
+    /// [`RpcError::ConnectionError`] for other connection failures
+    /// (handshake timeout).
     pub async fn connect(addr: SocketAddr, config: RpcConfig) -> Result<Self, RpcError> {
         let endpoint = endpoint::endpoint_for(&config)?;
-        let connect = Connect::new(addr).with_server_name(config.server_name());
-        let mut connection = endpoint.quic().connect(connect).await?;
-        if config.keep_alive_interval().is_some() {
-            connection.keep_alive(true)?;
-        }
-        let (handle, acceptor) = connection.split();
-        let (control, cancels) = mpsc::channel(CANCEL_QUEUE);
-        tokio::spawn(run_control(handle.clone(), cancels));
+        let conn = connect_once(&endpoint, addr, &config).await?;
         Ok(Self {
             inner: Arc::new(Inner {
-                control,
-                handle,
+                link: Link::new(LinkState::Up(conn)),
+                endpoint,
                 next_id: AtomicU64::new(1),
                 decoder: FrameDecoder::new(config.max_message_size(), config.max_header_size()),
                 default_timeout: config.default_timeout(),
                 max_message_size: config.max_message_size(),
                 max_header_size: config.max_header_size(),
                 remote: addr,
-                _acceptor: acceptor,
-                _endpoint: endpoint,
+                config,
             }),
         })
     }
@@ -104,8 +127,77 @@ impl RpcClient {
 
     /// The local address of this client's QUIC endpoint (clients sharing
     /// an endpoint report the same one).
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::IoError`] if the endpoint's socket cannot tell its address.
     pub fn local_addr(&self) -> Result<SocketAddr, RpcError> {
-        Ok(self.inner.handle.local_addr()?)
+        Ok(self.inner.endpoint.quic().local_addr()?)
+    }
+
+    /// Whether the client's current connection is open. A closed one (or
+    /// none, after a failed reconnect) is replaced on the next call.
+    pub fn is_connected(&self) -> bool {
+        matches!(&*self.inner.link.borrow(), LinkState::Up(conn) if conn.is_open())
+    }
+
+    /// The current open connection, reconnecting if it has closed.
+    async fn conn(&self) -> Result<Arc<Conn>, RpcError> {
+        if let LinkState::Up(conn) = &*self.inner.link.borrow() {
+            if conn.is_open() {
+                return Ok(conn.clone());
+            }
+        }
+        loop {
+            let mut changes = self.inner.link.subscribe();
+            let mut step = Step::Wait;
+            self.inner.link.send_if_modified(|state| {
+                let (next, changed) = next_step(state, tokio::time::Instant::now());
+                step = next;
+                changed
+            });
+            match step {
+                Step::Use(conn) => return Ok(conn),
+                Step::Connect { failures } => self.reconnect(failures),
+                Step::Wait => {}
+                Step::Fail { error, retry_at } => {
+                    return Err(RpcError::Unavailable(format!(
+                        "not connected to {}: {error}; next attempt in {} ms",
+                        self.inner.remote,
+                        retry_at
+                            .saturating_duration_since(tokio::time::Instant::now())
+                            .as_millis()
+                    )))
+                }
+            }
+            // The link outlives this call (`self` holds it).
+            let _ = changes.changed().await;
+        }
+    }
+
+    /// Starts a connection attempt in the background; its outcome is
+    /// published on the link. The attempt is bounded by the handshake timeout.
+    fn reconnect(&self, failures: u32) {
+        let inner = Arc::downgrade(&self.inner);
+        let (endpoint, addr, config) = (
+            self.inner.endpoint.clone(),
+            self.inner.remote,
+            self.inner.config.clone(),
+        );
+        tokio::spawn(async move {
+            let result = connect_once(&endpoint, addr, &config).await;
+            if let Err(e) = &result {
+                tracing::debug!(%addr, "reconnect failed: {e}");
+            }
+            if let Some(inner) = inner.upgrade() {
+                inner.link.send_replace(after_attempt(
+                    result,
+                    failures,
+                    tokio::time::Instant::now(),
+                    rand::random(),
+                ));
+            }
+        });
     }
 
     /// Calls a unary method, waiting at most the configured default timeout
@@ -157,7 +249,7 @@ impl RpcClient {
     }
 
     async fn unary(&self, header: RequestHeader, params: Vec<u8>) -> Result<Vec<u8>, RpcError> {
-        let (stream_id, mut reader, mut tx) = self.open().await?;
+        let (busy, stream_id, mut reader, mut tx) = self.open().await?;
         let mut head = BytesMut::with_capacity(
             3 * crate::wire::FRAME_HEADER_LEN
                 + header.encoded_len()
@@ -169,23 +261,31 @@ impl RpcClient {
         );
         header.encode_frame(&mut head);
         encode_frame_header(FrameType::Message, params.len(), &mut head);
-        if params.len() < INLINE_PAYLOAD {
+        let sent = if params.len() < INLINE_PAYLOAD {
             head.extend_from_slice(&params);
             encode_frame_header(FrameType::End, 0, &mut head);
-            tx.send(head.freeze()).await?;
+            tx.send(head.freeze()).await
         } else {
             let mut end = BytesMut::with_capacity(crate::wire::FRAME_HEADER_LEN);
             encode_frame_header(FrameType::End, 0, &mut end);
             tx.send_vectored(&mut [head.freeze(), Bytes::from(params), end.freeze()])
-                .await?;
-        }
+                .await
+        };
         // The request is complete: FIN now, so it travels with the request
         // and the server's call ends with its response. From here on a
         // dropped call is cancelled through the control stream.
-        tx.finish()?;
+        if let Err(send_error) = sent.and_then(|()| tx.finish()) {
+            // The server may have answered (an unknown method, a refusal)
+            // and stopped reading: its answer is the better explanation.
+            // It always ends its side after answering, so this read ends.
+            return match read_unary_response(&mut reader, &header.method).await {
+                Err(RpcError::StreamError(_) | RpcError::ConnectionError(_)) => Err(send_error),
+                answer => answer,
+            };
+        }
         let mut cancel = CancelOnDrop {
             stream_id,
-            control: &self.inner.control,
+            busy: &busy,
             armed: true,
         };
         let result = read_unary_response(&mut reader, &header.method).await;
@@ -194,21 +294,47 @@ impl RpcClient {
         result
     }
 
-    /// Opens a bidirectional call stream; returns its QUIC stream id too.
-    async fn open(&self) -> Result<(u64, FrameReader, SendHalf), RpcError> {
-        let stream = self
-            .inner
-            .handle
-            .clone()
-            .open_bidirectional_stream()
-            .await?;
-        let id = stream.id();
-        let (rx, tx) = stream.split();
-        Ok((
-            id,
-            FrameReader::new(rx, self.inner.decoder),
-            SendHalf::new(tx),
-        ))
+    /// Opens a bidirectional call stream on the current connection
+    /// (reconnecting if it has closed); returns its QUIC stream id too.
+    ///
+    /// A connection found closed only when the stream cannot be opened is
+    /// replaced once: nothing of the call reached the server, so trying
+    /// again on a new connection is safe.
+    async fn open(&self) -> Result<(Busy, u64, FrameReader, SendHalf), RpcError> {
+        let mut retried = false;
+        loop {
+            let busy = self.conn().await?.busy();
+            match busy.conn().handle().clone().open_bidirectional_stream().await {
+                Ok(stream) => {
+                    let id = stream.id();
+                    let (rx, tx) = stream.split();
+                    return Ok((
+                        busy,
+                        id,
+                        FrameReader::new(rx, self.inner.decoder),
+                        SendHalf::new(tx),
+                    ));
+                }
+                Err(e) => {
+                    busy.conn().mark_closed();
+                    if retried {
+                        return Err(e.into());
+                    }
+                    retried = true;
+                }
+            }
+        }
+    }
+
+    /// [`open`](Self::open) for the streaming modes, which have no call
+    /// deadline: waiting for a connection and a stream slot is bounded by
+    /// the default timeout.
+    async fn open_within_default_timeout(
+        &self,
+    ) -> Result<(Busy, u64, FrameReader, SendHalf), RpcError> {
+        tokio::time::timeout(self.inner.default_timeout, self.open())
+            .await
+            .unwrap_or(Err(RpcError::Timeout))
     }
 
     fn header(
@@ -251,8 +377,9 @@ impl RpcClient {
         S: Stream<Item = Vec<u8>> + Send + 'static,
     {
         let header = self.header(method, CallKind::Bidirectional, Metadata::new(), None)?;
-        let (_, reader, tx) = self.open().await?;
+        let (busy, _, reader, tx) = self.open_within_default_timeout().await?;
         Ok(ResponseStream::start(
+            busy,
             header,
             reader,
             tx,
@@ -269,13 +396,17 @@ impl RpcClient {
     ) -> Result<ResponseStream, RpcError> {
         self.check_size(&request)?;
         let header = self.header(method, CallKind::ServerStreaming, Metadata::new(), None)?;
-        let (_, reader, mut tx) = self.open().await?;
+        let (busy, _, reader, mut tx) = self.open_within_default_timeout().await?;
         let mut out = BytesMut::new();
         header.encode_frame(&mut out);
         Frame::Message(Bytes::from(request)).encode(&mut out);
         Frame::End.encode(&mut out);
-        tx.send(out.freeze()).await?;
-        Ok(ResponseStream::new(header.method, reader, tx))
+        let sent = tx.send(out.freeze()).await;
+        let responses = ResponseStream::new(busy, header.method, reader, tx);
+        if let Err(send_error) = sent {
+            return Err(responses.answer_after_send_error(send_error).await);
+        }
+        Ok(responses)
     }
 
     /// Client streaming: uploads `requests`, then returns the single
@@ -296,9 +427,15 @@ impl RpcClient {
             Some(timeout),
         )?;
         let call = async {
-            let (_, reader, tx) = self.open().await?;
-            let mut responses =
-                ResponseStream::start(header, reader, tx, requests, self.inner.max_message_size);
+            let (busy, _, reader, tx) = self.open().await?;
+            let mut responses = ResponseStream::start(
+                busy,
+                header,
+                reader,
+                tx,
+                requests,
+                self.inner.max_message_size,
+            );
             responses.single().await
         };
         tokio::time::timeout(timeout, call)
@@ -341,46 +478,14 @@ async fn read_unary_response(reader: &mut FrameReader, method: &str) -> Result<V
 /// before the response arrived.
 struct CancelOnDrop<'a> {
     stream_id: u64,
-    control: &'a mpsc::Sender<u64>,
+    busy: &'a Busy,
     armed: bool,
 }
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            // A full queue means the connection is not draining its control
-            // stream; the server's deadline still ends the handler.
-            let _ = self.control.try_send(self.stream_id);
+            self.busy.cancel(self.stream_id);
         }
-    }
-}
-
-/// Cancels queued before the control task sends them.
-const CANCEL_QUEUE: usize = 1024;
-
-/// Sends `CANCEL` frames for dropped calls on the connection's one
-/// unidirectional control stream, opened on first use. Ends when the client
-/// is dropped (the queue closes) or the connection fails.
-async fn run_control(mut handle: Handle, mut cancels: mpsc::Receiver<u64>) {
-    let mut stream: Option<s2n_quic::stream::SendStream> = None;
-    let mut buf = BytesMut::new();
-    while let Some(id) = cancels.recv().await {
-        Frame::Cancel(id).encode(&mut buf);
-        while let Ok(id) = cancels.try_recv() {
-            Frame::Cancel(id).encode(&mut buf);
-        }
-        let tx = match &mut stream {
-            Some(tx) => tx,
-            None => match handle.open_send_stream().await {
-                Ok(tx) => stream.insert(tx),
-                Err(_) => return,
-            },
-        };
-        if tx.send(buf.split().freeze()).await.is_err() {
-            return;
-        }
-    }
-    if let Some(mut tx) = stream {
-        let _ = tx.finish();
     }
 }

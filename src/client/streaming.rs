@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::task::{AbortHandle, JoinHandle};
 
+use super::connection::Busy;
 use crate::io::{FrameReader, SendHalf};
 use crate::wire::{encode_frame_header, Frame, FrameType, RequestHeader};
 use crate::RpcError;
@@ -31,23 +32,43 @@ pub struct ResponseStream {
     /// The task uploading a request stream; it hands the send half back when done.
     uploader: Option<(JoinHandle<Result<SendHalf, RpcError>>, AbortHandle)>,
     done: bool,
+    /// Keeps the connection open (and alive) while the call runs.
+    _busy: Busy,
 }
 
 impl ResponseStream {
     /// A call whose requests were already sent.
-    pub(crate) fn new(method: String, reader: FrameReader, tx: SendHalf) -> Self {
+    pub(crate) fn new(busy: Busy, method: String, reader: FrameReader, tx: SendHalf) -> Self {
         Self {
             method,
             reader,
             tx: Some(tx),
             uploader: None,
             done: false,
+            _busy: busy,
+        }
+    }
+
+    /// The error to report when sending the request failed: the server's
+    /// answer if it gave one (a refusal it sent before it stopped
+    /// reading), otherwise `send_error`.
+    pub(crate) async fn answer_after_send_error(mut self, send_error: RpcError) -> RpcError {
+        match self.next().await {
+            Some(Err(
+                answer @ (RpcError::UnknownMethod(_)
+                | RpcError::RemoteError(_)
+                | RpcError::Unavailable(_)
+                | RpcError::Timeout
+                | RpcError::ProtocolError(_)),
+            )) => answer,
+            _ => send_error,
         }
     }
 
     /// A call whose requests are uploaded by a task of their own, so upload
     /// and download progress independently.
     pub(crate) fn start<S>(
+        busy: Busy,
         header: RequestHeader,
         reader: FrameReader,
         tx: SendHalf,
@@ -66,6 +87,7 @@ impl ResponseStream {
             tx: None,
             uploader: Some((task, abort)),
             done: false,
+            _busy: busy,
         }
     }
 

@@ -10,6 +10,7 @@ mod call;
 mod context;
 mod control;
 mod handler;
+mod limits;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,7 +18,6 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use futures::Stream;
-use s2n_quic::provider::endpoint_limits;
 use s2n_quic::Connection;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{AbortHandle, JoinSet};
@@ -113,6 +113,10 @@ pub(crate) struct ConnContext {
     decoder: FrameDecoder,
     /// Calls a client may have open at once (bounds early cancels).
     max_concurrent_streams: usize,
+    /// How long keep-alive that calls switched on stays on after the last
+    /// one ended; `None` when the user's keep-alive is always on or there
+    /// is no idle timeout.
+    keep_alive_linger: Option<std::time::Duration>,
 }
 
 impl RpcServer {
@@ -155,15 +159,22 @@ impl RpcServer {
 
     /// Creates the QUIC endpoint from the configuration's TLS material and
     /// limits, and records the bound address in [`socket_addr`](Self::socket_addr).
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::ConfigError`] for a bad bind address, unreadable or
+    /// missing TLS material (the key is required) or unusable limits;
+    /// [`RpcError::IoError`] if the endpoint cannot start (address in use).
     pub fn bind(&mut self) -> Result<s2n_quic::Server, RpcError> {
         let addr = self.config.parsed_bind_address()?;
         let tls = crate::tls::server_tls(&self.config)?;
         let limits = self.config.quic_limits(1)?;
         let config_io = self.config.quic_io(addr, 8 << 20)?;
-        let endpoint_limits = endpoint_limits::Default::builder()
-            .with_inflight_handshake_limit(self.config.max_inflight_handshakes())
-            .and_then(|b| b.build())
-            .map_err(|e| RpcError::ConfigError(e.to_string()))?;
+        let endpoint_limits = limits::Admission::new(
+            self.config.max_inflight_handshakes(),
+            self.config.max_connections(),
+        );
+        let reset_tokens = limits::ResetTokens::new(self.config.stateless_reset_key());
         let server = s2n_quic::Server::builder()
             .with_tls(tls)
             .map_err(|e| start_error(addr, e))?
@@ -172,6 +183,8 @@ impl RpcServer {
             .with_limits(limits)
             .map_err(|e| start_error(addr, e))?
             .with_endpoint_limits(endpoint_limits)
+            .map_err(|e| start_error(addr, e))?
+            .with_stateless_reset_token(reset_tokens)
             .map_err(|e| start_error(addr, e))?
             .start()
             .map_err(|e| start_error(addr, e))?;
@@ -205,6 +218,9 @@ impl RpcServer {
                 self.config.max_header_size(),
             ),
             max_concurrent_streams: self.config.max_concurrent_streams() as usize,
+            keep_alive_linger: (self.config.keep_alive_interval().is_none()
+                && self.config.idle_timeout() > std::time::Duration::ZERO)
+                .then(|| self.config.idle_timeout() / 4),
         });
         let connection_slots = Arc::new(Semaphore::new(self.config.max_connections()));
         let keep_alive = self.config.keep_alive_interval().is_some();
@@ -214,9 +230,12 @@ impl RpcServer {
             tokio::select! {
                 accepted = server.accept() => {
                     let Some(mut connection) = accepted else { break };
+                    // The endpoint refuses most connections over the limit
+                    // before their handshake (`limits::Admission`); this
+                    // catches those it counted before a slot was freed.
                     let Ok(slot) = connection_slots.clone().try_acquire_owned() else {
                         tracing::warn!("connection limit reached; refusing {:?}", connection.remote_addr());
-                        connection.close(reset::SHUTDOWN.into());
+                        connection.close(reset::CONNECTION_LIMIT.into());
                         continue;
                     };
                     if keep_alive {
@@ -268,7 +287,7 @@ async fn serve_connection(
     ctx: Arc<ConnContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (handle, acceptor) = connection.split();
+    let (mut handle, acceptor) = connection.split();
     let (mut calls_in, mut controls_in) = acceptor.split();
     let mut calls = JoinSet::new();
     let mut book = CallBook::<AbortHandle>::new(ctx.max_concurrent_streams);
@@ -278,7 +297,21 @@ async fn serve_connection(
     // Answers given while draining, kept until the client has them (see
     // `call::Answered`).
     let mut answered = Vec::new();
+    // Keep-alive switched on while calls wait (see `keep_alive_linger`),
+    // and when the last of them ended.
+    let mut keep_alive_on = false;
+    let mut quiet_since: Option<tokio::time::Instant> = None;
     while !(draining && calls.is_empty()) {
+        if let Some(linger) = ctx.keep_alive_linger {
+            if !calls.is_empty() {
+                quiet_since = None;
+                if !keep_alive_on {
+                    keep_alive_on = handle.keep_alive(true).is_ok();
+                }
+            } else if keep_alive_on && quiet_since.is_none() {
+                quiet_since = Some(tokio::time::Instant::now() + linger);
+            }
+        }
         tokio::select! {
             // Cancels first: a cancel that arrived before its call is then
             // known when the call is accepted.
@@ -321,6 +354,11 @@ async fn serve_connection(
                 Ok(None) | Err(_) => break,
             },
             _ = shutdown.wait_for(|stop| *stop), if !draining => draining = true,
+            _ = tokio::time::sleep_until(quiet_since.unwrap_or_else(tokio::time::Instant::now)), if quiet_since.is_some() => {
+                let _ = handle.keep_alive(false);
+                keep_alive_on = false;
+                quiet_since = None;
+            }
         }
         if let Some((id, stream)) = arrived.take() {
             // Most unary calls can be answered at once (their request

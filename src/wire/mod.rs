@@ -26,6 +26,9 @@ pub const ALPN: &[u8] = b"rpcnet/1";
 
 /// QUIC application error codes used to reset streams and close connections.
 pub mod reset {
+    /// Connection close: the client is done with the connection (its last
+    /// handle was dropped).
+    pub const NO_ERROR: u32 = 0x0;
     /// The call was abandoned by its sender (client dropped the call, or the
     /// server cancelled a handler because its deadline passed).
     pub const CANCELLED: u32 = 0x1;
@@ -35,4 +38,7 @@ pub mod reset {
     pub const SHUTDOWN: u32 = 0x3;
     /// An internal failure (for example a handler panic while streaming).
     pub const INTERNAL: u32 = 0x4;
+    /// Connection close: the server is at its connection limit
+    /// (`RpcConfig::with_max_connections`) and refused this connection.
+    pub const CONNECTION_LIMIT: u32 = 0x5;
 }

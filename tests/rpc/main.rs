@@ -3,5 +3,6 @@
 mod abuse;
 mod calls;
 mod lifecycle;
+mod resilience;
 mod support;
 mod tls;
