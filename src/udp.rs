@@ -186,7 +186,7 @@ const TRANSMITS_PER_POLL: u32 = 8;
 
 /// One endpoint's event loop (s2n-quic's `EventLoop`, with input batched
 /// ahead of output; see the module docs).
-struct Driver<E> {
+struct Driver<E: Endpoint<PathHandle = message::Handle>> {
     endpoint: E,
     clock: Clock,
     timer: Timer,
@@ -281,6 +281,28 @@ impl<E: Endpoint<PathHandle = message::Handle>> Driver<E> {
             // One more turn registers the timer just set and catches what
             // arrived meanwhile.
         }
+    }
+}
+
+impl<E: Endpoint<PathHandle = message::Handle>> Drop for Driver<E> {
+    /// The runtime is dropping the endpoint's task (it is shutting down):
+    /// take in the last application requests and send the packets they
+    /// make once more, without waiting, so connection closes requested
+    /// just before (the last `RpcClient` of a program's `main` dropped)
+    /// reach their peers instead of leaving them to their idle timeout.
+    fn drop(&mut self) {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let _ = self.endpoint.poll_wakeups(&mut cx, &self.clock);
+        let Self {
+            tx,
+            endpoint,
+            clock,
+            ..
+        } = self;
+        tx.queue(|queue| endpoint.transmit(queue, clock));
+        tx.waker.pending.store(true, Ordering::Release);
+        let _ = tx.flush(&mut cx);
     }
 }
 
