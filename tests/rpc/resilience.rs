@@ -226,7 +226,10 @@ async fn a_dropped_client_frees_its_server_slot_within_a_second() {
 #[tokio::test]
 async fn a_refused_upload_always_reports_the_server_reason() {
     let server = echo_server(server_config()).await;
-    let client = server.client().await;
+    // A small send buffer keeps the upload in flight when the server's
+    // refusal (status, then STOP_SENDING) arrives.
+    let config = client_config().with_send_buffer_size(64 * 1024);
+    let client = RpcClient::connect(server.addr, config).await.unwrap();
     let upload = vec![7u8; 2 << 20];
     for round in 0..20 {
         let calls = (0..10).map(|_| client.call("no_such_method", upload.clone()));
