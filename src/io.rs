@@ -102,11 +102,49 @@ impl FrameReader {
 
     /// Signals the peer that nothing more will be read.
     pub(crate) fn stop(&mut self, code: u32) {
-        if !self.eof {
+        if !self.observe_end() {
             let _ = self
                 .rx
                 .stop_sending(s2n_quic::application::Error::from(code));
         }
+    }
+
+    /// Takes whatever has arrived without waiting (discarding data) and
+    /// reports whether the stream has ended (FIN or reset seen).
+    ///
+    /// s2n-quic (0.91) frees a stream's slot only once the application has
+    /// observed each half's end, or detached a half in a state that leads
+    /// there. A receive half that the peer has reset, dropped or stopped
+    /// before the application read that reset, is neither: the stop
+    /// request returns early without detaching, and the stream (with the
+    /// slot under the peer's concurrent-stream limit) is kept forever. One
+    /// read that sees the reset marks it observed.
+    fn observe_end(&mut self) -> bool {
+        if self.eof {
+            return true;
+        }
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        // Bounded: a peer still sending is stopped by the caller instead.
+        for _ in 0..RECEIVE_CHUNKS {
+            match self.rx.poll_receive(&mut cx) {
+                Poll::Ready(Ok(Some(_))) => continue,
+                Poll::Ready(Ok(None)) | Poll::Ready(Err(_)) => {
+                    self.eof = true;
+                    return true;
+                }
+                Poll::Pending => return false,
+            }
+        }
+        false
+    }
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        // See `observe_end`; s2n-quic stops the stream itself if it is
+        // still open.
+        self.observe_end();
     }
 }
 
@@ -146,18 +184,26 @@ impl SendHalf {
     }
 
     /// Abandons the stream with an application error code.
+    ///
+    /// s2n-quic (0.91) frees a stream's slot only once the application
+    /// has observed its send half's end. A reset asked for after the peer's
+    /// STOP_SENDING already made s2n-quic reset the stream (and the peer
+    /// acknowledged that) changes nothing and is not counted as observed,
+    /// and the half is not detached on drop either: the stream would be
+    /// kept forever. One more poll after the reset reports the reset state
+    /// and marks it observed.
     pub(crate) fn reset(&mut self, code: u32) {
         self.done = true;
         let _ = self.tx.reset(s2n_quic::application::Error::from(code));
+        let waker = futures::task::noop_waker();
+        let _ = self.tx.poll_send_ready(&mut Context::from_waker(&waker));
     }
 }
 
 impl Drop for SendHalf {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self
-                .tx
-                .reset(s2n_quic::application::Error::from(reset::CANCELLED));
+            self.reset(reset::CANCELLED);
         }
     }
 }

@@ -11,11 +11,13 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use s2n_quic::connection::{Handle, StreamAcceptor};
-use tokio::sync::{mpsc, watch};
+use s2n_quic::stream::BidirectionalStream;
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use super::endpoint::Endpoint;
@@ -33,7 +35,24 @@ pub(crate) struct Conn {
     /// Stream ids of dropped unary calls, for the connection task.
     control: mpsc::Sender<u64>,
     activity: Arc<Activity>,
+    /// The waker every stream open registers with s2n-quic (see `open`).
+    doorbell: Waker,
+    rung: Arc<Doorbell>,
     _endpoint: Arc<Endpoint>,
+}
+
+/// Rings every caller waiting to open a stream on a connection.
+#[derive(Default)]
+struct Doorbell(Notify);
+
+impl Wake for Doorbell {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_waiters();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.notify_waiters();
+    }
 }
 
 impl Conn {
@@ -67,16 +86,49 @@ impl Conn {
             activity.clone(),
             sweep,
         ));
+        let rung = Arc::new(Doorbell::default());
         Ok(Arc::new(Self {
             handle,
             control,
             activity,
+            doorbell: Waker::from(rung.clone()),
+            rung,
             _endpoint: endpoint,
         }))
     }
 
-    pub(crate) fn handle(&self) -> &Handle {
-        &self.handle
+    /// Opens a call stream, waiting for a slot if the server's limit is
+    /// reached. Cancel-safe: dropping the future leaves nothing behind
+    /// that could delay other callers.
+    ///
+    /// s2n-quic (0.91) keeps the waker of every open that had to wait in a
+    /// list and, when slots free up, wakes as many of the *first* entries
+    /// as there are free slots; an open that was abandoned (its call timed
+    /// out or was dropped) stays in that list, so its entry takes the
+    /// wake-up and a live caller behind it sleeps past a free slot, for
+    /// good once enough entries are stale. Here every open registers the
+    /// same waker, the connection's doorbell, which wakes all callers
+    /// waiting on this connection (a `Notify`, whose waiters are removed
+    /// when dropped): whichever entry s2n-quic wakes, the live callers
+    /// poll again and the free slot is taken.
+    pub(crate) async fn open(&self) -> Result<BidirectionalStream, RpcError> {
+        let mut handle = self.handle.clone();
+        let poll_open = |handle: &mut Handle| {
+            handle.poll_open_bidirectional_stream(&mut Context::from_waker(&self.doorbell))
+        };
+        loop {
+            if let Poll::Ready(opened) = poll_open(&mut handle) {
+                return Ok(opened?);
+            }
+            // Listen before polling again, so a ring in between is not lost.
+            let rung = self.rung.0.notified();
+            let mut rung = std::pin::pin!(rung);
+            rung.as_mut().enable();
+            if let Poll::Ready(opened) = poll_open(&mut handle) {
+                return Ok(opened?);
+            }
+            rung.await;
+        }
     }
 
     /// Whether the connection task has not seen the connection close.

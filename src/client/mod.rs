@@ -304,7 +304,7 @@ impl RpcClient {
         let mut retried = false;
         loop {
             let busy = self.conn().await?.busy();
-            match busy.conn().handle().clone().open_bidirectional_stream().await {
+            match busy.conn().open().await {
                 Ok(stream) => {
                     let id = stream.id();
                     let (rx, tx) = stream.split();
@@ -318,7 +318,7 @@ impl RpcClient {
                 Err(e) => {
                     busy.conn().mark_closed();
                     if retried {
-                        return Err(e.into());
+                        return Err(e);
                     }
                     retried = true;
                 }

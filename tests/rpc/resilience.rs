@@ -3,6 +3,7 @@
 //! floods past the limit, dropped clients, refused uploads.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -237,5 +238,138 @@ async fn a_refused_upload_always_reports_the_server_reason() {
             let err = result.unwrap_err();
             assert!(matches!(err, RpcError::UnknownMethod(_)), "round {round}: {err:?}");
         }
+    }
+}
+
+/// One way a call can end early (issue 13, item 7).
+#[derive(Clone, Copy, Debug)]
+enum EarlyEnd {
+    UnaryDropped,
+    UnaryTimedOut,
+    ServerStreamDroppedAfterOneItem,
+    BidirectionalDroppedMidUpload,
+    UnknownMethod,
+    HandlerError,
+    HandlerPanic,
+}
+
+const EARLY_ENDS: [EarlyEnd; 7] = [
+    EarlyEnd::UnaryDropped,
+    EarlyEnd::UnaryTimedOut,
+    EarlyEnd::ServerStreamDroppedAfterOneItem,
+    EarlyEnd::BidirectionalDroppedMidUpload,
+    EarlyEnd::UnknownMethod,
+    EarlyEnd::HandlerError,
+    EarlyEnd::HandlerPanic,
+];
+
+/// Runs one early-ending call; every wait is bounded (a call that waits
+/// too long for a stream slot is abandoned, the last way to end early).
+async fn end_early(client: &RpcClient, how: EarlyEnd) {
+    let bound = Duration::from_millis(20);
+    match how {
+        EarlyEnd::UnaryDropped => {
+            let _ = tokio::time::timeout(bound, client.call("hang", vec![])).await;
+        }
+        EarlyEnd::UnaryTimedOut => {
+            let _ = client.call_with_timeout("hang", vec![], bound).await;
+        }
+        EarlyEnd::ServerStreamDroppedAfterOneItem => {
+            let _ = tokio::time::timeout(bound, async {
+                let mut items = client.call_server_streaming("ticks", vec![]).await?;
+                items.next().await.transpose()
+            })
+            .await;
+        }
+        EarlyEnd::BidirectionalDroppedMidUpload => {
+            let _ = tokio::time::timeout(bound, async {
+                let uploads = futures::stream::iter(0..).then(|_| async {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    vec![0u8; 1024]
+                });
+                let mut items = client.call_streaming("ticks", uploads).await?;
+                items.next().await.transpose()
+            })
+            .await;
+        }
+        EarlyEnd::UnknownMethod => {
+            let _ = tokio::time::timeout(bound, client.call("missing", vec![])).await;
+        }
+        EarlyEnd::HandlerError => {
+            let _ = tokio::time::timeout(bound, client.call("fail", vec![])).await;
+        }
+        EarlyEnd::HandlerPanic => {
+            let _ = tokio::time::timeout(bound, client.call("panic", vec![])).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stream_slot_comes_back_however_calls_end() {
+    const SLOTS: u64 = 4;
+    let server = RpcServer::new(server_config().with_max_concurrent_streams(SLOTS));
+    server
+        .register("hang", |_| async move {
+            std::future::pending::<()>().await;
+            Ok(vec![])
+        })
+        .await;
+    server
+        .register("fail", |_| async move { Err(RpcError::RemoteError("no".into())) })
+        .await;
+    server
+        // `resume_unwind` skips the panic hook: thousands of panics would
+        // otherwise print (and, with RUST_BACKTRACE set, capture) a
+        // backtrace each, slowing the server down far more than the test.
+        .register("panic", |_| async move {
+            std::panic::resume_unwind(Box::new("handler panics on purpose"))
+        })
+        .await;
+    server
+        .register_streaming("ticks", |_reqs| async move {
+            stream! {
+                loop {
+                    yield Ok(vec![1u8; 512]);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        })
+        .await;
+    let all_in = Arc::new(tokio::sync::Barrier::new(SLOTS as usize));
+    let barrier = all_in.clone();
+    server
+        .register("together", move |p| {
+            let barrier = barrier.clone();
+            async move {
+                barrier.wait().await;
+                Ok(p)
+            }
+        })
+        .await;
+    let server = spawn(server);
+    let client = server.client().await;
+
+    // Twice as many calls at once as there are slots, so some of them wait
+    // for a slot and are abandoned while waiting.
+    let mut calls = 0;
+    let width = 2 * SLOTS as usize;
+    while calls < 3000 {
+        let batch = (0..width).map(|i| {
+            let how = EARLY_ENDS[(calls + i) % EARLY_ENDS.len()];
+            let client = client.clone();
+            async move { end_early(&client, how).await }
+        });
+        futures::future::join_all(batch).await;
+        calls += width;
+    }
+
+    // Every slot is free again: four calls that can only finish together.
+    let together = (0..SLOTS).map(|i| client.call_with_timeout("together", vec![i as u8], PROMPTLY));
+    for (i, result) in promptly("4 calls at once", futures::future::join_all(together))
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(result.unwrap(), vec![i as u8]);
     }
 }
