@@ -373,3 +373,52 @@ async fn every_stream_slot_comes_back_however_calls_end() {
         assert_eq!(result.unwrap(), vec![i as u8]);
     }
 }
+
+#[tokio::test]
+async fn opens_abandoned_while_waiting_for_a_slot_do_not_delay_live_callers() {
+    const SLOTS: u64 = 4;
+    let server = RpcServer::new(server_config().with_max_concurrent_streams(SLOTS));
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let holding = Arc::new(tokio::sync::Semaphore::new(0));
+    let (r, h) = (release.clone(), holding.clone());
+    server
+        .register("hold", move |_| {
+            let (r, h) = (r.clone(), h.clone());
+            async move {
+                h.add_permits(1);
+                r.acquire().await.unwrap().forget();
+                Ok(vec![])
+            }
+        })
+        .await;
+    server.register("echo", |p| async move { Ok(p) }).await;
+    let server = spawn(server);
+    let client = server.client().await;
+
+    // Every slot taken...
+    let holders: Vec<_> = (0..SLOTS)
+        .map(|_| tokio::spawn(client.call_with_timeout("hold", vec![], PROMPTLY)))
+        .collect();
+    promptly("all slots held", holding.acquire_many(SLOTS as u32))
+        .await
+        .unwrap()
+        .forget();
+    // ... callers that give up waiting for one ...
+    for _ in 0..10 {
+        let err = client
+            .call_with_timeout("echo", vec![], Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RpcError::Timeout), "{err:?}");
+    }
+    // ... and one that waits, while the slots come free.
+    let live = tokio::spawn(client.call_with_timeout("echo", b"live".to_vec(), PROMPTLY));
+    tokio::task::yield_now().await;
+    release.add_permits(SLOTS as usize);
+    for holder in holders {
+        holder.await.unwrap().unwrap();
+    }
+    let started = Instant::now();
+    assert_eq!(live.await.unwrap().unwrap(), b"live");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
