@@ -25,6 +25,10 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 /// Default [`RpcConfig::with_socket_recv_buffer`]: 4 MiB.
 pub const DEFAULT_SOCKET_RECV_BUFFER: usize = 4 << 20;
 
+/// Default [`RpcConfig::with_stream_window`]: 3.75 MB, s2n-quic's default
+/// (150 Mbit/s over a 100 ms round trip, twice).
+pub const DEFAULT_STREAM_WINDOW: u32 = 3_750_000;
+
 /// Default [`RpcConfig::with_max_header_size`]: 16 KiB.
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 16 * 1024;
 
@@ -170,9 +174,19 @@ impl RpcConfig {
     }
 
     /// Bytes a peer may send on one call stream before this end reads them
-    /// (QUIC flow control; s2n-quic's default is about 3.75 MB). Together
+    /// (QUIC flow control; default [`DEFAULT_STREAM_WINDOW`]). Together
     /// with the peer's send buffer this bounds the memory a slow reader
     /// can make a fast writer hold.
+    ///
+    /// The connection-wide window is this times
+    /// [`max_concurrent_streams`](Self::with_max_concurrent_streams)
+    /// (capped at `u32::MAX`), so a stream that is not being read (a slow
+    /// consumer, a parked server stream) slows only itself: the others
+    /// keep their full windows. The price is the memory bound: a peer can
+    /// make one connection hold up to `stream window × max concurrent
+    /// streams` bytes received but not yet read by the application (with
+    /// the defaults 3.75 MB × 512 ≈ 1.9 GB; it is taken only as data
+    /// arrives and is not read). Lower either setting to lower it.
     pub fn with_stream_window(mut self, bytes: u32) -> Self {
         self.stream_window = Some(bytes.max(1024).into());
         self
@@ -404,13 +418,22 @@ impl RpcConfig {
             .map_err(bad)?
             .with_max_handshake_duration(self.handshake_timeout)
             .map_err(bad)?;
-        if let Some(window) = self.stream_window {
-            limits = limits
-                .with_bidirectional_local_data_window(window)
-                .map_err(bad)?
-                .with_bidirectional_remote_data_window(window)
-                .map_err(bad)?;
-        }
+        let window = self
+            .stream_window
+            .unwrap_or(u64::from(DEFAULT_STREAM_WINDOW));
+        // The connection window has room for every stream's full window
+        // (see `with_stream_window`): s2n-quic's default equals one stream
+        // window, so a single unread stream used up every stream's credit.
+        let connection_window = window
+            .saturating_mul(self.max_concurrent_streams)
+            .clamp(window, u64::from(u32::MAX));
+        limits = limits
+            .with_bidirectional_local_data_window(window)
+            .map_err(bad)?
+            .with_bidirectional_remote_data_window(window)
+            .map_err(bad)?
+            .with_data_window(connection_window)
+            .map_err(bad)?;
         if let Some(size) = self.send_buffer_size {
             limits = limits.with_max_send_buffer_size(size).map_err(bad)?;
         }

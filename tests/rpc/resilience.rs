@@ -422,3 +422,50 @@ async fn opens_abandoned_while_waiting_for_a_slot_do_not_delay_live_callers() {
     assert_eq!(live.await.unwrap().unwrap(), b"live");
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
 }
+
+/// Parks `parked` server streams (each read up to its first item, then not
+/// read any more) on one connection, then checks that a unary call on a
+/// clone of the same client returns promptly.
+async fn unread_streams_slow_only_themselves(window: Option<u32>, parked: usize) {
+    let server = RpcServer::new(server_config());
+    server
+        .register_streaming("flood", |_reqs| async move {
+            stream! {
+                loop {
+                    yield Ok(vec![0u8; 64 * 1024]);
+                }
+            }
+        })
+        .await;
+    server.register("echo", |p| async move { Ok(p) }).await;
+    let server = spawn(server);
+    let mut config = client_config();
+    if let Some(window) = window {
+        config = config.with_stream_window(window);
+    }
+    let client = RpcClient::connect(server.addr, config).await.unwrap();
+    let mut streams = Vec::new();
+    for i in 0..parked {
+        let mut items = client.call_server_streaming("flood", vec![]).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(2), items.next()).await;
+        assert!(
+            matches!(first, Ok(Some(Ok(_)))),
+            "parked stream {i} got no first item: {first:?}"
+        );
+        streams.push(items);
+    }
+    let echo = client
+        .call_with_timeout("echo", b"prompt".to_vec(), Duration::from_secs(2))
+        .await;
+    assert_eq!(echo.unwrap(), b"prompt");
+}
+
+#[tokio::test]
+async fn an_unread_stream_slows_only_itself_with_small_windows() {
+    unread_streams_slow_only_themselves(Some(256 * 1024), 32).await;
+}
+
+#[tokio::test]
+async fn an_unread_stream_slows_only_itself_with_default_windows() {
+    unread_streams_slow_only_themselves(None, 4).await;
+}
