@@ -424,15 +424,27 @@ async fn opens_abandoned_while_waiting_for_a_slot_do_not_delay_live_callers() {
 }
 
 /// Parks `parked` server streams (each read up to its first item, then not
-/// read any more) on one connection, then checks that a unary call on a
-/// clone of the same client returns promptly.
+/// read any more) on one connection, waits until they have together
+/// received more than a connection window of s2n-quic's default size
+/// (which one unread stream used to exhaust), then checks that a unary call
+/// on a clone of the same client returns promptly.
 async fn unread_streams_slow_only_themselves(window: Option<u32>, parked: usize) {
-    let server = RpcServer::new(server_config());
+    const ITEM: usize = 64 * 1024;
+    const SEND_BUFFER: usize = 64 * 1024;
+    // What the server has handed to its send buffers; at most
+    // SEND_BUFFER + ITEM per stream of it is not yet received.
+    let (yielded, mut yielded_rx) = tokio::sync::watch::channel(0usize);
+    let yielded = Arc::new(yielded);
+    let server = RpcServer::new(server_config().with_send_buffer_size(SEND_BUFFER as u32));
     server
-        .register_streaming("flood", |_reqs| async move {
-            stream! {
-                loop {
-                    yield Ok(vec![0u8; 64 * 1024]);
+        .register_streaming("flood", move |_reqs| {
+            let yielded = yielded.clone();
+            async move {
+                stream! {
+                    loop {
+                        yield Ok(vec![0u8; ITEM]);
+                        yielded.send_modify(|n| *n += ITEM);
+                    }
                 }
             }
         })
@@ -454,6 +466,14 @@ async fn unread_streams_slow_only_themselves(window: Option<u32>, parked: usize)
         );
         streams.push(items);
     }
+    let received_more_than_a_default_window =
+        parked * (SEND_BUFFER + ITEM) + rpcnet::DEFAULT_STREAM_WINDOW as usize + ITEM;
+    promptly(
+        "parked streams receiving more than one default window",
+        yielded_rx.wait_for(|n| *n >= received_more_than_a_default_window),
+    )
+    .await
+    .unwrap();
     let echo = client
         .call_with_timeout("echo", b"prompt".to_vec(), Duration::from_secs(2))
         .await;
