@@ -107,6 +107,9 @@ pub enum FrameError {
     },
 }
 
+/// The least room [`FrameDecoder::decode`] makes for an incomplete frame.
+pub const GROWTH_STEP: usize = 64 * 1024;
+
 /// Stateless-per-frame decoder with the limits that protect memory.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameDecoder {
@@ -127,10 +130,21 @@ impl FrameDecoder {
 
     /// Decodes one frame from the front of `buf`.
     ///
-    /// Returns `Ok(None)` when more bytes are needed (after reserving room
-    /// for the whole frame, which is bounded by the limits), `Ok(Some(frame))`
+    /// Returns `Ok(None)` when more bytes are needed, `Ok(Some(frame))`
     /// after consuming exactly one frame, or an error when the bytes can
     /// never become a valid frame. The length is checked before any allocation.
+    ///
+    /// Memory follows the bytes that arrived, not the length a peer
+    /// announced: while a frame is incomplete, `buf` is grown to at most
+    /// twice what it holds (at least [`GROWTH_STEP`] more), never to the
+    /// announced size at once, so a peer announcing a large message and
+    /// then stalling costs what it sent. A frame of `n` bytes still takes
+    /// only `O(log n)` reallocations.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError`] for an unknown type, a length over the limits, or a
+    /// payload that does not parse.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         if buf.len() < FRAME_HEADER_LEN {
             return Ok(None);
@@ -141,7 +155,8 @@ impl FrameDecoder {
         self.check_len(kind, len)?;
         let total = FRAME_HEADER_LEN + len;
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            let missing = total - buf.len();
+            buf.reserve(missing.min(buf.len().max(GROWTH_STEP)));
             return Ok(None);
         }
         let payload = &buf[FRAME_HEADER_LEN..total];
@@ -275,6 +290,37 @@ mod tests {
             decoder().decode(&mut part).unwrap(),
             Some(Frame::Message(Bytes::from_static(b"hello")))
         );
+    }
+
+    #[test]
+    fn an_announced_length_is_not_reserved_before_its_bytes_arrive() {
+        let decoder = FrameDecoder::new(16 << 20, 1024);
+        let announced = (16 << 20) - 1;
+        let mut buf = BytesMut::new();
+        encode_frame_header(FrameType::Message, announced, &mut buf);
+        assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+        assert!(buf.capacity() <= 2 * GROWTH_STEP, "{}", buf.capacity());
+
+        // Growth follows arrival, and the whole message still decodes.
+        let mut sent = 0;
+        while sent < announced {
+            let chunk = (announced - sent).min(100_000);
+            buf.extend_from_slice(&vec![7u8; chunk]);
+            sent += chunk;
+            if sent < announced {
+                assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+                assert!(
+                    buf.capacity() <= 4 * (buf.len() + GROWTH_STEP),
+                    "{} bytes buffered, capacity {}",
+                    buf.len(),
+                    buf.capacity()
+                );
+            }
+        }
+        match decoder.decode(&mut buf).unwrap() {
+            Some(Frame::Message(m)) => assert_eq!(m.len(), announced),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! `docs/PROTOCOL.md` is the normative description; this module is its
 //! implementation and is fuzzed (`fuzz/`) and property-tested.
 //!
-//! The decoder never allocates more than the declared, already
-//! limit-checked frame length, so a peer cannot make us reserve memory by
-//! announcing a huge length.
+//! The decoder checks a frame's declared length against the limits before
+//! anything else, and grows its buffer with the bytes that arrived, never
+//! to the declared length at once, so a peer cannot make us reserve memory
+//! by announcing a huge length.
 
 mod frame;
 mod header;
@@ -16,7 +17,7 @@ mod proptests;
 mod status;
 
 pub use frame::{
-    encode_frame_header, Frame, FrameDecoder, FrameError, FrameType, FRAME_HEADER_LEN,
+    encode_frame_header, Frame, FrameDecoder, FrameError, FrameType, FRAME_HEADER_LEN, GROWTH_STEP,
 };
 pub use header::{CallKind, Metadata, RequestHeader, MAX_METHOD_LEN};
 pub use status::{Status, StatusCode};
