@@ -17,7 +17,7 @@ use s2n_quic::provider::tls::default as s2n_tls;
 
 use crate::support::*;
 
-async fn raw_connect(addr: SocketAddr) -> (s2n_quic::Client, s2n_quic::Connection) {
+pub(crate) async fn raw_connect(addr: SocketAddr) -> (s2n_quic::Client, s2n_quic::Connection) {
     let ca = std::fs::read_to_string(cert("ca.pem")).unwrap();
     let tls = s2n_tls::Client::builder()
         .with_application_protocols([ALPN])
@@ -53,7 +53,7 @@ fn header(method: &str) -> Frame {
 }
 
 /// Sends raw bytes on a new stream and returns the status the server answers with.
-async fn send_raw(connection: &mut s2n_quic::Connection, bytes: Vec<u8>, fin: bool) -> StatusCode {
+pub(crate) async fn send_raw(connection: &mut s2n_quic::Connection, bytes: Vec<u8>, fin: bool) -> StatusCode {
     let mut stream = connection.open_bidirectional_stream().await.unwrap();
     stream.send(Bytes::from(bytes)).await.unwrap();
     if fin {

@@ -110,17 +110,27 @@ async fn dropping_a_response_stream_cancels_its_handler() {
 
 #[tokio::test]
 async fn server_enforces_the_deadline_it_was_told() {
-    // The client waits, but the deadline in the header makes the server
-    // cancel the handler and answer DeadlineExceeded, mapped to Timeout.
+    // A raw client that never gives up: only the 300 ms deadline in the
+    // header can end the call, so the server must cancel the handler and
+    // answer DeadlineExceeded itself.
+    use bytes::BytesMut;
+    use rpcnet::wire::{CallKind, Frame, RequestHeader, StatusCode};
+
     let h = hanging_server().await;
-    let client = h.server.client().await;
-    let started = std::time::Instant::now();
-    let err = client
-        .call_with_timeout("hang", vec![], Duration::from_millis(300))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, RpcError::Timeout));
-    assert!(started.elapsed() < Duration::from_secs(5));
+    let (_endpoint, mut raw) = crate::abuse::raw_connect(h.server.addr).await;
+    let mut request = BytesMut::new();
+    Frame::Header(RequestHeader {
+        request_id: 1,
+        kind: CallKind::Unary,
+        deadline_ms: 300,
+        method: "hang".into(),
+        metadata: vec![],
+    })
+    .encode(&mut request);
+    Frame::Message(bytes::Bytes::new()).encode(&mut request);
+    Frame::End.encode(&mut request);
+    let status = crate::abuse::send_raw(&mut raw, request.to_vec(), true).await;
+    assert_eq!(status, StatusCode::DeadlineExceeded);
     h.handler_cancelled().await;
 }
 
