@@ -56,8 +56,8 @@ pub mod wire;
 
 pub use client::{ResponseStream, RpcClient};
 pub use config::{
-    RpcConfig, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_MTU, DEFAULT_STREAM_WINDOW,
-    DEFAULT_TIMEOUT,
+    RpcConfig, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_MTU,
+    DEFAULT_STREAM_WINDOW, DEFAULT_TIMEOUT,
 };
 pub use error::RpcError;
 pub use server::{CallInfo, RequestStream, RpcServer, ServerHandle, ShutdownHandle};

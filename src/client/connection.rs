@@ -78,7 +78,8 @@ impl Conn {
         let (control, cancels) = mpsc::channel(CANCEL_QUEUE);
         // Keep-alive that calls turned on is turned off again by the task
         // at most a quarter of the idle timeout after the last call ended.
-        let sweep = (!keep_alive_always && idle_timeout > Duration::ZERO).then_some(idle_timeout / 4);
+        let sweep =
+            (!keep_alive_always && idle_timeout > Duration::ZERO).then_some(idle_timeout / 4);
         tokio::spawn(run(
             handle.clone(),
             acceptor,
@@ -208,8 +209,7 @@ impl Activity {
 
     /// Switches keep-alive off if nothing is in flight.
     fn sweep(&self) {
-        if self.in_flight.load(Ordering::SeqCst) > 0 || !self.keep_alive_on.load(Ordering::SeqCst)
-        {
+        if self.in_flight.load(Ordering::SeqCst) > 0 || !self.keep_alive_on.load(Ordering::SeqCst) {
             return;
         }
         let mut handle = self.toggle.lock().unwrap_or_else(|p| p.into_inner());

@@ -53,7 +53,11 @@ fn header(method: &str) -> Frame {
 }
 
 /// Sends raw bytes on a new stream and returns the status the server answers with.
-pub(crate) async fn send_raw(connection: &mut s2n_quic::Connection, bytes: Vec<u8>, fin: bool) -> StatusCode {
+pub(crate) async fn send_raw(
+    connection: &mut s2n_quic::Connection,
+    bytes: Vec<u8>,
+    fin: bool,
+) -> StatusCode {
     let mut stream = connection.open_bidirectional_stream().await.unwrap();
     stream.send(Bytes::from(bytes)).await.unwrap();
     if fin {

@@ -285,6 +285,9 @@ async fn keep_alive_holds_an_idle_connection_open_from_either_end() {
     // idle timeout, and the next call reconnects.
     assert!(client_pings.is_connected() && server_pings.is_connected());
     assert!(!nobody_pings.is_connected());
-    assert_eq!(nobody_pings.call("echo", b"c".to_vec()).await.unwrap(), b"c");
+    assert_eq!(
+        nobody_pings.call("echo", b"c".to_vec()).await.unwrap(),
+        b"c"
+    );
     assert!(nobody_pings.is_connected());
 }

@@ -3,8 +3,8 @@
 //! floods past the limit, dropped clients, refused uploads.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_stream::stream;
@@ -46,12 +46,19 @@ async fn calls_outlive_the_idle_timer_and_end_at_their_own_deadline() {
         let client = client.clone();
         async move {
             let responses = client.call_server_streaming("gap", vec![]).await?;
-            responses.collect::<Vec<_>>().await.into_iter().collect::<Result<Vec<_>, _>>()
+            responses
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
         }
     };
     let (unary, streaming) = promptly("slow calls", futures::future::join(unary, streaming)).await;
     assert_eq!(unary.unwrap(), b"done");
-    assert_eq!(streaming.unwrap(), vec![b"first".to_vec(), b"second".to_vec()]);
+    assert_eq!(
+        streaming.unwrap(),
+        vec![b"first".to_vec(), b"second".to_vec()]
+    );
 
     // The deadline, not the idle timer, still ends a call that is too slow.
     let err = client
@@ -184,7 +191,11 @@ async fn every_client_over_the_connection_limit_is_told_why() {
             Err(other) => panic!("refused without the limit's reason: {other:?}"),
         }
     }
-    assert!(!admitted.is_empty() && admitted.len() <= LIMIT, "{}", admitted.len());
+    assert!(
+        !admitted.is_empty() && admitted.len() <= LIMIT,
+        "{}",
+        admitted.len()
+    );
     for client in &admitted {
         assert_eq!(client.call("echo", b"x".to_vec()).await.unwrap(), b"x");
     }
@@ -219,7 +230,10 @@ async fn a_dropped_client_frees_its_server_slot_within_a_second() {
             Err(RpcError::Unavailable(_)) if dropped.elapsed() < Duration::from_secs(1) => {
                 tokio::time::sleep(Duration::from_millis(20)).await
             }
-            Err(e) => panic!("slot not freed {:?} after the drop: {e:?}", dropped.elapsed()),
+            Err(e) => panic!(
+                "slot not freed {:?} after the drop: {e:?}",
+                dropped.elapsed()
+            ),
         }
     }
 }
@@ -236,7 +250,10 @@ async fn a_refused_upload_always_reports_the_server_reason() {
         let calls = (0..10).map(|_| client.call("no_such_method", upload.clone()));
         for result in promptly("refused uploads", futures::future::join_all(calls)).await {
             let err = result.unwrap_err();
-            assert!(matches!(err, RpcError::UnknownMethod(_)), "round {round}: {err:?}");
+            assert!(
+                matches!(err, RpcError::UnknownMethod(_)),
+                "round {round}: {err:?}"
+            );
         }
     }
 }
@@ -315,7 +332,9 @@ async fn every_stream_slot_comes_back_however_calls_end() {
         })
         .await;
     server
-        .register("fail", |_| async move { Err(RpcError::RemoteError("no".into())) })
+        .register("fail", |_| async move {
+            Err(RpcError::RemoteError("no".into()))
+        })
         .await;
     server
         // `resume_unwind` skips the panic hook: thousands of panics would
@@ -364,7 +383,8 @@ async fn every_stream_slot_comes_back_however_calls_end() {
     }
 
     // Every slot is free again: four calls that can only finish together.
-    let together = (0..SLOTS).map(|i| client.call_with_timeout("together", vec![i as u8], PROMPTLY));
+    let together =
+        (0..SLOTS).map(|i| client.call_with_timeout("together", vec![i as u8], PROMPTLY));
     for (i, result) in promptly("4 calls at once", futures::future::join_all(together))
         .await
         .into_iter()
@@ -420,7 +440,11 @@ async fn opens_abandoned_while_waiting_for_a_slot_do_not_delay_live_callers() {
     }
     let started = Instant::now();
     assert_eq!(live.await.unwrap().unwrap(), b"live");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// Parks `parked` server streams (each read up to its first item, then not
