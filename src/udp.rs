@@ -170,6 +170,7 @@ impl UdpIo {
                 // The first packets (and timer) need no wait for others.
                 dirty: true,
                 held: true,
+                ended: false,
             }
             .run(),
         );
@@ -196,11 +197,15 @@ struct Driver<E: Endpoint<PathHandle = message::Handle>> {
     dirty: bool,
     /// Yielded once with input settled (see `poll`).
     held: bool,
+    /// The loop ended by itself (endpoint closed, socket failed): nothing
+    /// is left to send when it is dropped.
+    ended: bool,
 }
 
 impl<E: Endpoint<PathHandle = message::Handle>> Driver<E> {
     async fn run(mut self) {
         std::future::poll_fn(|cx| self.poll(cx)).await;
+        self.ended = true;
     }
 
     /// Ready when the endpoint has closed or its socket failed.
@@ -285,12 +290,16 @@ impl<E: Endpoint<PathHandle = message::Handle>> Driver<E> {
 }
 
 impl<E: Endpoint<PathHandle = message::Handle>> Drop for Driver<E> {
-    /// The runtime is dropping the endpoint's task (it is shutting down):
+    /// The runtime is dropping the endpoint's task while it runs (the
+    /// runtime is shutting down):
     /// take in the last application requests and send the packets they
     /// make once more, without waiting, so connection closes requested
     /// just before (the last `RpcClient` of a program's `main` dropped)
     /// reach their peers instead of leaving them to their idle timeout.
     fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let _ = self.endpoint.poll_wakeups(&mut cx, &self.clock);
