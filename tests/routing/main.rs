@@ -477,3 +477,28 @@ async fn a_call_a_dead_worker_may_have_run_is_retried_only_if_idempotent() {
     }
     assert_eq!(in_flight(&s.registry), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_worker_that_still_answers_pings_is_not_ejected() {
+    let s = setup(LoadBalancingStrategy::LeastConnections, &[("a", Duration::ZERO)]).await;
+    // Handlers busy for 2.5 s: well past the 1 s idle timeout of worker
+    // connections, so only the keep-alive PINGs keep the connection up.
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            s.client.call_worker_with(
+                "slow",
+                b"2500".to_vec(),
+                Some("role=worker"),
+                CallOptions::new().with_timeout(Duration::from_secs(10)),
+            )
+        })
+        .collect();
+    for answer in futures::future::join_all(calls).await {
+        assert_eq!(answer.expect("a busy worker answers"), b"a");
+    }
+    assert!(s
+        .registry
+        .workers()
+        .iter()
+        .all(|w| w.state == WorkerState::Available));
+}
