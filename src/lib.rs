@@ -37,10 +37,11 @@
 //! | `tls` | s2n-tls providers: empty trust stores, optional mutual TLS |
 //! | `config` | [`RpcConfig`], limits and [`DEFAULT_TIMEOUT`] |
 //! | `error` | [`RpcError`] |
+//! | `call` | [`CallOptions`]: metadata, timeout, idempotence of one call |
 //! | `server` | [`RpcServer`]: accept loop, per-connection and per-call tasks, graceful shutdown |
 //! | `client` | [`RpcClient`] and [`ResponseStream`] |
 //! | `udp` | the UDP socket and the endpoint's event loop: s2n-quic's packet rings, with packets sent from the endpoint's own task |
-//! | [`cluster`] | membership: Phi Accrual detector, SWIM core (foca), deterministic simulator, QUIC shell, registries (`docs/CLUSTER.md`) |
+//! | [`cluster`] | membership: Phi Accrual detector, SWIM core (foca), deterministic simulator, QUIC shell, registries; routing: `WorkerRegistry`, `ClusterClient` (`docs/CLUSTER.md`) |
 
 #![warn(missing_docs)]
 

@@ -100,7 +100,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = handle.socket_addr().expect("bound");
     let serving = tokio::spawn(async move { server.start(quic).await });
 
+    // A generation that grows across restarts, so a restart at the same
+    // address wins over the old identity (the default generation mixes the
+    // process id into the clock and can come out lower than the last one).
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let config = ClusterConfig::default()
+        .with_generation(generation)
         .with_server(handle)
         .with_tag("role", "worker")
         .with_tag("label", args.label.clone());

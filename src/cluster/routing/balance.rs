@@ -63,24 +63,6 @@ impl Picker {
             }
         })
     }
-
-    /// Power of two choices (Mitzenmacher; the default of Finagle and
-    /// tower): the less loaded of two distinct random candidates. Kept for
-    /// the comparison in the benchmark (`bench/`); not a public strategy
-    /// until it measures better than [`LoadBalancingStrategy::LeastConnections`].
-    #[cfg(test)]
-    pub(crate) fn pick_two_choices(&mut self, loads: &[usize]) -> Option<usize> {
-        let n = loads.len();
-        match n {
-            0 => None,
-            1 => Some(0),
-            _ => {
-                let a = self.rng.random_range(0..n);
-                let b = (a + 1 + self.rng.random_range(0..n - 1)) % n;
-                Some(if loads[b] < loads[a] { b } else { a })
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -104,10 +86,6 @@ mod tests {
         ] {
             assert_eq!(Picker::new(s, 1).pick(&[]), None);
         }
-        assert_eq!(
-            Picker::new(LoadBalancingStrategy::Random, 1).pick_two_choices(&[]),
-            None
-        );
     }
 
     #[test]
@@ -168,17 +146,5 @@ mod tests {
         for c in counts(run(42).into_iter(), 4) {
             assert!((850..=1150).contains(&c), "{c} of 4000 over 4 workers");
         }
-    }
-
-    #[test]
-    fn two_choices_never_picks_the_busiest_of_two() {
-        let mut p = Picker::new(LoadBalancingStrategy::Random, 5);
-        for _ in 0..100 {
-            assert_eq!(p.pick_two_choices(&[9, 0]), Some(1));
-            assert_eq!(p.pick_two_choices(&[4]), Some(0));
-        }
-        // Over three workers the busiest is never chosen.
-        let c = counts((0..300).map(|_| p.pick_two_choices(&[0, 0, 9]).unwrap()), 3);
-        assert_eq!(c[2], 0);
     }
 }
