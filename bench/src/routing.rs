@@ -191,7 +191,7 @@ where
 pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figures {
     let (director, seed) = node(&[], None, "127.0.0.1:0").await;
     let seed_text = seed.to_string();
-    let mut workers = vec![
+    let mut workers = [
         ServerProcess::spawn(&["serve-worker", &seed_text, "a"]),
         ServerProcess::spawn(&["serve-worker", &seed_text, "b"]),
     ];
@@ -219,7 +219,11 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
                 let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
                 async move {
                     let reply = match mode {
-                        0 => cluster.call_worker("echo", payload, Some("role=worker")).await,
+                        0 => {
+                            cluster
+                                .call_worker("echo", payload, Some("role=worker"))
+                                .await
+                        }
                         1 => cluster.call_worker("echo", payload, Some("label=a")).await,
                         _ => direct.call("echo", payload).await,
                     };
@@ -280,7 +284,11 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
                         if result.is_err() {
                             failures.fetch_add(1, Ordering::Relaxed);
                         }
-                        if kill_at.lock().unwrap().is_some_and(|k| started < k && done > k) {
+                        if kill_at
+                            .lock()
+                            .unwrap()
+                            .is_some_and(|k| started < k && done > k)
+                        {
                             caught.lock().unwrap().push(done);
                         }
                     }
@@ -302,7 +310,9 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
         }
         let last = caught.lock().unwrap().iter().max().copied();
         if let Some(last) = last {
-            figures.recovery_ms.push((last - killed).as_secs_f64() * 1e3);
+            figures
+                .recovery_ms
+                .push((last - killed).as_secs_f64() * 1e3);
         }
         figures.kill_calls += calls.load(Ordering::Relaxed);
         figures.kill_failures += failures.load(Ordering::Relaxed);
@@ -315,8 +325,14 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
         // Restart at the same address: the new generation replaces the
         // dead one in the pool.
         let addr = workers[victim].addr;
-        let old: Vec<_> = registry.workers().iter().filter(|w| w.addr() == addr).map(|w| w.id).collect();
-        workers[victim] = ServerProcess::spawn(&["serve-worker", &seed_text, label, &addr.to_string()]);
+        let old: Vec<_> = registry
+            .workers()
+            .iter()
+            .filter(|w| w.addr() == addr)
+            .map(|w| w.id)
+            .collect();
+        workers[victim] =
+            ServerProcess::spawn(&["serve-worker", &seed_text, label, &addr.to_string()]);
         let mut changes = registry.changes();
         let restarted = Instant::now();
         let back = tokio::time::timeout(Duration::from_secs(60), async {
@@ -330,7 +346,11 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
         eprintln!(
             "restart: back after {:?}: {:?}",
             restarted.elapsed(),
-            registry.workers().iter().map(|w| (w.id, w.state)).collect::<Vec<_>>()
+            registry
+                .workers()
+                .iter()
+                .map(|w| (w.id, w.state))
+                .collect::<Vec<_>>()
         );
         if back.is_err() {
             let view = director.view();

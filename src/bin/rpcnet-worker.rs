@@ -55,7 +55,9 @@ fn parse() -> Result<Args, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse().map_err(|e| {
-        format!("{e}\nusage: rpcnet-worker --listen ADDR [--seed ADDR]... [--label L] [--drain-ms N]")
+        format!(
+            "{e}\nusage: rpcnet-worker --listen ADDR [--seed ADDR]... [--label L] [--drain-ms N]"
+        )
     })?;
     let rpc = RpcConfig::new("certs/test_cert.pem", args.listen.as_str())
         .with_key_path("certs/test_key.pem")
@@ -85,7 +87,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let ms: u64 = std::str::from_utf8(&ms)
                         .ok()
                         .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| RpcError::RemoteError("sleep takes ASCII milliseconds".into()))?;
+                        .ok_or_else(|| {
+                            RpcError::RemoteError("sleep takes ASCII milliseconds".into())
+                        })?;
                     tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
                     served.fetch_add(1, Ordering::Relaxed);
                     Ok(label)
@@ -93,7 +97,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await;
     }
-    server.register("echo", |data| async move { Ok(data) }).await;
+    server
+        .register("echo", |data| async move { Ok(data) })
+        .await;
     let quic = server.bind()?;
     let handle = server.handle();
     let shutdown = server.shutdown_handle();

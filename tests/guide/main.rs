@@ -283,12 +283,22 @@ health.start().await;
 
 /// A worker node as the guide's snippets expect one: tagged `role=worker`,
 /// `gpu=true` and a label, serving `compute` (it answers with its label).
-async fn guide_worker(director: std::net::SocketAddr, label: &'static str) -> rpcnet::cluster::ClusterMembership {
+async fn guide_worker(
+    director: std::net::SocketAddr,
+    label: &'static str,
+) -> rpcnet::cluster::ClusterMembership {
     let (config, _) = cluster_node().await;
-    config.server.as_ref().unwrap().register("compute", move |data| async move {
-        Ok([label.as_bytes(), b":", &data].concat())
-    }).await;
-    let cluster = rpcnet::cluster::ClusterMembership::new(config).await.unwrap();
+    config
+        .server
+        .as_ref()
+        .unwrap()
+        .register("compute", move |data| async move {
+            Ok([label.as_bytes(), b":", &data].concat())
+        })
+        .await;
+    let cluster = rpcnet::cluster::ClusterMembership::new(config)
+        .await
+        .unwrap();
     cluster.join(vec![director]).await.unwrap();
     cluster.set_tag("role", "worker");
     cluster.set_tag("gpu", "true");

@@ -134,7 +134,10 @@ async fn available(registry: &WorkerRegistry, n: usize) {
         registry
             .workers()
             .iter()
-            .filter(|w| w.state == WorkerState::Available && w.tags.get("role").is_some_and(|r| r == "worker"))
+            .filter(|w| {
+                w.state == WorkerState::Available
+                    && w.tags.get("role").is_some_and(|r| r == "worker")
+            })
             .count()
     };
     tokio::time::timeout(PATIENCE, async {
@@ -198,13 +201,20 @@ async fn tally(client: &ClusterClient, calls: usize, concurrency: usize) -> Hash
 async fn round_robin_gives_each_worker_its_turn_within_one_call() {
     let s = setup(
         LoadBalancingStrategy::RoundRobin,
-        &[("a", Duration::ZERO), ("b", Duration::ZERO), ("c", Duration::ZERO)],
+        &[
+            ("a", Duration::ZERO),
+            ("b", Duration::ZERO),
+            ("c", Duration::ZERO),
+        ],
     )
     .await;
     let counts = tally(&s.client, 300, 8).await;
     assert_eq!(counts.len(), 3, "{counts:?}");
     for (label, n) in &counts {
-        assert!((99..=101).contains(n), "{label}: {n} of 300 calls ({counts:?})");
+        assert!(
+            (99..=101).contains(n),
+            "{label}: {n} of 300 calls ({counts:?})"
+        );
     }
     assert_eq!(in_flight(&s.registry), 0);
 }
@@ -213,7 +223,11 @@ async fn round_robin_gives_each_worker_its_turn_within_one_call() {
 async fn random_reaches_every_worker() {
     let s = setup(
         LoadBalancingStrategy::Random,
-        &[("a", Duration::ZERO), ("b", Duration::ZERO), ("c", Duration::ZERO)],
+        &[
+            ("a", Duration::ZERO),
+            ("b", Duration::ZERO),
+            ("c", Duration::ZERO),
+        ],
     )
     .await;
     let counts = tally(&s.client, 300, 8).await;
@@ -227,7 +241,10 @@ async fn random_reaches_every_worker() {
 async fn least_connections_steers_away_from_a_slow_worker() {
     let s = setup(
         LoadBalancingStrategy::LeastConnections,
-        &[("slow", Duration::from_millis(100)), ("fast", Duration::from_millis(2))],
+        &[
+            ("slow", Duration::from_millis(100)),
+            ("fast", Duration::from_millis(2)),
+        ],
     )
     .await;
     let counts = tally(&s.client, 400, 8).await;
@@ -242,7 +259,11 @@ async fn least_connections_steers_away_from_a_slow_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_counts_return_to_zero_after_every_kind_of_ending() {
-    let s = setup(LoadBalancingStrategy::LeastConnections, &[("a", Duration::ZERO)]).await;
+    let s = setup(
+        LoadBalancingStrategy::LeastConnections,
+        &[("a", Duration::ZERO)],
+    )
+    .await;
     let f = Some("role=worker");
     // Ok, handler error, handler panic, unknown method.
     assert_eq!(s.client.call_worker("work", vec![], f).await.unwrap(), b"a");
@@ -317,8 +338,14 @@ async fn filters_select_by_tags_and_name_what_they_saw() {
     let registry = &s.registry;
     let mut changes = registry.changes();
     tokio::time::timeout(PATIENCE, async {
-        while !registry.workers().iter().any(|w| w.tags.contains_key("gpu"))
-            || !registry.workers().iter().any(|w| w.tags.contains_key("zone"))
+        while !registry
+            .workers()
+            .iter()
+            .any(|w| w.tags.contains_key("gpu"))
+            || !registry
+                .workers()
+                .iter()
+                .any(|w| w.tags.contains_key("zone"))
         {
             changes.changed().await.unwrap();
         }
@@ -326,9 +353,16 @@ async fn filters_select_by_tags_and_name_what_they_saw() {
     .await
     .expect("tag changes reach the registry");
     for _ in 0..4 {
-        assert_eq!(registry.select_worker(Some("gpu")).await.unwrap().label(), Some("b"));
         assert_eq!(
-            registry.select_worker(Some("role=worker,zone=eu")).await.unwrap().label(),
+            registry.select_worker(Some("gpu")).await.unwrap().label(),
+            Some("b")
+        );
+        assert_eq!(
+            registry
+                .select_worker(Some("role=worker,zone=eu"))
+                .await
+                .unwrap()
+                .label(),
             Some("a")
         );
     }
@@ -337,8 +371,14 @@ async fn filters_select_by_tags_and_name_what_they_saw() {
         .await
         .unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, RpcError::NoWorkers { members: 2, .. }), "{err:?}");
-    assert!(text.contains("\"role=worker,zone=us\"") && text.contains("2 members seen"), "{text}");
+    assert!(
+        matches!(err, RpcError::NoWorkers { members: 2, .. }),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("\"role=worker,zone=us\"") && text.contains("2 members seen"),
+        "{text}"
+    );
     assert!(matches!(
         registry.select_worker(Some("role=worker,,")).await,
         Err(RpcError::InvalidFilter { .. })
@@ -357,12 +397,18 @@ async fn a_draining_worker_gets_no_new_calls_and_finishes_its_own() {
     let calls: Vec<_> = (0..6)
         .map(|_| {
             let c = client.clone();
-            tokio::spawn(async move { c.call_worker("slow", b"400".to_vec(), Some("role=worker")).await })
+            tokio::spawn(async move {
+                c.call_worker("slow", b"400".to_vec(), Some("role=worker"))
+                    .await
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let Node {
-        cluster, server, shutdown, ..
+        cluster,
+        server,
+        shutdown,
+        ..
     } = s.workers.into_iter().next().unwrap();
     let drain = tokio::spawn(async move {
         rpcnet::cluster::drain_and_leave(&cluster, &shutdown, server, Duration::from_secs(5)).await
@@ -380,7 +426,11 @@ async fn a_draining_worker_gets_no_new_calls_and_finishes_its_own() {
     })
     .await
     .expect("the draining tag reaches the registry");
-    assert!(s.registry.workers().iter().any(|w| w.tags.contains_key(DRAINING_TAG)));
+    assert!(s
+        .registry
+        .workers()
+        .iter()
+        .any(|w| w.tags.contains_key(DRAINING_TAG)));
     // New calls, not idempotent, all to b.
     let more: Vec<_> = (0..20)
         .map(|_| {
@@ -389,7 +439,9 @@ async fn a_draining_worker_gets_no_new_calls_and_finishes_its_own() {
         })
         .collect();
     for call in calls {
-        call.await.unwrap().expect("a call in flight on the draining worker finished");
+        call.await
+            .unwrap()
+            .expect("a call in flight on the draining worker finished");
     }
     for call in more {
         assert_eq!(call.await.unwrap().unwrap(), b"b");
@@ -420,7 +472,10 @@ async fn a_call_that_never_reached_a_dead_worker_moves_on_even_if_not_idempotent
         assert_eq!(answer, b"b");
     }
     assert!(
-        s.registry.workers().iter().any(|w| w.state == WorkerState::Ejected)
+        s.registry
+            .workers()
+            .iter()
+            .any(|w| w.state == WorkerState::Ejected)
             || s.registry.workers().len() == 1,
         "a is out of rotation: {:?}",
         s.registry.workers()
@@ -448,7 +503,9 @@ async fn a_call_a_dead_worker_may_have_run_is_retried_only_if_idempotent() {
                 "slow",
                 b"3000".to_vec(),
                 Some("role=worker"),
-                CallOptions::new().idempotent(idempotent).with_timeout(Duration::from_secs(10)),
+                CallOptions::new()
+                    .idempotent(idempotent)
+                    .with_timeout(Duration::from_secs(10)),
             )
             .await
         })
@@ -480,7 +537,11 @@ async fn a_call_a_dead_worker_may_have_run_is_retried_only_if_idempotent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_worker_that_still_answers_pings_is_not_ejected() {
-    let s = setup(LoadBalancingStrategy::LeastConnections, &[("a", Duration::ZERO)]).await;
+    let s = setup(
+        LoadBalancingStrategy::LeastConnections,
+        &[("a", Duration::ZERO)],
+    )
+    .await;
     // Handlers busy for 2.5 s: well past the 1 s idle timeout of worker
     // connections, so only the keep-alive PINGs keep the connection up.
     let calls: Vec<_> = (0..4)

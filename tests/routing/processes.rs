@@ -31,7 +31,14 @@ struct Proc {
 impl Proc {
     async fn spawn(listen: &str, seed: SocketAddr, label: &str) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rpcnet-worker"))
-            .args(["--listen", listen, "--seed", &seed.to_string(), "--label", label])
+            .args([
+                "--listen",
+                listen,
+                "--seed",
+                &seed.to_string(),
+                "--label",
+                label,
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -53,7 +60,11 @@ impl Proc {
             .await
             .expect("worker started")
             .expect("READY line");
-        let addr = ready.strip_prefix("READY ").expect("READY first").parse().unwrap();
+        let addr = ready
+            .strip_prefix("READY ")
+            .expect("READY first")
+            .parse()
+            .unwrap();
         Proc { child, addr, lines }
     }
 
@@ -89,7 +100,9 @@ async fn director() -> (ClusterMembership, SocketAddr) {
     let handle = server.handle();
     let addr = handle.socket_addr().unwrap();
     tokio::spawn(async move { server.start(quic).await });
-    let cluster = ClusterMembership::new(fast().with_server(handle)).await.unwrap();
+    let cluster = ClusterMembership::new(fast().with_server(handle))
+        .await
+        .unwrap();
     (cluster, addr)
 }
 
@@ -130,8 +143,13 @@ impl Load {
         let calls = Arc::new(AtomicUsize::new(0));
         let tasks = (0..concurrency)
             .map(|_| {
-                let (client, stop, ok, failed, calls) =
-                    (client.clone(), stop.clone(), ok.clone(), failed.clone(), calls.clone());
+                let (client, stop, ok, failed, calls) = (
+                    client.clone(),
+                    stop.clone(),
+                    ok.clone(),
+                    failed.clone(),
+                    calls.clone(),
+                );
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
                         calls.fetch_add(1, Ordering::Relaxed);
@@ -139,7 +157,12 @@ impl Load {
                             .idempotent(idempotent)
                             .with_timeout(Duration::from_secs(10));
                         match client
-                            .call_worker_with("sleep", ms.to_string().into_bytes(), Some("role=worker"), options)
+                            .call_worker_with(
+                                "sleep",
+                                ms.to_string().into_bytes(),
+                                Some("role=worker"),
+                                options,
+                            )
                             .await
                         {
                             Ok(label) => ok
@@ -152,7 +175,13 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, tasks, ok, failed, calls }
+        Load {
+            stop,
+            tasks,
+            ok,
+            failed,
+            calls,
+        }
     }
 
     async fn stop(self) -> (Vec<(Instant, String)>, Vec<String>, usize) {
@@ -171,7 +200,10 @@ async fn kill_9_under_idempotent_load_fails_no_call_and_a_restart_gets_calls_aga
     let (cluster, seed) = director().await;
     let mut a = Proc::spawn("127.0.0.1:0", seed, "a").await;
     let _b = Proc::spawn("127.0.0.1:0", seed, "b").await;
-    let registry = Arc::new(WorkerRegistry::new(cluster, LoadBalancingStrategy::LeastConnections));
+    let registry = Arc::new(WorkerRegistry::new(
+        cluster,
+        LoadBalancingStrategy::LeastConnections,
+    ));
     registry.start().await;
     workers_available(&registry, &["a", "b"]).await;
     let client = Arc::new(ClusterClient::new(registry.clone(), client_rpc()));
@@ -200,10 +232,21 @@ async fn kill_9_under_idempotent_load_fails_no_call_and_a_restart_gets_calls_aga
     .expect("the dead worker leaves the rotation");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (ok, failed, calls) = load.stop().await;
-    assert!(failed.is_empty(), "{} of {calls} calls failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
-    assert!(ok.iter().any(|(t, l)| *t > killed && l == "b"), "calls went on after the kill");
+    assert!(
+        failed.is_empty(),
+        "{} of {calls} calls failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(
+        ok.iter().any(|(t, l)| *t > killed && l == "b"),
+        "calls went on after the kill"
+    );
     eprintln!("kill -9: {calls} calls, none failed; out of rotation after {noticed:?}");
-    assert!(noticed < Duration::from_secs(3), "noticed after {noticed:?}");
+    assert!(
+        noticed < Duration::from_secs(3),
+        "noticed after {noticed:?}"
+    );
 
     // Restart at the same address: a new generation that gets calls again.
     let restarted_at = Instant::now();
@@ -211,7 +254,12 @@ async fn kill_9_under_idempotent_load_fails_no_call_and_a_restart_gets_calls_aga
     let reached = tokio::time::timeout(RESTART_BOUND, async {
         loop {
             if let Ok(label) = client
-                .call_worker_with("whoami", vec![], Some("role=worker,label=a"), CallOptions::new().idempotent(true))
+                .call_worker_with(
+                    "whoami",
+                    vec![],
+                    Some("role=worker,label=a"),
+                    CallOptions::new().idempotent(true),
+                )
                 .await
             {
                 assert_eq!(label, b"a");
@@ -236,7 +284,10 @@ async fn sigterm_drains_a_worker_under_load_without_failing_a_call() {
     let (cluster, seed) = director().await;
     let mut a = Proc::spawn("127.0.0.1:0", seed, "a").await;
     let _b = Proc::spawn("127.0.0.1:0", seed, "b").await;
-    let registry = Arc::new(WorkerRegistry::new(cluster, LoadBalancingStrategy::LeastConnections));
+    let registry = Arc::new(WorkerRegistry::new(
+        cluster,
+        LoadBalancingStrategy::LeastConnections,
+    ));
     registry.start().await;
     workers_available(&registry, &["a", "b"]).await;
     let client = Arc::new(ClusterClient::new(registry.clone(), client_rpc()));
@@ -246,15 +297,29 @@ async fn sigterm_drains_a_worker_under_load_without_failing_a_call() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     a.signal("-TERM");
     assert!(a.line("DRAINING", PATIENCE).await.is_some());
-    let served = a.line("SERVED ", PATIENCE).await.expect("the worker reports its calls");
+    let served = a
+        .line("SERVED ", PATIENCE)
+        .await
+        .expect("the worker reports its calls");
     let served: usize = served["SERVED ".len()..].parse().unwrap();
     assert!(a.line("LEFT", PATIENCE).await.is_some(), "the worker left");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (ok, failed, calls) = load.stop().await;
-    assert!(failed.is_empty(), "{} of {calls} failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} of {calls} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
     let answered_by_a = ok.iter().filter(|(_, l)| l == "a").count();
-    assert_eq!(answered_by_a, served, "every call a ran was answered to the client");
+    assert_eq!(
+        answered_by_a, served,
+        "every call a ran was answered to the client"
+    );
     assert!(served > 0);
-    let status = tokio::time::timeout(PATIENCE, a.child.wait()).await.unwrap().unwrap();
+    let status = tokio::time::timeout(PATIENCE, a.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "{status:?}");
 }

@@ -139,7 +139,9 @@ mod tests {
     fn random_is_seeded_and_roughly_uniform() {
         let run = |seed| {
             let mut p = Picker::new(LoadBalancingStrategy::Random, seed);
-            (0..4000).map(|_| p.pick(&[0, 0, 0, 0]).unwrap()).collect::<Vec<_>>()
+            (0..4000)
+                .map(|_| p.pick(&[0, 0, 0, 0]).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(42), run(42), "same seed, same choices");
         assert_ne!(run(42), run(43));

@@ -324,7 +324,8 @@ impl ClusterClient {
             .await;
             let AttemptError { error, connected } = match result {
                 Ok(value) => {
-                    self.registry.record(&worker, Outcome::Answered, Instant::now());
+                    self.registry
+                        .record(&worker, Outcome::Answered, Instant::now());
                     return Ok((value, worker));
                 }
                 Err(e) => e,

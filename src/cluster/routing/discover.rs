@@ -107,7 +107,8 @@ impl Worker {
 #[derive(Debug, Clone)]
 struct Member {
     id: NodeId,
-    tags: Tags,
+    /// Shared so that a selection clones a pointer, not the map.
+    tags: Arc<Tags>,
     suspect: bool,
     draining: bool,
     cell: Arc<WorkerCell>,
@@ -116,7 +117,7 @@ struct Member {
 impl Member {
     fn same_as(&self, other: &Member) -> bool {
         self.id == other.id
-            && self.tags == other.tags
+            && *self.tags == *other.tags
             && self.suspect == other.suspect
             && self.draining == other.draining
     }
@@ -141,7 +142,7 @@ impl Pool {
             .filter(|m| matches!(m.status, NodeStatus::Alive | NodeStatus::Suspect))
             .map(|m| Member {
                 id: m.id,
-                tags: m.tags.clone(),
+                tags: Arc::new(m.tags.clone()),
                 suspect: m.status == NodeStatus::Suspect,
                 draining: m.tags.contains_key(DRAINING_TAG),
                 cell: previous
@@ -226,7 +227,11 @@ impl WorkerRegistry {
 
     /// [`new`](Self::new) with the RNG of [`LoadBalancingStrategy::Random`]
     /// seeded, for reproducible runs.
-    pub fn with_seed(cluster: ClusterMembership, strategy: LoadBalancingStrategy, seed: u64) -> Self {
+    pub fn with_seed(
+        cluster: ClusterMembership,
+        strategy: LoadBalancingStrategy,
+        seed: u64,
+    ) -> Self {
         let pool = Pool::from_view(&cluster.view(), &Pool::default());
         Self {
             shared: Arc::new(Shared {
@@ -287,7 +292,7 @@ impl WorkerRegistry {
             .iter()
             .map(|m| WorkerStatus {
                 id: m.id,
-                tags: m.tags.clone(),
+                tags: Tags::clone(&m.tags),
                 label: m.tags.get(LABEL_TAG).cloned(),
                 in_flight: m.cell.in_flight(),
                 state: state_of(m, now),
@@ -318,33 +323,34 @@ impl WorkerRegistry {
     /// Selects among matching, selectable workers other than `avoid`.
     pub(crate) fn select(
         &self,
-        filter: &WorkerFilter,
+        filter: &WorkerFilter<'_>,
         filter_text: &str,
         avoid: &[NodeId],
         now: Instant,
     ) -> Result<Worker, RpcError> {
         let pool = self.pool();
-        let matching: Vec<&Member> = pool
-            .members
-            .iter()
-            .filter(|m| filter.matches(&m.tags) && !avoid.contains(&m.id))
-            .collect();
-        let candidates: Vec<&Member> = matching
-            .iter()
-            .copied()
-            .filter(|m| state_of(m, now) == WorkerState::Available)
-            .collect();
-        let loads: Vec<usize> = candidates.iter().map(|m| m.cell.in_flight()).collect();
+        let mut matching = 0;
+        let mut candidates: Vec<(&Member, usize)> = Vec::with_capacity(pool.members.len());
+        for m in &pool.members {
+            if !filter.matches(&m.tags) || avoid.contains(&m.id) {
+                continue;
+            }
+            matching += 1;
+            if state_of(m, now) == WorkerState::Available {
+                candidates.push((m, m.cell.in_flight()));
+            }
+        }
+        let loads: Vec<usize> = candidates.iter().map(|(_, load)| *load).collect();
         let chosen = lock(&self.shared.picker).pick(&loads);
         let Some(index) = chosen else {
             return Err(RpcError::NoWorkers {
                 filter: filter_text.to_owned(),
                 members: pool.seen,
-                unavailable: matching.len(),
+                unavailable: matching,
                 avoided: avoid.len(),
             });
         };
-        let member = candidates[index].clone();
+        let member = candidates[index].0.clone();
         member.cell.health().on_selected(now, &self.shared.policy);
         let in_flight = InFlight::new(member.cell.clone());
         Ok(Worker {

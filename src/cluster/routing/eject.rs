@@ -82,7 +82,12 @@ impl Health {
 
     /// Records a call's outcome; returns whether the worker's rotation
     /// status changed (ejected or put back).
-    pub(crate) fn record(&mut self, outcome: Outcome, now: Instant, policy: &EjectionPolicy) -> bool {
+    pub(crate) fn record(
+        &mut self,
+        outcome: Outcome,
+        now: Instant,
+        policy: &EjectionPolicy,
+    ) -> bool {
         match outcome {
             Outcome::Answered => {
                 let was = self.until.is_some();
@@ -130,7 +135,10 @@ mod tests {
         let mut h = Health::default();
         assert!(h.record(Outcome::ConnectionFailed, t0, &p));
         assert!(h.is_ejected(t0) && h.is_ejected(t0 + S / 2));
-        assert!(!h.is_ejected(t0 + S), "the ejection ends after base_ejection");
+        assert!(
+            !h.is_ejected(t0 + S),
+            "the ejection ends after base_ejection"
+        );
         h.on_selected(t0 + S, &p);
         assert!(h.is_ejected(t0 + S), "re-armed while the probe runs");
         assert!(h.record(Outcome::Answered, t0 + S, &p));

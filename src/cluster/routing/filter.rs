@@ -5,34 +5,35 @@ use crate::cluster::Tags;
 use crate::RpcError;
 
 /// One condition of a filter.
+/// Borrowed from the filter text: parsing a call's filter allocates only
+/// the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Condition {
+enum Condition<'a> {
     /// The tag is present, any value.
-    Has(String),
+    Has(&'a str),
     /// The tag has exactly this value.
-    Equals(String, String),
+    Equals(&'a str, &'a str),
 }
 
 /// A parsed worker filter: every condition must hold.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct WorkerFilter {
-    conditions: Vec<Condition>,
+pub(crate) struct WorkerFilter<'a> {
+    conditions: Vec<Condition<'a>>,
 }
 
 /// Longest filter accepted, in bytes (a filter names at most
 /// [`MAX_TAGS`](crate::cluster::MAX_TAGS) tags of
 /// [`MAX_TAG_LEN`](crate::cluster::MAX_TAG_LEN) bytes each).
-const MAX_FILTER_LEN: usize =
-    crate::cluster::MAX_TAGS * (2 * crate::cluster::MAX_TAG_LEN + 2);
+const MAX_FILTER_LEN: usize = crate::cluster::MAX_TAGS * (2 * crate::cluster::MAX_TAG_LEN + 2);
 
-impl WorkerFilter {
+impl<'a> WorkerFilter<'a> {
     /// Parses `"k=v,k2,k3=v3"`. Whitespace around keys and values is
     /// ignored; `None` (no filter) matches every worker.
     ///
     /// # Errors
     /// [`RpcError::InvalidFilter`] for an empty condition (`"a=b,,c"`), an
     /// empty key (`"=x"`), or a filter longer than any tag set could match.
-    pub(crate) fn parse(filter: Option<&str>) -> Result<Self, RpcError> {
+    pub(crate) fn parse(filter: Option<&'a str>) -> Result<Self, RpcError> {
         let Some(text) = filter else {
             return Ok(Self::default());
         };
@@ -50,8 +51,8 @@ impl WorkerFilter {
                 return Err(invalid("empty condition"));
             }
             let condition = match part.split_once('=') {
-                Some((k, v)) => Condition::Equals(k.trim().to_owned(), v.trim().to_owned()),
-                None => Condition::Has(part.to_owned()),
+                Some((k, v)) => Condition::Equals(k.trim(), v.trim()),
+                None => Condition::Has(part),
             };
             let key = match &condition {
                 Condition::Has(k) | Condition::Equals(k, _) => k,
@@ -67,8 +68,8 @@ impl WorkerFilter {
     /// Whether `tags` satisfy every condition.
     pub(crate) fn matches(&self, tags: &Tags) -> bool {
         self.conditions.iter().all(|c| match c {
-            Condition::Has(k) => tags.contains_key(k),
-            Condition::Equals(k, v) => tags.get(k) == Some(v),
+            Condition::Has(k) => tags.contains_key(*k),
+            Condition::Equals(k, v) => tags.get(*k).is_some_and(|have| have == v),
         })
     }
 }

@@ -68,7 +68,11 @@ mod tests {
         })
         .join();
         assert!(panicked.is_err());
-        assert_eq!(cell.in_flight(), 1, "the panicking holder gave its count back");
+        assert_eq!(
+            cell.in_flight(),
+            1,
+            "the panicking holder gave its count back"
+        );
         drop(b);
         assert_eq!(cell.in_flight(), 0);
     }

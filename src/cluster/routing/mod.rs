@@ -25,9 +25,9 @@ mod load;
 mod retry;
 
 pub use balance::LoadBalancingStrategy;
-pub use discover::{Worker, WorkerRegistry, WorkerState, WorkerStatus, DRAINING_TAG, LABEL_TAG};
-pub use client::{ClusterClient, ClusterClientConfig, FailedAttempt, WorkerStream};
 pub(crate) use client::format_attempts;
+pub use client::{ClusterClient, ClusterClientConfig, FailedAttempt, WorkerStream};
+pub use discover::{Worker, WorkerRegistry, WorkerState, WorkerStatus, DRAINING_TAG, LABEL_TAG};
 pub use drain::drain_and_leave;
 pub use eject::EjectionPolicy;
 pub use retry::RetryBudgetConfig;

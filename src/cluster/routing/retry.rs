@@ -164,7 +164,10 @@ mod tests {
         let mut b = RetryBudget::new(config, t);
         assert_eq!((0..50).filter(|_| b.try_withdraw(t)).count(), 10);
         assert!(!b.try_withdraw(t + Duration::from_secs(5)));
-        assert!(b.try_withdraw(t + Duration::from_secs(11)), "the spent retries aged out");
+        assert!(
+            b.try_withdraw(t + Duration::from_secs(11)),
+            "the spent retries aged out"
+        );
     }
 
     #[test]
