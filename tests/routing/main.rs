@@ -563,3 +563,32 @@ async fn a_busy_worker_that_still_answers_pings_is_not_ejected() {
         .iter()
         .all(|w| w.state == WorkerState::Available));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_client_works_under_tower_layers() {
+    use tower::{Service, ServiceBuilder, ServiceExt};
+    let s = setup(LoadBalancingStrategy::RoundRobin, &[("a", Duration::ZERO)]).await;
+    let client = rpcnet::RpcClient::connect(s.workers[0].addr, client_rpc())
+        .await
+        .unwrap();
+    let mut service = ServiceBuilder::new()
+        .concurrency_limit(2)
+        .timeout(Duration::from_millis(300))
+        .service(client);
+    let answer = service
+        .ready()
+        .await
+        .unwrap()
+        .call(rpcnet::UnaryRequest::new("work", vec![]))
+        .await
+        .unwrap();
+    assert_eq!(answer, b"a");
+    // tower's timeout layer ends a call the server would answer too late.
+    let late = service
+        .ready()
+        .await
+        .unwrap()
+        .call(rpcnet::UnaryRequest::new("slow", b"2000".to_vec()))
+        .await;
+    assert!(late.unwrap_err().is::<tower::timeout::error::Elapsed>());
+}
