@@ -37,13 +37,15 @@
 //! | `tls` | s2n-tls providers: empty trust stores, optional mutual TLS |
 //! | `config` | [`RpcConfig`], limits and [`DEFAULT_TIMEOUT`] |
 //! | `error` | [`RpcError`] |
+//! | `call` | [`CallOptions`]: metadata, timeout, idempotence of one call |
 //! | `server` | [`RpcServer`]: accept loop, per-connection and per-call tasks, graceful shutdown |
 //! | `client` | [`RpcClient`] and [`ResponseStream`] |
 //! | `udp` | the UDP socket and the endpoint's event loop: s2n-quic's packet rings, with packets sent from the endpoint's own task |
-//! | [`cluster`] | membership: Phi Accrual detector, SWIM core (foca), deterministic simulator, QUIC shell, registries (`docs/CLUSTER.md`) |
+//! | [`cluster`] | membership: Phi Accrual detector, SWIM core (foca), deterministic simulator, QUIC shell, registries; routing: `WorkerRegistry`, `ClusterClient` (`docs/CLUSTER.md`) |
 
 #![warn(missing_docs)]
 
+mod call;
 mod client;
 pub mod cluster;
 mod config;
@@ -54,7 +56,8 @@ mod tls;
 mod udp;
 pub mod wire;
 
-pub use client::{ResponseStream, RpcClient};
+pub use call::CallOptions;
+pub use client::{ResponseStream, RpcClient, UnaryRequest};
 pub use config::{
     RpcConfig, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_MTU,
     DEFAULT_STREAM_WINDOW, DEFAULT_TIMEOUT,

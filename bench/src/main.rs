@@ -10,6 +10,7 @@
 
 mod load;
 mod report;
+mod routing;
 mod systems;
 mod udp;
 
@@ -32,6 +33,18 @@ fn main() {
             let runtime = runtime();
             runtime.block_on(profile(system, &args[3], Duration::from_secs_f64(seconds)));
         }
+        Some("serve-worker") => {
+            exit_when_parent_goes();
+            let seed: SocketAddr = args[2].parse().expect("seed address");
+            let listen = args.get(4).map_or("127.0.0.1:0", String::as_str);
+            runtime().block_on(routing::serve_worker(seed, &args[3], listen, announce));
+        }
+        // Routing figures alone: `rpcnet-bench routing [--quick]`.
+        Some("routing") => {
+            let plan = Plan::new(args.iter().any(|a| a == "--quick"));
+            let figures = Shape::Default.runtime().block_on(routing_figures(&plan));
+            println!("{}", figures.markdown());
+        }
         Some("udp-echo") => {
             exit_when_parent_goes();
             udp::echo_server(announce);
@@ -48,6 +61,7 @@ fn main() {
             let plan = Plan::new(quick);
             let mut report = Shape::Default.runtime().block_on(run(&plan));
             report.one_worker = Shape::OneWorker.runtime().block_on(run_one_worker(&plan));
+            report.routing = Some(Shape::Default.runtime().block_on(routing_figures(&plan)));
             let text = report.markdown(quick);
             println!("{text}");
             if let Some(dir) = std::path::Path::new(&out).parent() {
@@ -219,6 +233,8 @@ struct Plan {
     stream_messages: u32,
     connects: usize,
     udp_round_trips: usize,
+    /// Worker kills for the routing figures (at least 10).
+    kills: usize,
 }
 
 impl Plan {
@@ -230,6 +246,7 @@ impl Plan {
                 stream_messages: 100_000,
                 connects: 15,
                 udp_round_trips: 5_000,
+                kills: 10,
             }
         } else {
             Plan {
@@ -238,9 +255,14 @@ impl Plan {
                 stream_messages: 100_000,
                 connects: 50,
                 udp_round_trips: 20_000,
+                kills: 20,
             }
         }
     }
+}
+
+async fn routing_figures(plan: &Plan) -> routing::Figures {
+    routing::measure(plan.repeats, plan.unary_duration, plan.kills).await
 }
 
 /// The tokio runtime of every process in one pass of the report.

@@ -71,6 +71,8 @@ pub struct Report {
     /// The targets' workloads again, one worker per process.
     pub one_worker: Vec<Row>,
     pub udp_p50_us: f64,
+    /// `ClusterClient` overhead and kill -9 recovery (`routing.rs`).
+    pub routing: Option<crate::routing::Figures>,
 }
 
 /// What the names of the second pass's rows carry.
@@ -234,6 +236,10 @@ impl Report {
                 "| {name} | {measured} | {} | {other} | {other_met} |",
                 yes(met)
             );
+        }
+        if let Some(routing) = &self.routing {
+            md.push('\n');
+            md.push_str(&routing.markdown());
         }
         // The profile notes are maintained by hand in bench/analysis.md.
         match std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/analysis.md")) {

@@ -6,6 +6,7 @@
 
 mod connection;
 mod endpoint;
+mod service;
 mod streaming;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use s2n_quic::client::Connect;
 
+pub use service::UnaryRequest;
 pub use streaming::ResponseStream;
 
 /// Unary payloads smaller than this are copied into the request buffer;

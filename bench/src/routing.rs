@@ -1,0 +1,369 @@
+//! Routing figures: the cost of going through `ClusterClient` (registry
+//! selection, in-flight guard, pooled connection lookup) and how long calls
+//! caught by a `kill -9` of a worker take to succeed on another worker.
+//!
+//! Workers are processes of this binary (`serve-worker SEED LABEL`): an RPC
+//! server with mutual TLS, cluster membership tagged `role=worker`, an
+//! `echo` method. The director (membership only), the registry and the
+//! clients run in the measuring process.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rpcnet::cluster::{
+    ClusterClient, ClusterConfig, ClusterMembership, LoadBalancingStrategy, WorkerRegistry,
+    WorkerState,
+};
+use rpcnet::{CallOptions, RpcClient, RpcConfig, RpcServer};
+
+use crate::report::{median, percentile};
+use crate::systems::cert;
+use crate::ServerProcess;
+
+/// The routing section of the report.
+#[derive(Debug, Default)]
+pub struct Figures {
+    /// Calls/s through `ClusterClient` to two workers, c=64, 16 B (median of repeats).
+    pub cluster_calls_per_sec: f64,
+    /// Calls/s of a direct `RpcClient` to one worker, same load.
+    pub direct_calls_per_sec: f64,
+    /// p50 latencies (µs): cluster, direct.
+    pub cluster_p50_us: f64,
+    /// See `cluster_p50_us`.
+    pub direct_p50_us: f64,
+    /// Calls/s through `ClusterClient` restricted to worker a (`label=a`),
+    /// the same worker the direct client calls: the routing path's own cost.
+    pub one_worker_calls_per_sec: f64,
+    /// See `one_worker_calls_per_sec`.
+    pub one_worker_p50_us: f64,
+    /// Per kill: time from `kill -9` until every call in flight at the
+    /// kill had succeeded (ms).
+    pub recovery_ms: Vec<f64>,
+    /// Calls made during the kill runs, and how many failed.
+    pub kill_calls: usize,
+    /// See `kill_calls`.
+    pub kill_failures: usize,
+}
+
+impl Figures {
+    /// The routing overhead: how much lower the cluster rate is, in percent.
+    pub fn overhead_percent(&self) -> f64 {
+        (1.0 - self.cluster_calls_per_sec / self.direct_calls_per_sec) * 100.0
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut sorted = self.recovery_ms.clone();
+        sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let p50 = percentile(&sorted, 0.5);
+        let p99 = percentile(&sorted, 0.99);
+        let overhead = self.overhead_percent();
+        format!(
+            "## Routing (ClusterClient)\n\n\
+             | measurement | value | target |\n|---|---|---|\n\
+             | unary 16 B c=64, `ClusterClient` → 2 workers: calls/s | {:.0} (p50 {:.0} µs) | |\n\
+             | unary 16 B c=64, `RpcClient` → 1 worker: calls/s | {:.0} (p50 {:.0} µs) | |\n\
+             | unary 16 B c=64, `ClusterClient` → the same 1 worker (`label=a`): calls/s | {:.0} (p50 {:.0} µs) | |\n\
+             | routing overhead, 2 workers vs direct to 1 (rate lost) | {overhead:.1}% | ≤ 10% {} |\n\
+             | `kill -9` → every call caught by the kill succeeded elsewhere, {} kills: p50 / p99 / max | {p50:.0} / {p99:.0} / {:.0} ms | p99 ≤ 1000 ms {} |\n\
+             | calls during the kill runs / failed | {} / {} | 0 failed {} |\n\n\
+             The kill figure bounds the time to the first successful retried call from above: it is \
+             when the *last* call that was in flight on the killed worker completed on the other one. \
+             Those calls wait at most for the worker connection's idle timeout (800 ms, kept alive \
+             by PINGs every 267 ms); sometimes the loss is noticed at once.\n",
+            self.cluster_calls_per_sec,
+            self.cluster_p50_us,
+            self.direct_calls_per_sec,
+            self.direct_p50_us,
+            self.one_worker_calls_per_sec,
+            self.one_worker_p50_us,
+            if overhead <= 10.0 { "✅" } else { "❌" },
+            sorted.len(),
+            sorted.last().copied().unwrap_or(0.0),
+            if p99 <= 1000.0 { "✅" } else { "❌" },
+            self.kill_calls,
+            self.kill_failures,
+            if self.kill_failures == 0 { "✅" } else { "❌" },
+        )
+    }
+}
+
+fn client_rpc() -> RpcConfig {
+    RpcConfig::new(cert("ca.pem"), "127.0.0.1:0")
+        .with_client_identity(cert("test_cert.pem"), cert("test_key.pem"))
+}
+
+/// A node's RPC server (mutual TLS) and its membership.
+async fn node(
+    tags: &[(&str, &str)],
+    seed: Option<SocketAddr>,
+    listen: &str,
+) -> (ClusterMembership, SocketAddr) {
+    let rpc = RpcConfig::new(cert("test_cert.pem"), listen)
+        .with_key_path(cert("test_key.pem"))
+        .with_client_ca_path(cert("ca.pem"))
+        .with_max_concurrent_streams(1024);
+    let mut server = RpcServer::new(rpc);
+    server.register("echo", |p| async move { Ok(p) }).await;
+    let quic = server.bind().expect("bind");
+    let handle = server.handle();
+    let addr = handle.socket_addr().unwrap();
+    tokio::spawn(async move { server.start(quic).await });
+    // A generation that grows across restarts (see rpcnet-worker).
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut config = ClusterConfig::default()
+        .with_generation(generation)
+        .with_server(handle);
+    for (k, v) in tags {
+        config = config.with_tag(*k, *v);
+    }
+    let cluster = ClusterMembership::new(config).await.expect("membership");
+    if let Some(seed) = seed {
+        cluster.join(vec![seed]).await.expect("join");
+    }
+    (cluster, addr)
+}
+
+/// `serve-worker SEED LABEL [LISTEN]`: a worker process until the parent goes.
+pub async fn serve_worker(
+    seed: SocketAddr,
+    label: &str,
+    listen: &str,
+    ready: impl FnOnce(SocketAddr),
+) {
+    let (_cluster, addr) = node(&[("role", "worker"), ("label", label)], Some(seed), listen).await;
+    ready(addr);
+    std::future::pending::<()>().await;
+}
+
+async fn available(registry: &WorkerRegistry, n: usize) {
+    let mut changes = registry.changes();
+    let count = || {
+        registry
+            .workers()
+            .iter()
+            .filter(|w| w.state == WorkerState::Available && w.tags.contains_key("role"))
+            .count()
+    };
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while count() < n {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("workers join");
+}
+
+/// `concurrency` loops calling back to back for `duration`; (calls/s, p50 µs).
+async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, call: F) -> (f64, f64)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let end = Instant::now() + duration;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(4096);
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    call().await;
+                    latencies.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (rate, percentile(&all, 0.5))
+}
+
+pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figures {
+    let (director, seed) = node(&[], None, "127.0.0.1:0").await;
+    let seed_text = seed.to_string();
+    let mut workers = [
+        ServerProcess::spawn(&["serve-worker", &seed_text, "a"]),
+        ServerProcess::spawn(&["serve-worker", &seed_text, "b"]),
+    ];
+    let registry = Arc::new(WorkerRegistry::new(
+        director.clone(),
+        LoadBalancingStrategy::LeastConnections,
+    ));
+    registry.start().await;
+    available(&registry, 2).await;
+    let cluster = Arc::new(ClusterClient::new(registry.clone(), client_rpc()));
+    let direct = RpcClient::connect(workers[0].addr, client_rpc())
+        .await
+        .expect("connect");
+    let payload = vec![0xabu8; 16];
+
+    let mut figures = Figures::default();
+    // Rates and p50s per mode: ClusterClient to both workers, ClusterClient
+    // to worker a only (filter), RpcClient to worker a.
+    let mut rates = [vec![], vec![], vec![]];
+    let mut p50s = [vec![], vec![], vec![]];
+    for _ in 0..repeats {
+        for mode in 0..3 {
+            let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
+            let call = move || {
+                let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
+                async move {
+                    let reply = match mode {
+                        0 => {
+                            cluster
+                                .call_worker("echo", payload, Some("role=worker"))
+                                .await
+                        }
+                        1 => cluster.call_worker("echo", payload, Some("label=a")).await,
+                        _ => direct.call("echo", payload).await,
+                    };
+                    assert_eq!(reply.expect("echo").len(), 16);
+                }
+            };
+            closed_loop(64, duration / 4, call.clone()).await;
+            let (rate, p50) = closed_loop(64, duration, call).await;
+            rates[mode].push(rate);
+            p50s[mode].push(p50);
+        }
+    }
+    figures.cluster_calls_per_sec = median(&mut rates[0]);
+    figures.cluster_p50_us = median(&mut p50s[0]);
+    figures.one_worker_calls_per_sec = median(&mut rates[1]);
+    figures.one_worker_p50_us = median(&mut p50s[1]);
+    figures.direct_calls_per_sec = median(&mut rates[2]);
+    figures.direct_p50_us = median(&mut p50s[2]);
+    eprintln!(
+        "routing c=64: cluster→2 {:.0} calls/s, cluster→1 {:.0}, direct→1 {:.0} ({:.1}% overhead)",
+        figures.cluster_calls_per_sec,
+        figures.one_worker_calls_per_sec,
+        figures.direct_calls_per_sec,
+        figures.overhead_percent()
+    );
+    drop(direct);
+
+    // Kills: steady idempotent load at c=8; kill -9 a worker; note when the
+    // last call in flight at the kill completes; restart it; repeat.
+    for k in 0..kills {
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(AtomicUsize::new(0));
+        // Completion times of calls started before `kill_at` (set below).
+        let kill_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let caught: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (cluster, stop, calls, failures, kill_at, caught) = (
+                    cluster.clone(),
+                    stop.clone(),
+                    calls.clone(),
+                    failures.clone(),
+                    kill_at.clone(),
+                    caught.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let started = Instant::now();
+                        calls.fetch_add(1, Ordering::Relaxed);
+                        let options = CallOptions::new()
+                            .idempotent(true)
+                            .with_timeout(Duration::from_secs(10));
+                        let result = cluster
+                            .call_worker_with("echo", vec![1; 16], Some("role=worker"), options)
+                            .await;
+                        let done = Instant::now();
+                        if result.is_err() {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if kill_at
+                            .lock()
+                            .unwrap()
+                            .is_some_and(|k| started < k && done > k)
+                        {
+                            caught.lock().unwrap().push(done);
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let victim = k % 2;
+        let label = if victim == 0 { "a" } else { "b" };
+        let killed = Instant::now();
+        *kill_at.lock().unwrap() = Some(killed);
+        let _ = workers[victim].child.kill(); // SIGKILL
+        let _ = workers[victim].child.wait();
+        // Long enough for every caught call to finish (idle timeout + margin).
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let last = caught.lock().unwrap().iter().max().copied();
+        if let Some(last) = last {
+            figures
+                .recovery_ms
+                .push((last - killed).as_secs_f64() * 1e3);
+        }
+        figures.kill_calls += calls.load(Ordering::Relaxed);
+        figures.kill_failures += failures.load(Ordering::Relaxed);
+        eprintln!(
+            "kill {k}: {} caught calls done after {:?}, {} failed so far",
+            caught.lock().unwrap().len(),
+            last.map(|l| l - killed),
+            figures.kill_failures
+        );
+        // Restart at the same address: the new generation replaces the
+        // dead one in the pool.
+        let addr = workers[victim].addr;
+        let old: Vec<_> = registry
+            .workers()
+            .iter()
+            .filter(|w| w.addr() == addr)
+            .map(|w| w.id)
+            .collect();
+        workers[victim] =
+            ServerProcess::spawn(&["serve-worker", &seed_text, label, &addr.to_string()]);
+        let mut changes = registry.changes();
+        let restarted = Instant::now();
+        let back = tokio::time::timeout(Duration::from_secs(60), async {
+            while !registry.workers().iter().any(|w| {
+                w.addr() == addr && !old.contains(&w.id) && w.state == WorkerState::Available
+            }) {
+                changes.changed().await.unwrap();
+            }
+        })
+        .await;
+        eprintln!(
+            "restart: back after {:?}: {:?}",
+            restarted.elapsed(),
+            registry
+                .workers()
+                .iter()
+                .map(|w| (w.id, w.state))
+                .collect::<Vec<_>>()
+        );
+        if back.is_err() {
+            let view = director.view();
+            eprintln!(
+                "membership view of {addr}: {:?}",
+                view.members
+                    .iter()
+                    .filter(|m| m.addr() == addr)
+                    .map(|m| (m.id, m.status, m.tags.clone()))
+                    .collect::<Vec<_>>()
+            );
+        }
+        back.expect("the restarted worker is back in rotation");
+    }
+    figures
+}
