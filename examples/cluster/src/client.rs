@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rpcnet::{RpcClient, RpcConfig, RpcError, ResponseStream};
+use rpcnet::{ResponseStream, RpcClient, RpcConfig, RpcError};
 
 use crate::certs::{CertDir, CLIENT_FILES};
 use crate::ledger::{Delivery, StreamLedger};
@@ -117,14 +117,16 @@ impl Client {
         let director = match &self.director {
             Some(director) => director.clone(),
             None => {
-                let director = within(RpcClient::connect(self.director_addr, self.config.clone())).await?;
+                let director =
+                    within(RpcClient::connect(self.director_addr, self.config.clone())).await?;
                 println!("✅ connected to director");
                 self.director = Some(director.clone());
                 director
             }
         };
         let now = Instant::now();
-        self.avoid.retain(|(_, at)| now.duration_since(*at) < AVOID_FOR);
+        self.avoid
+            .retain(|(_, at)| now.duration_since(*at) < AVOID_FOR);
         let request = AssignRequest {
             avoid: self.avoid.iter().map(|(addr, _)| *addr).collect(),
         };
@@ -178,11 +180,11 @@ impl Client {
             Ok(request) => request,
             Err(e) => return fail(e),
         };
-        let mut tokens = match within(connection.call_server_streaming(GENERATE_METHOD, request)).await
-        {
-            Ok(tokens) => tokens,
-            Err(e) => return fail(e),
-        };
+        let mut tokens =
+            match within(connection.call_server_streaming(GENERATE_METHOD, request)).await {
+                Ok(tokens) => tokens,
+                Err(e) => return fail(e),
+            };
         println!("🌊 stream opened successfully, starting to consume responses");
         loop {
             let token = match tokens.next().await {
@@ -216,7 +218,9 @@ impl Client {
     }
 }
 
-async fn within<T>(step: impl std::future::Future<Output = Result<T, RpcError>>) -> Result<T, RpcError> {
+async fn within<T>(
+    step: impl std::future::Future<Output = Result<T, RpcError>>,
+) -> Result<T, RpcError> {
     tokio::time::timeout(STEP_TIMEOUT, step)
         .await
         .unwrap_or(Err(RpcError::Timeout))

@@ -104,16 +104,19 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let end = started + duration;
     let outcome = async {
         demo.start("director", &[("DIRECTOR_ADDR", director.clone())])?;
-        demo.expect(&mut lines, "director", "🚀 Director ready").await?;
+        demo.expect(&mut lines, "director", "🚀 Director ready")
+            .await?;
         for i in 0..demo.workers.len() {
             demo.start_worker(i)?;
         }
         for i in 0..demo.workers.len() {
             let name = demo.workers[i].0.clone();
-            demo.expect(&mut lines, &name, "is running and ready").await?;
+            demo.expect(&mut lines, &name, "is running and ready")
+                .await?;
         }
         demo.start("client", &[("DIRECTOR_ADDR", director.clone())])?;
-        demo.expect(&mut lines, "client", "📦 received token").await?;
+        demo.expect(&mut lines, "client", "📦 received token")
+            .await?;
         Ok::<_, Box<dyn std::error::Error>>(())
     }
     .await;
@@ -177,8 +180,16 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 impl Demo {
-    fn start(&mut self, name: &str, envs: &[(&str, String)]) -> Result<(), Box<dyn std::error::Error>> {
-        let role = if name.starts_with("worker") { "worker" } else { name };
+    fn start(
+        &mut self,
+        name: &str,
+        envs: &[(&str, String)],
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let role = if name.starts_with("worker") {
+            "worker"
+        } else {
+            name
+        };
         // The processes' logs are shown at `error` unless RUST_LOG says otherwise.
         let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
         let pid = self.processes.spawn(
@@ -222,7 +233,9 @@ impl Demo {
                         return Ok(());
                     }
                 }
-                _ => return Err(format!("{who} did not print {needle:?} within {STARTUP:?}").into()),
+                _ => {
+                    return Err(format!("{who} did not print {needle:?} within {STARTUP:?}").into())
+                }
             }
         }
     }
@@ -247,7 +260,11 @@ impl Demo {
         println!("[{}{stream}] {}", line.who, line.text);
     }
 
-    async fn advance(&mut self, stage: Stage, line: &Line) -> Result<Stage, Box<dyn std::error::Error>> {
+    async fn advance(
+        &mut self,
+        stage: Stage,
+        line: &Line,
+    ) -> Result<Stage, Box<dyn std::error::Error>> {
         let pool = if line.who == "director" {
             self.pool.feed(&line.text)
         } else {
@@ -255,7 +272,9 @@ impl Demo {
         };
         let token = line.who == "client" && line.text.starts_with("📦 received token");
         Ok(match stage {
-            Stage::Killed { label, at } if token && self.serving.as_deref() != Some(label.as_str()) => {
+            Stage::Killed { label, at }
+                if token && self.serving.as_deref() != Some(label.as_str()) =>
+            {
                 let took = line.at.duration_since(at);
                 println!(
                     "🎬 demo: the client's first token from {} arrived {} ms after the kill",
@@ -302,7 +321,10 @@ impl Demo {
         let Some(summary) = &self.summary else {
             return Err("the client printed no summary".into());
         };
-        println!("🎬 demo summary (from the client): {}", summary.trim_start_matches("📋 summary: "));
+        println!(
+            "🎬 demo summary (from the client): {}",
+            summary.trim_start_matches("📋 summary: ")
+        );
         match &self.kill_to_first_token {
             Some((label, took)) => println!(
                 "🎬 kill -9 of {label}: the client's next token came {} ms later from another worker; {label} {} the pool after its restart",
@@ -323,7 +345,8 @@ impl Demo {
 
 /// `worker-b` from the client's "direct connection established to worker worker-b at ...".
 pub fn connected_worker(text: &str) -> Option<String> {
-    let rest = text.split("direct connection established to worker ").nth(1)?;
+    let rest = text
+        .split("direct connection established to worker ")
+        .nth(1)?;
     Some(rest.split(" at ").next()?.to_owned())
 }
-

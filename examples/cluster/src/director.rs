@@ -234,7 +234,9 @@ impl PoolStatusReader {
 
 /// Whether pool `entries` list the worker labelled `label`.
 pub fn pool_lists(entries: &[String], label: &str) -> bool {
-    entries.iter().any(|e| e.starts_with(&format!("{label} at ")))
+    entries
+        .iter()
+        .any(|e| e.starts_with(&format!("{label} at ")))
 }
 
 #[cfg(test)]

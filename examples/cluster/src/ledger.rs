@@ -135,7 +135,10 @@ mod tests {
         }
         assert_eq!(ledger.next_sequence(), 6);
         let summary = ledger.summary();
-        assert_eq!((summary.received, summary.missing, summary.duplicated), (5, 0, 0));
+        assert_eq!(
+            (summary.received, summary.missing, summary.duplicated),
+            (5, 0, 0)
+        );
         assert_eq!(summary.longest_gap, Duration::from_millis(100));
     }
 

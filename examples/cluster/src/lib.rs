@@ -57,8 +57,7 @@ pub fn init_tracing() {
 /// # Errors
 /// When the signal handlers cannot be installed.
 pub async fn shutdown_signal() -> std::io::Result<()> {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         result = tokio::signal::ctrl_c() => result,
         _ = terminate.recv() => Ok(()),
@@ -67,7 +66,10 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
 
 /// Runs `program` to completion and turns its outcome into an exit code,
 /// printing an error instead of panicking.
-pub fn exit_code(name: &str, outcome: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+pub fn exit_code(
+    name: &str,
+    outcome: Result<(), Box<dyn std::error::Error>>,
+) -> std::process::ExitCode {
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -99,7 +99,10 @@ mod tests {
         let request = AssignRequest {
             avoid: vec!["127.0.0.1:62001".parse().unwrap()],
         };
-        assert_eq!(decode::<AssignRequest>(&encode(&request).unwrap()).unwrap(), request);
+        assert_eq!(
+            decode::<AssignRequest>(&encode(&request).unwrap()).unwrap(),
+            request
+        );
         let token = Token::at(7);
         assert_eq!(token.text, "token-7");
         assert_eq!(decode::<Token>(&encode(&token).unwrap()).unwrap(), token);

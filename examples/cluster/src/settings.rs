@@ -24,11 +24,7 @@ pub struct BadSetting {
 
 impl std::fmt::Display for BadSetting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}={:?} is not {}",
-            self.name, self.value, self.expected
-        )
+        write!(f, "{}={:?} is not {}", self.name, self.value, self.expected)
     }
 }
 

@@ -233,8 +233,5 @@ pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
     let sockets = (0..n)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
         .collect::<std::io::Result<Vec<_>>>()?;
-    sockets
-        .iter()
-        .map(|s| Ok(s.local_addr()?.port()))
-        .collect()
+    sockets.iter().map(|s| Ok(s.local_addr()?.port())).collect()
 }

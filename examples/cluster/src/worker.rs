@@ -93,8 +93,11 @@ impl WorkerSettings {
             addr: settings::addr("WORKER_ADDR", settings::DEFAULT_WORKER_ADDR)?,
             director: settings::addr("DIRECTOR_ADDR", settings::DEFAULT_DIRECTOR_ADDR)?,
             failures,
-            token_interval: settings::millis("WORKER_TOKEN_INTERVAL_MS", Duration::from_millis(100))?
-                .max(Duration::from_millis(1)),
+            token_interval: settings::millis(
+                "WORKER_TOKEN_INTERVAL_MS",
+                Duration::from_millis(100),
+            )?
+            .max(Duration::from_millis(1)),
         })
     }
 }
@@ -194,7 +197,9 @@ async fn join_until_up(cluster: &ClusterMembership, director: SocketAddr) {
         match cluster.join(vec![director]).await {
             Ok(()) => return,
             Err(e) => {
-                println!("⏳ director at {director} not reachable yet ({e}); retrying in {JOIN_RETRY:?}");
+                println!(
+                    "⏳ director at {director} not reachable yet ({e}); retrying in {JOIN_RETRY:?}"
+                );
                 tokio::time::sleep(JOIN_RETRY).await;
             }
         }
@@ -297,7 +302,9 @@ async fn log_events(cluster: ClusterMembership, label: String) {
     let mut events = cluster.subscribe();
     loop {
         match events.recv().await {
-            Ok(ClusterEvent::NodeJoined { node, .. }) => tracing::info!(%label, "node joined: {node}"),
+            Ok(ClusterEvent::NodeJoined { node, .. }) => {
+                tracing::info!(%label, "node joined: {node}")
+            }
             Ok(ClusterEvent::NodeLeft(node)) => tracing::info!(%label, "node left: {node}"),
             Ok(ClusterEvent::NodeFailed(node)) => tracing::warn!(%label, "node failed: {node}"),
             Ok(event) => tracing::debug!(%label, ?event, "cluster event"),

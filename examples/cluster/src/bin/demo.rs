@@ -8,7 +8,10 @@ async fn main() -> std::process::ExitCode {
     rpcnet_cluster_example::init_tracing();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (name, outcome) = match args.as_slice() {
-        [flag, role] if flag == "--role" => (role.clone(), rpcnet_cluster_example::demo::run_role(role).await),
+        [flag, role] if flag == "--role" => (
+            role.clone(),
+            rpcnet_cluster_example::demo::run_role(role).await,
+        ),
         [] => ("demo".to_owned(), rpcnet_cluster_example::demo::run().await),
         _ => (
             "demo".to_owned(),
