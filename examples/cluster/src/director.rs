@@ -37,6 +37,8 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     certs.announce(&NODE_FILES);
     let mut server = RpcServer::new(certs.node_config(&addr.to_string()));
     let quic = server.bind()?;
+    // The address really bound (DIRECTOR_ADDR may ask for port 0).
+    let addr = server.socket_addr.unwrap_or(addr);
     let config = ClusterConfig::default()
         .with_server(server.handle())
         .with_tag("role", "director")
