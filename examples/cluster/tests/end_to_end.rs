@@ -298,6 +298,42 @@ async fn a_killed_worker_is_replaced_without_loss_and_rejoins_after_a_restart() 
         .await;
     cluster.expect_tokens("client-2", 5, STARTUP).await;
 
+    // A graceful stop (SIGTERM, the guide's Ctrl+C): the worker ends its
+    // streams, so client-2 switches without waiting for a timeout, and
+    // the worker exits by itself.
+    let since = cluster.log.lines.len();
+    cluster.processes.terminate(&serving);
+    cluster
+        .expect(
+            since,
+            Duration::from_secs(5),
+            "client-2",
+            "is shutting down",
+        )
+        .await;
+    cluster
+        .expect(
+            since,
+            Duration::from_secs(5),
+            "client-2",
+            &format!("established to worker {other} "),
+        )
+        .await;
+    assert!(
+        cluster
+            .processes
+            .wait_or_kill(&serving, Duration::from_secs(10))
+            .await,
+        "{serving} did not stop on SIGTERM"
+    );
+    let before = tokens(&cluster.log.lines, "client-2").len();
+    cluster
+        .expect_tokens("client-2", before + 3, Duration::from_secs(5))
+        .await;
+    let summary = cluster.stop_client("client-2").await;
+    assert_unbroken(&cluster.log.lines, "client-2");
+    assert!(summary.ends_with("missing/duplicated=0/0"), "{summary}");
+
     let summary = cluster.stop_client("client").await;
     let received = assert_unbroken(&cluster.log.lines, "client");
     assert!(
