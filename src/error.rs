@@ -77,6 +77,15 @@ pub enum RpcError {
         /// Workers excluded because this call already tried them.
         avoided: usize,
     },
+    /// A `ClusterClient` call failed on every worker it tried.
+    #[error("call failed on {} worker(s): {}; stopped: {stopped}", attempts.len(), crate::cluster::format_attempts(attempts))]
+    Failover {
+        /// Each worker tried, in order, and why it failed there.
+        attempts: Vec<crate::cluster::FailedAttempt>,
+        /// Why no further worker was tried (not idempotent, budget
+        /// exhausted, attempts used up, no other worker, timeout).
+        stopped: String,
+    },
 }
 
 impl RpcError {

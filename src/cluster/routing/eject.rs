@@ -66,6 +66,7 @@ impl Health {
 
     /// Whether the worker has an ejection on record (current or ended but
     /// not yet cleared by a success).
+    #[cfg(test)]
     pub(crate) fn has_ejection(&self) -> bool {
         self.until.is_some()
     }
