@@ -6,8 +6,9 @@
 //! draining tag, so the director stops assigning it.
 //!
 //! Ctrl+C or SIGTERM: open streams end with an error (so clients fail over
-//! at once), the worker leaves the cluster (peers report it left, not
-//! failed), then the server stops.
+//! at once), then `drain_and_leave`: the draining tag, the server's
+//! graceful shutdown, and a goodbye (peers report the worker left, not
+//! failed).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use std::time::Duration;
 
 use async_stream::try_stream;
 use futures::StreamExt;
-use rpcnet::cluster::{ClusterConfig, ClusterEvent, ClusterMembership, DRAINING_TAG};
+use rpcnet::cluster::{
+    drain_and_leave, ClusterConfig, ClusterEvent, ClusterMembership, DRAINING_TAG,
+};
 use rpcnet::{RpcError, RpcServer};
 use tokio::sync::watch;
 
@@ -27,6 +30,9 @@ use crate::settings;
 const JOIN_ATTEMPT: Duration = Duration::from_secs(2);
 /// Pause between join attempts.
 const JOIN_RETRY: Duration = Duration::from_secs(1);
+/// Longest wait for calls in flight when stopping (the server's own drain
+/// timeout, `CertDir::node_config`, is shorter).
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// The failure simulation's cycle (`WORKER_FAILURE_*_MS`; defaults are the
 /// guide's: 10 s running, a warning 3 s before, 5 s failed).
@@ -179,13 +185,17 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("🛑 Worker '{label}' shutting down: ending streams, leaving the cluster");
+    // Token streams never finish by themselves: end them now (clients
+    // switch at once), then drain and leave as any worker does.
     health.send_replace(Health::ShuttingDown);
-    cluster.set_tag(DRAINING_TAG, "shutdown");
     if joined {
-        cluster.leave().await?;
+        if let Err(e) = drain_and_leave(&cluster, &shutdown, serving, DRAIN).await {
+            tracing::warn!("drain and leave: {e}");
+        }
+    } else {
+        shutdown.shutdown();
+        let _ = tokio::time::timeout(DRAIN, serving).await;
     }
-    shutdown.shutdown();
-    let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
     println!("👋 Worker '{label}' stopped");
     Ok(())
 }
