@@ -1,0 +1,435 @@
+//! The guide's cluster example end to end: the real `director`, `worker`
+//! and `client` binaries as separate processes on loopback ports picked
+//! here. Every process is killed by pid when the test ends, pass or fail
+//! (`Processes` kills its children on drop).
+
+use std::time::Duration;
+
+use rpcnet_cluster_example::demo::connected_worker;
+use rpcnet_cluster_example::director::{pool_lists, PoolStatusReader};
+use rpcnet_cluster_example::supervise::{free_ports, Line, Processes, Transcript};
+use tokio::time::Instant;
+
+const DIRECTOR: &str = env!("CARGO_BIN_EXE_director");
+const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+const CLIENT: &str = env!("CARGO_BIN_EXE_client");
+
+/// docs/CLUSTER.md: the client's first token from another worker arrives
+/// within this long after the worker serving it is killed.
+const FAILOVER_BOUND: Duration = Duration::from_secs(2);
+/// Start-up of one process (a loaded 2-core machine, debug build).
+const STARTUP: Duration = Duration::from_secs(30);
+/// docs/CLUSTER.md's bound for the membership to report a killed node
+/// failed (15 s), with margin for the registry and the print.
+const DETECTION: Duration = Duration::from_secs(25);
+
+struct Cluster {
+    processes: Processes,
+    log: Transcript,
+    director: String,
+}
+
+impl Cluster {
+    fn new(director_port: u16) -> Self {
+        let (processes, rx) = Processes::new();
+        Self {
+            processes,
+            log: Transcript::new(rx),
+            director: format!("127.0.0.1:{director_port}"),
+        }
+    }
+
+    fn start_director(&mut self) {
+        self.processes
+            .spawn(
+                "director",
+                DIRECTOR.as_ref(),
+                &[],
+                [("DIRECTOR_ADDR", self.director.as_str())],
+            )
+            .expect("start director");
+    }
+
+    fn start_worker(&mut self, label: &str, port: u16, failures: &[(&str, &str)]) {
+        let addr = format!("127.0.0.1:{port}");
+        let mut envs = vec![
+            ("WORKER_LABEL", label),
+            ("WORKER_ADDR", addr.as_str()),
+            ("DIRECTOR_ADDR", self.director.as_str()),
+        ];
+        envs.extend_from_slice(failures);
+        self.processes
+            .spawn(label, WORKER.as_ref(), &[], envs)
+            .expect("start worker");
+    }
+
+    fn start_client(&mut self, name: &str) {
+        self.processes
+            .spawn(
+                name,
+                CLIENT.as_ref(),
+                &[],
+                [("DIRECTOR_ADDR", self.director.as_str())],
+            )
+            .expect("start client");
+    }
+
+    /// The index of the first line from `who` at or after `since` containing `needle`.
+    async fn expect(&mut self, since: usize, within: Duration, who: &str, needle: &str) -> usize {
+        match self
+            .log
+            .wait_for(since, within, |l| l.who == who && l.text.contains(needle))
+            .await
+        {
+            Some(i) => i,
+            None => panic!(
+                "{who} did not print {needle:?} within {within:?}; output:\n{}",
+                self.dump()
+            ),
+        }
+    }
+
+    /// Waits until the director prints a pool status satisfying `pred`
+    /// (reading its output from `since`); returns that status's last line.
+    async fn expect_pool(
+        &mut self,
+        since: usize,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&[String]) -> bool,
+    ) -> usize {
+        let deadline = Instant::now() + within;
+        let mut reader = PoolStatusReader::default();
+        let mut next = since;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(i) = self
+                .log
+                .wait_for(next, left, |l| l.who == "director" && !l.stderr)
+                .await
+            else {
+                panic!(
+                    "the director's pool never {what} within {within:?}; output:\n{}",
+                    self.dump()
+                );
+            };
+            next = i + 1;
+            if let Some(pool) = reader.feed(&self.log.lines[i].text) {
+                if pred(&pool) {
+                    return i;
+                }
+            }
+        }
+    }
+
+    /// Waits until `who` has printed `count` tokens in all.
+    async fn expect_tokens(&mut self, who: &str, count: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while tokens(&self.log.lines, who).len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self
+                .log
+                .wait_for(self.log.lines.len(), left, |l| l.who == who && is_token(l))
+                .await
+                .is_none()
+            {
+                panic!(
+                    "{who} received fewer than {count} tokens; output:\n{}",
+                    self.dump()
+                );
+            }
+        }
+    }
+
+    /// Stops the client `who` (SIGTERM) and returns its summary line.
+    async fn stop_client(&mut self, who: &str) -> String {
+        let since = self.log.lines.len();
+        self.processes.terminate(who);
+        let i = self
+            .expect(since, Duration::from_secs(10), who, "📋 summary")
+            .await;
+        self.log.lines[i].text.clone()
+    }
+
+    fn dump(&mut self) -> String {
+        self.log.drain();
+        self.log
+            .lines
+            .iter()
+            .filter(|l| !is_token(l))
+            .map(|l| format!("[{}] {}", l.who, l.text))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn is_token(line: &Line) -> bool {
+    !line.stderr && line.text.starts_with("📦 received token (sequence=")
+}
+
+/// The sequence numbers `who` printed, in order.
+fn tokens(lines: &[Line], who: &str) -> Vec<u64> {
+    lines
+        .iter()
+        .filter(|l| l.who == who && is_token(l))
+        .map(|l| {
+            let rest = l.text.trim_start_matches("📦 received token (sequence=");
+            rest[..rest.find(',').expect("token line")]
+                .parse()
+                .expect("sequence")
+        })
+        .collect()
+}
+
+/// Asserts the client printed tokens 1, 2, ..., n: none missing, none repeated.
+fn assert_unbroken(lines: &[Line], who: &str) -> usize {
+    let seen = tokens(lines, who);
+    for (i, s) in seen.iter().enumerate() {
+        assert_eq!(*s, i as u64 + 1, "{who}'s tokens are not 1..n: {seen:?}");
+    }
+    seen.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_is_replaced_without_loss_and_rejoins_after_a_restart() {
+    let ports = free_ports(3).unwrap();
+    let mut cluster = Cluster::new(ports[0]);
+
+    // The guide's troubleshooting note: a worker started before the
+    // director keeps trying and joins once the director is up.
+    cluster.start_worker("worker-a", ports[1], &[]);
+    cluster
+        .expect(0, STARTUP, "worker-a", "not reachable yet")
+        .await;
+    let since = cluster.log.lines.len();
+    cluster.start_director();
+    cluster
+        .expect(
+            since,
+            STARTUP,
+            "worker-a",
+            "joined cluster with role=worker",
+        )
+        .await;
+    cluster.start_worker("worker-b", ports[2], &[]);
+    cluster
+        .expect_pool(0, STARTUP, "listed both workers", |p| {
+            pool_lists(p, "worker-a") && pool_lists(p, "worker-b")
+        })
+        .await;
+
+    cluster.start_client("client");
+    cluster.expect_tokens("client", 10, STARTUP).await;
+    let serving = cluster
+        .log
+        .lines
+        .iter()
+        .rev()
+        .filter(|l| l.who == "client")
+        .find_map(|l| connected_worker(&l.text))
+        .expect("the client named its worker");
+    let other = if serving == "worker-a" {
+        "worker-b"
+    } else {
+        "worker-a"
+    };
+
+    // kill -9 the worker serving the client.
+    let since = cluster.log.lines.len();
+    let killed_at = Instant::now();
+    cluster.processes.kill(&serving).await;
+    let connected = cluster
+        .expect(
+            since,
+            Duration::from_secs(10),
+            "client",
+            &format!("established to worker {other} "),
+        )
+        .await;
+    let first = cluster
+        .log
+        .wait_for(connected, Duration::from_secs(10), |l| {
+            l.who == "client" && is_token(l)
+        })
+        .await
+        .expect("a token from the other worker");
+    let took = cluster.log.lines[first].at.duration_since(killed_at);
+    eprintln!("kill -9 of {serving}: first token from {other} after {took:?}");
+    assert!(
+        took <= FAILOVER_BOUND,
+        "first token from {other} came {took:?} after the kill (bound {FAILOVER_BOUND:?})"
+    );
+    let before = tokens(&cluster.log.lines, "client").len();
+    cluster
+        .expect_tokens("client", before + 10, Duration::from_secs(10))
+        .await;
+
+    // The director drops the killed worker, then takes it back after a
+    // restart with the same label and address.
+    cluster
+        .expect_pool(since, DETECTION, &format!("dropped {serving}"), |p| {
+            !pool_lists(p, &serving)
+        })
+        .await;
+    let since = cluster.log.lines.len();
+    let port = if serving == "worker-a" {
+        ports[1]
+    } else {
+        ports[2]
+    };
+    cluster.start_worker(&serving, port, &[]);
+    cluster
+        .expect_pool(since, STARTUP, &format!("listed {serving} again"), |p| {
+            pool_lists(p, &serving)
+        })
+        .await;
+
+    // ... and it receives work again: a second client goes to it, the
+    // least loaded worker.
+    let since = cluster.log.lines.len();
+    cluster.start_client("client-2");
+    cluster
+        .expect(
+            since,
+            STARTUP,
+            "client-2",
+            &format!("established to worker {serving} "),
+        )
+        .await;
+    cluster.expect_tokens("client-2", 5, STARTUP).await;
+
+    // A graceful stop (SIGTERM, the guide's Ctrl+C): the worker ends its
+    // streams, so client-2 switches without waiting for a timeout, and
+    // the worker exits by itself.
+    let since = cluster.log.lines.len();
+    cluster.processes.terminate(&serving);
+    cluster
+        .expect(
+            since,
+            Duration::from_secs(5),
+            "client-2",
+            "is shutting down",
+        )
+        .await;
+    cluster
+        .expect(
+            since,
+            Duration::from_secs(5),
+            "client-2",
+            &format!("established to worker {other} "),
+        )
+        .await;
+    assert!(
+        cluster
+            .processes
+            .wait_or_kill(&serving, Duration::from_secs(10))
+            .await,
+        "{serving} did not stop on SIGTERM"
+    );
+    let before = tokens(&cluster.log.lines, "client-2").len();
+    cluster
+        .expect_tokens("client-2", before + 3, Duration::from_secs(5))
+        .await;
+    let summary = cluster.stop_client("client-2").await;
+    assert_unbroken(&cluster.log.lines, "client-2");
+    assert!(summary.ends_with("missing/duplicated=0/0"), "{summary}");
+
+    let summary = cluster.stop_client("client").await;
+    let received = assert_unbroken(&cluster.log.lines, "client");
+    assert!(
+        summary.contains("failovers=1,") && summary.ends_with("missing/duplicated=0/0"),
+        "{summary}"
+    );
+    eprintln!("client: {received} tokens, {summary}");
+    let killed = cluster.processes.stop_all(Duration::from_secs(10)).await;
+    assert!(killed.is_empty(), "{killed:?} did not stop on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_failures_over_several_cycles_lose_and_repeat_no_token() {
+    let ports = free_ports(3).unwrap();
+    let mut cluster = Cluster::new(ports[0]);
+    cluster.start_director();
+    cluster
+        .expect(0, STARTUP, "director", "Director ready")
+        .await;
+    // Short cycles (the guide's are 10 s / 3 s / 5 s), and different ones,
+    // so the client's worker keeps failing under it.
+    cluster.start_worker(
+        "worker-a",
+        ports[1],
+        &[
+            ("WORKER_FAILURE_ENABLED", "true"),
+            ("WORKER_FAILURE_RUN_MS", "1500"),
+            ("WORKER_FAILURE_WARNING_MS", "500"),
+            ("WORKER_FAILURE_DOWN_MS", "1500"),
+        ],
+    );
+    cluster.start_worker(
+        "worker-b",
+        ports[2],
+        &[
+            ("WORKER_FAILURE_ENABLED", "true"),
+            ("WORKER_FAILURE_RUN_MS", "2500"),
+            ("WORKER_FAILURE_WARNING_MS", "500"),
+            ("WORKER_FAILURE_DOWN_MS", "1000"),
+        ],
+    );
+    cluster
+        .expect_pool(0, STARTUP, "listed both workers", |p| {
+            pool_lists(p, "worker-a") && pool_lists(p, "worker-b")
+        })
+        .await;
+    cluster.start_client("client");
+    cluster.expect_tokens("client", 5, STARTUP).await;
+
+    // Two whole cycles of worker-a from here, and the client thrown off
+    // its worker by a simulated failure at least twice.
+    let since = cluster.log.lines.len();
+    let mut at = since;
+    for _ in 0..2 {
+        at = cluster
+            .expect(at, Duration::from_secs(15), "worker-a", "💥 Worker failed!")
+            .await
+            + 1;
+        at = cluster
+            .expect(
+                at,
+                Duration::from_secs(15),
+                "worker-a",
+                "✅ Worker recovered and ready to serve!",
+            )
+            .await
+            + 1;
+    }
+    let mut at = since;
+    for _ in 0..2 {
+        at = cluster
+            .expect(at, Duration::from_secs(20), "client", "(simulated failure)")
+            .await
+            + 1;
+    }
+    cluster
+        .expect_pool(
+            since,
+            Duration::from_secs(1),
+            "showed a draining worker",
+            |p| p.iter().any(|e| e.ends_with(", draining)")),
+        )
+        .await;
+    let before = tokens(&cluster.log.lines, "client").len();
+    cluster
+        .expect_tokens("client", before + 5, Duration::from_secs(15))
+        .await;
+
+    let summary = cluster.stop_client("client").await;
+    let received = assert_unbroken(&cluster.log.lines, "client");
+    assert!(summary.ends_with("missing/duplicated=0/0"), "{summary}");
+    assert!(
+        !summary.contains("failovers=0,") && !summary.contains("failovers=1,"),
+        "{summary}"
+    );
+    eprintln!("client: {received} tokens, {summary}");
+    let killed = cluster.processes.stop_all(Duration::from_secs(10)).await;
+    assert!(killed.is_empty(), "{killed:?} did not stop on SIGTERM");
+}
