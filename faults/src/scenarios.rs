@@ -1,0 +1,426 @@
+//! The scenarios: each builds its own lab, injects one kind of fault, and
+//! returns the figures it measured and the targets it checked.
+
+use std::net::SocketAddr;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::net::Lab;
+use crate::node::{any_verdict, event, Binaries, Node};
+
+/// How long the long-running scenarios run.
+#[derive(Debug, Clone, Copy)]
+pub struct Durations {
+    /// Random-loss run (issue: 10 minutes; 2 in CI).
+    pub loss: Duration,
+    /// The long partition (issue: 120 s).
+    pub long_partition: Duration,
+}
+
+/// A target and whether it was met.
+pub struct Check {
+    /// What was required.
+    pub target: String,
+    /// What was measured.
+    pub measured: String,
+    /// Met or not.
+    pub ok: bool,
+}
+
+/// What one scenario measured.
+pub struct Outcome {
+    /// Scenario name.
+    pub name: &'static str,
+    /// What it did, in one line.
+    pub setup: String,
+    /// Figures without a target.
+    pub figures: Vec<(String, String)>,
+    /// Targets checked.
+    pub checks: Vec<Check>,
+}
+
+impl Outcome {
+    fn new(name: &'static str, setup: impl Into<String>) -> Outcome {
+        Outcome {
+            name,
+            setup: setup.into(),
+            figures: Vec::new(),
+            checks: Vec::new(),
+        }
+    }
+
+    fn figure(&mut self, what: impl Into<String>, value: impl Into<String>) {
+        let (what, value) = (what.into(), value.into());
+        println!("  {what}: {value}");
+        self.figures.push((what, value));
+    }
+
+    fn check(&mut self, target: impl Into<String>, measured: impl Into<String>, ok: bool) {
+        let (target, measured) = (target.into(), measured.into());
+        println!("  [{}] {target}: {measured}", if ok { "ok" } else { "FAIL" });
+        self.checks.push(Check {
+            target,
+            measured,
+            ok,
+        });
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// Starts `n` nodes (node 0 first, the others seeded with it) and waits
+/// until every node has reported every other joined. Returns the nodes and
+/// the time from the last node's `READY` to that full view.
+fn converged_cluster(lab: &Lab, bins: &Binaries, n: usize) -> Result<(Vec<Node>, Duration), String> {
+    let first = Node::start(bins, &lab.hosts[0], &[], &[])?;
+    let seed = [first.addr];
+    let mut nodes = vec![first];
+    for i in 1..n {
+        nodes.push(Node::start(bins, &lab.hosts[i], &seed, &[])?);
+    }
+    let last_ready = Instant::now();
+    let start = Instant::now() - Duration::from_secs(60);
+    let mut full = last_ready;
+    for a in &nodes {
+        for b in nodes.iter().filter(|b| b.addr != a.addr) {
+            let at = a
+                .wait_for(start, Duration::from_secs(30), event("joined", b.addr))
+                .ok_or_else(|| format!("{} never saw {} join within 30 s", a.addr, b.addr))?;
+            full = full.max(at);
+        }
+    }
+    Ok((nodes, full.saturating_duration_since(last_ready)))
+}
+
+fn verdicts(nodes: &[Node], from: Instant, to: Instant) -> Vec<String> {
+    nodes
+        .iter()
+        .flat_map(|n| {
+            n.lines_between(from, to, any_verdict)
+                .into_iter()
+                .map(move |l| format!("{}: {l}", n.addr))
+        })
+        .collect()
+}
+
+fn summary(lines: &[String]) -> String {
+    match lines.len() {
+        0 => "0".into(),
+        n => format!("{n} ({})", lines.iter().take(3).cloned().collect::<Vec<_>>().join("; ")),
+    }
+}
+
+/// Waits (bounded) until every node in `observers` believes `subject` is
+/// up; returns when that last became true.
+fn wait_all_believe_up(
+    observers: &[&Node],
+    subject: SocketAddr,
+    within: Duration,
+) -> Option<Instant> {
+    let deadline = Instant::now() + within;
+    loop {
+        if observers.iter().all(|o| o.believes_up(subject) == Some(true)) {
+            return Some(Instant::now());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// Scenario 1: five hosts converge.
+pub fn converge(bins: &Binaries) -> Result<Outcome, String> {
+    let mut out = Outcome::new(
+        "converge",
+        "5 hosts; node 1 starts alone, nodes 2-5 join through it one after another",
+    );
+    let lab = Lab::new(5)?;
+    let (_nodes, took) = converged_cluster(&lab, bins, 5)?;
+    out.check(
+        "last node ready -> every node sees all 4 others (bound 10 s)",
+        secs(took),
+        took <= Duration::from_secs(10),
+    );
+    Ok(out)
+}
+
+/// Scenario 3: random loss on every host, no false verdicts.
+pub fn loss(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
+    let mut out = Outcome::new(
+        "loss",
+        format!(
+            "5 hosts; every host drops 5% of the packets it receives (nftables numgen random) for {}",
+            secs(d.loss)
+        ),
+    );
+    let lab = Lab::new(5)?;
+    let (nodes, _) = converged_cluster(&lab, bins, 5)?;
+    let t0 = Instant::now();
+    lab.random_loss(5)?;
+    sleep(d.loss);
+    lab.heal()?;
+    let false_verdicts = verdicts(&nodes, t0, Instant::now());
+    out.check(
+        "false failure or partition verdicts (target 0)",
+        summary(&false_verdicts),
+        false_verdicts.is_empty(),
+    );
+    Ok(out)
+}
+
+/// Scenario 4: a paused process (SIGSTOP/SIGCONT).
+pub fn pause(bins: &Binaries) -> Result<Outcome, String> {
+    let mut out = Outcome::new(
+        "pause",
+        "4 hosts; node 4 paused with SIGSTOP for 2 s, then (after 8 s) for 20 s",
+    );
+    let lab = Lab::new(4)?;
+    let (nodes, _) = converged_cluster(&lab, bins, 4)?;
+    let paused = &nodes[3];
+    let others: Vec<&Node> = nodes[..3].iter().collect();
+
+    // Short pause: nobody says anything.
+    let t0 = Instant::now();
+    paused.signal("STOP");
+    sleep(Duration::from_secs(2));
+    paused.signal("CONT");
+    sleep(Duration::from_secs(8));
+    let short = verdicts(&nodes, t0, Instant::now());
+    out.check(
+        "2 s pause: verdicts anywhere (target 0)",
+        summary(&short),
+        short.is_empty(),
+    );
+
+    // Long pause: the others mark it failed, it accuses nobody on waking.
+    let t1 = Instant::now();
+    paused.signal("STOP");
+    let mut detected = Duration::ZERO;
+    let mut all_detected = true;
+    for o in &others {
+        match o.wait_for(t1, Duration::from_secs(20), event("failed", paused.addr)) {
+            Some(at) => detected = detected.max(at - t1),
+            None => all_detected = false,
+        }
+    }
+    sleep(Duration::from_secs(20).saturating_sub(t1.elapsed()));
+    let resumed = Instant::now();
+    paused.signal("CONT");
+    out.check(
+        "20 s pause: every other node marks it failed during the pause",
+        if all_detected {
+            format!("yes, last after {}", secs(detected))
+        } else {
+            "no".into()
+        },
+        all_detected,
+    );
+    let back = wait_all_believe_up(&others, paused.addr, Duration::from_secs(30));
+    sleep(Duration::from_secs(10).saturating_sub(resumed.elapsed()));
+    let accusations = paused.lines_between(resumed, Instant::now(), any_verdict);
+    out.check(
+        "20 s pause: verdicts by the paused node after SIGCONT (target 0)",
+        summary(&accusations),
+        accusations.is_empty(),
+    );
+    out.check(
+        "20 s pause: back in every view after SIGCONT (bound 15 s)",
+        back.map_or("not within 30 s".into(), |at| secs(at - resumed)),
+        back.is_some_and(|at| at - resumed <= Duration::from_secs(15)),
+    );
+    Ok(out)
+}
+
+/// Scenario 5: partitions, short and long, and a one-way partition.
+pub fn partition(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
+    let mut out = Outcome::new(
+        "partition",
+        format!(
+            "5 hosts split 2|3 for 5 s, then for {}; then host 2 stops hearing host 1 for 30 s",
+            secs(d.long_partition)
+        ),
+    );
+    let lab = Lab::new(5)?;
+    let (nodes, _) = converged_cluster(&lab, bins, 5)?;
+    let (a, b) = ([0, 1], [2, 3, 4]);
+    let all: Vec<&Node> = nodes.iter().collect();
+    let everyone_up = |within| {
+        let deadline = Instant::now() + within;
+        let mut last = None;
+        for n in &nodes {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let others: Vec<&Node> = all.iter().copied().filter(|o| o.addr != n.addr).collect();
+            last = Some(wait_all_believe_up(&others, n.addr, left)?);
+        }
+        last
+    };
+
+    let t0 = Instant::now();
+    lab.partition(&a, &b)?;
+    sleep(Duration::from_secs(5));
+    lab.heal()?;
+    sleep(Duration::from_secs(10));
+    let short = verdicts(&nodes, t0, Instant::now());
+    out.check(
+        "5 s partition: verdicts (target 0)",
+        summary(&short),
+        short.is_empty(),
+    );
+
+    lab.partition(&a, &b)?;
+    sleep(d.long_partition);
+    let cross_down = a.iter().all(|&x| {
+        b.iter().all(|&y| {
+            nodes[x].believes_up(nodes[y].addr) == Some(false)
+                && nodes[y].believes_up(nodes[x].addr) == Some(false)
+        })
+    });
+    out.check(
+        format!("{} partition: each side marks the other failed", secs(d.long_partition)),
+        if cross_down { "yes" } else { "no" },
+        cross_down,
+    );
+    let healed_at = Instant::now();
+    lab.heal()?;
+    let healed = everyone_up(Duration::from_secs(60));
+    out.check(
+        "after the long partition: every node sees every other up again, no restarts (bound 30 s)",
+        healed.map_or("not within 60 s".into(), |at| secs(at - healed_at)),
+        healed.is_some_and(|at| at - healed_at <= Duration::from_secs(30)),
+    );
+
+    // One-way: host 2 stops hearing host 1.
+    lab.one_way(0, 1)?;
+    sleep(Duration::from_secs(30));
+    let belief = |x: usize, y: usize| match nodes[x].believes_up(nodes[y].addr) {
+        Some(true) => "up",
+        Some(false) => "down",
+        None => "unknown",
+    };
+    out.figure(
+        "one-way (2 cannot hear 1) for 30 s: what each believes",
+        format!(
+            "1 thinks 2 {}, 2 thinks 1 {}, 3 thinks 1 {} and 2 {}",
+            belief(0, 1),
+            belief(1, 0),
+            belief(2, 0),
+            belief(2, 1)
+        ),
+    );
+    let one_way_at = Instant::now();
+    lab.heal()?;
+    let healed = everyone_up(Duration::from_secs(60));
+    out.check(
+        "after the one-way partition: every node sees every other up (bound 30 s)",
+        healed.map_or("not within 60 s".into(), |at| secs(at - one_way_at)),
+        healed.is_some_and(|at| at - one_way_at <= Duration::from_secs(30)),
+    );
+    Ok(out)
+}
+
+/// Scenario 8: a process with a certificate from another CA tries to join.
+pub fn foreign(bins: &Binaries) -> Result<Outcome, String> {
+    let mut out = Outcome::new(
+        "foreign",
+        "3 members; a 4th host runs a node whose certificate comes from another CA, seeded with member 1",
+    );
+    let lab = Lab::new(4)?;
+    let (nodes, _) = converged_cluster(&lab, bins, 3)?;
+    let t0 = Instant::now();
+    let outsider = Node::start(
+        bins,
+        &lab.hosts[3],
+        &[nodes[0].addr],
+        &[
+            "--cert",
+            "certs/other_cert.pem",
+            "--key",
+            "certs/other_key.pem",
+            "--ca",
+            "certs/other-ca.pem",
+        ],
+    )?;
+    let refused = outsider
+        .wait_for(t0, Duration::from_secs(20), |l| l.starts_with("JOIN-FAILED"))
+        .is_some();
+    sleep(Duration::from_secs(3));
+    let needle = outsider.addr.ip().to_string();
+    let mentions: Vec<String> = nodes
+        .iter()
+        .flat_map(|n| n.lines_between(t0, Instant::now(), |l| l.contains(&needle)))
+        .collect();
+    out.check("the outsider's join is refused", if refused { "yes" } else { "no" }, refused);
+    out.check(
+        "membership changes anywhere about the outsider (target 0)",
+        summary(&mentions),
+        mentions.is_empty(),
+    );
+    Ok(out)
+}
+
+/// Scenario 2 (membership half): `kill -9` of a node and its restart on the
+/// same address, five times in a row.
+pub fn kill(bins: &Binaries) -> Result<Outcome, String> {
+    const ROUNDS: usize = 5;
+    let mut out = Outcome::new(
+        "kill",
+        format!("5 hosts; node 5 killed with SIGKILL and restarted on the same address, {ROUNDS} times"),
+    );
+    let lab = Lab::new(5)?;
+    let (mut nodes, _) = converged_cluster(&lab, bins, 5)?;
+    let mut detections = Vec::new();
+    let mut rejoins = Vec::new();
+    let mut missed = Vec::new();
+    for round in 1..=ROUNDS {
+        let victim = nodes.pop().expect("5 nodes");
+        let addr = victim.addr;
+        let killed = Instant::now();
+        victim.kill();
+        let mut last = Duration::ZERO;
+        for o in &nodes {
+            match o.wait_for(killed, Duration::from_secs(20), event("failed", addr)) {
+                Some(at) => last = last.max(at - killed),
+                None => missed.push(format!("round {round}: {} never marked it failed", o.addr)),
+            }
+        }
+        detections.push(last);
+        let restarted = Instant::now();
+        let node = Node::start(bins, &lab.hosts[4], &[nodes[0].addr], &[])?;
+        let mut last = Duration::ZERO;
+        for o in &nodes {
+            match o.wait_for(restarted, Duration::from_secs(20), |l| {
+                event("joined", addr)(l) || event("recovered", addr)(l)
+            }) {
+                Some(at) => last = last.max(at - restarted),
+                None => missed.push(format!("round {round}: {} never saw the restart", o.addr)),
+            }
+        }
+        rejoins.push(last);
+        nodes.push(node);
+    }
+    let worst = |v: &[Duration]| v.iter().max().copied().unwrap_or_default();
+    let list = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.1}", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    out.check(
+        "every survivor marks the killed node failed, every round",
+        if missed.is_empty() { "yes".into() } else { missed.join("; ") },
+        missed.is_empty(),
+    );
+    out.check(
+        "kill -9 -> failed at every survivor, worst of 5 (target 4 s)",
+        format!("{} (rounds: {} s)", secs(worst(&detections)), list(&detections)),
+        worst(&detections) <= Duration::from_secs(4),
+    );
+    out.figure(
+        "restart -> seen again by every other node, worst of 5",
+        format!("{} (rounds: {} s)", secs(worst(&rejoins)), list(&rejoins)),
+    );
+    Ok(out)
+}
