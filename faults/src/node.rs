@@ -103,9 +103,13 @@ impl Node {
         let stdout = child.stdout.take().expect("piped");
         let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let sink = lines.clone();
+        let echo = std::env::var_os("RPCNET_FAULTS_ECHO").is_some();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("    [{addr}] {line}");
+                }
                 let (store, cv) = &*sink;
                 store.lock().unwrap().push((Instant::now(), line));
                 cv.notify_all();
@@ -116,7 +120,8 @@ impl Node {
             child,
             lines,
         };
-        node.wait_for(Instant::now(), Duration::from_secs(20), |l| {
+        let now = Instant::now();
+        node.wait_for(now, now + Duration::from_secs(20), |l| {
             l.starts_with("READY")
         })
         .ok_or_else(|| format!("node on {addr} did not print READY within 20 s"))?;
@@ -139,15 +144,14 @@ impl Node {
         let _ = self.child.wait();
     }
 
-    /// Waits up to `within` for a line printed at or after `since` that
+    /// Waits until `deadline` for a line printed at or after `since` that
     /// satisfies `pred`; returns when it arrived.
     pub fn wait_for(
         &self,
         since: Instant,
-        within: Duration,
+        deadline: Instant,
         pred: impl Fn(&str) -> bool,
     ) -> Option<Instant> {
-        let deadline = Instant::now() + within;
         let (store, cv) = &*self.lines;
         let mut lines = store.lock().unwrap();
         loop {
