@@ -56,6 +56,36 @@ pub enum RpcError {
     /// The server is shutting down or over a limit and did not take the call.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A worker filter is malformed (`WorkerRegistry::select_worker`).
+    #[error("invalid worker filter {filter:?}: {reason}")]
+    InvalidFilter {
+        /// The filter (its first 64 characters).
+        filter: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No selectable worker matches the filter (`WorkerRegistry::select_worker`).
+    #[error("no worker matches filter {filter:?}: {members} members seen, {unavailable} matching but draining, suspect or ejected, {avoided} already tried")]
+    NoWorkers {
+        /// The filter as given (empty for none).
+        filter: String,
+        /// Members in the membership view, any status.
+        members: usize,
+        /// Members that match but are not selectable now (draining,
+        /// suspect, or ejected by a client's health check).
+        unavailable: usize,
+        /// Workers excluded because this call already tried them.
+        avoided: usize,
+    },
+    /// A `ClusterClient` call failed on every worker it tried.
+    #[error("call failed on {} worker(s): {}; stopped: {stopped}", attempts.len(), crate::cluster::format_attempts(attempts))]
+    Failover {
+        /// Each worker tried, in order, and why it failed there.
+        attempts: Vec<crate::cluster::FailedAttempt>,
+        /// Why no further worker was tried (not idempotent, budget
+        /// exhausted, attempts used up, no other worker, timeout).
+        stopped: String,
+    },
 }
 
 impl RpcError {

@@ -44,6 +44,7 @@
 
 #![warn(missing_docs)]
 
+mod call;
 mod client;
 pub mod cluster;
 mod config;
@@ -54,7 +55,8 @@ mod tls;
 mod udp;
 pub mod wire;
 
-pub use client::{ResponseStream, RpcClient};
+pub use call::CallOptions;
+pub use client::{ResponseStream, RpcClient, UnaryRequest};
 pub use config::{
     RpcConfig, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_MTU, DEFAULT_TIMEOUT,
 };

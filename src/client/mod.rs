@@ -5,6 +5,7 @@
 //! server's stream limit (further calls wait for a slot).
 
 mod endpoint;
+mod service;
 mod streaming;
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use s2n_quic::client::Connect;
 use s2n_quic::connection::Handle;
 use tokio::sync::mpsc;
 
+pub use service::UnaryRequest;
 pub use streaming::ResponseStream;
 
 /// Unary payloads smaller than this are copied into the request buffer;

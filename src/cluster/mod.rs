@@ -11,6 +11,7 @@
 //! | `membership` | [`ClusterMembership`]: the async shell (driver task, API) |
 //! | `transport` | gossip as unary calls between nodes' RPC endpoints, mutual TLS |
 //! | `registry` | [`NodeRegistry`], [`HealthChecker`] |
+//! | `routing` | where a call goes: [`WorkerRegistry`], [`LoadBalancingStrategy`] |
 
 mod config;
 pub(crate) mod core;
@@ -18,6 +19,7 @@ pub mod detector;
 mod membership;
 mod node;
 mod registry;
+mod routing;
 mod tags;
 mod transport;
 
@@ -29,6 +31,7 @@ pub use detector::{PhiAccrualDetector, PhiConfig};
 pub use membership::{ClusterMembership, ClusterView, NodeInfo};
 pub use node::NodeId;
 pub use registry::{HealthChecker, NodeRegistry};
+pub use routing::*;
 pub use tags::{Tags, MAX_TAGS, MAX_TAG_LEN};
 pub use transport::GOSSIP_METHOD;
 

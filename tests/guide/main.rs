@@ -212,9 +212,7 @@ println!("digest bytes: {digest:?}");
 }
 
 // ---- Cluster snippets (concepts.md "Cluster Management", cluster-example.md
-// "How It Works" and "Cluster Configuration") that the membership API covers.
-// WorkerRegistry / ClusterClient / LoadBalancingStrategy snippets are not yet
-// covered: those types do not exist yet.
+// "How It Works", "Load Balancing Strategies" and "Cluster Configuration").
 
 /// A bound cluster node (its server requires client certificates from the
 /// test CA, as cluster nodes must) and its membership config.
@@ -283,6 +281,128 @@ health.start().await;
     Ok(())
 }
 
+/// A worker node as the guide's snippets expect one: tagged `role=worker`,
+/// `gpu=true` and a label, serving `compute` (it answers with its label).
+async fn guide_worker(director: std::net::SocketAddr, label: &'static str) -> rpcnet::cluster::ClusterMembership {
+    let (config, _) = cluster_node().await;
+    config.server.as_ref().unwrap().register("compute", move |data| async move {
+        Ok([label.as_bytes(), b":", &data].concat())
+    }).await;
+    let cluster = rpcnet::cluster::ClusterMembership::new(config).await.unwrap();
+    cluster.join(vec![director]).await.unwrap();
+    cluster.set_tag("role", "worker");
+    cluster.set_tag("gpu", "true");
+    cluster.set_tag("label", label);
+    cluster
+}
+
+/// The guide's "Load Balancing Strategies" block lists the variants one per
+/// line without separators; this macro takes the block as written (comments
+/// are not tokens) and returns the variants.
+macro_rules! strategies_block {
+    (use $($path:ident)::+; $($ty:ident :: $variant:ident)*) => {{
+        use $($path)::+;
+        [$($ty::$variant),*]
+    }};
+}
+
+#[rustfmt::skip]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_routing_registry_client_and_strategies() -> TestResult {
+    use rpcnet::cluster::ClusterMembership;
+    use std::sync::Arc;
+    let (director_config, director_addr) = cluster_node().await;
+    let director = ClusterMembership::new(director_config).await?;
+    let _worker_a = guide_worker(director_addr, "worker-a").await;
+    let _worker_b = guide_worker(director_addr, "worker-b").await;
+    let mut watch = director.watch();
+    tokio::time::timeout(std::time::Duration::from_secs(20), watch.wait_for(|v| {
+        v.members.iter().filter(|m| m.has_tag("gpu=true") && m.has_tag("label") && m.has_tag("role=worker")).count() == 2
+    })).await??;
+
+    {
+    let cluster = director.clone();
+    // --- concepts.md, WorkerRegistry
+use rpcnet::cluster::{WorkerRegistry, LoadBalancingStrategy};
+
+let registry = WorkerRegistry::new(
+    cluster,
+    LoadBalancingStrategy::LeastConnections
+);
+registry.start().await;
+
+let worker = registry.select_worker(Some("role=worker")).await?;
+
+    assert!(worker.label().is_some_and(|l| l.starts_with("worker-")));
+    assert_eq!(registry.workers().iter().map(|w| w.in_flight).sum::<usize>(), 1, "the selected worker holds one in-flight count");
+    drop(worker);
+    assert_eq!(registry.workers().iter().map(|w| w.in_flight).sum::<usize>(), 0);
+    }
+
+    {
+    let cluster = director.clone();
+    // Cluster nodes require client certificates from the cluster CA.
+    let config = rpcnet::RpcConfig::new("certs/ca.pem", "127.0.0.1:0")
+        .with_client_identity("certs/test_cert.pem", "certs/test_key.pem");
+    let data = b"job".to_vec();
+    // --- concepts.md, ClusterClient
+use rpcnet::cluster::{ClusterClient, WorkerRegistry, LoadBalancingStrategy};
+
+let registry = Arc::new(WorkerRegistry::new(
+    cluster,
+    LoadBalancingStrategy::LeastConnections
+));
+registry.start().await;
+
+let client = Arc::new(ClusterClient::new(registry, config));
+
+// Call any worker in the pool
+let result = client.call_worker("compute", data, Some("role=worker")).await?;
+
+    assert!(result == b"worker-a:job" || result == b"worker-b:job", "{result:?}");
+    // LeastConnections over sequential calls alternates between the two.
+    let second = client.call_worker("compute", b"job".to_vec(), Some("role=worker")).await?;
+    assert_ne!(result, second);
+    }
+
+    {
+    use rpcnet::cluster::{WorkerRegistry, LoadBalancingStrategy};
+    let cluster = director.clone();
+    // --- cluster-example.md, 2. Load Balancing
+// Director code
+let registry = Arc::new(WorkerRegistry::new(
+cluster,
+LoadBalancingStrategy::LeastConnections
+));
+registry.start().await;
+// Automatically tracks workers and balances load
+
+    assert_eq!(registry.workers().len(), 2);
+
+    // --- cluster-example.md, 4. Tag-Based Routing
+// Get only GPU workers
+let gpu_worker = registry.select_worker(Some("gpu=true")).await?;
+// Get any worker
+let any_worker = registry.select_worker(Some("role=worker")).await?;
+
+    assert_ne!(gpu_worker.id(), any_worker.id(), "the second selection goes to the less loaded worker");
+    let missing = registry.select_worker(Some("gpu=false")).await.unwrap_err();
+    assert!(missing.to_string().contains("\"gpu=false\"") && missing.to_string().contains("2 members seen"), "{missing}");
+    }
+
+    // --- cluster-example.md, Load Balancing Strategies
+    let strategies = strategies_block! {
+use rpcnet::cluster::LoadBalancingStrategy;
+// Options:
+LoadBalancingStrategy::RoundRobin // Even distribution
+LoadBalancingStrategy::Random // Random selection
+LoadBalancingStrategy::LeastConnections // Pick least loaded (recommended)
+    };
+    assert_eq!(strategies.len(), 3);
+    assert_eq!(strategies[2], rpcnet::cluster::LoadBalancingStrategy::default(), "the recommended one is the default");
+    Ok(())
+}
+
 #[rustfmt::skip]
 #[test]
 fn cluster_configuration() {
@@ -324,9 +444,16 @@ fn cluster_snippets_are_verbatim() {
                 || b.contains("HealthChecker::new(cluster, config)")
                 || b.contains("Worker code (simplified)")
                 || b.contains("with_health_check_interval")
+                || b.contains("WorkerRegistry")
+                || b.contains("LoadBalancingStrategy")
+                || b.contains("ClusterClient")
+                || b.contains("select_worker")
         })
         .collect();
-    assert_eq!(covered.len(), 4);
+    // NodeRegistry, HealthChecker, Automatic Discovery, Cluster
+    // Configuration; WorkerRegistry, ClusterClient (concepts.md); Load
+    // Balancing, Tag-Based Routing, Load Balancing Strategies (cluster-example.md).
+    assert_eq!(covered.len(), 9);
     for block in covered {
         let lines = normalize(&block);
         assert!(

@@ -1,0 +1,125 @@
+//! A cluster worker for the routing tests and the benchmark: an RPC server
+//! with mutual TLS that joins the cluster tagged `role=worker` and
+//! `label=<label>`, and drains gracefully on SIGTERM / Ctrl-C
+//! (`rpcnet::cluster::drain_and_leave`).
+//!
+//! ```text
+//! rpcnet-worker --listen 127.0.0.1:0 --seed ADDR --label worker-a [--drain-ms 10000]
+//! ```
+//!
+//! Methods: `whoami` (answers the label), `sleep` (payload: milliseconds as
+//! ASCII digits; sleeps, then answers the label), `echo`.
+//! Output lines: `READY <addr>`, `DRAINING`, `SERVED <calls completed>`, `LEFT`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpcnet::cluster::{drain_and_leave, ClusterConfig, ClusterMembership};
+use rpcnet::{RpcConfig, RpcError, RpcServer};
+
+struct Args {
+    listen: String,
+    seeds: Vec<SocketAddr>,
+    label: String,
+    drain: Duration,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        listen: "127.0.0.1:0".into(),
+        seeds: Vec::new(),
+        label: "worker-1".into(),
+        drain: Duration::from_secs(10),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => args.listen = value()?,
+            "--seed" => args
+                .seeds
+                .push(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
+            "--label" => args.label = value()?,
+            "--drain-ms" => {
+                args.drain =
+                    Duration::from_millis(value()?.parse().map_err(|e| format!("--drain-ms: {e}"))?)
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse().map_err(|e| {
+        format!("{e}\nusage: rpcnet-worker --listen ADDR [--seed ADDR]... [--label L] [--drain-ms N]")
+    })?;
+    let rpc = RpcConfig::new("certs/test_cert.pem", args.listen.as_str())
+        .with_key_path("certs/test_key.pem")
+        .with_client_ca_path("certs/ca.pem")
+        .with_drain_timeout(args.drain);
+    let mut server = RpcServer::new(rpc);
+    let served = Arc::new(AtomicU64::new(0));
+    let label = args.label.clone().into_bytes();
+    {
+        let (label, served) = (label.clone(), served.clone());
+        server
+            .register("whoami", move |_| {
+                let (label, served) = (label.clone(), served.clone());
+                async move {
+                    served.fetch_add(1, Ordering::Relaxed);
+                    Ok(label)
+                }
+            })
+            .await;
+    }
+    {
+        let (label, served) = (label.clone(), served.clone());
+        server
+            .register("sleep", move |ms| {
+                let (label, served) = (label.clone(), served.clone());
+                async move {
+                    let ms: u64 = std::str::from_utf8(&ms)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| RpcError::RemoteError("sleep takes ASCII milliseconds".into()))?;
+                    tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+                    served.fetch_add(1, Ordering::Relaxed);
+                    Ok(label)
+                }
+            })
+            .await;
+    }
+    server.register("echo", |data| async move { Ok(data) }).await;
+    let quic = server.bind()?;
+    let handle = server.handle();
+    let shutdown = server.shutdown_handle();
+    let addr = handle.socket_addr().expect("bound");
+    let serving = tokio::spawn(async move { server.start(quic).await });
+
+    let config = ClusterConfig::default()
+        .with_server(handle)
+        .with_tag("role", "worker")
+        .with_tag("label", args.label.clone());
+    let cluster = ClusterMembership::new(config).await?;
+    println!("READY {addr}");
+    if let Err(e) = cluster.join(args.seeds).await {
+        println!("JOIN-FAILED {e}");
+    }
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
+    }
+    println!("DRAINING");
+    let drained = drain_and_leave(&cluster, &shutdown, serving, args.drain).await;
+    println!("SERVED {}", served.load(Ordering::Relaxed));
+    if let Err(e) = drained {
+        println!("DRAIN-INCOMPLETE {e}");
+    }
+    println!("LEFT");
+    Ok(())
+}

@@ -1,0 +1,407 @@
+//! [`WorkerRegistry`]: the workers of a cluster, discovered from the
+//! membership's view as it changes, and load-balanced selection among them.
+//!
+//! Discovery follows [`ClusterMembership::watch`]: every published view is
+//! applied whole, so nothing is lost to a lagging event stream and nothing
+//! is polled. A member is in the pool while it is `Alive` or `Suspect`; it
+//! is *selectable* while it is `Alive`, not draining (the
+//! [`DRAINING_TAG`] tag) and not ejected by a client's passive health
+//! check. A failed or departed member leaves the pool at once; if it comes
+//! back (recovered, or restarted under a new generation) it gets a fresh
+//! record.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::balance::{LoadBalancingStrategy, Picker};
+use super::eject::{EjectionPolicy, Outcome};
+use super::filter::WorkerFilter;
+use super::load::{InFlight, WorkerCell};
+use crate::cluster::{ClusterMembership, ClusterView, NodeId, NodeStatus, Tags};
+use crate::RpcError;
+
+/// The tag a worker sets while it drains (see
+/// [`drain_and_leave`](crate::cluster::drain_and_leave)); every registry
+/// stops selecting a member that carries it, whatever its value.
+pub const DRAINING_TAG: &str = "rpcnet.draining";
+
+/// The tag whose value [`Worker::label`] and [`WorkerStatus::label`] report
+/// (the guide's workers set `label=worker-a`).
+pub const LABEL_TAG: &str = "label";
+
+/// Where a worker stands in this registry's rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerState {
+    /// Selectable.
+    Available,
+    /// SWIM suspects it; not selected until it is confirmed alive.
+    Suspect,
+    /// It announced that it is draining; not selected.
+    Draining,
+    /// A client using this registry took it out of rotation after a
+    /// connection failure or repeated timeouts (see [`EjectionPolicy`]).
+    Ejected,
+}
+
+/// A snapshot of one worker in the pool, for status displays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerStatus {
+    /// Identity (address and generation).
+    pub id: NodeId,
+    /// Its tags.
+    pub tags: Tags,
+    /// The value of its [`LABEL_TAG`] tag, if any.
+    pub label: Option<String>,
+    /// Calls in flight to it from this registry's selections.
+    pub in_flight: usize,
+    /// Its place in the rotation.
+    pub state: WorkerState,
+}
+
+impl WorkerStatus {
+    /// Its RPC address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.id.addr
+    }
+}
+
+/// A selected worker. While it exists it counts as one call in flight on
+/// that worker (for [`LoadBalancingStrategy::LeastConnections`]); drop it
+/// when the call ends. It is not `Clone`, so the count cannot be doubled.
+#[derive(Debug)]
+pub struct Worker {
+    member: Member,
+    _in_flight: InFlight,
+}
+
+impl Worker {
+    /// Its RPC address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.member.id.addr
+    }
+
+    /// Its identity (address and generation).
+    pub fn id(&self) -> NodeId {
+        self.member.id
+    }
+
+    /// Its tags when it was selected.
+    pub fn tags(&self) -> &Tags {
+        &self.member.tags
+    }
+
+    /// The value of its [`LABEL_TAG`] tag, if any.
+    pub fn label(&self) -> Option<&str> {
+        self.member.tags.get(LABEL_TAG).map(String::as_str)
+    }
+
+    pub(crate) fn cell(&self) -> &Arc<WorkerCell> {
+        &self.member.cell
+    }
+}
+
+/// One pool member as of the last applied view.
+#[derive(Debug, Clone)]
+struct Member {
+    id: NodeId,
+    tags: Tags,
+    suspect: bool,
+    draining: bool,
+    cell: Arc<WorkerCell>,
+}
+
+impl Member {
+    fn same_as(&self, other: &Member) -> bool {
+        self.id == other.id
+            && self.tags == other.tags
+            && self.suspect == other.suspect
+            && self.draining == other.draining
+    }
+}
+
+/// The pool as of the last applied view.
+#[derive(Debug, Default)]
+struct Pool {
+    /// Alive or suspect members other than this node, by address.
+    members: Vec<Member>,
+    /// Members in the view, any status (for error messages).
+    seen: usize,
+}
+
+impl Pool {
+    /// The pool for `view`, reusing the cells of members already known
+    /// under the same identity.
+    fn from_view(view: &ClusterView, previous: &Pool) -> Pool {
+        let members = view
+            .members
+            .iter()
+            .filter(|m| matches!(m.status, NodeStatus::Alive | NodeStatus::Suspect))
+            .map(|m| Member {
+                id: m.id,
+                tags: m.tags.clone(),
+                suspect: m.status == NodeStatus::Suspect,
+                draining: m.tags.contains_key(DRAINING_TAG),
+                cell: previous
+                    .members
+                    .iter()
+                    .find(|p| p.id == m.id)
+                    .map(|p| p.cell.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        Pool {
+            members,
+            seen: view.members.len(),
+        }
+    }
+
+    fn same_as(&self, other: &Pool) -> bool {
+        self.seen == other.seen
+            && self.members.len() == other.members.len()
+            && self
+                .members
+                .iter()
+                .zip(&other.members)
+                .all(|(a, b)| a.same_as(b))
+    }
+}
+
+struct Shared {
+    cluster: ClusterMembership,
+    pool: RwLock<Arc<Pool>>,
+    picker: Mutex<Picker>,
+    changes: watch::Sender<u64>,
+    follower: Mutex<Option<tokio::task::AbortHandle>>,
+    policy: EjectionPolicy,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(task) = self.follower.get_mut().ok().and_then(Option::take) {
+            task.abort();
+        }
+    }
+}
+
+/// Discovers the workers of a cluster and selects one per call.
+///
+/// ```no_run
+/// # async fn f(cluster: rpcnet::cluster::ClusterMembership) -> Result<(), rpcnet::RpcError> {
+/// use rpcnet::cluster::{LoadBalancingStrategy, WorkerRegistry};
+///
+/// let registry = WorkerRegistry::new(cluster, LoadBalancingStrategy::LeastConnections);
+/// registry.start().await;
+/// let worker = registry.select_worker(Some("role=worker")).await?;
+/// println!("calling {} ({:?})", worker.addr(), worker.label());
+/// # Ok(()) }
+/// ```
+pub struct WorkerRegistry {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WorkerRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerRegistry")
+            .field("workers", &self.workers())
+            .finish_non_exhaustive()
+    }
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+impl WorkerRegistry {
+    /// A registry over `cluster`'s members, filled from its current view;
+    /// [`start`](Self::start) makes it follow later changes.
+    pub fn new(cluster: ClusterMembership, strategy: LoadBalancingStrategy) -> Self {
+        Self::with_seed(cluster, strategy, seed())
+    }
+
+    /// [`new`](Self::new) with the RNG of [`LoadBalancingStrategy::Random`]
+    /// seeded, for reproducible runs.
+    pub fn with_seed(cluster: ClusterMembership, strategy: LoadBalancingStrategy, seed: u64) -> Self {
+        let pool = Pool::from_view(&cluster.view(), &Pool::default());
+        Self {
+            shared: Arc::new(Shared {
+                cluster,
+                pool: RwLock::new(Arc::new(pool)),
+                picker: Mutex::new(Picker::new(strategy, seed)),
+                changes: watch::channel(0).0,
+                follower: Mutex::new(None),
+                policy: EjectionPolicy::default(),
+            }),
+        }
+    }
+
+    /// Starts following the membership: from now on every membership
+    /// change reaches the pool as soon as it is published. Calling it again
+    /// does nothing. The follower task ends with the registry or the
+    /// membership.
+    pub async fn start(&self) {
+        let mut follower = lock(&self.shared.follower);
+        if follower.is_some() {
+            return;
+        }
+        let mut views = self.shared.cluster.watch();
+        let weak = Arc::downgrade(&self.shared);
+        // The view current now may be newer than the one `new` read.
+        apply(&self.shared, &views.borrow_and_update());
+        let task = tokio::spawn(async move {
+            while views.changed().await.is_ok() {
+                let view = views.borrow_and_update().clone();
+                let Some(shared) = weak.upgrade() else { break };
+                apply(&shared, &view);
+            }
+        });
+        *follower = Some(task.abort_handle());
+    }
+
+    /// Selects a worker whose tags match `filter` with the registry's
+    /// strategy. Filters: `"role=worker"`, a bare key (`"gpu"`, any value),
+    /// or several conditions that must all hold (`"role=worker,zone=eu"`);
+    /// `None` matches every member.
+    ///
+    /// # Errors
+    /// [`RpcError::NoWorkers`] when no selectable worker matches (the error
+    /// names the filter, how many members were seen and how many matched
+    /// but were draining, suspect or ejected); [`RpcError::InvalidFilter`]
+    /// for a malformed filter.
+    pub async fn select_worker(&self, filter: Option<&str>) -> Result<Worker, RpcError> {
+        let parsed = WorkerFilter::parse(filter)?;
+        self.select(&parsed, filter.unwrap_or(""), &[], Instant::now())
+    }
+
+    /// Every worker in the pool (alive or suspect members other than this
+    /// node) with its tags, calls in flight and rotation state.
+    pub fn workers(&self) -> Vec<WorkerStatus> {
+        let pool = self.pool();
+        let now = Instant::now();
+        pool.members
+            .iter()
+            .map(|m| WorkerStatus {
+                id: m.id,
+                tags: m.tags.clone(),
+                label: m.tags.get(LABEL_TAG).cloned(),
+                in_flight: m.cell.in_flight(),
+                state: state_of(m, now),
+            })
+            .collect()
+    }
+
+    /// A receiver whose value (a counter) changes whenever the pool does:
+    /// a worker joins, leaves, fails, changes tags, starts draining, or is
+    /// ejected or put back. Changes in calls in flight do not count.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.shared.changes.subscribe()
+    }
+
+    /// The membership this registry follows.
+    pub fn cluster(&self) -> &ClusterMembership {
+        &self.shared.cluster
+    }
+
+    fn pool(&self) -> Arc<Pool> {
+        self.shared
+            .pool
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Selects among matching, selectable workers other than `avoid`.
+    pub(crate) fn select(
+        &self,
+        filter: &WorkerFilter,
+        filter_text: &str,
+        avoid: &[NodeId],
+        now: Instant,
+    ) -> Result<Worker, RpcError> {
+        let pool = self.pool();
+        let matching: Vec<&Member> = pool
+            .members
+            .iter()
+            .filter(|m| filter.matches(&m.tags) && !avoid.contains(&m.id))
+            .collect();
+        let candidates: Vec<&Member> = matching
+            .iter()
+            .copied()
+            .filter(|m| state_of(m, now) == WorkerState::Available)
+            .collect();
+        let loads: Vec<usize> = candidates.iter().map(|m| m.cell.in_flight()).collect();
+        let chosen = lock(&self.shared.picker).pick(&loads);
+        let Some(index) = chosen else {
+            return Err(RpcError::NoWorkers {
+                filter: filter_text.to_owned(),
+                members: pool.seen,
+                unavailable: matching.len(),
+                avoided: avoid.len(),
+            });
+        };
+        let member = candidates[index].clone();
+        member.cell.health().on_selected(now, &self.shared.policy);
+        let in_flight = InFlight::new(member.cell.clone());
+        Ok(Worker {
+            member,
+            _in_flight: in_flight,
+        })
+    }
+
+    /// Records how a call to `worker` ended, for passive ejection.
+    pub(crate) fn record(&self, worker: &Worker, outcome: Outcome, now: Instant) {
+        let changed = worker
+            .cell()
+            .health()
+            .record(outcome, now, &self.shared.policy);
+        if changed {
+            tracing::info!(worker = %worker.id(), ?outcome, "worker rotation changed by the client's health check");
+            self.shared.changes.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Whether `id` is still in the pool under that identity.
+    pub(crate) fn contains(&self, id: &NodeId) -> bool {
+        self.pool().members.iter().any(|m| m.id == *id)
+    }
+
+    /// The pool's change counter now.
+    pub(crate) fn version(&self) -> u64 {
+        *self.shared.changes.borrow()
+    }
+}
+
+fn state_of(m: &Member, now: Instant) -> WorkerState {
+    if m.draining {
+        WorkerState::Draining
+    } else if m.suspect {
+        WorkerState::Suspect
+    } else if m.cell.health().is_ejected(now) {
+        WorkerState::Ejected
+    } else {
+        WorkerState::Available
+    }
+}
+
+fn apply(shared: &Shared, view: &ClusterView) {
+    let mut current = shared
+        .pool
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let next = Pool::from_view(view, &current);
+    if next.same_as(&current) {
+        return;
+    }
+    *current = Arc::new(next);
+    drop(current);
+    shared.changes.send_modify(|v| *v += 1);
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

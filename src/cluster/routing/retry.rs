@@ -1,0 +1,190 @@
+//! What is safe to retry, and how much retrying a client may do.
+//!
+//! Safety follows gRPC's retry design (gRFC A6): a call that provably never
+//! ran on a worker (no connection, the worker refused it) is retried on
+//! another worker transparently; any other failure only when the call is
+//! declared idempotent and the error says another worker could do better.
+//!
+//! The budget is Finagle's `RetryBudget`: retries may add up to
+//! `percent_can_retry` of the calls made in the last `ttl`, plus
+//! `min_retries_per_sec` per second of it as a floor for quiet clients.
+//! Sans-IO: the caller passes `now`.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::RpcError;
+
+/// Finagle's retry budget parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudgetConfig {
+    /// The window over which calls and retries are counted (default 10 s).
+    pub ttl: Duration,
+    /// Retries allowed per second of the window whatever the traffic (default 10).
+    pub min_retries_per_sec: u32,
+    /// Retries allowed as a share of calls in the window (default 0.2).
+    pub percent_can_retry: f64,
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(10),
+            min_retries_per_sec: 10,
+            percent_can_retry: 0.2,
+        }
+    }
+}
+
+/// Slots the window is divided into.
+const SLOTS: usize = 10;
+
+/// Calls and retries per slot of the window, newest last.
+#[derive(Debug)]
+pub(crate) struct RetryBudget {
+    config: RetryBudgetConfig,
+    start: Instant,
+    /// (slot number since `start`, calls, retries)
+    slots: [(u64, u64, u64); SLOTS],
+}
+
+impl RetryBudget {
+    pub(crate) fn new(config: RetryBudgetConfig, now: Instant) -> Self {
+        Self {
+            config,
+            start: now,
+            slots: [(0, 0, 0); SLOTS],
+        }
+    }
+
+    fn slot(&mut self, now: Instant) -> &mut (u64, u64, u64) {
+        let width = (self.config.ttl / SLOTS as u32).max(Duration::from_millis(1));
+        let n = (now.saturating_duration_since(self.start).as_nanos() / width.as_nanos()) as u64;
+        let slot = &mut self.slots[(n % SLOTS as u64) as usize];
+        if slot.0 != n {
+            *slot = (n, 0, 0);
+        }
+        slot
+    }
+
+    fn totals(&self, now: Instant) -> (u64, u64) {
+        let width = (self.config.ttl / SLOTS as u32).max(Duration::from_millis(1));
+        let n = (now.saturating_duration_since(self.start).as_nanos() / width.as_nanos()) as u64;
+        self.slots
+            .iter()
+            .filter(|s| s.0 + (SLOTS as u64) > n)
+            .fold((0, 0), |(c, r), s| (c + s.1, r + s.2))
+    }
+
+    /// Counts a call (its first attempt).
+    pub(crate) fn deposit(&mut self, now: Instant) {
+        self.slot(now).1 += 1;
+    }
+
+    /// Takes one retry from the budget if there is one left.
+    pub(crate) fn try_withdraw(&mut self, now: Instant) -> bool {
+        let (calls, retries) = self.totals(now);
+        let floor = f64::from(self.config.min_retries_per_sec) * self.config.ttl.as_secs_f64();
+        let allowed = floor + self.config.percent_can_retry * calls as f64;
+        if (retries + 1) as f64 > allowed {
+            return false;
+        }
+        self.slot(now).2 += 1;
+        true
+    }
+}
+
+/// What a failed attempt means for the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The worker never ran the call: any call may go elsewhere.
+    NeverRan,
+    /// It may have run: only an idempotent call may go elsewhere.
+    MayHaveRun,
+    /// Another worker would fail the same way (unknown method, too large,
+    /// handler error, bad filter): give up.
+    Final,
+}
+
+/// Classifies an attempt's error; `connected` is false when the failure
+/// happened while connecting (nothing was sent).
+pub(crate) fn verdict(error: &RpcError, connected: bool) -> Verdict {
+    if !connected {
+        return match error {
+            RpcError::ConfigError(_) => Verdict::Final,
+            _ => Verdict::NeverRan,
+        };
+    }
+    match error {
+        // The worker said it did not take the call (draining, over a limit).
+        RpcError::Unavailable(_) => Verdict::NeverRan,
+        RpcError::ConnectionError(_)
+        | RpcError::StreamError(_)
+        | RpcError::IoError(_)
+        | RpcError::Timeout => Verdict::MayHaveRun,
+        _ => Verdict::Final,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_allows_min_per_sec_times_ttl_without_traffic() {
+        let t = Instant::now();
+        let mut b = RetryBudget::new(RetryBudgetConfig::default(), t);
+        let granted = (0..1000).filter(|_| b.try_withdraw(t)).count();
+        assert_eq!(granted, 100, "10 per second over 10 s");
+    }
+
+    #[test]
+    fn traffic_adds_a_fifth_of_its_calls() {
+        let t = Instant::now();
+        let config = RetryBudgetConfig {
+            min_retries_per_sec: 0,
+            ..RetryBudgetConfig::default()
+        };
+        let mut b = RetryBudget::new(config, t);
+        for _ in 0..500 {
+            b.deposit(t);
+        }
+        let granted = (0..1000).filter(|_| b.try_withdraw(t)).count();
+        assert_eq!(granted, 100, "20% of 500");
+    }
+
+    #[test]
+    fn the_window_forgets_old_retries() {
+        let t = Instant::now();
+        let config = RetryBudgetConfig {
+            min_retries_per_sec: 1,
+            ..RetryBudgetConfig::default()
+        };
+        let mut b = RetryBudget::new(config, t);
+        assert_eq!((0..50).filter(|_| b.try_withdraw(t)).count(), 10);
+        assert!(!b.try_withdraw(t + Duration::from_secs(5)));
+        assert!(b.try_withdraw(t + Duration::from_secs(11)), "the spent retries aged out");
+    }
+
+    #[test]
+    fn only_what_never_ran_is_safe_for_every_call() {
+        let conn = || RpcError::ConnectionError("x".into());
+        assert_eq!(verdict(&conn(), false), Verdict::NeverRan);
+        assert_eq!(verdict(&RpcError::Timeout, false), Verdict::NeverRan);
+        assert_eq!(
+            verdict(&RpcError::Unavailable("draining".into()), true),
+            Verdict::NeverRan
+        );
+        assert_eq!(verdict(&conn(), true), Verdict::MayHaveRun);
+        assert_eq!(verdict(&RpcError::Timeout, true), Verdict::MayHaveRun);
+        assert_eq!(
+            verdict(&RpcError::RemoteError("boom".into()), true),
+            Verdict::Final
+        );
+        assert_eq!(
+            verdict(&RpcError::UnknownMethod("m".into()), true),
+            Verdict::Final
+        );
+    }
+}

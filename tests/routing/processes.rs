@@ -1,0 +1,2 @@
+//! Worker processes (`rpcnet-worker`) killed with SIGKILL or stopped with
+//! SIGTERM under load.
