@@ -17,6 +17,7 @@
 //! rules and processes, also when a scenario fails or the run is
 //! interrupted (Ctrl+C, SIGTERM).
 
+mod load;
 mod net;
 mod node;
 mod scenarios;
@@ -25,9 +26,26 @@ use std::time::{Duration, Instant};
 
 use scenarios::{Durations, Outcome};
 
-const ALL: [&str; 6] = ["converge", "kill", "pause", "partition", "foreign", "loss"];
+const ALL: [&str; 8] = [
+    "converge",
+    "kill",
+    "failover",
+    "rolling",
+    "pause",
+    "partition",
+    "foreign",
+    "loss",
+];
 
 fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("load") {
+        if let Err(e) = load::main(&argv[1..]) {
+            eprintln!("load: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let mut names: Vec<String> = Vec::new();
     let mut short = false;
     let mut report: Option<String> = None;
@@ -79,6 +97,8 @@ fn main() {
         let result = match name.as_str() {
             "converge" => scenarios::converge(&bins),
             "kill" => scenarios::kill(&bins),
+            "failover" => scenarios::failover(&bins),
+            "rolling" => scenarios::rolling(&bins),
             "loss" => scenarios::loss(&bins, durations),
             "pause" => scenarios::pause(&bins),
             "partition" => scenarios::partition(&bins, durations),
@@ -121,7 +141,10 @@ fn markdown(outcomes: &[Outcome], errors: &[String], short: bool, took: Duration
         took.as_secs()
     ));
     for o in outcomes {
-        s.push_str(&format!("### {}\n\n{}\n\n| target | measured | met |\n|---|---|---|\n", o.name, o.setup));
+        s.push_str(&format!(
+            "### {}\n\n{}\n\n| target | measured | met |\n|---|---|---|\n",
+            o.name, o.setup
+        ));
         for c in &o.checks {
             s.push_str(&format!(
                 "| {} | {} | {} |\n",
@@ -131,7 +154,10 @@ fn markdown(outcomes: &[Outcome], errors: &[String], short: bool, took: Duration
             ));
         }
         for (what, value) in &o.figures {
-            s.push_str(&format!("| {what} | {} | (figure) |\n", value.replace('|', "/")));
+            s.push_str(&format!(
+                "| {what} | {} | (figure) |\n",
+                value.replace('|', "/")
+            ));
         }
         s.push('\n');
     }

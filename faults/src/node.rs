@@ -17,43 +17,65 @@ pub const PORT: u16 = 7000;
 pub struct Binaries {
     /// `rpcnet-node`.
     pub node: PathBuf,
+    /// `rpcnet-worker`.
+    pub worker: PathBuf,
+    /// This harness (for its `load` role).
+    pub harness: PathBuf,
     /// The repository root (working directory of every process, so the
     /// default `certs/...` paths resolve).
     pub root: PathBuf,
 }
 
 impl Binaries {
-    /// Finds `rpcnet-node` beside this executable (the same cargo profile),
-    /// building it first when it is missing; `RPCNET_NODE` overrides.
+    /// Finds `rpcnet-node` and `rpcnet-worker` beside this executable (the
+    /// same cargo profile), building them first; `RPCNET_BIN_DIR` names
+    /// another directory (then nothing is built).
     pub fn locate() -> Result<Binaries, String> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("faults/ has a parent")
             .to_path_buf();
-        if let Ok(node) = std::env::var("RPCNET_NODE") {
-            return Ok(Binaries {
-                node: node.into(),
-                root,
-            });
+        let harness = std::env::current_exe().map_err(|e| e.to_string())?;
+        let dir = match std::env::var_os("RPCNET_BIN_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                // Always ask cargo: a no-op when up to date, and a stale
+                // binary would measure old code.
+                let mut args = vec![
+                    "build",
+                    "--quiet",
+                    "--bin",
+                    "rpcnet-node",
+                    "--bin",
+                    "rpcnet-worker",
+                ];
+                if !cfg!(debug_assertions) {
+                    args.push("--release");
+                }
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let status = Command::new(cargo)
+                    .args(&args)
+                    .current_dir(&root)
+                    .status()
+                    .map_err(|e| format!("cargo build: {e}"))?;
+                if !status.success() {
+                    return Err("could not build rpcnet-node and rpcnet-worker".into());
+                }
+                harness.parent().expect("exe has a directory").to_path_buf()
+            }
+        };
+        let (node, worker) = (dir.join("rpcnet-node"), dir.join("rpcnet-worker"));
+        for bin in [&node, &worker] {
+            if !bin.exists() {
+                return Err(format!("{} is missing", bin.display()));
+            }
         }
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let dir = exe.parent().expect("exe has a directory");
-        let node = dir.join("rpcnet-node");
-        // Always ask cargo: it is a no-op when up to date, and a stale
-        // binary would measure old code.
-        let mut args = vec!["build", "--quiet", "--bin", "rpcnet-node"];
-        if !cfg!(debug_assertions) {
-            args.push("--release");
-        }
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(&args)
-            .current_dir(&root)
-            .status()
-            .map_err(|e| format!("cargo build rpcnet-node: {e}"))?;
-        if !status.success() || !node.exists() {
-            return Err(format!("could not build {}", node.display()));
-        }
-        Ok(Binaries { node, root })
+        Ok(Binaries {
+            node,
+            worker,
+            harness,
+            root,
+        })
     }
 }
 
@@ -68,24 +90,38 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node on `host` seeded with `seeds`; returns once it printed
-    /// `READY`.
+    /// Starts an `rpcnet-node` on `host` seeded with `seeds`; returns once
+    /// it printed `READY`.
     pub fn start(
         bins: &Binaries,
         host: &Host,
         seeds: &[SocketAddr],
         extra: &[&str],
     ) -> Result<Node, String> {
+        Node::spawn(bins, host, &bins.node, &[], seeds, extra)
+    }
+
+    /// Starts `program` (`rpcnet-node`, `rpcnet-worker` or this harness in
+    /// a role) in `host` with `--listen <host>:PORT`, a `--seed` per seed,
+    /// then `extra`; `role` goes first (the harness's subcommand).
+    pub fn spawn(
+        bins: &Binaries,
+        host: &Host,
+        program: &Path,
+        role: &[&str],
+        seeds: &[SocketAddr],
+        extra: &[&str],
+    ) -> Result<Node, String> {
         let addr = SocketAddr::from((host.ip, PORT));
-        let listen = addr.to_string();
         let mut args: Vec<String> = vec![
             "netns".into(),
             "exec".into(),
             host.ns.clone(),
-            bins.node.display().to_string(),
-            "--listen".into(),
-            listen,
+            program.display().to_string(),
         ];
+        args.extend(role.iter().map(|s| s.to_string()));
+        args.push("--listen".into());
+        args.push(addr.to_string());
         for s in seeds {
             args.push("--seed".into());
             args.push(s.to_string());
@@ -99,7 +135,7 @@ impl Node {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("spawn rpcnet-node: {e}"))?;
+            .map_err(|e| format!("spawn {}: {e}", program.display()))?;
         let stdout = child.stdout.take().expect("piped");
         let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let sink = lines.clone();
@@ -115,11 +151,7 @@ impl Node {
                 cv.notify_all();
             }
         });
-        let node = Node {
-            addr,
-            child,
-            lines,
-        };
+        let node = Node { addr, child, lines };
         let now = Instant::now();
         node.wait_for(now, now + Duration::from_secs(20), |l| {
             l.starts_with("READY")
@@ -167,7 +199,12 @@ impl Node {
     }
 
     /// Lines printed in `[from, to)` that satisfy `pred`.
-    pub fn lines_between(&self, from: Instant, to: Instant, pred: impl Fn(&str) -> bool) -> Vec<String> {
+    pub fn lines_between(
+        &self,
+        from: Instant,
+        to: Instant,
+        pred: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
         let (store, _) = &*self.lines;
         store
             .lock()

@@ -57,7 +57,10 @@ impl Outcome {
 
     fn check(&mut self, target: impl Into<String>, measured: impl Into<String>, ok: bool) {
         let (target, measured) = (target.into(), measured.into());
-        println!("  [{}] {target}: {measured}", if ok { "ok" } else { "FAIL" });
+        println!(
+            "  [{}] {target}: {measured}",
+            if ok { "ok" } else { "FAIL" }
+        );
         self.checks.push(Check {
             target,
             measured,
@@ -73,7 +76,11 @@ fn secs(d: Duration) -> String {
 /// Starts `n` nodes (node 0 first, the others seeded with it) and waits
 /// until every node has reported every other joined. Returns the nodes and
 /// the time from the last node's `READY` to that full view.
-fn converged_cluster(lab: &Lab, bins: &Binaries, n: usize) -> Result<(Vec<Node>, Duration), String> {
+fn converged_cluster(
+    lab: &Lab,
+    bins: &Binaries,
+    n: usize,
+) -> Result<(Vec<Node>, Duration), String> {
     let first = Node::start(bins, &lab.hosts[0], &[], &[])?;
     let seed = [first.addr];
     let mut nodes = vec![first];
@@ -109,7 +116,10 @@ fn verdicts(nodes: &[Node], from: Instant, to: Instant) -> Vec<String> {
 fn summary(lines: &[String]) -> String {
     match lines.len() {
         0 => "0".into(),
-        n => format!("{n} ({})", lines.iter().take(3).cloned().collect::<Vec<_>>().join("; ")),
+        n => format!(
+            "{n} ({})",
+            lines.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+        ),
     }
 }
 
@@ -122,7 +132,10 @@ fn wait_all_believe_up(
 ) -> Option<Instant> {
     let deadline = Instant::now() + within;
     loop {
-        if observers.iter().all(|o| o.believes_up(subject) == Some(true)) {
+        if observers
+            .iter()
+            .all(|o| o.believes_up(subject) == Some(true))
+        {
             return Some(Instant::now());
         }
         if Instant::now() >= deadline {
@@ -202,7 +215,11 @@ pub fn pause(bins: &Binaries) -> Result<Outcome, String> {
     let mut detected = Duration::ZERO;
     let mut all_detected = true;
     for o in &others {
-        match o.wait_for(t1, t1 + Duration::from_secs(20), event("failed", paused.addr)) {
+        match o.wait_for(
+            t1,
+            t1 + Duration::from_secs(20),
+            event("failed", paused.addr),
+        ) {
             Some(at) => detected = detected.max(at - t1),
             None => all_detected = false,
         }
@@ -280,7 +297,10 @@ pub fn partition(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
         })
     });
     out.check(
-        format!("{} partition: each side marks the other failed", secs(d.long_partition)),
+        format!(
+            "{} partition: each side marks the other failed",
+            secs(d.long_partition)
+        ),
         if cross_down { "yes" } else { "no" },
         cross_down,
     );
@@ -345,7 +365,9 @@ pub fn foreign(bins: &Binaries) -> Result<Outcome, String> {
         ],
     )?;
     let refused = outsider
-        .wait_for(t0, t0 + Duration::from_secs(20), |l| l.starts_with("JOIN-FAILED"))
+        .wait_for(t0, t0 + Duration::from_secs(20), |l| {
+            l.starts_with("JOIN-FAILED")
+        })
         .is_some();
     sleep(Duration::from_secs(3));
     let needle = outsider.addr.ip().to_string();
@@ -353,7 +375,11 @@ pub fn foreign(bins: &Binaries) -> Result<Outcome, String> {
         .iter()
         .flat_map(|n| n.lines_between(t0, Instant::now(), |l| l.contains(&needle)))
         .collect();
-    out.check("the outsider's join is refused", if refused { "yes" } else { "no" }, refused);
+    out.check(
+        "the outsider's join is refused",
+        if refused { "yes" } else { "no" },
+        refused,
+    );
     out.check(
         "membership changes anywhere about the outsider (target 0)",
         summary(&mentions),
@@ -368,7 +394,9 @@ pub fn kill(bins: &Binaries) -> Result<Outcome, String> {
     const ROUNDS: usize = 5;
     let mut out = Outcome::new(
         "kill",
-        format!("5 hosts; node 5 killed with SIGKILL and restarted on the same address, {ROUNDS} times"),
+        format!(
+            "5 hosts; node 5 killed with SIGKILL and restarted on the same address, {ROUNDS} times"
+        ),
     );
     let lab = Lab::new(5)?;
     let (mut nodes, _) = converged_cluster(&lab, bins, 5)?;
@@ -383,7 +411,11 @@ pub fn kill(bins: &Binaries) -> Result<Outcome, String> {
         victim.kill();
         let mut last = Duration::ZERO;
         for o in &nodes {
-            match o.wait_for(killed, killed + Duration::from_secs(20), event("failed", addr)) {
+            match o.wait_for(
+                killed,
+                killed + Duration::from_secs(20),
+                event("failed", addr),
+            ) {
                 Some(at) => last = last.max(at - killed),
                 None => missed.push(format!("round {round}: {} never marked it failed", o.addr)),
             }
@@ -412,22 +444,243 @@ pub fn kill(bins: &Binaries) -> Result<Outcome, String> {
     };
     out.check(
         "every survivor marks the killed node failed, every round",
-        if missed.is_empty() { "yes".into() } else { missed.join("; ") },
+        if missed.is_empty() {
+            "yes".into()
+        } else {
+            missed.join("; ")
+        },
         missed.is_empty(),
     );
     out.check(
         "kill -9 -> failed at every survivor, worst of 5 (target 4 s)",
-        format!("{} (rounds: {} s)", secs(worst(&detections)), list(&detections)),
+        format!(
+            "{} (rounds: {} s)",
+            secs(worst(&detections)),
+            list(&detections)
+        ),
         worst(&detections) <= Duration::from_secs(4),
     );
     out.check(
         "every restart seen (joined) by every other node within 15 s",
         if unseen.is_empty() {
-            format!("yes, worst {} (rounds: {} s)", secs(worst(&rejoins)), list(&rejoins))
+            format!(
+                "yes, worst {} (rounds: {} s)",
+                secs(worst(&rejoins)),
+                list(&rejoins)
+            )
         } else {
-            format!("missed {} of {}: {}", unseen.len(), ROUNDS * 4, unseen.join(", "))
+            format!(
+                "missed {} of {}: {}",
+                unseen.len(),
+                ROUNDS * 4,
+                unseen.join(", ")
+            )
         },
         unseen.is_empty(),
+    );
+    Ok(out)
+}
+
+/// A seed member on host 1, three `rpcnet-worker`s on hosts 2-4 and the
+/// harness's `load` role on host 5, calling the workers through a
+/// `ClusterClient` once all three are in its pool.
+struct LoadedCluster {
+    seed: Node,
+    workers: Vec<Option<Node>>,
+    load: Node,
+    go: Instant,
+}
+
+const WORKERS: usize = 3;
+
+fn start_worker(lab: &Lab, bins: &Binaries, i: usize, seed: SocketAddr) -> Result<Node, String> {
+    let label = format!("w{}", i + 2);
+    Node::spawn(
+        bins,
+        &lab.hosts[i + 1],
+        &bins.worker,
+        &[],
+        &[seed],
+        &["--label", &label, "--drain-ms", "10000"],
+    )
+}
+
+fn loaded_cluster(lab: &Lab, bins: &Binaries, secs: u64) -> Result<LoadedCluster, String> {
+    let seed = Node::start(bins, &lab.hosts[0], &[], &[])?;
+    let mut workers = Vec::new();
+    for i in 0..WORKERS {
+        workers.push(Some(start_worker(lab, bins, i, seed.addr)?));
+    }
+    let secs = secs.to_string();
+    let min = WORKERS.to_string();
+    let load = Node::spawn(
+        bins,
+        &lab.hosts[4],
+        &bins.harness,
+        &["load"],
+        &[seed.addr],
+        &["--secs", &secs, "--min-workers", &min, "--concurrency", "8"],
+    )?;
+    let now = Instant::now();
+    let go = load
+        .wait_for(now, now + Duration::from_secs(30), |l| l.starts_with("GO "))
+        .ok_or("the load never saw all three workers in its pool (30 s)")?;
+    Ok(LoadedCluster {
+        seed,
+        workers,
+        load,
+        go,
+    })
+}
+
+impl LoadedCluster {
+    /// Waits for the load to finish; returns its failed-call lines.
+    fn finish(&self, within: Duration) -> Result<Vec<String>, String> {
+        let now = Instant::now();
+        self.load
+            .wait_for(self.go, now + within, |l| l.starts_with("DONE "))
+            .ok_or("the load did not finish in time")?;
+        Ok(self
+            .load
+            .lines_between(self.go, Instant::now() + Duration::from_secs(1), |l| {
+                l.starts_with("ERR ")
+            }))
+    }
+
+    /// Waits until the load's pool does (`present`) or does not contain
+    /// `addr`; returns when it printed that.
+    fn pool_change(
+        &self,
+        since: Instant,
+        addr: SocketAddr,
+        present: bool,
+        within: Duration,
+    ) -> Option<Instant> {
+        let needle = addr.to_string();
+        self.load.wait_for(since, Instant::now() + within, |l| {
+            l.starts_with("POOL ")
+                && l.split_whitespace()
+                    .nth(3)
+                    .unwrap_or("")
+                    .split(',')
+                    .any(|a| a == needle)
+                    == present
+        })
+    }
+
+    /// The slowest successful call that completed in `[from, to)`, in ms.
+    fn slowest(&self, from: Instant, to: Instant) -> u64 {
+        self.load
+            .lines_between(from, to, |l| l.starts_with("SLOW "))
+            .iter()
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+fn calls_done(load: &Node) -> String {
+    load.lines_between(
+        Instant::now() - Duration::from_secs(3600),
+        Instant::now() + Duration::from_secs(1),
+        |l| l.starts_with("DONE "),
+    )
+    .first()
+    .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+    .unwrap_or_else(|| "?".into())
+}
+
+/// Scenario 2: `kill -9` of a worker under load through `ClusterClient`.
+pub fn failover(bins: &Binaries) -> Result<Outcome, String> {
+    let mut out = Outcome::new(
+        "failover",
+        "seed on host 1, workers on hosts 2-4, a ClusterClient on host 5 making idempotent calls (8 at a time); the worker on host 4 killed with SIGKILL after 5 s of load",
+    );
+    let lab = Lab::new(5)?;
+    let mut c = loaded_cluster(&lab, bins, 20)?;
+    sleep(Duration::from_secs(5).saturating_sub(c.go.elapsed()));
+    let victim = c.workers[2].take().expect("worker 3");
+    let addr = victim.addr;
+    let killed = Instant::now();
+    victim.kill();
+    let verdict = c.seed.wait_for(
+        killed,
+        killed + Duration::from_secs(20),
+        event("failed", addr),
+    );
+    let ejected = c.pool_change(killed, addr, false, Duration::from_secs(20));
+    let failed = c.finish(Duration::from_secs(40))?;
+    let slowest = c.slowest(killed, killed + Duration::from_secs(5));
+    out.check(
+        "failed idempotent calls (target 0)",
+        format!(
+            "{} of {} ({})",
+            failed.len(),
+            calls_done(&c.load),
+            summary(&failed)
+        ),
+        failed.is_empty(),
+    );
+    out.check(
+        "the client takes the dead worker out of its pool (bound 2 s)",
+        ejected.map_or("not within 20 s".into(), |at| secs(at - killed)),
+        ejected.is_some_and(|at| at - killed <= Duration::from_secs(2)),
+    );
+    out.figure(
+        "membership verdict at the seed",
+        verdict.map_or("not within 20 s".into(), |at| secs(at - killed)),
+    );
+    out.figure(
+        "slowest successful call in the 5 s after the kill (first retried success)",
+        format!("{slowest} ms"),
+    );
+    Ok(out)
+}
+
+/// Scenario 6: rolling restart of the three workers under load.
+pub fn rolling(bins: &Binaries) -> Result<Outcome, String> {
+    let mut out = Outcome::new(
+        "rolling",
+        "seed, 3 workers and a ClusterClient load as in `failover`; each worker in turn stopped with SIGTERM (drain), restarted on the same address once it left",
+    );
+    let lab = Lab::new(5)?;
+    let mut c = loaded_cluster(&lab, bins, 60)?;
+    let mut out_of_rotation = Vec::new();
+    for i in 0..WORKERS {
+        let worker = c.workers[i].take().expect("running");
+        let addr = worker.addr;
+        let stopped = Instant::now();
+        worker.signal("TERM");
+        worker
+            .wait_for(stopped, stopped + Duration::from_secs(30), |l| l == "LEFT")
+            .ok_or_else(|| format!("{addr} did not leave within 30 s of SIGTERM"))?;
+        drop(worker);
+        let restarted = Instant::now();
+        c.workers[i] = Some(start_worker(&lab, bins, i, c.seed.addr)?);
+        let back = c
+            .pool_change(restarted, addr, true, Duration::from_secs(20))
+            .ok_or_else(|| format!("{addr} was not back in the client's pool within 20 s"))?;
+        out_of_rotation.push(back - stopped);
+    }
+    // Let the load run on, then stop it early: SIGTERM is not handled by the
+    // load role, so read what it printed so far.
+    sleep(Duration::from_secs(2));
+    let failed = c
+        .load
+        .lines_between(c.go, Instant::now(), |l| l.starts_with("ERR "));
+    let list = out_of_rotation
+        .iter()
+        .map(|d| format!("{:.1}", d.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    out.check(
+        "failed calls during the rolling restart (target 0)",
+        summary(&failed),
+        failed.is_empty(),
+    );
+    out.figure(
+        "time each worker was out of the client's rotation (SIGTERM -> back in the pool)",
+        format!("{list} s"),
     );
     Ok(out)
 }
