@@ -17,6 +17,7 @@
 //! rules and processes, also when a scenario fails or the run is
 //! interrupted (Ctrl+C, SIGTERM).
 
+mod hostile;
 mod load;
 mod net;
 mod node;
@@ -26,11 +27,12 @@ use std::time::{Duration, Instant};
 
 use scenarios::{Durations, Outcome};
 
-const ALL: [&str; 8] = [
+const ALL: [&str; 9] = [
     "converge",
     "kill",
     "failover",
     "rolling",
+    "hostile",
     "pause",
     "partition",
     "foreign",
@@ -39,9 +41,14 @@ const ALL: [&str; 8] = [
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.first().map(String::as_str) == Some("load") {
-        if let Err(e) = load::main(&argv[1..]) {
-            eprintln!("load: {e}");
+    let role = argv.first().map(String::as_str).unwrap_or("");
+    if ["load", "serve", "probe", "attack"].contains(&role) {
+        let result = match role {
+            "load" => load::main(&argv[1..]),
+            _ => hostile::main(role, &argv[1..]),
+        };
+        if let Err(e) = result {
+            eprintln!("{role}: {e}");
             std::process::exit(1);
         }
         return;
@@ -99,6 +106,7 @@ fn main() {
             "kill" => scenarios::kill(&bins),
             "failover" => scenarios::failover(&bins),
             "rolling" => scenarios::rolling(&bins),
+            "hostile" => scenarios::hostile(&bins),
             "loss" => scenarios::loss(&bins, durations),
             "pause" => scenarios::pause(&bins),
             "partition" => scenarios::partition(&bins, durations),

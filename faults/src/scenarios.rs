@@ -684,3 +684,164 @@ pub fn rolling(bins: &Binaries) -> Result<Outcome, String> {
     );
     Ok(out)
 }
+
+/// The probe's latest cumulative summary: (calls, errors, p50 µs, p99 µs, max µs).
+fn probe_summary(probe: &Node, by: Instant) -> Option<[u64; 5]> {
+    let lines = probe.lines_between(by - Duration::from_secs(3600), by, |l| {
+        l.starts_with("PROBE ")
+    });
+    let last = lines.last()?;
+    let v: Vec<u64> = last
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    v.try_into().ok()
+}
+
+/// Peak resident and peak virtual size of a process, in KiB
+/// (`/proc/<pid>/status` VmHWM, VmPeak).
+fn peaks(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("VmHWM:")?, field("VmPeak:")?))
+}
+
+/// Scenario 7: hostile input against a live server on its own host.
+pub fn hostile(bins: &Binaries) -> Result<Outcome, String> {
+    const KINDS: [&str; 6] = [
+        "datagrams",
+        "malformed",
+        "huge",
+        "stalled",
+        "unread",
+        "handshakes",
+    ];
+    /// The stated bound on the server's peak RSS under these attacks.
+    const RSS_BOUND_MIB: u64 = 512;
+    /// The stated bound on its peak address space: what arrived plus slack,
+    /// never the lengths peers announced (10,000 x 16 MiB would be 160 GiB).
+    const VIRTUAL_BOUND_MIB: u64 = 8192;
+    let mut out = Outcome::new(
+        "hostile",
+        "an RpcServer (default limits) on host 1; a well-behaved client on host 3 calling echo ~200 times a second; host 2 attacks in turn: 50,000 random datagrams, 500 streams of random bytes, 100 messages announcing 4 GiB, 10,000 stalled streams announcing ~16 MiB each, 50 server streams never read, 1,000 half-open handshakes",
+    );
+    let lab = Lab::new(3)?;
+    let server = Node::spawn(bins, &lab.hosts[0], &bins.harness, &["serve"], &[], &[])?;
+    let target = server.addr.to_string();
+    let probe = Node::spawn(
+        bins,
+        &lab.hosts[2],
+        &bins.harness,
+        &["probe"],
+        &[],
+        &["--target", &target, "--secs", "600"],
+    )?;
+    sleep(Duration::from_secs(5));
+    let baseline = probe_summary(&probe, Instant::now());
+    let attacks_started = Instant::now();
+    for kind in KINDS {
+        let t0 = Instant::now();
+        let attacker = Node::spawn(
+            bins,
+            &lab.hosts[1],
+            &bins.harness,
+            &["attack"],
+            &[],
+            &["--target", &target, "--kind", kind, "--hold", "8"],
+        )?;
+        let done = attacker.wait_for(t0, t0 + Duration::from_secs(150), |l| {
+            l.starts_with("ATTACKED ")
+        });
+        let detail = attacker
+            .lines_between(t0, Instant::now() + Duration::from_secs(1), |l| {
+                l.starts_with("ATTACKED ")
+            })
+            .first()
+            .map(|l| l.splitn(3, ' ').nth(2).unwrap_or("").to_owned());
+        let errors = probe.lines_between(t0, Instant::now(), |l| l.starts_with("PROBE-ERROR"));
+        let detail = if done.is_some() {
+            detail.unwrap_or_default()
+        } else {
+            "attack did not finish within 150 s".into()
+        };
+        // An unread stream must slow only itself: every stream gets its
+        // first item although the earlier ones are never read again.
+        let isolated = kind != "unread" || detail.starts_with("50 streams opened, 50 got");
+        out.check(
+            format!(
+                "{kind}: the attack completes, the client sees no error{}",
+                if kind == "unread" {
+                    ", every stream gets its first item"
+                } else {
+                    ""
+                }
+            ),
+            format!("{detail}; client errors {}", errors.len()),
+            done.is_some() && errors.is_empty() && isolated,
+        );
+        drop(attacker);
+    }
+    sleep(Duration::from_secs(3));
+    let alive = std::fs::read_to_string(format!("/proc/{}/stat", server.pid()))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false);
+    let after = probe_summary(&probe, Instant::now());
+    let recent = probe.lines_between(
+        Instant::now() - Duration::from_secs(3),
+        Instant::now(),
+        |l| l.starts_with("PROBE-ERROR"),
+    );
+    out.check(
+        "the server is still up and serving the well-behaved client",
+        format!(
+            "process alive: {alive}; client errors in the last 3 s: {}",
+            recent.len()
+        ),
+        alive && recent.is_empty(),
+    );
+    let errors_total = probe.lines_between(attacks_started, Instant::now(), |l| {
+        l.starts_with("PROBE-ERROR")
+    });
+    if let (Some(b), Some(a)) = (baseline, after) {
+        out.figure(
+            "well-behaved client, before the attacks: calls, p50, p99, max",
+            format!("{} calls, {} / {} / {} µs", b[0], b[2], b[3], b[4]),
+        );
+        out.figure(
+            "well-behaved client, whole run: calls, errors, p50, p99, max",
+            format!(
+                "{} calls, {} errors, {} / {} / {} µs",
+                a[0],
+                errors_total.len(),
+                a[2],
+                a[3],
+                a[4]
+            ),
+        );
+    }
+    match peaks(server.pid()) {
+        Some((hwm, peak)) => {
+            out.check(
+                format!("server peak RSS (VmHWM) within {RSS_BOUND_MIB} MiB"),
+                format!("{} MiB", hwm / 1024),
+                hwm / 1024 <= RSS_BOUND_MIB,
+            );
+            out.check(
+                format!("server peak address space (VmPeak) within {VIRTUAL_BOUND_MIB} MiB"),
+                format!("{} MiB", peak / 1024),
+                peak / 1024 <= VIRTUAL_BOUND_MIB,
+            );
+        }
+        None => out.check("server peak RSS readable", "no /proc status", false),
+    }
+    Ok(out)
+}
