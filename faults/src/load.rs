@@ -1,0 +1,215 @@
+//! `rpcnet-faults load`: a cluster member that keeps calling workers
+//! through a `ClusterClient` and reports every failure, every slow call and
+//! every change of its worker pool. The scenarios run it in a lab host.
+//!
+//! ```text
+//! rpcnet-faults load --listen ADDR --seed ADDR [--cert F --key F --ca F]
+//!                    [--concurrency 8] [--secs 60] [--min-workers 1]
+//! ```
+//!
+//! The load starts once `--min-workers` workers are available and runs for
+//! `--secs` from then. Output lines (milliseconds since the process
+//! started): `READY <addr>`; `GO <ms>` when the load starts; `POOL <ms> <active workers> <addr,...>` on every pool
+//! change; `ERR <ms> <latency ms> <error>` for a failed call;
+//! `SLOW <ms> <latency ms>` for a call that succeeded after more than
+//! 100 ms; `TICK <ms> <ok> <err>` every second; `DONE <ok> <err>` at the end.
+//! Calls are idempotent `echo` calls of 64 bytes with a 5 s timeout.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rpcnet::cluster::{
+    ClusterClient, ClusterConfig, ClusterMembership, LoadBalancingStrategy, WorkerRegistry,
+    WorkerState,
+};
+use rpcnet::{CallOptions, RpcConfig, RpcServer};
+
+struct Args {
+    listen: String,
+    seeds: Vec<SocketAddr>,
+    cert: String,
+    key: String,
+    ca: String,
+    concurrency: usize,
+    secs: u64,
+    min_workers: usize,
+}
+
+fn parse(args: &[String]) -> Result<Args, String> {
+    let mut out = Args {
+        listen: "127.0.0.1:0".into(),
+        seeds: Vec::new(),
+        cert: "certs/test_cert.pem".into(),
+        key: "certs/test_key.pem".into(),
+        ca: "certs/ca.pem".into(),
+        concurrency: 8,
+        secs: 60,
+        min_workers: 1,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--listen" => out.listen = value()?,
+            "--seed" => out
+                .seeds
+                .push(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
+            "--cert" => out.cert = value()?,
+            "--key" => out.key = value()?,
+            "--ca" => out.ca = value()?,
+            "--concurrency" => {
+                out.concurrency = value()?
+                    .parse()
+                    .map_err(|e| format!("--concurrency: {e}"))?
+            }
+            "--secs" => out.secs = value()?.parse().map_err(|e| format!("--secs: {e}"))?,
+            "--min-workers" => {
+                out.min_workers = value()?
+                    .parse()
+                    .map_err(|e| format!("--min-workers: {e}"))?
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the load role; `args` are the arguments after `load`.
+pub fn main(args: &[String]) -> Result<(), String> {
+    let args = parse(args)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let started = Instant::now();
+    let ms = move || started.elapsed().as_millis();
+    let rpc = RpcConfig::new(&args.cert, args.listen.as_str())
+        .with_key_path(&args.key)
+        .with_client_ca_path(&args.ca);
+    let mut server = RpcServer::new(rpc);
+    let quic = server.bind().map_err(|e| e.to_string())?;
+    let handle = server.handle();
+    let addr = handle.socket_addr().expect("bound");
+    tokio::spawn(async move { server.start(quic).await });
+    let cluster = ClusterMembership::new(ClusterConfig::default().with_server(handle))
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("READY {addr}");
+    cluster.join(args.seeds).await.map_err(|e| e.to_string())?;
+
+    let registry = Arc::new(WorkerRegistry::new(
+        cluster.clone(),
+        LoadBalancingStrategy::LeastConnections,
+    ));
+    registry.start().await;
+    {
+        let registry = registry.clone();
+        let mut changes = registry.changes();
+        tokio::spawn(async move {
+            loop {
+                let active = available_addrs(&registry);
+                println!("POOL {} {} {}", ms(), active.len(), active.join(","));
+                if changes.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let mut changes = registry.changes();
+    while available(&registry) < args.min_workers {
+        if changes.changed().await.is_err() {
+            return Err("the registry stopped".into());
+        }
+    }
+    println!("GO {}", ms());
+
+    let worker_rpc =
+        RpcConfig::new(&args.ca, "0.0.0.0:0").with_client_identity(&args.cert, &args.key);
+    let client = Arc::new(ClusterClient::new(registry.clone(), worker_rpc));
+    let (ok, err) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let end = tokio::time::Instant::now() + Duration::from_secs(args.secs);
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, ok, err) = (client.clone(), ok.clone(), err.clone());
+        tasks.push(tokio::spawn(async move {
+            while tokio::time::Instant::now() < end {
+                let t0 = Instant::now();
+                let options = CallOptions::new()
+                    .idempotent(true)
+                    .with_timeout(Duration::from_secs(5));
+                let result = client
+                    .call_worker_with("echo", vec![7; 64], Some("role=worker"), options)
+                    .await;
+                let latency = t0.elapsed().as_millis();
+                match result {
+                    Ok(_) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        if latency > 100 {
+                            println!("SLOW {} {latency}", ms());
+                        }
+                    }
+                    Err(e) => {
+                        err.fetch_add(1, Ordering::Relaxed);
+                        println!(
+                            "ERR {} {latency} {}",
+                            ms(),
+                            e.to_string().replace('\n', " ")
+                        );
+                        // Nothing to call yet (or any more): do not spin.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
+    }
+    {
+        let (ok, err) = (ok.clone(), err.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                println!(
+                    "TICK {} {} {}",
+                    ms(),
+                    ok.load(Ordering::Relaxed),
+                    err.load(Ordering::Relaxed)
+                );
+            }
+        });
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    println!(
+        "DONE {} {}",
+        ok.load(Ordering::Relaxed),
+        err.load(Ordering::Relaxed)
+    );
+    let _ = cluster.leave().await;
+    Ok(())
+}
+
+fn available_addrs(registry: &WorkerRegistry) -> Vec<String> {
+    registry
+        .workers()
+        .into_iter()
+        .filter(|w| w.state == WorkerState::Available)
+        .filter(|w| w.tags.get("role").map(String::as_str) == Some("worker"))
+        .map(|w| w.addr().to_string())
+        .collect()
+}
+
+fn available(registry: &WorkerRegistry) -> usize {
+    available_addrs(registry).len()
+}

@@ -1,0 +1,253 @@
+//! `rpcnet-node` processes inside lab hosts, with every line they print
+//! time-stamped on arrival, and the signals the scenarios send them.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::net::{run, Host};
+
+/// The port every node listens on, on its host's address.
+pub const PORT: u16 = 7000;
+
+/// Where the binaries and certificates are.
+pub struct Binaries {
+    /// `rpcnet-node`.
+    pub node: PathBuf,
+    /// `rpcnet-worker`.
+    pub worker: PathBuf,
+    /// This harness (for its `load` role).
+    pub harness: PathBuf,
+    /// The repository root (working directory of every process, so the
+    /// default `certs/...` paths resolve).
+    pub root: PathBuf,
+}
+
+impl Binaries {
+    /// Finds `rpcnet-node` and `rpcnet-worker` beside this executable (the
+    /// same cargo profile), building them first; `RPCNET_BIN_DIR` names
+    /// another directory (then nothing is built).
+    pub fn locate() -> Result<Binaries, String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("faults/ has a parent")
+            .to_path_buf();
+        let harness = std::env::current_exe().map_err(|e| e.to_string())?;
+        let dir = match std::env::var_os("RPCNET_BIN_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                // Always ask cargo: a no-op when up to date, and a stale
+                // binary would measure old code.
+                let mut args = vec![
+                    "build",
+                    "--quiet",
+                    "--bin",
+                    "rpcnet-node",
+                    "--bin",
+                    "rpcnet-worker",
+                ];
+                if !cfg!(debug_assertions) {
+                    args.push("--release");
+                }
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+                let status = Command::new(cargo)
+                    .args(&args)
+                    .current_dir(&root)
+                    .status()
+                    .map_err(|e| format!("cargo build: {e}"))?;
+                if !status.success() {
+                    return Err("could not build rpcnet-node and rpcnet-worker".into());
+                }
+                harness.parent().expect("exe has a directory").to_path_buf()
+            }
+        };
+        let (node, worker) = (dir.join("rpcnet-node"), dir.join("rpcnet-worker"));
+        for bin in [&node, &worker] {
+            if !bin.exists() {
+                return Err(format!("{} is missing", bin.display()));
+            }
+        }
+        Ok(Binaries {
+            node,
+            worker,
+            harness,
+            root,
+        })
+    }
+}
+
+type Lines = Arc<(Mutex<Vec<(Instant, String)>>, Condvar)>;
+
+/// One `rpcnet-node` in a lab host. Killed (SIGKILL, by pid) when dropped.
+pub struct Node {
+    /// Its RPC (and gossip) address.
+    pub addr: SocketAddr,
+    child: Child,
+    lines: Lines,
+}
+
+impl Node {
+    /// Starts an `rpcnet-node` on `host` seeded with `seeds`; returns once
+    /// it printed `READY`.
+    pub fn start(
+        bins: &Binaries,
+        host: &Host,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+    ) -> Result<Node, String> {
+        Node::spawn(bins, host, &bins.node, &[], seeds, extra)
+    }
+
+    /// Starts `program` (`rpcnet-node`, `rpcnet-worker` or this harness in
+    /// a role) in `host` with `--listen <host>:PORT`, a `--seed` per seed,
+    /// then `extra`; `role` goes first (the harness's subcommand).
+    pub fn spawn(
+        bins: &Binaries,
+        host: &Host,
+        program: &Path,
+        role: &[&str],
+        seeds: &[SocketAddr],
+        extra: &[&str],
+    ) -> Result<Node, String> {
+        let addr = SocketAddr::from((host.ip, PORT));
+        let mut args: Vec<String> = vec![
+            "netns".into(),
+            "exec".into(),
+            host.ns.clone(),
+            program.display().to_string(),
+        ];
+        args.extend(role.iter().map(|s| s.to_string()));
+        args.push("--listen".into());
+        args.push(addr.to_string());
+        for s in seeds {
+            args.push("--seed".into());
+            args.push(s.to_string());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        // `ip netns exec` execs the program, so the child's pid is the node's.
+        let mut child = Command::new("ip")
+            .args(&args)
+            .current_dir(&bins.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", program.display()))?;
+        let stdout = child.stdout.take().expect("piped");
+        let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let sink = lines.clone();
+        let echo = std::env::var_os("RPCNET_FAULTS_ECHO").is_some();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("    [{addr}] {line}");
+                }
+                let (store, cv) = &*sink;
+                store.lock().unwrap().push((Instant::now(), line));
+                cv.notify_all();
+            }
+        });
+        let node = Node { addr, child, lines };
+        let now = Instant::now();
+        node.wait_for(now, now + Duration::from_secs(20), |l| {
+            l.starts_with("READY")
+        })
+        .ok_or_else(|| format!("node on {addr} did not print READY within 20 s"))?;
+        Ok(node)
+    }
+
+    /// The pid (the node's own, see [`Node::start`]).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, `TERM`, `KILL`).
+    pub fn signal(&self, sig: &str) {
+        let _ = run("kill", &[&format!("-{sig}"), &self.pid().to_string()]);
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits until `deadline` for a line printed at or after `since` that
+    /// satisfies `pred`; returns when it arrived.
+    pub fn wait_for(
+        &self,
+        since: Instant,
+        deadline: Instant,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<Instant> {
+        let (store, cv) = &*self.lines;
+        let mut lines = store.lock().unwrap();
+        loop {
+            if let Some((at, _)) = lines.iter().find(|(at, l)| *at >= since && pred(l)) {
+                return Some(*at);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = cv.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Lines printed in `[from, to)` that satisfy `pred`.
+    pub fn lines_between(
+        &self,
+        from: Instant,
+        to: Instant,
+        pred: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let (store, _) = &*self.lines;
+        store
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(at, l)| *at >= from && *at < to && pred(l))
+            .map(|(_, l)| l.clone())
+            .collect()
+    }
+
+    /// Whether, by its latest event about `subject`, this node believes it
+    /// is up (joined or recovered) rather than failed or left. `None` when
+    /// it never printed an event about it.
+    pub fn believes_up(&self, subject: SocketAddr) -> Option<bool> {
+        let (store, _) = &*self.lines;
+        let prefix_for = |kind: &str| format!("EVENT {kind} {subject} ");
+        store.lock().unwrap().iter().rev().find_map(|(_, l)| {
+            if l.starts_with(&prefix_for("joined")) || l.starts_with(&prefix_for("recovered")) {
+                Some(true)
+            } else if l.starts_with(&prefix_for("failed")) || l.starts_with(&prefix_for("left")) {
+                Some(false)
+            } else {
+                None
+            }
+        })
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A predicate for `EVENT <kind> <addr> ...` lines.
+pub fn event(kind: &'static str, about: SocketAddr) -> impl Fn(&str) -> bool {
+    let needle = format!("EVENT {kind} {about} ");
+    move |l: &str| l.starts_with(&needle)
+}
+
+/// A predicate for any failure verdict (`EVENT failed ...`) or partition
+/// report (`EVENT partition ...`).
+pub fn any_verdict(l: &str) -> bool {
+    l.starts_with("EVENT failed ") || l.starts_with("EVENT partition")
+}
