@@ -64,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse().map_err(|e| format!("{e}\nusage: rpcnet-node --listen ADDR [--seed ADDR]... [--tag k=v]... [--cert F --key F --ca F]"))?;
     let rpc = RpcConfig::new(&args.cert, args.listen.as_str())
         .with_key_path(&args.key)
-        .with_client_ca_path(&args.ca);
+        .with_optional_client_ca_path(&args.ca);
     let mut server = RpcServer::new(rpc);
     let quic = server.bind()?;
     let handle = server.handle();

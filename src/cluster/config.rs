@@ -47,8 +47,15 @@ pub struct ClusterConfig {
     pub tag_refresh_interval: Duration,
     /// Fraction of members unreachable at once that counts as a partition.
     pub partition_threshold: f64,
-    /// Largest member table kept; further members are ignored.
+    /// Largest member table kept; further members are ignored. Members that
+    /// left or failed are forgotten after [`forget_after`](Self::forget_after),
+    /// which frees their places.
     pub max_members: usize,
+    /// How long a member that left or failed stays in the table (and in
+    /// [`ClusterMembership::members`](super::ClusterMembership::members))
+    /// before it is forgotten. Its generation is remembered longer (as long
+    /// as the table has room), so an earlier life never wins over a later one.
+    pub forget_after: Duration,
     /// Largest gossip packet.
     pub max_packet_size: usize,
     /// Events buffered per subscriber before the oldest are dropped (the
@@ -87,6 +94,7 @@ impl Default for ClusterConfig {
             tag_refresh_interval: Duration::from_secs(30),
             partition_threshold: 0.3,
             max_members: 4096,
+            forget_after: Duration::from_secs(600),
             max_packet_size: 1400,
             event_capacity: 1024,
             generation: None,
@@ -194,6 +202,81 @@ impl ClusterConfig {
         self
     }
 
+    /// Checks every value, as `ClusterMembership::new` does before starting.
+    ///
+    /// # Errors
+    /// `RpcError::ConfigError` naming the first unusable field: a zero
+    /// interval or timeout, a zero count, a threshold or multiplier that is
+    /// NaN, infinite, zero or negative, `probe_timeout` not below
+    /// `probe_interval`, `partition_threshold` outside (0, 1],
+    /// `max_packet_size` below 512 bytes, a tag over the limits.
+    pub fn validate(&self) -> Result<(), crate::RpcError> {
+        fn bad(field: &str, why: &str) -> Result<(), crate::RpcError> {
+            Err(crate::RpcError::ConfigError(format!(
+                "ClusterConfig::{field} {why}"
+            )))
+        }
+        let intervals = [
+            ("gossip_interval", self.gossip_interval),
+            ("probe_interval", self.probe_interval),
+            ("probe_timeout", self.probe_timeout),
+            ("health_check_interval", self.health_check_interval),
+            ("rejoin_interval", self.rejoin_interval),
+            ("tag_refresh_interval", self.tag_refresh_interval),
+            ("join_timeout", self.join_timeout),
+            ("forget_after", self.forget_after),
+            ("phi.min_std_deviation", self.phi.min_std_deviation),
+            ("phi.first_heartbeat_estimate", self.phi.first_heartbeat_estimate),
+        ];
+        for (field, value) in intervals {
+            if value.is_zero() {
+                return bad(field, "must be greater than zero");
+            }
+        }
+        let counts = [
+            ("gossip_fanout", self.gossip_fanout),
+            ("indirect_probes", self.indirect_probes),
+            ("expected_cluster_size", self.expected_cluster_size as usize),
+            ("max_members", self.max_members),
+            ("event_capacity", self.event_capacity),
+            ("phi.max_samples", self.phi.max_samples),
+        ];
+        for (field, value) in counts {
+            if value == 0 {
+                return bad(field, "must be at least 1");
+            }
+        }
+        let positive = [
+            ("suspicion_multiplier", self.suspicion_multiplier),
+            ("retransmit_multiplier", self.retransmit_multiplier),
+            ("phi.threshold", self.phi.threshold),
+            ("partition_threshold", self.partition_threshold),
+        ];
+        for (field, value) in positive {
+            if !value.is_finite() || value <= 0.0 {
+                return bad(field, "must be a finite number greater than zero");
+            }
+        }
+        if self.partition_threshold > 1.0 {
+            return bad("partition_threshold", "is a fraction of members: at most 1");
+        }
+        if self.probe_timeout >= self.probe_interval {
+            return bad("probe_timeout", "must be shorter than probe_interval");
+        }
+        if self.max_packet_size < 512 {
+            return bad("max_packet_size", "must be at least 512 bytes");
+        }
+        if self.tags.len() > super::MAX_TAGS
+            || self
+                .tags
+                .iter()
+                .any(|(k, v)| k.len() > super::MAX_TAG_LEN || v.len() > super::MAX_TAG_LEN)
+        {
+            return bad("tags", "exceed MAX_TAGS tags of MAX_TAG_LEN bytes");
+        }
+        Ok(())
+    }
+
     /// How long suspicion lasts before a member is declared down.
     pub fn suspicion_timeout(&self) -> Duration {
         let n = f64::from(self.expected_cluster_size.max(10));
@@ -230,7 +313,7 @@ impl ClusterConfig {
             frequency: self.rejoin_interval,
             num_members: NonZeroUsize::new(2).unwrap(),
         });
-        c.remove_down_after = Some(Duration::from_secs(3600));
+        c.remove_down_after = Some(self.forget_after);
         c
     }
 }

@@ -26,6 +26,7 @@ use foca::{Foca, Notification, OwnedNotification, PostcardCodec, Timer};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::credential::MemberCredential;
 use super::detector::PhiAccrualDetector;
 use super::tags::{TagBook, TagUpdate, Tags};
 use super::{ClusterConfig, ClusterEvent, NodeId, NodeStatus};
@@ -35,8 +36,21 @@ const SWIM: u8 = 0;
 /// Envelope byte: a health-check heartbeat follows: the sender's current
 /// tag update (identity, version, tags), so tags also converge on every tick.
 const HEARTBEAT: u8 = 1;
+/// Envelope byte: "your packets come from an earlier life of your
+/// address": a [`Stale`] follows. Sent to a node whose packets carry a
+/// generation lower than one this node remembers for its address.
+const STALE: u8 = 2;
 /// Highest Lifeguard local-health multiplier.
 const MAX_LOCAL_HEALTH: u32 = 8;
+
+/// Body of a [`STALE`] packet.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Stale {
+    /// The identity the stale packet came from.
+    to: NodeId,
+    /// The highest generation remembered for that address.
+    remembered: u64,
+}
 
 /// What the core knows about another member.
 #[derive(Debug, Clone)]
@@ -46,6 +60,9 @@ pub(crate) struct Peer {
     pub detector: PhiAccrualDetector,
     /// SWIM (not only φ) has declared this identity down.
     pub swim_down: bool,
+    /// The tags last reported in an event (`NodeJoined` or
+    /// `NodeTagsUpdated`): the next event is due only when they change.
+    pub reported_tags: Tags,
 }
 
 /// Collects foca's outputs during one input.
@@ -93,6 +110,12 @@ pub struct CoreStats {
     /// Times this node renewed its identity after learning the cluster
     /// had declared it down.
     pub renewals: u64,
+    /// Packets refused because they spoke for an address the sender's
+    /// member credential does not cover.
+    pub packets_forged: u64,
+    /// Times this node moved its generation above one the cluster
+    /// remembered for its address (after a restart).
+    pub generation_jumps: u64,
 }
 
 pub(crate) struct MembershipCore {
@@ -104,6 +127,9 @@ pub(crate) struct MembershipCore {
     /// Timers handed out, with the time they are due (to measure lateness).
     now: Duration,
     peers: HashMap<SocketAddr, Peer>,
+    /// The highest generation seen per address, so an earlier life that
+    /// comes back under a lower generation is told to move above it.
+    generations: HashMap<SocketAddr, u64>,
     events: Vec<ClusterEvent>,
     sends: Vec<(SocketAddr, Vec<u8>)>,
     timers: Vec<(Duration, Timer<NodeId>)>,
@@ -136,6 +162,7 @@ impl MembershipCore {
             out: Outbox::default(),
             now,
             peers: HashMap::new(),
+            generations: HashMap::new(),
             events: Vec::new(),
             sends: Vec::new(),
             timers: Vec::new(),
@@ -178,6 +205,14 @@ impl MembershipCore {
         &self.tags
     }
 
+    /// The heartbeat this node sends (tests build forged ones with it).
+    #[cfg(test)]
+    pub(crate) fn heartbeat_packet(&self) -> Vec<u8> {
+        let mut heartbeat = vec![HEARTBEAT];
+        heartbeat.extend_from_slice(&self.tag_update().encode());
+        heartbeat
+    }
+
     pub(crate) fn local_health(&self) -> u32 {
         self.local_health
     }
@@ -199,18 +234,31 @@ impl MembershipCore {
         self.flush();
     }
 
-    /// A packet from the transport.
-    pub(crate) fn handle_packet(&mut self, data: &[u8], now: Duration) {
+    /// A packet from the transport, sent by the holder of `from` (the
+    /// member credential of the connection it arrived on). What a packet
+    /// says about its sender (foca's header, a heartbeat's identity and
+    /// tags) must be covered by that credential, or the packet is dropped.
+    pub(crate) fn handle_packet(&mut self, data: &[u8], from: &MemberCredential, now: Duration) {
         self.now = now;
         match data.split_first() {
             Some((&SWIM, rest)) => {
-                if let Err(e) = self.foca.handle_data(rest, &mut self.out) {
-                    self.stats.packets_rejected += 1;
-                    tracing::trace!("gossip packet rejected: {e}");
+                use foca::Codec;
+                let src = match PostcardCodec.decode_header(rest) {
+                    Ok(header) => header.src,
+                    Err(_) => {
+                        self.stats.packets_rejected += 1;
+                        return;
+                    }
+                };
+                if self.admit(src, from) {
+                    if let Err(e) = self.foca.handle_data(rest, &mut self.out) {
+                        self.stats.packets_rejected += 1;
+                        tracing::trace!("gossip packet rejected: {e}");
+                    }
                 }
             }
             Some((&HEARTBEAT, rest)) => match postcard::from_bytes::<TagUpdate>(rest) {
-                Ok(update) => {
+                Ok(update) if self.admit(update.node, from) => {
                     self.heard_from(update.node);
                     if self
                         .peers
@@ -220,11 +268,67 @@ impl MembershipCore {
                         let _ = self.book.apply(update);
                     }
                 }
+                Ok(_) => {}
+                Err(_) => self.stats.packets_rejected += 1,
+            },
+            Some((&STALE, rest)) => match postcard::from_bytes::<Stale>(rest) {
+                Ok(stale) => self.on_stale(stale),
                 Err(_) => self.stats.packets_rejected += 1,
             },
             _ => self.stats.packets_rejected += 1,
         }
         self.flush();
+    }
+
+    /// Whether a packet from `sender` (as it names itself) may be
+    /// processed: its credential must cover the address, and the identity
+    /// must not be an earlier life of an address whose later life this
+    /// node has seen (that sender is told to move above, instead).
+    fn admit(&mut self, sender: NodeId, from: &MemberCredential) -> bool {
+        if !from.speaks_for(sender.addr) || sender.addr == self.id.addr {
+            self.stats.packets_forged += 1;
+            tracing::debug!(claimed = %sender, "packet speaks for an address its credential does not cover");
+            return false;
+        }
+        let remembered = self.generations.entry(sender.addr).or_insert(0);
+        if *remembered > sender.generation {
+            let stale = Stale {
+                to: sender,
+                remembered: *remembered,
+            };
+            let mut packet = vec![STALE];
+            packet.extend_from_slice(&postcard::to_allocvec(&stale).unwrap_or_default());
+            self.stats.packets_sent += 1;
+            self.stats.bytes_sent += packet.len() as u64;
+            self.sends.push((sender.addr, packet));
+            return false;
+        }
+        *remembered = sender.generation;
+        true
+    }
+
+    /// The cluster remembers this address under a generation at least as
+    /// high as ours: an earlier life of this node. Move above it, once
+    /// (later `Stale` packets addressed to the old identity are ignored).
+    fn on_stale(&mut self, stale: Stale) {
+        if stale.to != self.id || stale.remembered < self.id.generation {
+            return;
+        }
+        let Some(generation) = stale.remembered.checked_add(1) else {
+            return;
+        };
+        let new = NodeId::new(self.id.addr, generation);
+        tracing::debug!(old = %self.id, new = %new, "an earlier life is remembered higher; moving above it");
+        if self.foca.change_identity(new, &mut self.out).is_ok() {
+            self.id = new;
+            self.stats.generation_jumps += 1;
+            self.broadcast_tags();
+        }
+    }
+
+    fn remember(&mut self, id: NodeId) {
+        let remembered = self.generations.entry(id.addr).or_insert(0);
+        *remembered = (*remembered).max(id.generation);
     }
 
     /// A timer previously returned by `drain_timers` is due.
@@ -470,13 +574,18 @@ impl MembershipCore {
             if update.node == self.id {
                 continue;
             }
-            if let Some(peer) = self.peers.get(&update.node.addr) {
+            if let Some(peer) = self.peers.get_mut(&update.node.addr) {
+                let tags: Tags = update.tags.into_iter().collect();
+                // A refresh re-sends the same map under a new version:
+                // only a different map is news.
                 if peer.id == update.node
                     && matches!(peer.status, NodeStatus::Alive | NodeStatus::Suspect)
+                    && peer.reported_tags != tags
                 {
+                    peer.reported_tags = tags.clone();
                     self.events.push(ClusterEvent::NodeTagsUpdated {
                         node: update.node,
-                        tags: update.tags.into_iter().collect(),
+                        tags,
                     });
                 }
             }
@@ -516,6 +625,7 @@ impl MembershipCore {
         if id.addr == self.id.addr {
             return;
         }
+        self.remember(id);
         let mut detector = PhiAccrualDetector::new(self.config.phi);
         detector.heartbeat(self.now);
         let tags = self.book.tags_of(&id).unwrap_or_default();
@@ -540,6 +650,7 @@ impl MembershipCore {
                     status: NodeStatus::Alive,
                     detector,
                     swim_down: false,
+                    reported_tags: tags.clone(),
                 };
                 self.peers.insert(id.addr, peer);
                 self.events
@@ -550,11 +661,15 @@ impl MembershipCore {
         self.broadcast_tags();
     }
 
-    /// A member renewed its identity. If SWIM had declared the old one
-    /// down, `MemberUp(new)` follows and reports a new life; otherwise the
-    /// same member simply continues under the new generation.
+    /// An address came back under a higher generation while its earlier
+    /// life was still active here: a restart faster than failure
+    /// detection (or a renewal). It is a new life: `NodeJoined`. If SWIM
+    /// had declared the old one down, `MemberUp(new)` follows and reports
+    /// the new life instead.
     fn renamed(&mut self, old: NodeId, new: NodeId) {
+        self.remember(new);
         let now = self.now;
+        let tags = self.book.tags_of(&new).unwrap_or_default();
         let Some(peer) = self.peers.get_mut(&old.addr) else {
             return;
         };
@@ -562,12 +677,13 @@ impl MembershipCore {
             return;
         }
         peer.id = new;
+        peer.status = NodeStatus::Alive;
         peer.detector = PhiAccrualDetector::new(self.config.phi);
         peer.detector.heartbeat(now);
-        if peer.status == NodeStatus::Failed {
-            peer.status = NodeStatus::Alive;
-            self.events.push(ClusterEvent::NodeRecovered(new));
-        }
+        peer.reported_tags = tags.clone();
+        self.events
+            .push(ClusterEvent::NodeJoined { node: new, tags });
+        self.broadcast_tags();
     }
 
     fn member_down(&mut self, id: NodeId) {

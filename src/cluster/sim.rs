@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::core::MembershipCore;
+use super::credential::MemberCredential;
 use super::{ClusterConfig, ClusterEvent, NodeId, NodeStatus};
 
 pub(crate) fn addr(i: usize) -> SocketAddr {
@@ -23,6 +24,7 @@ pub(crate) fn addr(i: usize) -> SocketAddr {
 
 enum Event {
     Deliver {
+        from: usize,
         to: usize,
         data: Vec<u8>,
     },
@@ -62,6 +64,9 @@ pub(crate) struct Sim {
     /// Group per node; packets cross only within a group.
     pub partition: Option<Vec<u8>>,
     pub delivered: u64,
+    /// Node → the address its member credential names, where it is not
+    /// its own (an impostor).
+    pub credential_override: HashMap<usize, SocketAddr>,
 }
 
 impl Sim {
@@ -78,6 +83,7 @@ impl Sim {
             latency: (Duration::from_micros(200), Duration::from_millis(2)),
             partition: None,
             delivered: 0,
+            credential_override: HashMap::new(),
         }
     }
 
@@ -131,6 +137,24 @@ impl Sim {
     pub(crate) fn restart(&mut self, i: usize, seed: usize) {
         self.start(i);
         self.join(i, seed);
+    }
+
+    /// Restarts a killed node under `generation` (for instance one lower
+    /// than its earlier life's, as after a clock step back) and joins it via `seed`.
+    pub(crate) fn restart_as(&mut self, i: usize, seed: usize, generation: u64) {
+        self.nodes[i].generation = generation - 1;
+        self.restart(i, seed);
+    }
+
+    /// Delivers `data` to node `to` as if sent over a connection whose
+    /// member credential names `credential` (after the usual latency).
+    pub(crate) fn inject(&mut self, credential: SocketAddr, to: usize, data: Vec<u8>) {
+        let from = self.nodes.len();
+        self.credential_override.insert(from, credential);
+        self.schedule(
+            self.now + self.latency.1,
+            Event::Deliver { from, to, data },
+        );
     }
 
     pub(crate) fn with_core<R>(
@@ -191,7 +215,14 @@ impl Sim {
                 self.rng
                     .random_range(lo.as_micros() as u64..=hi.as_micros() as u64),
             );
-            self.schedule(self.now + delay, Event::Deliver { to: j, data });
+            self.schedule(
+                self.now + delay,
+                Event::Deliver {
+                    from: i,
+                    to: j,
+                    data,
+                },
+            );
         }
     }
 
@@ -206,11 +237,17 @@ impl Sim {
             self.now = at;
             let event = self.pending.remove(&seq).expect("scheduled");
             match event {
-                Event::Deliver { to, data } => {
+                Event::Deliver { from, to, data } => {
                     let now = self.now;
+                    let credential = MemberCredential::for_addr(
+                        self.credential_override
+                            .get(&from)
+                            .copied()
+                            .unwrap_or_else(|| addr(from)),
+                    );
                     if let Some(core) = self.nodes[to].core.as_mut() {
                         self.delivered += 1;
-                        core.handle_packet(&data, now);
+                        core.handle_packet(&data, &credential, now);
                         self.collect(to);
                     }
                 }

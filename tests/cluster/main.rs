@@ -1,6 +1,7 @@
 //! Cluster membership between real nodes over QUIC on loopback, in one
-//! process: each node has its own RPC server (mutual TLS against the test
-//! CA) carrying its gossip.
+//! process: each node has its own RPC server (a member certificate from the
+//! test CA; client certificates optional, verified against that CA)
+//! carrying its gossip.
 
 mod processes;
 
@@ -53,7 +54,7 @@ async fn node_with(
 ) -> Result<Node, RpcError> {
     let rpc = RpcConfig::new(cert(cert_name), "127.0.0.1:0")
         .with_key_path(cert(key_name))
-        .with_client_ca_path(cert(ca_name));
+        .with_optional_client_ca_path(cert(ca_name));
     let mut server = RpcServer::new(rpc);
     let quic = server.bind()?;
     let handle = server.handle();
@@ -190,25 +191,31 @@ async fn a_graceful_leave_is_reported_as_left() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_a_certificate_from_another_ca_is_refused() {
     let member = node(fast()).await;
-    // An outsider with its own CA: it trusts nobody in the cluster and nobody trusts it.
+    // An outsider with a member certificate from its own CA: it trusts
+    // nobody in the cluster and nobody trusts it.
     let outsider = node_with(
-        "other_cert.pem",
-        "other_key.pem",
-        "other-ca.pem",
+        "other-member.pem",
+        "other-member-key.pem",
+        "other-member-ca.pem",
         fast().with_join_timeout(Duration::from_secs(3)),
     )
     .await
     .unwrap();
     let err = outsider.cluster.join(vec![member.addr]).await.unwrap_err();
     assert!(matches!(err, RpcError::ConnectionError(_)), "{err:?}");
-    // Nor can a client without any certificate talk to the gossip endpoint.
-    let anonymous =
-        RpcClient::connect(member.addr, RpcConfig::new(cert("ca.pem"), "127.0.0.1:0")).await;
-    let refused = match anonymous {
-        Err(e) => e,
-        Ok(c) => c.call(GOSSIP_METHOD, vec![0, 1, 2]).await.unwrap_err(),
-    };
-    assert!(matches!(refused, RpcError::TlsError(_)), "{refused:?}");
+    // An application client without any certificate connects (it only
+    // trusts the CA) but the gossip endpoint refuses it.
+    let anonymous = RpcClient::connect(member.addr, RpcConfig::new(cert("ca.pem"), "127.0.0.1:0"))
+        .await
+        .expect("application clients need no certificate");
+    let refused = anonymous
+        .call(GOSSIP_METHOD, vec![0, 1, 2])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, RpcError::RemoteError(m) if m.contains("member certificate")),
+        "{refused:?}"
+    );
     // A certificate from the other CA is refused too, even trusting the member's CA.
     let stranger = RpcConfig::new(cert("ca.pem"), "127.0.0.1:0")
         .with_client_identity(cert("other_cert.pem"), cert("other_key.pem"));
@@ -225,7 +232,7 @@ async fn a_node_with_a_certificate_from_another_ca_is_refused() {
 }
 
 #[tokio::test]
-async fn membership_requires_a_server_that_requires_client_certificates() {
+async fn membership_requires_a_server_that_verifies_client_certificates() {
     let mut server = RpcServer::new(
         RpcConfig::new(cert("test_cert.pem"), "127.0.0.1:0").with_key_path(cert("test_key.pem")),
     );
@@ -234,11 +241,29 @@ async fn membership_requires_a_server_that_requires_client_certificates() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, RpcError::ConfigError(m) if m.contains("with_client_ca_path")),
+        matches!(&err, RpcError::ConfigError(m) if m.contains("client_ca_path")),
         "{err:?}"
     );
     let err = ClusterMembership::new(fast()).await.unwrap_err();
     assert!(matches!(err, RpcError::ConfigError(_)));
+}
+
+#[tokio::test]
+async fn membership_requires_a_member_certificate() {
+    // A certificate without the member role (any CA: the check is on the role).
+    let mut server = RpcServer::new(
+        RpcConfig::new(cert("other_cert.pem"), "127.0.0.1:0")
+            .with_key_path(cert("other_key.pem"))
+            .with_optional_client_ca_path(cert("ca.pem")),
+    );
+    let _quic = server.bind().unwrap();
+    let err = ClusterMembership::new(fast().with_server(server.handle()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RpcError::ConfigError(m) if m.contains("member certificate")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,11 +176,11 @@ async fn a_process_with_a_certificate_from_another_ca_is_refused() {
         "--seed",
         &seed,
         "--cert",
-        "certs/other_cert.pem",
+        "certs/other-member.pem",
         "--key",
-        "certs/other_key.pem",
+        "certs/other-member-key.pem",
         "--ca",
-        "certs/other-ca.pem",
+        "certs/other-member-ca.pem",
     ])
     .await;
     assert!(
