@@ -317,3 +317,79 @@ impl ClusterConfig {
         c
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RpcError;
+
+    fn field_of(config: ClusterConfig) -> String {
+        match config.validate() {
+            Err(RpcError::ConfigError(m)) => m,
+            other => panic!("expected a ConfigError, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_default_configuration_is_valid() {
+        ClusterConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn every_unusable_value_is_a_config_error_naming_its_field() {
+        type Breaks = fn(&mut ClusterConfig);
+        let cases: Vec<(&str, Breaks)> = vec![
+            ("gossip_interval", |c| c.gossip_interval = Duration::ZERO),
+            ("probe_interval", |c| c.probe_interval = Duration::ZERO),
+            ("probe_timeout", |c| c.probe_timeout = Duration::ZERO),
+            ("probe_timeout", |c| c.probe_timeout = c.probe_interval),
+            ("health_check_interval", |c| c.health_check_interval = Duration::ZERO),
+            ("rejoin_interval", |c| c.rejoin_interval = Duration::ZERO),
+            ("tag_refresh_interval", |c| c.tag_refresh_interval = Duration::ZERO),
+            ("join_timeout", |c| c.join_timeout = Duration::ZERO),
+            ("forget_after", |c| c.forget_after = Duration::ZERO),
+            ("phi.min_std_deviation", |c| c.phi.min_std_deviation = Duration::ZERO),
+            ("phi.first_heartbeat_estimate", |c| {
+                c.phi.first_heartbeat_estimate = Duration::ZERO
+            }),
+            ("gossip_fanout", |c| c.gossip_fanout = 0),
+            ("indirect_probes", |c| c.indirect_probes = 0),
+            ("expected_cluster_size", |c| c.expected_cluster_size = 0),
+            ("max_members", |c| c.max_members = 0),
+            ("event_capacity", |c| c.event_capacity = 0),
+            ("phi.max_samples", |c| c.phi.max_samples = 0),
+            ("suspicion_multiplier", |c| c.suspicion_multiplier = f64::NAN),
+            ("suspicion_multiplier", |c| c.suspicion_multiplier = -1.0),
+            ("retransmit_multiplier", |c| c.retransmit_multiplier = f64::INFINITY),
+            ("phi.threshold", |c| c.phi.threshold = f64::NAN),
+            ("phi.threshold", |c| c.phi.threshold = -8.0),
+            ("phi.threshold", |c| c.phi.threshold = 0.0),
+            ("partition_threshold", |c| c.partition_threshold = f64::NAN),
+            ("partition_threshold", |c| c.partition_threshold = 1.5),
+            ("max_packet_size", |c| c.max_packet_size = 100),
+            ("tags", |c| {
+                c.tags.insert("k".repeat(super::super::MAX_TAG_LEN + 1), "v".into());
+            }),
+        ];
+        for (field, breaks) in cases {
+            let mut config = ClusterConfig::default();
+            breaks(&mut config);
+            let message = field_of(config);
+            assert!(
+                message.contains(&format!("ClusterConfig::{field} ")),
+                "{field}: {message}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn membership_refuses_an_unusable_value_before_starting_anything() {
+        // A zero health-check interval used to panic inside the driver task.
+        let config = ClusterConfig::default().with_health_check_interval(Duration::ZERO);
+        let err = crate::cluster::ClusterMembership::new(config).await.unwrap_err();
+        assert!(
+            matches!(&err, RpcError::ConfigError(m) if m.contains("health_check_interval")),
+            "{err:?}"
+        );
+    }
+}

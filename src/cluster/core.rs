@@ -40,6 +40,9 @@ const HEARTBEAT: u8 = 1;
 /// address": a [`Stale`] follows. Sent to a node whose packets carry a
 /// generation lower than one this node remembers for its address.
 const STALE: u8 = 2;
+/// The shortest lateness taken for a pause of this node itself; shorter
+/// ones are scheduling noise on a busy machine.
+const MIN_PAUSE: Duration = Duration::from_millis(250);
 /// Highest Lifeguard local-health multiplier.
 const MAX_LOCAL_HEALTH: u32 = 8;
 
@@ -116,6 +119,9 @@ pub struct CoreStats {
     /// Times this node moved its generation above one the cluster
     /// remembered for its address (after a restart).
     pub generation_jumps: u64,
+    /// Times this node noticed it had itself been paused (its timers or
+    /// ticks ran late by at least half a health-check interval).
+    pub own_pauses: u64,
 }
 
 pub(crate) struct MembershipCore {
@@ -140,6 +146,11 @@ pub(crate) struct MembershipCore {
     probe_failed: bool,
     partitioned: bool,
     last_tag_refresh: Duration,
+    /// When the last health-check tick ran (to notice a late one).
+    last_tick: Option<Duration>,
+    /// Overdue timers wait until then after this node noticed its own
+    /// pause, so the packets that queued up during it are read first.
+    grace_until: Duration,
     pub stats: CoreStats,
 }
 
@@ -173,6 +184,8 @@ impl MembershipCore {
             probe_failed: false,
             partitioned: false,
             last_tag_refresh: now,
+            last_tick: None,
+            grace_until: Duration::ZERO,
             stats: CoreStats::default(),
         };
         core.broadcast_tags();
@@ -334,6 +347,13 @@ impl MembershipCore {
     /// A timer previously returned by `drain_timers` is due.
     pub(crate) fn handle_timer(&mut self, timer: Timer<NodeId>, due: Duration, now: Duration) {
         self.now = now;
+        let late = now.saturating_sub(due);
+        // A timer deferred to the end of a grace period runs then (its due
+        // time is that end), so a pause defers each timer at most once.
+        if now < self.grace_until || (due != self.grace_until && self.noticed_own_pause(late)) {
+            self.timers.push((self.grace_until, timer));
+            return;
+        }
         // Lifeguard: a node whose own timers run late is itself slow and
         // must not trust its own impatience.
         if now.saturating_sub(due) > self.config.probe_timeout / 2 {
@@ -389,6 +409,10 @@ impl MembershipCore {
     /// tag refresh.
     pub(crate) fn tick(&mut self, now: Duration) {
         self.now = now;
+        if let Some(last) = self.last_tick.replace(now) {
+            let late = now.saturating_sub(last + self.config.health_check_interval);
+            self.noticed_own_pause(late);
+        }
         if self.config.phi_monitoring {
             self.monitor(now);
         }
@@ -540,6 +564,35 @@ impl MembershipCore {
                 self.events.push(ClusterEvent::NodeRecovered(from));
             }
         }
+    }
+
+    /// Lateness this large means this node itself was paused (a stall, a
+    /// VM hiccup, SIGSTOP) rather than busy.
+    fn pause_threshold(&self) -> Duration {
+        (self.config.health_check_interval.min(self.config.probe_interval) / 2)
+            .max(MIN_PAUSE)
+    }
+
+    /// If `late` (how late a timer or tick ran) shows that this node was
+    /// itself paused, the silence of every peer during the pause is not
+    /// theirs: it is discounted from their φ, and overdue timers wait a
+    /// grace period (`probe_timeout`) so the packets that queued up during
+    /// the pause (acks, refutations) are read before any probe or
+    /// suspicion is judged. Returns whether a pause was noticed.
+    fn noticed_own_pause(&mut self, late: Duration) -> bool {
+        if late < self.pause_threshold() {
+            return false;
+        }
+        let now = self.now;
+        let from = now.saturating_sub(late);
+        for peer in self.peers.values_mut() {
+            peer.detector.discount_silence(from, now);
+        }
+        self.stats.own_pauses += 1;
+        self.grace_until = now + self.config.probe_timeout;
+        self.adjust_local_health(1);
+        tracing::debug!(?late, "this node was paused; discounting the silence it caused");
+        true
     }
 
     fn adjust_local_health(&mut self, delta: i32) {

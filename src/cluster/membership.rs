@@ -376,6 +376,7 @@ impl Driver {
                     }
                 }
                 _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                    self.read_queued(&mut packets);
                     let now = self.now();
                     while let Some(&Reverse((due, slot))) = self.timers.peek() {
                         if due > now {
@@ -388,6 +389,7 @@ impl Driver {
                     }
                 }
                 _ = tick.tick() => {
+                    self.read_queued(&mut packets);
                     let now = self.now();
                     self.core.tick(now);
                     // φ values move with time: refresh the snapshot every tick.
@@ -395,6 +397,21 @@ impl Driver {
                 }
             }
             self.pump();
+        }
+    }
+
+    /// Hands the core every packet already queued, before a timer or tick
+    /// judges anyone: after this node was paused, the answers that arrived
+    /// meanwhile must count before the overdue timers run.
+    fn read_queued(&mut self, packets: &mut mpsc::Receiver<(Vec<u8>, MemberCredential)>) {
+        let mut budget = packets.max_capacity();
+        while budget > 0 {
+            let Ok((packet, from)) = packets.try_recv() else {
+                break;
+            };
+            let now = self.now();
+            self.core.handle_packet(&packet, &from, now);
+            budget -= 1;
         }
     }
 

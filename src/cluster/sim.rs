@@ -49,6 +49,9 @@ pub(crate) struct SimNode {
     pub events: Vec<(Duration, ClusterEvent)>,
     /// Extra delay before this node's timers run (a slow node).
     pub slowness: Duration,
+    /// Until then the node is stopped (SIGSTOP): its timers, ticks and
+    /// packets wait, then run late, in order.
+    pub paused_until: Duration,
 }
 
 pub(crate) struct Sim {
@@ -98,6 +101,7 @@ impl Sim {
             config,
             events: Vec::new(),
             slowness: Duration::ZERO,
+            paused_until: Duration::ZERO,
         });
         self.start(i);
         i
@@ -127,6 +131,11 @@ impl Sim {
             core.join(addr(seed), now);
         }
         self.collect(i);
+    }
+
+    /// Stops node `i` for `d` (SIGSTOP, then SIGCONT).
+    pub(crate) fn pause(&mut self, i: usize, d: Duration) {
+        self.nodes[i].paused_until = self.now + d;
     }
 
     pub(crate) fn kill(&mut self, i: usize) {
@@ -236,6 +245,15 @@ impl Sim {
             self.queue.pop();
             self.now = at;
             let event = self.pending.remove(&seq).expect("scheduled");
+            let node = match &event {
+                Event::Deliver { to, .. } => *to,
+                Event::Timer { node, .. } | Event::Tick { node, .. } => *node,
+            };
+            if self.nodes[node].paused_until > at {
+                let resume = self.nodes[node].paused_until;
+                self.schedule(resume, event);
+                continue;
+            }
             match event {
                 Event::Deliver { from, to, data } => {
                     let now = self.now;

@@ -265,6 +265,81 @@ fn a_member_cannot_speak_for_another_address() {
     assert_ne!(seen(&sim), victim, "the control announce should have been accepted");
 }
 
+fn tag_events(sim: &Sim, observer: usize) -> usize {
+    sim.nodes[observer]
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, ClusterEvent::NodeTagsUpdated { .. }))
+        .count()
+}
+
+#[test]
+fn tag_events_mean_changed_tags() {
+    let n = 5;
+    let (mut sim, _) = converge(45, n, true);
+    // No one has tags; several refresh intervals pass.
+    sim.run_for(3 * ClusterConfig::default().tag_refresh_interval);
+    for i in 0..n {
+        assert_eq!(tag_events(&sim, i), 0, "node {i}: {:?}", sim.nodes[i].events);
+    }
+    // One change: one event at every other node, and refreshes add none.
+    sim.with_core(1, |c, now| c.set_tag("role".into(), "worker".into(), now));
+    sim.run_for(3 * ClusterConfig::default().tag_refresh_interval);
+    for i in (0..n).filter(|&i| i != 1) {
+        assert_eq!(tag_events(&sim, i), 1, "node {i}: {:?}", sim.nodes[i].events);
+    }
+    // Setting the same value again is no change either.
+    sim.with_core(1, |c, now| c.set_tag("role".into(), "worker".into(), now));
+    sim.with_core(1, |c, now| c.remove_tag("role", now));
+    sim.run_for(10 * SEC);
+    for i in (0..n).filter(|&i| i != 1) {
+        assert_eq!(tag_events(&sim, i), 2, "node {i}: {:?}", sim.nodes[i].events);
+    }
+}
+
+fn verdicts_by(sim: &Sim, observer: usize) -> Vec<&ClusterEvent> {
+    sim.nodes[observer]
+        .events
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| matches!(e, ClusterEvent::NodeFailed(_) | ClusterEvent::PartitionDetected { .. }))
+        .collect()
+}
+
+#[test]
+fn a_node_paused_for_eight_seconds_accuses_nobody_when_it_resumes() {
+    for seed in [46, 47, 48] {
+        let n = 4;
+        let (mut sim, _) = converge(seed, n, true);
+        sim.run_for(10 * SEC);
+        sim.pause(2, 8 * SEC);
+        sim.run_for(30 * SEC);
+        assert!(
+            verdicts_by(&sim, 2).is_empty(),
+            "seed {seed}: the paused node accused: {:?}",
+            verdicts_by(&sim, 2)
+        );
+        assert!(sim.nodes[2].core.as_ref().unwrap().stats.own_pauses > 0);
+        // Others may have marked it failed; they see it back.
+        sim.run_until(Duration::from_secs(30), STEP, Sim::converged)
+            .expect("the cluster converges again");
+    }
+}
+
+#[test]
+fn a_two_second_pause_causes_no_verdict_anywhere() {
+    for seed in [49, 50, 51] {
+        let n = 4;
+        let (mut sim, _) = converge(seed, n, true);
+        sim.run_for(10 * SEC);
+        sim.pause(1, 2 * SEC);
+        sim.run_for(30 * SEC);
+        for i in 0..n {
+            assert!(verdicts_by(&sim, i).is_empty(), "seed {seed}, node {i}: {:?}", verdicts_by(&sim, i));
+        }
+    }
+}
+
 #[test]
 fn tags_reach_every_node() {
     let n = 20;
