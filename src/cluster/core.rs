@@ -43,6 +43,9 @@ const STALE: u8 = 2;
 /// The shortest lateness taken for a pause of this node itself; shorter
 /// ones are scheduling noise on a busy machine.
 const MIN_PAUSE: Duration = Duration::from_millis(250);
+/// Generations are remembered for up to this many times `max_members`
+/// addresses.
+const GENERATION_MEMORY: usize = 4;
 /// Highest Lifeguard local-health multiplier.
 const MAX_LOCAL_HEALTH: u32 = 8;
 
@@ -66,6 +69,9 @@ pub(crate) struct Peer {
     /// The tags last reported in an event (`NodeJoined` or
     /// `NodeTagsUpdated`): the next event is due only when they change.
     pub reported_tags: Tags,
+    /// When the status last became `Failed` or `Left` (a member SWIM
+    /// declared down is forgotten `forget_after` later).
+    pub since: Duration,
 }
 
 /// Collects foca's outputs during one input.
@@ -133,9 +139,12 @@ pub(crate) struct MembershipCore {
     /// Timers handed out, with the time they are due (to measure lateness).
     now: Duration,
     peers: HashMap<SocketAddr, Peer>,
-    /// The highest generation seen per address, so an earlier life that
-    /// comes back under a lower generation is told to move above it.
-    generations: HashMap<SocketAddr, u64>,
+    /// The highest generation seen per address, and when, so an earlier
+    /// life that comes back under a lower generation is told to move above
+    /// it. Kept after a member is forgotten; bounded by
+    /// `GENERATION_MEMORY × max_members` (the least recently seen
+    /// addresses that are not members go first).
+    generations: HashMap<SocketAddr, (u64, Duration)>,
     events: Vec<ClusterEvent>,
     sends: Vec<(SocketAddr, Vec<u8>)>,
     timers: Vec<(Duration, Timer<NodeId>)>,
@@ -156,7 +165,7 @@ pub(crate) struct MembershipCore {
 
 impl MembershipCore {
     pub(crate) fn new(id: NodeId, config: ClusterConfig, seed: u64, now: Duration) -> Self {
-        let book = TagBook::default();
+        let book = TagBook::with_capacity(config.max_members.saturating_add(1));
         let foca = Foca::with_custom_broadcast(
             id,
             config.foca_config(0),
@@ -216,6 +225,18 @@ impl MembershipCore {
 
     pub(crate) fn my_tags(&self) -> &Tags {
         &self.tags
+    }
+
+    /// Sizes of the tables that must stay bounded: members, remembered
+    /// generations, tag maps, foca's member list.
+    #[cfg(test)]
+    pub(crate) fn table_sizes(&self) -> [usize; 4] {
+        [
+            self.peers.len(),
+            self.generations.len(),
+            self.book.len(),
+            self.foca.iter_members().count(),
+        ]
     }
 
     /// The heartbeat this node sends (tests build forged ones with it).
@@ -303,12 +324,9 @@ impl MembershipCore {
             tracing::debug!(claimed = %sender, "packet speaks for an address its credential does not cover");
             return false;
         }
-        let remembered = self.generations.entry(sender.addr).or_insert(0);
-        if *remembered > sender.generation {
-            let stale = Stale {
-                to: sender,
-                remembered: *remembered,
-            };
+        let remembered = self.remembered(sender.addr);
+        if remembered > sender.generation {
+            let stale = Stale { to: sender, remembered };
             let mut packet = vec![STALE];
             packet.extend_from_slice(&postcard::to_allocvec(&stale).unwrap_or_default());
             self.stats.packets_sent += 1;
@@ -316,8 +334,13 @@ impl MembershipCore {
             self.sends.push((sender.addr, packet));
             return false;
         }
-        *remembered = sender.generation;
+        self.remember(sender);
         true
+    }
+
+    /// The highest generation remembered for `addr` (0: none).
+    fn remembered(&self, addr: SocketAddr) -> u64 {
+        self.generations.get(&addr).map_or(0, |&(g, _)| g)
     }
 
     /// The cluster remembers this address under a generation at least as
@@ -340,8 +363,40 @@ impl MembershipCore {
     }
 
     fn remember(&mut self, id: NodeId) {
-        let remembered = self.generations.entry(id.addr).or_insert(0);
-        *remembered = (*remembered).max(id.generation);
+        let now = self.now;
+        let entry = self.generations.entry(id.addr).or_insert((0, now));
+        *entry = (entry.0.max(id.generation), now);
+        let cap = self.config.max_members.saturating_mul(GENERATION_MEMORY);
+        if self.generations.len() > cap {
+            // Forget the least recently seen tenth of the non-members.
+            let mut old: Vec<(Duration, SocketAddr)> = self
+                .generations
+                .iter()
+                .filter(|(addr, _)| !self.peers.contains_key(addr))
+                .map(|(addr, &(_, seen))| (seen, *addr))
+                .collect();
+            old.sort_unstable();
+            for (_, addr) in old.into_iter().take(cap / 10 + 1) {
+                self.generations.remove(&addr);
+            }
+        }
+    }
+
+    /// Forgets members SWIM declared down (failed or left) longer than
+    /// `forget_after` ago: their places in the member table, their tags.
+    /// Their generations stay remembered.
+    fn forget_departed(&mut self, now: Duration) {
+        let forget_after = self.config.forget_after;
+        let gone: Vec<SocketAddr> = self
+            .peers
+            .values()
+            .filter(|p| p.swim_down && now.saturating_sub(p.since) >= forget_after)
+            .map(|p| p.id.addr)
+            .collect();
+        for addr in gone {
+            self.peers.remove(&addr);
+            self.book.forget(addr);
+        }
     }
 
     /// A timer previously returned by `drain_timers` is due.
@@ -420,6 +475,7 @@ impl MembershipCore {
             self.broadcast_tags();
         }
         self.check_partition();
+        self.forget_departed(now);
         self.flush();
     }
 
@@ -448,6 +504,7 @@ impl MembershipCore {
         for peer in self.peers.values_mut() {
             if peer.status == NodeStatus::Alive && peer.detector.phi(now) >= threshold {
                 peer.status = NodeStatus::Failed;
+                peer.since = now;
                 failed.push(peer.id);
             }
         }
@@ -704,6 +761,7 @@ impl MembershipCore {
                     detector,
                     swim_down: false,
                     reported_tags: tags.clone(),
+                    since: self.now,
                 };
                 self.peers.insert(id.addr, peer);
                 self.events
@@ -749,6 +807,9 @@ impl MembershipCore {
         }
         let was = peer.status;
         peer.swim_down = true;
+        if was != NodeStatus::Failed || leaving {
+            peer.since = self.now;
+        }
         peer.status = if leaving {
             NodeStatus::Left
         } else {

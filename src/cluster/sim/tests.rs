@@ -341,6 +341,36 @@ fn a_two_second_pause_causes_no_verdict_anywhere() {
 }
 
 #[test]
+fn churning_through_ten_times_max_members_keeps_admitting_with_bounded_tables() {
+    let max_members = 16;
+    let mut config = config(8);
+    config.max_members = max_members;
+    config.forget_after = Duration::from_secs(20);
+    let stable = 4;
+    let mut sim = cluster(52, stable, &config);
+    sim.run_until(Duration::from_secs(30), STEP, Sim::converged)
+        .expect("converged");
+    let mut largest = [0; 4];
+    for round in 0..10 * max_members {
+        let newcomer = sim.add(config.clone());
+        sim.join(newcomer, round % stable);
+        sim.run_until(Duration::from_secs(10), STEP, |s| s.sees_alive(0, &[newcomer]))
+            .unwrap_or_else(|| panic!("newcomer {round} (node {newcomer}) not admitted"));
+        sim.run_for(4 * SEC);
+        sim.kill(newcomer);
+        let sizes = sim.nodes[0].core.as_ref().unwrap().table_sizes();
+        for (l, s) in largest.iter_mut().zip(sizes) {
+            *l = (*l).max(s);
+        }
+    }
+    let [members, generations, tags, foca] = largest;
+    assert!(members <= max_members, "member table reached {members}");
+    assert!(tags <= max_members + 1, "tag book reached {tags}");
+    assert!(foca <= max_members, "foca's member list reached {foca}");
+    assert!(generations <= 4 * max_members, "generation memory reached {generations}");
+}
+
+#[test]
 fn tags_reach_every_node() {
     let n = 20;
     let (mut sim, _) = converge(51, n, true);
