@@ -4,7 +4,7 @@
 //! Ctrl-C / SIGTERM leaves the cluster gracefully.
 //!
 //! ```text
-//! rpcnet-node --listen 127.0.0.1:7001 [--seed 127.0.0.1:7000]... [--tag key=value]...
+//! rpcnet-node --listen 127.0.0.1:7001 [--seed 127.0.0.1:7000 | --seed host:port]... [--tag key=value]...
 //!             [--cert certs/test_cert.pem --key certs/test_key.pem --ca certs/ca.pem]
 //!             [--generation N]
 //! ```
@@ -17,14 +17,12 @@
 //! Output lines: `READY <addr>`, then `EVENT <kind> <addr> <generation>`
 //! (kinds: joined, left, failed, recovered, tags, partition, healed).
 
-use std::net::SocketAddr;
-
 use rpcnet::cluster::{ClusterConfig, ClusterEvent, ClusterMembership};
 use rpcnet::{RpcConfig, RpcServer};
 
 struct Args {
     listen: String,
-    seeds: Vec<SocketAddr>,
+    seeds: Vec<String>,
     tags: Vec<(String, String)>,
     cert: String,
     key: String,
@@ -47,9 +45,7 @@ fn parse() -> Result<Args, String> {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--listen" => args.listen = value()?,
-            "--seed" => args
-                .seeds
-                .push(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
+            "--seed" => args.seeds.push(value()?),
             "--tag" => {
                 let v = value()?;
                 let (k, val) = v.split_once('=').ok_or("--tag takes key=value")?;
@@ -93,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = ClusterMembership::new(config).await?;
     let mut events = cluster.subscribe();
     println!("READY {addr}");
-    if let Err(e) = cluster.join(args.seeds).await {
+    if let Err(e) = cluster.join_named(args.seeds).await {
         eprintln!("join failed: {e}");
         println!("JOIN-FAILED {e}");
     }

@@ -155,6 +155,8 @@ pub(crate) struct MembershipCore {
     probe_failed: bool,
     partitioned: bool,
     last_tag_refresh: Duration,
+    /// Where the next tag refresh starts among the alive members (in address order).
+    refresh_turn: usize,
     /// When the last health-check tick ran (to notice a late one).
     last_tick: Option<Duration>,
     /// Overdue timers wait until then after this node noticed its own
@@ -193,6 +195,7 @@ impl MembershipCore {
             probe_failed: false,
             partitioned: false,
             last_tag_refresh: now,
+            refresh_turn: 0,
             last_tick: None,
             grace_until: Duration::ZERO,
             stats: CoreStats::default(),
@@ -242,9 +245,7 @@ impl MembershipCore {
     /// The heartbeat this node sends (tests build forged ones with it).
     #[cfg(test)]
     pub(crate) fn heartbeat_packet(&self) -> Vec<u8> {
-        let mut heartbeat = vec![HEARTBEAT];
-        heartbeat.extend_from_slice(&self.tag_update().encode());
-        heartbeat
+        self.tags_packet()
     }
 
     pub(crate) fn local_health(&self) -> u32 {
@@ -294,13 +295,9 @@ impl MembershipCore {
             Some((&HEARTBEAT, rest)) => match postcard::from_bytes::<TagUpdate>(rest) {
                 Ok(update) if self.admit(update.node, from) => {
                     self.heard_from(update.node);
-                    if self
-                        .peers
-                        .get(&update.node.addr)
-                        .is_some_and(|p| p.id == update.node)
-                    {
-                        let _ = self.book.apply(update);
-                    }
+                    // Bound to the sender's credential: its own tags,
+                    // even before SWIM reports it up (the book is bounded).
+                    let _ = self.book.apply(update);
                 }
                 Ok(_) => {}
                 Err(_) => self.stats.packets_rejected += 1,
@@ -472,7 +469,7 @@ impl MembershipCore {
             self.monitor(now);
         }
         if now.saturating_sub(self.last_tag_refresh) >= self.config.tag_refresh_interval {
-            self.broadcast_tags();
+            self.refresh_tags();
         }
         self.check_partition();
         self.forget_departed(now);
@@ -480,8 +477,7 @@ impl MembershipCore {
     }
 
     fn monitor(&mut self, now: Duration) {
-        let mut heartbeat = vec![HEARTBEAT];
-        heartbeat.extend_from_slice(&self.tag_update().encode());
+        let heartbeat = self.tags_packet();
         let targets: Vec<SocketAddr> = self
             .peers
             .values()
@@ -589,6 +585,46 @@ impl MembershipCore {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         }
+    }
+
+    /// This node's tag update as a direct packet (the heartbeat format).
+    fn tags_packet(&self) -> Vec<u8> {
+        let mut packet = vec![HEARTBEAT];
+        packet.extend_from_slice(&self.tag_update().encode());
+        packet
+    }
+
+    fn send_tags_to(&mut self, addr: SocketAddr) {
+        let packet = self.tags_packet();
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += packet.len() as u64;
+        self.sends.push((addr, packet));
+    }
+
+    /// Anti-entropy for tags: every `tag_refresh_interval`, this node's
+    /// tags go directly to `gossip_fanout` members in turn (a constant load
+    /// per node, whatever the cluster size), repairing any dissemination
+    /// a member missed.
+    fn refresh_tags(&mut self) {
+        self.last_tag_refresh = self.now;
+        let alive: Vec<SocketAddr> = {
+            let mut a: Vec<SocketAddr> = self
+                .peers
+                .values()
+                .filter(|p| p.status == NodeStatus::Alive)
+                .map(|p| p.id.addr)
+                .collect();
+            a.sort_unstable();
+            a
+        };
+        if alive.is_empty() {
+            return;
+        }
+        for k in 0..self.config.gossip_fanout.min(alive.len()) {
+            let addr = alive[(self.refresh_turn + k) % alive.len()];
+            self.send_tags_to(addr);
+        }
+        self.refresh_turn = (self.refresh_turn + self.config.gossip_fanout) % alive.len();
     }
 
     fn broadcast_tags(&mut self) {
@@ -768,8 +804,10 @@ impl MembershipCore {
                     .push(ClusterEvent::NodeJoined { node: id, tags });
             }
         }
-        // The newcomer missed earlier dissemination of our tags.
-        self.broadcast_tags();
+        // The newcomer missed earlier dissemination of our tags: tell it
+        // directly (a cluster-wide broadcast per join would cost every
+        // member O(n) per join).
+        self.send_tags_to(id.addr);
     }
 
     /// An address came back under a higher generation while its earlier
@@ -794,7 +832,7 @@ impl MembershipCore {
         peer.reported_tags = tags.clone();
         self.events
             .push(ClusterEvent::NodeJoined { node: new, tags });
-        self.broadcast_tags();
+        self.send_tags_to(new.addr);
     }
 
     fn member_down(&mut self, id: NodeId) {

@@ -59,6 +59,8 @@ pub struct ClusterView {
 
 enum Command {
     Join(SocketAddr),
+    /// Seeds by name: re-resolved whenever this node finds itself alone.
+    RememberSeeds(Vec<String>),
     SetTag(String, String),
     RemoveTag(String),
     AnnounceLeaving,
@@ -209,11 +211,15 @@ impl ClusterMembership {
             })
             .await;
 
-        let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let (view_tx, view) = watch::channel(Arc::new(ClusterView::default()));
+        let (commands, commands_rx) = mpsc::unbounded_channel();
         let driver = Driver {
             core,
+            seeds: Vec::new(),
+            last_seed_lookup: None,
+            rejoin_interval: config.rejoin_interval,
+            commands: commands.downgrade(),
             start,
             timers: BinaryHeap::new(),
             timer_slots: HashMap::new(),
@@ -260,6 +266,42 @@ impl ClusterMembership {
                 self.shared.config.join_timeout
             ))),
         }
+    }
+
+    /// Joins through seeds given by name, `host:port` (for example
+    /// `director.internal:61000`, or a Kubernetes headless service), or as
+    /// addresses in text. Each is resolved now; the names are remembered
+    /// and resolved again whenever this node finds itself without any live
+    /// member (every `rejoin_interval`), so a seed that moved or started
+    /// later is found. Waits like [`join`](Self::join).
+    ///
+    /// # Errors
+    /// `RpcError::ConfigError` for an empty seed, or one without a port;
+    /// `RpcError::ConnectionError` when no seed resolves or answers within
+    /// `join_timeout` (the names stay remembered and are retried).
+    pub async fn join_named<S: Into<String>>(
+        &self,
+        seeds: impl IntoIterator<Item = S>,
+    ) -> Result<(), RpcError> {
+        let seeds: Vec<String> = seeds.into_iter().map(Into::into).collect();
+        for seed in &seeds {
+            if seed.trim().is_empty() || seed.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+                return Err(RpcError::ConfigError(format!(
+                    "seed {seed:?} is not host:port"
+                )));
+            }
+        }
+        if seeds.is_empty() {
+            return Ok(());
+        }
+        self.command(Command::RememberSeeds(seeds.clone()))?;
+        let addrs = resolve(&seeds).await;
+        if addrs.is_empty() {
+            return Err(RpcError::ConnectionError(format!(
+                "no seed of {seeds:?} resolved (they will be retried)"
+            )));
+        }
+        self.join(addrs).await
     }
 
     /// Sets a tag on this node; it spreads to every member.
@@ -325,8 +367,29 @@ impl ClusterMembership {
     }
 }
 
+/// Resolves `host:port` names; names that do not resolve are skipped.
+async fn resolve(seeds: &[String]) -> Vec<SocketAddr> {
+    let mut addrs = Vec::new();
+    for seed in seeds {
+        match tokio::net::lookup_host(seed.as_str()).await {
+            Ok(found) => addrs.extend(found),
+            Err(e) => tracing::debug!(%seed, "seed did not resolve: {e}"),
+        }
+    }
+    addrs.sort_unstable();
+    addrs.dedup();
+    addrs
+}
+
 struct Driver {
     core: MembershipCore,
+    /// Seeds given by name, resolved again when this node is alone.
+    seeds: Vec<String>,
+    last_seed_lookup: Option<Duration>,
+    rejoin_interval: Duration,
+    /// For lookups to hand their results back (weak: the membership
+    /// stops when its last handle is dropped).
+    commands: mpsc::WeakUnboundedSender<Command>,
     start: Instant,
     timers: BinaryHeap<Reverse<(Duration, u64)>>,
     timer_slots: HashMap<u64, (Duration, Timer<NodeId>)>,
@@ -365,6 +428,10 @@ impl Driver {
                     let now = self.now();
                     match command {
                         Command::Join(seed) => self.core.join(seed, now),
+                        Command::RememberSeeds(seeds) => {
+                            self.seeds = seeds;
+                            self.last_seed_lookup = Some(now);
+                        }
                         Command::SetTag(k, v) => self.core.set_tag(k, v, now),
                         Command::RemoveTag(k) => self.core.remove_tag(&k, now),
                         Command::AnnounceLeaving => self.core.announce_leaving(now),
@@ -392,12 +459,37 @@ impl Driver {
                     self.read_queued(&mut packets);
                     let now = self.now();
                     self.core.tick(now);
+                    self.rejoin_through_seeds(now);
                     // φ values move with time: refresh the snapshot every tick.
                     self.publish_view();
                 }
             }
             self.pump();
         }
+    }
+
+    /// A node without any live member resolves its named seeds again (at
+    /// most every `rejoin_interval`) and announces itself to them.
+    fn rejoin_through_seeds(&mut self, now: Duration) {
+        let alone = !self
+            .core
+            .peers()
+            .any(|p| matches!(p.status, NodeStatus::Alive | NodeStatus::Suspect));
+        let due = self
+            .last_seed_lookup
+            .is_none_or(|at| now.saturating_sub(at) >= self.rejoin_interval);
+        if !alone || !due || self.seeds.is_empty() {
+            return;
+        }
+        self.last_seed_lookup = Some(now);
+        let seeds = self.seeds.clone();
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            for addr in resolve(&seeds).await {
+                let Some(commands) = commands.upgrade() else { return };
+                let _ = commands.send(Command::Join(addr));
+            }
+        });
     }
 
     /// Hands the core every packet already queued, before a timer or tick

@@ -52,7 +52,17 @@ async fn node_with(
     ca_name: &str,
     config: ClusterConfig,
 ) -> Result<Node, RpcError> {
-    let rpc = RpcConfig::new(cert(cert_name), "127.0.0.1:0")
+    node_at("127.0.0.1:0", cert_name, key_name, ca_name, config).await
+}
+
+async fn node_at(
+    bind: &str,
+    cert_name: &str,
+    key_name: &str,
+    ca_name: &str,
+    config: ClusterConfig,
+) -> Result<Node, RpcError> {
+    let rpc = RpcConfig::new(cert(cert_name), bind)
         .with_key_path(cert(key_name))
         .with_optional_client_ca_path(cert(ca_name));
     let mut server = RpcServer::new(rpc);
@@ -335,4 +345,39 @@ async fn health_checker_reports_phi_that_rises_when_a_member_goes_silent() {
         "φ did not rise: {rising:?}"
     );
     assert!(health.healthy().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_given_by_name_is_resolved_again_while_the_node_is_alone() {
+    // A port nobody serves yet.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = fast()
+        .with_rejoin_interval(Duration::from_millis(300))
+        .with_join_timeout(Duration::from_millis(500));
+    let joiner = node(config).await;
+    let seed_name = format!("localhost:{port}");
+    let early = joiner.cluster.join_named([seed_name.as_str()]).await;
+    assert!(matches!(early, Err(RpcError::ConnectionError(_))), "{early:?}");
+    // The seed starts later, on the name's address: the lone node
+    // resolves the name again and joins, without being told.
+    let seed = node_at(
+        &format!("127.0.0.1:{port}"),
+        "test_cert.pem",
+        "test_key.pem",
+        "ca.pem",
+        fast(),
+    )
+    .await
+    .expect("seed starts on the named port");
+    sees_alive(&joiner.cluster, &[seed.addr]).await;
+    sees_alive(&seed.cluster, &[joiner.addr]).await;
+    // Names that are not host:port are configuration errors.
+    for bad in ["", "localhost", ":7000", "localhost:http"] {
+        let err = joiner.cluster.join_named([bad]).await.unwrap_err();
+        assert!(matches!(err, RpcError::ConfigError(_)), "{bad:?}: {err:?}");
+    }
 }
