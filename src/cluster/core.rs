@@ -52,6 +52,8 @@ const MAX_LOCAL_HEALTH: u32 = 8;
 /// Body of a [`STALE`] packet.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Stale {
+    /// Who answers (the node then announces its new identity to it).
+    from: NodeId,
     /// The identity the stale packet came from.
     to: NodeId,
     /// The highest generation remembered for that address.
@@ -303,7 +305,7 @@ impl MembershipCore {
                 Err(_) => self.stats.packets_rejected += 1,
             },
             Some((&STALE, rest)) => match postcard::from_bytes::<Stale>(rest) {
-                Ok(stale) => self.on_stale(stale),
+                Ok(stale) => self.on_stale(stale, from),
                 Err(_) => self.stats.packets_rejected += 1,
             },
             _ => self.stats.packets_rejected += 1,
@@ -323,7 +325,11 @@ impl MembershipCore {
         }
         let remembered = self.remembered(sender.addr);
         if remembered > sender.generation {
-            let stale = Stale { to: sender, remembered };
+            let stale = Stale {
+                from: self.id,
+                to: sender,
+                remembered,
+            };
             let mut packet = vec![STALE];
             packet.extend_from_slice(&postcard::to_allocvec(&stale).unwrap_or_default());
             self.stats.packets_sent += 1;
@@ -343,7 +349,7 @@ impl MembershipCore {
     /// The cluster remembers this address under a generation at least as
     /// high as ours: an earlier life of this node. Move above it, once
     /// (later `Stale` packets addressed to the old identity are ignored).
-    fn on_stale(&mut self, stale: Stale) {
+    fn on_stale(&mut self, stale: Stale, from: &MemberCredential) {
         if stale.to != self.id || stale.remembered < self.id.generation {
             return;
         }
@@ -356,6 +362,11 @@ impl MembershipCore {
             self.id = new;
             self.stats.generation_jumps += 1;
             self.broadcast_tags();
+            // A restarted node may know no one yet: join again through
+            // the member that answered, under the new identity.
+            if from.speaks_for(stale.from.addr) {
+                let _ = self.foca.announce(stale.from, &mut self.out);
+            }
         }
     }
 

@@ -16,6 +16,10 @@ use tokio::sync::mpsc;
 /// CI machine.
 const DETECTION_BOUND: Duration = Duration::from_secs(8);
 
+/// How long every other node may take to report a restart as a join
+/// (measured 0.1-1.3 s; docs/CLUSTER.md states 5 s, doubled for CI).
+const RESTART_BOUND: Duration = Duration::from_secs(10);
+
 struct Proc {
     child: Child,
     addr: SocketAddr,
@@ -278,11 +282,11 @@ async fn five_kill_and_restart_cycles_on_one_address_are_each_seen_by_every_node
         assert_eq!(victim.addr, addr);
         for p in &mut procs {
             assert!(
-                p.wait_line(Duration::from_secs(15), |l| {
+                p.wait_line(RESTART_BOUND, |l| {
                     generation_in(l, "joined", addr) > Some(generation)
                 })
                 .await,
-                "round {round}: {} did not see the restart of {addr} within 15 s",
+                "round {round}: {} did not see the restart of {addr} within {RESTART_BOUND:?}",
                 p.addr
             );
         }
