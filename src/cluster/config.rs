@@ -92,6 +92,10 @@ impl Default for ClusterConfig {
             health_check_interval: Duration::from_millis(500),
             phi: PhiConfig {
                 acceptable_pause: Duration::from_millis(1500),
+                // Heartbeats come every health-check interval: a newly
+                // seen member's history starts from that, not from 1 s
+                // (which delayed verdicts on members seen shortly before).
+                first_heartbeat_estimate: Duration::from_millis(500),
                 ..PhiConfig::default()
             },
             phi_monitoring: true,
@@ -120,10 +124,12 @@ impl ClusterConfig {
 
     /// Sets [`health_check_interval`](Self::health_check_interval); the φ
     /// acceptable pause becomes three intervals, at least 1 s (the
-    /// default: 500 ms and 1.5 s).
+    /// default: 500 ms and 1.5 s), and a new member's heartbeat history
+    /// starts from one interval.
     pub fn with_health_check_interval(mut self, interval: Duration) -> Self {
         self.health_check_interval = interval;
         self.phi.acceptable_pause = (interval * 3).max(Duration::from_secs(1));
+        self.phi.first_heartbeat_estimate = interval;
         self
     }
 

@@ -134,6 +134,7 @@ async fn five_processes_through_one_seed_see_a_kill_as_failed_and_a_stop_as_left
             p.addr
         );
     }
+    // Printed for docs/CLUSTER.md's real-process figure.
     eprintln!(
         "kill -9 reported failed by all 4 others in {:?}",
         killed_at.elapsed()
