@@ -87,14 +87,15 @@ impl DevCa {
         names.extend(sans.iter().filter(|s| s.as_str() != name).cloned());
         let mut params = CertificateParams::new(names)?;
         if member {
-            for ip in sans.iter().filter_map(|s| s.parse::<std::net::IpAddr>().ok()) {
+            for ip in sans
+                .iter()
+                .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
+            {
                 let uri = match ip {
                     std::net::IpAddr::V4(v4) => format!("rpcnet-member://{v4}"),
                     std::net::IpAddr::V6(v6) => format!("rpcnet-member://[{v6}]"),
                 };
-                params
-                    .subject_alt_names
-                    .push(SanType::URI(uri.try_into()?));
+                params.subject_alt_names.push(SanType::URI(uri.try_into()?));
             }
         }
         let mut dn = DistinguishedName::new();
@@ -145,7 +146,10 @@ impl DevCa {
         };
         put("ca.pem".into(), &self.cert_pem)?;
         put("ca-key.pem".into(), &self.key_pem)?;
-        let all = members.iter().map(|m| (m, true)).chain(nodes.iter().map(|n| (n, false)));
+        let all = members
+            .iter()
+            .map(|m| (m, true))
+            .chain(nodes.iter().map(|n| (n, false)));
         for (node, member) in all {
             let cert = self
                 .issue(node, sans, member)

@@ -84,14 +84,15 @@ impl Default for ClusterConfig {
             suspicion_multiplier: 6.0,
             expected_cluster_size: 32,
             retransmit_multiplier: 8.0,
-            // With a 1.5 s acceptable pause, φ passes 8 about 2.6 s after
-            // the last heartbeat: a killed node is failed everywhere within
-            // 4 s (p99 3.9 s in the simulation), a 2 s pause stays below
-            // the threshold, and 5% loss gives no false verdict in 20
-            // simulated hours. The trade-off table is in docs/CLUSTER.md.
+            // With a 2 s acceptable pause, φ passes 8 about 3 s after the
+            // last heartbeat: a killed node is failed everywhere within 4 s
+            // (p99 in the simulation), a 2 s pause stays below the
+            // threshold, and 5% loss gives no false verdict in 20
+            // simulated hours (1.5 s gave one). The trade-off table is in
+            // docs/CLUSTER.md.
             health_check_interval: Duration::from_millis(500),
             phi: PhiConfig {
-                acceptable_pause: Duration::from_millis(1500),
+                acceptable_pause: Duration::from_secs(2),
                 // Heartbeats come every health-check interval: a newly
                 // seen member's history starts from that, not from 1 s
                 // (which delayed verdicts on members seen shortly before).
@@ -123,12 +124,12 @@ impl ClusterConfig {
     }
 
     /// Sets [`health_check_interval`](Self::health_check_interval); the φ
-    /// acceptable pause becomes three intervals, at least 1 s (the
-    /// default: 500 ms and 1.5 s), and a new member's heartbeat history
+    /// acceptable pause becomes four intervals, at least 1 s (the
+    /// default: 500 ms and 2 s), and a new member's heartbeat history
     /// starts from one interval.
     pub fn with_health_check_interval(mut self, interval: Duration) -> Self {
         self.health_check_interval = interval;
-        self.phi.acceptable_pause = (interval * 3).max(Duration::from_secs(1));
+        self.phi.acceptable_pause = (interval * 4).max(Duration::from_secs(1));
         self.phi.first_heartbeat_estimate = interval;
         self
     }
@@ -194,10 +195,13 @@ impl ClusterConfig {
         self
     }
 
-    /// The RPC server this node's gossip rides on. The server must require
-    /// client certificates from the cluster CA
-    /// (`RpcConfig::with_client_ca_path`): that is what keeps processes
-    /// without the cluster's credentials out of the membership.
+    /// The RPC server this node's gossip rides on. The server must verify
+    /// client certificates against the cluster CA
+    /// (`RpcConfig::with_optional_client_ca_path`, so application clients
+    /// need none) and its own certificate must be a member certificate
+    /// (`rpcnet-member://` URI name): peers accept gossip only from member
+    /// certificates, which keeps application clients and outsiders out of
+    /// the membership.
     pub fn with_server(mut self, server: crate::ServerHandle) -> Self {
         self.server = Some(server);
         self
@@ -239,7 +243,10 @@ impl ClusterConfig {
             ("join_timeout", self.join_timeout),
             ("forget_after", self.forget_after),
             ("phi.min_std_deviation", self.phi.min_std_deviation),
-            ("phi.first_heartbeat_estimate", self.phi.first_heartbeat_estimate),
+            (
+                "phi.first_heartbeat_estimate",
+                self.phi.first_heartbeat_estimate,
+            ),
         ];
         for (field, value) in intervals {
             if value.is_zero() {
@@ -358,12 +365,18 @@ mod tests {
             ("probe_interval", |c| c.probe_interval = Duration::ZERO),
             ("probe_timeout", |c| c.probe_timeout = Duration::ZERO),
             ("probe_timeout", |c| c.probe_timeout = c.probe_interval),
-            ("health_check_interval", |c| c.health_check_interval = Duration::ZERO),
+            ("health_check_interval", |c| {
+                c.health_check_interval = Duration::ZERO
+            }),
             ("rejoin_interval", |c| c.rejoin_interval = Duration::ZERO),
-            ("tag_refresh_interval", |c| c.tag_refresh_interval = Duration::ZERO),
+            ("tag_refresh_interval", |c| {
+                c.tag_refresh_interval = Duration::ZERO
+            }),
             ("join_timeout", |c| c.join_timeout = Duration::ZERO),
             ("forget_after", |c| c.forget_after = Duration::ZERO),
-            ("phi.min_std_deviation", |c| c.phi.min_std_deviation = Duration::ZERO),
+            ("phi.min_std_deviation", |c| {
+                c.phi.min_std_deviation = Duration::ZERO
+            }),
             ("phi.first_heartbeat_estimate", |c| {
                 c.phi.first_heartbeat_estimate = Duration::ZERO
             }),
@@ -373,9 +386,13 @@ mod tests {
             ("max_members", |c| c.max_members = 0),
             ("event_capacity", |c| c.event_capacity = 0),
             ("phi.max_samples", |c| c.phi.max_samples = 0),
-            ("suspicion_multiplier", |c| c.suspicion_multiplier = f64::NAN),
+            ("suspicion_multiplier", |c| {
+                c.suspicion_multiplier = f64::NAN
+            }),
             ("suspicion_multiplier", |c| c.suspicion_multiplier = -1.0),
-            ("retransmit_multiplier", |c| c.retransmit_multiplier = f64::INFINITY),
+            ("retransmit_multiplier", |c| {
+                c.retransmit_multiplier = f64::INFINITY
+            }),
             ("phi.threshold", |c| c.phi.threshold = f64::NAN),
             ("phi.threshold", |c| c.phi.threshold = -8.0),
             ("phi.threshold", |c| c.phi.threshold = 0.0),
@@ -383,7 +400,8 @@ mod tests {
             ("partition_threshold", |c| c.partition_threshold = 1.5),
             ("max_packet_size", |c| c.max_packet_size = 100),
             ("tags", |c| {
-                c.tags.insert("k".repeat(super::super::MAX_TAG_LEN + 1), "v".into());
+                c.tags
+                    .insert("k".repeat(super::super::MAX_TAG_LEN + 1), "v".into());
             }),
         ];
         for (field, breaks) in cases {
@@ -401,7 +419,9 @@ mod tests {
     async fn membership_refuses_an_unusable_value_before_starting_anything() {
         // A zero health-check interval used to panic inside the driver task.
         let config = ClusterConfig::default().with_health_check_interval(Duration::ZERO);
-        let err = crate::cluster::ClusterMembership::new(config).await.unwrap_err();
+        let err = crate::cluster::ClusterMembership::new(config)
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, RpcError::ConfigError(m) if m.contains("health_check_interval")),
             "{err:?}"

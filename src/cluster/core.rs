@@ -18,7 +18,7 @@
 //! the detector learns their rhythm; the acceptable pause absorbs GC and
 //! scheduling stalls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -140,7 +140,9 @@ pub(crate) struct MembershipCore {
     out: Outbox,
     /// Timers handed out, with the time they are due (to measure lateness).
     now: Duration,
-    peers: HashMap<SocketAddr, Peer>,
+    /// Ordered, so iteration (heartbeat order, and with it the
+    /// simulator's random draws) is the same in every run.
+    peers: BTreeMap<SocketAddr, Peer>,
     /// The highest generation seen per address, and when, so an earlier
     /// life that comes back under a lower generation is told to move above
     /// it. Kept after a member is forgotten; bounded by
@@ -185,7 +187,7 @@ impl MembershipCore {
             book,
             out: Outbox::default(),
             now,
-            peers: HashMap::new(),
+            peers: BTreeMap::new(),
             generations: HashMap::new(),
             events: Vec::new(),
             sends: Vec::new(),
@@ -673,8 +675,12 @@ impl MembershipCore {
     /// Lateness this large means this node itself was paused (a stall, a
     /// VM hiccup, SIGSTOP) rather than busy.
     fn pause_threshold(&self) -> Duration {
-        (self.config.health_check_interval.min(self.config.probe_interval) / 2)
-            .max(MIN_PAUSE)
+        (self
+            .config
+            .health_check_interval
+            .min(self.config.probe_interval)
+            / 2)
+        .max(MIN_PAUSE)
     }
 
     /// If `late` (how late a timer or tick ran) shows that this node was
@@ -695,7 +701,10 @@ impl MembershipCore {
         self.stats.own_pauses += 1;
         self.grace_until = now + self.config.probe_timeout;
         self.adjust_local_health(1);
-        tracing::debug!(?late, "this node was paused; discounting the silence it caused");
+        tracing::debug!(
+            ?late,
+            "this node was paused; discounting the silence it caused"
+        );
         true
     }
 

@@ -44,7 +44,9 @@ impl Binding {
             .strip_prefix('[')
             .and_then(|r| r.strip_suffix(']'))
             .unwrap_or(rest);
-        bare.parse::<IpAddr>().ok().map(|ip| Self { ip, port: None })
+        bare.parse::<IpAddr>()
+            .ok()
+            .map(|ip| Self { ip, port: None })
     }
 
     fn covers(&self, addr: SocketAddr) -> bool {

@@ -197,9 +197,7 @@ impl ClusterMembership {
                         .and_then(|call| call.peer_certificate.clone())
                         .and_then(|der| MemberCredential::from_der(&der))
                         .ok_or_else(|| {
-                            RpcError::RemoteError(
-                                "gossip requires a member certificate".into(),
-                            )
+                            RpcError::RemoteError("gossip requires a member certificate".into())
                         })?;
                     if packet.len() > max_packet {
                         return Err(RpcError::ProtocolError("gossip packet too large".into()));
@@ -285,7 +283,11 @@ impl ClusterMembership {
     ) -> Result<(), RpcError> {
         let seeds: Vec<String> = seeds.into_iter().map(Into::into).collect();
         for seed in &seeds {
-            if seed.trim().is_empty() || seed.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+            if seed.trim().is_empty()
+                || seed
+                    .rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
                 return Err(RpcError::ConfigError(format!(
                     "seed {seed:?} is not host:port"
                 )));
@@ -486,7 +488,9 @@ impl Driver {
         let commands = self.commands.clone();
         tokio::spawn(async move {
             for addr in resolve(&seeds).await {
-                let Some(commands) = commands.upgrade() else { return };
+                let Some(commands) = commands.upgrade() else {
+                    return;
+                };
                 let _ = commands.send(Command::Join(addr));
             }
         });
@@ -592,7 +596,11 @@ mod tests {
         packet
     }
 
-    async fn gossip_as(target: SocketAddr, identity: Option<(&str, &str)>, packet: Vec<u8>) -> Result<Vec<u8>, RpcError> {
+    async fn gossip_as(
+        target: SocketAddr,
+        identity: Option<(&str, &str)>,
+        packet: Vec<u8>,
+    ) -> Result<Vec<u8>, RpcError> {
         let mut config = RpcConfig::new(cert("ca.pem"), "127.0.0.1:0");
         if let Some((c, k)) = identity {
             config = config.with_client_identity(cert(c), cert(k));
@@ -608,7 +616,9 @@ mod tests {
                 .with_key_path(cert("test_key.pem"))
                 .with_optional_client_ca_path(cert("ca.pem")),
         );
-        server.register("app/echo", |req| async move { Ok(req) }).await;
+        server
+            .register("app/echo", |req| async move { Ok(req) })
+            .await;
         let quic = server.bind().unwrap();
         let handle = server.handle();
         let addr = handle.socket_addr().unwrap();
@@ -624,7 +634,10 @@ mod tests {
                 config = config.with_client_identity(cert(c), cert(k));
             }
             let client = RpcClient::connect(addr, config).await.unwrap();
-            assert_eq!(client.call("app/echo", b"hi".to_vec()).await.unwrap(), b"hi");
+            assert_eq!(
+                client.call("app/echo", b"hi".to_vec()).await.unwrap(),
+                b"hi"
+            );
         }
 
         // A valid announce, sent by an application client (CA-signed
@@ -642,9 +655,13 @@ mod tests {
         // The same kind of packet from a member certificate is taken in
         // (the control: the refusal above is the credential's doing).
         let member: SocketAddr = "127.0.0.1:11".parse().unwrap();
-        gossip_as(addr, Some(("test_cert.pem", "test_key.pem")), announce_from(member, addr))
-            .await
-            .unwrap();
+        gossip_as(
+            addr,
+            Some(("test_cert.pem", "test_key.pem")),
+            announce_from(member, addr),
+        )
+        .await
+        .unwrap();
         let mut watch = cluster.watch();
         tokio::time::timeout(
             Duration::from_secs(10),

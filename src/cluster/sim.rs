@@ -160,10 +160,7 @@ impl Sim {
     pub(crate) fn inject(&mut self, credential: SocketAddr, to: usize, data: Vec<u8>) {
         let from = self.nodes.len();
         self.credential_override.insert(from, credential);
-        self.schedule(
-            self.now + self.latency.1,
-            Event::Deliver { from, to, data },
-        );
+        self.schedule(self.now + self.latency.1, Event::Deliver { from, to, data });
     }
 
     pub(crate) fn with_core<R>(

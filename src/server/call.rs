@@ -77,14 +77,7 @@ pub(crate) async fn serve_call(
     match (handler, single_request) {
         (Handler::Unary(f), true) => serve_unary(call, f, reader, tx, deadline).await,
         (Handler::Streaming(f), _) => {
-            Box::pin(serve_streaming(
-                call,
-                f,
-                reader,
-                tx,
-                deadline,
-            ))
-            .await
+            Box::pin(serve_streaming(call, f, reader, tx, deadline)).await
         }
         (Handler::Unary(_), false) => {
             let status = Status::new(

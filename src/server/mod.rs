@@ -334,7 +334,12 @@ async fn serve_connection(
             // task only for a call that has to wait. The call's state
             // machine lives in its own allocation, so handing it to a task
             // moves a pointer.
-            let mut call = Box::pin(call::serve_call(stream, ctx.clone(), peer.clone(), draining));
+            let mut call = Box::pin(call::serve_call(
+                stream,
+                ctx.clone(),
+                peer.clone(),
+                draining,
+            ));
             match futures::poll!(call.as_mut()) {
                 Poll::Ready(answer) if draining => answered.extend(answer),
                 Poll::Ready(_) => {}

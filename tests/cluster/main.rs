@@ -361,7 +361,10 @@ async fn a_seed_given_by_name_is_resolved_again_while_the_node_is_alone() {
     let joiner = node(config).await;
     let seed_name = format!("localhost:{port}");
     let early = joiner.cluster.join_named([seed_name.as_str()]).await;
-    assert!(matches!(early, Err(RpcError::ConnectionError(_))), "{early:?}");
+    assert!(
+        matches!(early, Err(RpcError::ConnectionError(_))),
+        "{early:?}"
+    );
     // The seed starts later, on the name's address: the lone node
     // resolves the name again and joins, without being told.
     let seed = node_at(

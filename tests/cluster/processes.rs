@@ -268,7 +268,8 @@ async fn five_kill_and_restart_cycles_on_one_address_are_each_seen_by_every_node
         for p in &mut procs {
             let left = DETECTION_BOUND.saturating_sub(killed_at.elapsed());
             assert!(
-                p.wait_line(left, |l| generation_in(l, "failed", addr) >= Some(generation))
+                p.wait_line(left, |l| generation_in(l, "failed", addr)
+                    >= Some(generation))
                     .await,
                 "round {round}: {} did not report {addr} failed",
                 p.addr
@@ -321,8 +322,9 @@ async fn a_restart_faster_than_detection_is_reported_as_a_join() {
     let _victim = Proc::spawn(&["--listen", &addr.to_string(), "--seed", &seed]).await;
     for p in &mut procs {
         assert!(
-            p.wait_line(Duration::from_secs(10), |l| generation_in(l, "joined", addr)
-                > Some(before))
+            p.wait_line(Duration::from_secs(10), |l| generation_in(
+                l, "joined", addr
+            ) > Some(before))
                 .await,
             "{} did not report the quick restart of {addr}",
             p.addr
@@ -355,7 +357,12 @@ async fn a_stopped_process_is_not_blamed_for_2_s_and_blames_nobody_after_8_s() {
         p.wait_line(Duration::from_secs(3), |_| false).await;
     }
     for p in &procs {
-        assert!(accusations(p).is_empty(), "{}: {:?}", p.addr, accusations(p));
+        assert!(
+            accusations(p).is_empty(),
+            "{}: {:?}",
+            p.addr,
+            accusations(p)
+        );
     }
 
     signal(pid, "-STOP");
