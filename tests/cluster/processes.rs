@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 
 /// How long every other node may take to report a killed node failed,
 /// default configuration: docs/CLUSTER.md states 4 s (p99, simulation;
-/// measured about 3 s here); twice that leaves room for a loaded 2-core
-/// CI machine.
+/// measured 3.9 s here); twice that leaves room for a loaded 2-core CI
+/// machine.
 const DETECTION_BOUND: Duration = Duration::from_secs(8);
 
 /// How long every other node may take to report a restart as a join

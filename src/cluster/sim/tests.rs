@@ -43,8 +43,15 @@ fn two_hundred_nodes_converge() {
 #[test]
 fn same_seed_same_run() {
     let run = |seed| {
-        let (sim, took) = converge(seed, 10, true);
-        (took, sim.delivered, sim.bytes_sent())
+        let (mut sim, took) = converge(seed, 10, true);
+        // Loss, a kill and tags too: every random draw must repeat.
+        sim.loss = 0.05;
+        sim.with_core(3, |c, now| c.set_tag("role".into(), "worker".into(), now));
+        sim.run_for(60 * SEC);
+        sim.kill(5);
+        sim.run_for(60 * SEC);
+        let events: Vec<_> = sim.nodes.iter().map(|n| n.events.clone()).collect();
+        (took, sim.delivered, sim.bytes_sent(), events)
     };
     assert_eq!(run(7), run(7));
     assert_ne!(run(7), run(8));
