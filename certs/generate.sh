@@ -9,6 +9,8 @@
 #                                   serverAuth + clientAuth (used for mTLS too)
 #   server.pem / server-key.pem     same key pair under the names the guide uses
 #   client.pem / client-key.pem     a client identity for mutual TLS
+#   (generate-member.sh then reissues test_cert.pem / server.pem as cluster
+#   member certificates and writes other-member*.pem)
 #   other-ca.pem                    an unrelated CA ...
 #   other_cert.pem / other_key.pem  ... and a localhost certificate it signed
 #
@@ -81,4 +83,5 @@ make_ca other "unrelated CA"
 sign other othernode localhost v3_node
 cp "$work/other.crt" other-ca.pem
 cp "$work/othernode.crt" other_cert.pem; pkcs8 "$work/othernode.key" other_key.pem
+./generate-member.sh
 echo "certificates written to $(pwd)"

@@ -46,6 +46,7 @@ pub struct RpcConfig {
     server_name: String,
     keep_alive_interval: Option<Duration>,
     client_ca_path: Option<PathBuf>,
+    client_auth_optional: bool,
     client_identity: Option<(PathBuf, PathBuf)>,
     max_message_size: usize,
     max_header_size: usize,
@@ -88,6 +89,7 @@ impl RpcConfig {
             server_name: "localhost".to_owned(),
             keep_alive_interval: None,
             client_ca_path: None,
+            client_auth_optional: false,
             client_identity: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
@@ -137,6 +139,19 @@ impl RpcConfig {
     /// this CA (mutual TLS). Clients without one are refused in the handshake.
     pub fn with_client_ca_path(mut self, ca_path: impl Into<PathBuf>) -> Self {
         self.client_ca_path = Some(ca_path.into());
+        self.client_auth_optional = false;
+        self
+    }
+
+    /// Server: accept clients with or without a certificate; one that
+    /// presents a certificate must chain to this CA (or the handshake
+    /// fails). Handlers see the verified certificate in
+    /// [`CallInfo::peer_certificate`](crate::CallInfo::peer_certificate).
+    /// Cluster nodes use this: members prove their role with a member
+    /// certificate, application clients need none.
+    pub fn with_optional_client_ca_path(mut self, ca_path: impl Into<PathBuf>) -> Self {
+        self.client_ca_path = Some(ca_path.into());
+        self.client_auth_optional = true;
         self
     }
 
@@ -363,6 +378,9 @@ impl RpcConfig {
     }
     pub(crate) fn client_ca_path(&self) -> Option<&Path> {
         self.client_ca_path.as_deref()
+    }
+    pub(crate) fn client_auth_optional(&self) -> bool {
+        self.client_auth_optional
     }
     pub(crate) fn client_identity(&self) -> Option<(&Path, &Path)> {
         self.client_identity

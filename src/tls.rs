@@ -43,6 +43,12 @@ pub(crate) fn server_tls(config: &RpcConfig) -> Result<s2n_tls::Server, RpcError
             .map_err(tls_err("require client certificates"))?
             .with_verify_host_name_callback(AnyClientName)
             .map_err(tls_err("set client name policy"))?;
+        if config.client_auth_optional() {
+            builder
+                .config_mut()
+                .set_client_auth_type(s2n_tls::enums::ClientAuthType::Optional)
+                .map_err(tls_err("make client certificates optional"))?;
+        }
     }
     builder.build().map_err(tls_err("build server TLS"))
 }

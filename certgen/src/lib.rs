@@ -1,6 +1,10 @@
 //! A development PKI for rpcnet clusters: one CA and any number of node
 //! certificates, usable both as server certificates and as client
-//! identities (cluster nodes authenticate each other with mutual TLS).
+//! identities. *Member* certificates also carry the cluster member role:
+//! a URI name `rpcnet-member://<ip>` per IP address they are valid for,
+//! which is what a node needs to take part in membership (gossip). A
+//! node's application clients need no certificate at all: they only trust
+//! the CA.
 //!
 //! Certificates are valid from 2000-01-01 to 9999-12-31 so development
 //! clusters never hit expiry. Not for production: keys are written
@@ -10,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 pub use rcgen::Error;
@@ -66,10 +70,34 @@ impl DevCa {
 
     /// A certificate for node `name`, valid for `name` and every entry of
     /// `sans` (DNS names or IP addresses), for both server and client use.
+    /// It does not carry the member role (see [`member`](Self::member)).
     pub fn node(&self, name: &str, sans: &[String]) -> Result<NodeCert, Error> {
+        self.issue(name, sans, false)
+    }
+
+    /// A cluster member certificate: [`node`](Self::node) plus a URI name
+    /// `rpcnet-member://<ip>` for every IP address in `sans` (the member
+    /// may speak for any port on those hosts).
+    pub fn member(&self, name: &str, sans: &[String]) -> Result<NodeCert, Error> {
+        self.issue(name, sans, true)
+    }
+
+    fn issue(&self, name: &str, sans: &[String], member: bool) -> Result<NodeCert, Error> {
         let mut names = vec![name.to_string()];
         names.extend(sans.iter().filter(|s| s.as_str() != name).cloned());
         let mut params = CertificateParams::new(names)?;
+        if member {
+            for ip in sans
+                .iter()
+                .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
+            {
+                let uri = match ip {
+                    std::net::IpAddr::V4(v4) => format!("rpcnet-member://{v4}"),
+                    std::net::IpAddr::V6(v6) => format!("rpcnet-member://[{v6}]"),
+                };
+                params.subject_alt_names.push(SanType::URI(uri.try_into()?));
+            }
+        }
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
@@ -96,6 +124,18 @@ impl DevCa {
         nodes: &[String],
         sans: &[String],
     ) -> std::io::Result<Vec<PathBuf>> {
+        self.write_all(dir, &[], nodes, sans)
+    }
+
+    /// Like [`write`](Self::write), with `members` issued as
+    /// [member certificates](Self::member) and `nodes` as plain ones.
+    pub fn write_all(
+        &self,
+        dir: &Path,
+        members: &[String],
+        nodes: &[String],
+        sans: &[String],
+    ) -> std::io::Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir)?;
         let mut written = Vec::new();
         let mut put = |file: String, contents: &str| -> std::io::Result<()> {
@@ -106,8 +146,14 @@ impl DevCa {
         };
         put("ca.pem".into(), &self.cert_pem)?;
         put("ca-key.pem".into(), &self.key_pem)?;
-        for node in nodes {
-            let cert = self.node(node, sans).map_err(std::io::Error::other)?;
+        let all = members
+            .iter()
+            .map(|m| (m, true))
+            .chain(nodes.iter().map(|n| (n, false)));
+        for (node, member) in all {
+            let cert = self
+                .issue(node, sans, member)
+                .map_err(std::io::Error::other)?;
             put(format!("{node}.pem"), &cert.cert_pem)?;
             put(format!("{node}-key.pem"), &cert.key_pem)?;
         }

@@ -1,5 +1,6 @@
-//! The generated PKI works end to end: two nodes form a cluster with it,
-//! and a client with a generated certificate can call a node.
+//! The generated PKI works end to end: two member nodes form a cluster with
+//! it; a client with a generated plain certificate, or none, can call a
+//! node but not gossip.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ async fn generated_ca_and_node_certificates_form_a_cluster() {
     let dir = std::env::temp_dir().join(format!("rpcnet-certs-test-{}", std::process::id()));
     let ca = rpcnet_certs::DevCa::new("test CA").unwrap();
     let sans = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    ca.write(&dir, &["a".into(), "b".into(), "client".into()], &sans)
+    ca.write_all(&dir, &["a".into(), "b".into()], &["client".into()], &sans)
         .unwrap();
     let file = |name: &str| dir.join(name);
 
@@ -20,7 +21,7 @@ async fn generated_ca_and_node_certificates_form_a_cluster() {
     for node in ["a", "b"] {
         let rpc = RpcConfig::new(file(&format!("{node}.pem")), "127.0.0.1:0")
             .with_key_path(file(&format!("{node}-key.pem")))
-            .with_client_ca_path(file("ca.pem"));
+            .with_optional_client_ca_path(file("ca.pem"));
         let mut server = RpcServer::new(rpc);
         server
             .register("hello", |_| async move { Ok(b"hi".to_vec()) })
@@ -52,5 +53,20 @@ async fn generated_ca_and_node_certificates_form_a_cluster() {
         .with_client_identity(file("client.pem"), file("client-key.pem"));
     let client = RpcClient::connect(addrs[0], client).await.unwrap();
     assert_eq!(client.call("hello", vec![]).await.unwrap(), b"hi");
+    // A plain (non-member) certificate is an application client: it
+    // cannot gossip.
+    let refused = client
+        .call(rpcnet::cluster::GOSSIP_METHOD, vec![0])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, rpcnet::RpcError::RemoteError(m) if m.contains("member certificate")),
+        "{refused:?}"
+    );
+    // Application clients need no certificate at all.
+    let anonymous = RpcClient::connect(addrs[1], RpcConfig::new(file("ca.pem"), "127.0.0.1:0"))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.call("hello", vec![]).await.unwrap(), b"hi");
     let _ = std::fs::remove_dir_all(&dir);
 }

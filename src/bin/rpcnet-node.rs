@@ -1,27 +1,33 @@
-//! A bare cluster member: an RPC server with mutual TLS whose endpoint
+//! A bare cluster member: an RPC server (TLS; client certificates optional,
+//! verified against the CA) whose endpoint
 //! carries the membership gossip. Prints one line per membership event;
 //! Ctrl-C / SIGTERM leaves the cluster gracefully.
 //!
 //! ```text
-//! rpcnet-node --listen 127.0.0.1:7001 [--seed 127.0.0.1:7000]... [--tag key=value]...
+//! rpcnet-node --listen 127.0.0.1:7001 [--seed 127.0.0.1:7000 | --seed host:port]... [--tag key=value]...
 //!             [--cert certs/test_cert.pem --key certs/test_key.pem --ca certs/ca.pem]
+//!             [--generation N]
 //! ```
+//!
+//! The certificate must be a member certificate (`rpcnet-certs --member`);
+//! clients of the node need none (they only trust the CA). `--generation`
+//! fixes the starting generation (tests use it to start a restart *below*
+//! its earlier life; the node then moves above what the cluster remembers).
 //!
 //! Output lines: `READY <addr>`, then `EVENT <kind> <addr> <generation>`
 //! (kinds: joined, left, failed, recovered, tags, partition, healed).
-
-use std::net::SocketAddr;
 
 use rpcnet::cluster::{ClusterConfig, ClusterEvent, ClusterMembership};
 use rpcnet::{RpcConfig, RpcServer};
 
 struct Args {
     listen: String,
-    seeds: Vec<SocketAddr>,
+    seeds: Vec<String>,
     tags: Vec<(String, String)>,
     cert: String,
     key: String,
     ca: String,
+    generation: Option<u64>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -32,15 +38,14 @@ fn parse() -> Result<Args, String> {
         cert: "certs/test_cert.pem".into(),
         key: "certs/test_key.pem".into(),
         ca: "certs/ca.pem".into(),
+        generation: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--listen" => args.listen = value()?,
-            "--seed" => args
-                .seeds
-                .push(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
+            "--seed" => args.seeds.push(value()?),
             "--tag" => {
                 let v = value()?;
                 let (k, val) = v.split_once('=').ok_or("--tag takes key=value")?;
@@ -49,6 +54,9 @@ fn parse() -> Result<Args, String> {
             "--cert" => args.cert = value()?,
             "--key" => args.key = value()?,
             "--ca" => args.ca = value()?,
+            "--generation" => {
+                args.generation = Some(value()?.parse().map_err(|e| format!("--generation: {e}"))?)
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -61,10 +69,10 @@ fn line(kind: &str, id: &rpcnet::cluster::NodeId) {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse().map_err(|e| format!("{e}\nusage: rpcnet-node --listen ADDR [--seed ADDR]... [--tag k=v]... [--cert F --key F --ca F]"))?;
+    let args = parse().map_err(|e| format!("{e}\nusage: rpcnet-node --listen ADDR [--seed ADDR]... [--tag k=v]... [--cert F --key F --ca F] [--generation N]"))?;
     let rpc = RpcConfig::new(&args.cert, args.listen.as_str())
         .with_key_path(&args.key)
-        .with_client_ca_path(&args.ca);
+        .with_optional_client_ca_path(&args.ca);
     let mut server = RpcServer::new(rpc);
     let quic = server.bind()?;
     let handle = server.handle();
@@ -75,10 +83,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (k, v) in args.tags {
         config = config.with_tag(k, v);
     }
+    if let Some(generation) = args.generation {
+        config = config.with_generation(generation);
+    }
     let cluster = ClusterMembership::new(config).await?;
     let mut events = cluster.subscribe();
     println!("READY {addr}");
-    if let Err(e) = cluster.join(args.seeds).await {
+    if let Err(e) = cluster.join_named(args.seeds).await {
         eprintln!("join failed: {e}");
         println!("JOIN-FAILED {e}");
     }

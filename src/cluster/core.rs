@@ -18,7 +18,7 @@
 //! the detector learns their rhythm; the acceptable pause absorbs GC and
 //! scheduling stalls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use foca::{Foca, Notification, OwnedNotification, PostcardCodec, Timer};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::credential::MemberCredential;
 use super::detector::PhiAccrualDetector;
 use super::tags::{TagBook, TagUpdate, Tags};
 use super::{ClusterConfig, ClusterEvent, NodeId, NodeStatus};
@@ -35,8 +36,29 @@ const SWIM: u8 = 0;
 /// Envelope byte: a health-check heartbeat follows: the sender's current
 /// tag update (identity, version, tags), so tags also converge on every tick.
 const HEARTBEAT: u8 = 1;
+/// Envelope byte: "your packets come from an earlier life of your
+/// address": a [`Stale`] follows. Sent to a node whose packets carry a
+/// generation lower than one this node remembers for its address.
+const STALE: u8 = 2;
+/// The shortest lateness taken for a pause of this node itself; shorter
+/// ones are scheduling noise on a busy machine.
+const MIN_PAUSE: Duration = Duration::from_millis(250);
+/// Generations are remembered for up to this many times `max_members`
+/// addresses.
+const GENERATION_MEMORY: usize = 4;
 /// Highest Lifeguard local-health multiplier.
 const MAX_LOCAL_HEALTH: u32 = 8;
+
+/// Body of a [`STALE`] packet.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Stale {
+    /// Who answers (the node then announces its new identity to it).
+    from: NodeId,
+    /// The identity the stale packet came from.
+    to: NodeId,
+    /// The highest generation remembered for that address.
+    remembered: u64,
+}
 
 /// What the core knows about another member.
 #[derive(Debug, Clone)]
@@ -46,6 +68,12 @@ pub(crate) struct Peer {
     pub detector: PhiAccrualDetector,
     /// SWIM (not only φ) has declared this identity down.
     pub swim_down: bool,
+    /// The tags last reported in an event (`NodeJoined` or
+    /// `NodeTagsUpdated`): the next event is due only when they change.
+    pub reported_tags: Tags,
+    /// When the status last became `Failed` or `Left` (a member SWIM
+    /// declared down is forgotten `forget_after` later).
+    pub since: Duration,
 }
 
 /// Collects foca's outputs during one input.
@@ -93,6 +121,15 @@ pub struct CoreStats {
     /// Times this node renewed its identity after learning the cluster
     /// had declared it down.
     pub renewals: u64,
+    /// Packets refused because they spoke for an address the sender's
+    /// member credential does not cover.
+    pub packets_forged: u64,
+    /// Times this node moved its generation above one the cluster
+    /// remembered for its address (after a restart).
+    pub generation_jumps: u64,
+    /// Times this node noticed it had itself been paused (its timers or
+    /// ticks ran late by at least half a health-check interval).
+    pub own_pauses: u64,
 }
 
 pub(crate) struct MembershipCore {
@@ -103,7 +140,15 @@ pub(crate) struct MembershipCore {
     out: Outbox,
     /// Timers handed out, with the time they are due (to measure lateness).
     now: Duration,
-    peers: HashMap<SocketAddr, Peer>,
+    /// Ordered, so iteration (heartbeat order, and with it the
+    /// simulator's random draws) is the same in every run.
+    peers: BTreeMap<SocketAddr, Peer>,
+    /// The highest generation seen per address, and when, so an earlier
+    /// life that comes back under a lower generation is told to move above
+    /// it. Kept after a member is forgotten; bounded by
+    /// `GENERATION_MEMORY × max_members` (the least recently seen
+    /// addresses that are not members go first).
+    generations: HashMap<SocketAddr, (u64, Duration)>,
     events: Vec<ClusterEvent>,
     sends: Vec<(SocketAddr, Vec<u8>)>,
     timers: Vec<(Duration, Timer<NodeId>)>,
@@ -114,12 +159,19 @@ pub(crate) struct MembershipCore {
     probe_failed: bool,
     partitioned: bool,
     last_tag_refresh: Duration,
+    /// Where the next tag refresh starts among the alive members (in address order).
+    refresh_turn: usize,
+    /// When the last health-check tick ran (to notice a late one).
+    last_tick: Option<Duration>,
+    /// Overdue timers wait until then after this node noticed its own
+    /// pause, so the packets that queued up during it are read first.
+    grace_until: Duration,
     pub stats: CoreStats,
 }
 
 impl MembershipCore {
     pub(crate) fn new(id: NodeId, config: ClusterConfig, seed: u64, now: Duration) -> Self {
-        let book = TagBook::default();
+        let book = TagBook::with_capacity(config.max_members.saturating_add(1));
         let foca = Foca::with_custom_broadcast(
             id,
             config.foca_config(0),
@@ -135,7 +187,8 @@ impl MembershipCore {
             book,
             out: Outbox::default(),
             now,
-            peers: HashMap::new(),
+            peers: BTreeMap::new(),
+            generations: HashMap::new(),
             events: Vec::new(),
             sends: Vec::new(),
             timers: Vec::new(),
@@ -146,6 +199,9 @@ impl MembershipCore {
             probe_failed: false,
             partitioned: false,
             last_tag_refresh: now,
+            refresh_turn: 0,
+            last_tick: None,
+            grace_until: Duration::ZERO,
             stats: CoreStats::default(),
         };
         core.broadcast_tags();
@@ -178,6 +234,24 @@ impl MembershipCore {
         &self.tags
     }
 
+    /// Sizes of the tables that must stay bounded: members, remembered
+    /// generations, tag maps, foca's member list.
+    #[cfg(test)]
+    pub(crate) fn table_sizes(&self) -> [usize; 4] {
+        [
+            self.peers.len(),
+            self.generations.len(),
+            self.book.len(),
+            self.foca.iter_members().count(),
+        ]
+    }
+
+    /// The heartbeat this node sends (tests build forged ones with it).
+    #[cfg(test)]
+    pub(crate) fn heartbeat_packet(&self) -> Vec<u8> {
+        self.tags_packet()
+    }
+
     pub(crate) fn local_health(&self) -> u32 {
         self.local_health
     }
@@ -199,27 +273,41 @@ impl MembershipCore {
         self.flush();
     }
 
-    /// A packet from the transport.
-    pub(crate) fn handle_packet(&mut self, data: &[u8], now: Duration) {
+    /// A packet from the transport, sent by the holder of `from` (the
+    /// member credential of the connection it arrived on). What a packet
+    /// says about its sender (foca's header, a heartbeat's identity and
+    /// tags) must be covered by that credential, or the packet is dropped.
+    pub(crate) fn handle_packet(&mut self, data: &[u8], from: &MemberCredential, now: Duration) {
         self.now = now;
         match data.split_first() {
             Some((&SWIM, rest)) => {
-                if let Err(e) = self.foca.handle_data(rest, &mut self.out) {
-                    self.stats.packets_rejected += 1;
-                    tracing::trace!("gossip packet rejected: {e}");
+                use foca::Codec;
+                let src = match PostcardCodec.decode_header(rest) {
+                    Ok(header) => header.src,
+                    Err(_) => {
+                        self.stats.packets_rejected += 1;
+                        return;
+                    }
+                };
+                if self.admit(src, from) {
+                    if let Err(e) = self.foca.handle_data(rest, &mut self.out) {
+                        self.stats.packets_rejected += 1;
+                        tracing::trace!("gossip packet rejected: {e}");
+                    }
                 }
             }
             Some((&HEARTBEAT, rest)) => match postcard::from_bytes::<TagUpdate>(rest) {
-                Ok(update) => {
+                Ok(update) if self.admit(update.node, from) => {
                     self.heard_from(update.node);
-                    if self
-                        .peers
-                        .get(&update.node.addr)
-                        .is_some_and(|p| p.id == update.node)
-                    {
-                        let _ = self.book.apply(update);
-                    }
+                    // Bound to the sender's credential: its own tags,
+                    // even before SWIM reports it up (the book is bounded).
+                    let _ = self.book.apply(update);
                 }
+                Ok(_) => {}
+                Err(_) => self.stats.packets_rejected += 1,
+            },
+            Some((&STALE, rest)) => match postcard::from_bytes::<Stale>(rest) {
+                Ok(stale) => self.on_stale(stale, from),
                 Err(_) => self.stats.packets_rejected += 1,
             },
             _ => self.stats.packets_rejected += 1,
@@ -227,9 +315,110 @@ impl MembershipCore {
         self.flush();
     }
 
+    /// Whether a packet from `sender` (as it names itself) may be
+    /// processed: its credential must cover the address, and the identity
+    /// must not be an earlier life of an address whose later life this
+    /// node has seen (that sender is told to move above, instead).
+    fn admit(&mut self, sender: NodeId, from: &MemberCredential) -> bool {
+        if !from.speaks_for(sender.addr) || sender.addr == self.id.addr {
+            self.stats.packets_forged += 1;
+            tracing::debug!(claimed = %sender, "packet speaks for an address its credential does not cover");
+            return false;
+        }
+        let remembered = self.remembered(sender.addr);
+        if remembered > sender.generation {
+            let stale = Stale {
+                from: self.id,
+                to: sender,
+                remembered,
+            };
+            let mut packet = vec![STALE];
+            packet.extend_from_slice(&postcard::to_allocvec(&stale).unwrap_or_default());
+            self.stats.packets_sent += 1;
+            self.stats.bytes_sent += packet.len() as u64;
+            self.sends.push((sender.addr, packet));
+            return false;
+        }
+        self.remember(sender);
+        true
+    }
+
+    /// The highest generation remembered for `addr` (0: none).
+    fn remembered(&self, addr: SocketAddr) -> u64 {
+        self.generations.get(&addr).map_or(0, |&(g, _)| g)
+    }
+
+    /// The cluster remembers this address under a generation at least as
+    /// high as ours: an earlier life of this node. Move above it, once
+    /// (later `Stale` packets addressed to the old identity are ignored).
+    fn on_stale(&mut self, stale: Stale, from: &MemberCredential) {
+        if stale.to != self.id || stale.remembered < self.id.generation {
+            return;
+        }
+        let Some(generation) = stale.remembered.checked_add(1) else {
+            return;
+        };
+        let new = NodeId::new(self.id.addr, generation);
+        tracing::debug!(old = %self.id, new = %new, "an earlier life is remembered higher; moving above it");
+        if self.foca.change_identity(new, &mut self.out).is_ok() {
+            self.id = new;
+            self.stats.generation_jumps += 1;
+            self.broadcast_tags();
+            // A restarted node may know no one yet: join again through
+            // the member that answered, under the new identity.
+            if from.speaks_for(stale.from.addr) {
+                let _ = self.foca.announce(stale.from, &mut self.out);
+            }
+        }
+    }
+
+    fn remember(&mut self, id: NodeId) {
+        let now = self.now;
+        let entry = self.generations.entry(id.addr).or_insert((0, now));
+        *entry = (entry.0.max(id.generation), now);
+        let cap = self.config.max_members.saturating_mul(GENERATION_MEMORY);
+        if self.generations.len() > cap {
+            // Forget the least recently seen tenth of the non-members.
+            let mut old: Vec<(Duration, SocketAddr)> = self
+                .generations
+                .iter()
+                .filter(|(addr, _)| !self.peers.contains_key(addr))
+                .map(|(addr, &(_, seen))| (seen, *addr))
+                .collect();
+            old.sort_unstable();
+            for (_, addr) in old.into_iter().take(cap / 10 + 1) {
+                self.generations.remove(&addr);
+            }
+        }
+    }
+
+    /// Forgets members SWIM declared down (failed or left) longer than
+    /// `forget_after` ago: their places in the member table, their tags.
+    /// Their generations stay remembered.
+    fn forget_departed(&mut self, now: Duration) {
+        let forget_after = self.config.forget_after;
+        let gone: Vec<SocketAddr> = self
+            .peers
+            .values()
+            .filter(|p| p.swim_down && now.saturating_sub(p.since) >= forget_after)
+            .map(|p| p.id.addr)
+            .collect();
+        for addr in gone {
+            self.peers.remove(&addr);
+            self.book.forget(addr);
+        }
+    }
+
     /// A timer previously returned by `drain_timers` is due.
     pub(crate) fn handle_timer(&mut self, timer: Timer<NodeId>, due: Duration, now: Duration) {
         self.now = now;
+        let late = now.saturating_sub(due);
+        // A timer deferred to the end of a grace period runs then (its due
+        // time is that end), so a pause defers each timer at most once.
+        if now < self.grace_until || (due != self.grace_until && self.noticed_own_pause(late)) {
+            self.timers.push((self.grace_until, timer));
+            return;
+        }
         // Lifeguard: a node whose own timers run late is itself slow and
         // must not trust its own impatience.
         if now.saturating_sub(due) > self.config.probe_timeout / 2 {
@@ -285,19 +474,23 @@ impl MembershipCore {
     /// tag refresh.
     pub(crate) fn tick(&mut self, now: Duration) {
         self.now = now;
+        if let Some(last) = self.last_tick.replace(now) {
+            let late = now.saturating_sub(last + self.config.health_check_interval);
+            self.noticed_own_pause(late);
+        }
         if self.config.phi_monitoring {
             self.monitor(now);
         }
         if now.saturating_sub(self.last_tag_refresh) >= self.config.tag_refresh_interval {
-            self.broadcast_tags();
+            self.refresh_tags();
         }
         self.check_partition();
+        self.forget_departed(now);
         self.flush();
     }
 
     fn monitor(&mut self, now: Duration) {
-        let mut heartbeat = vec![HEARTBEAT];
-        heartbeat.extend_from_slice(&self.tag_update().encode());
+        let heartbeat = self.tags_packet();
         let targets: Vec<SocketAddr> = self
             .peers
             .values()
@@ -320,6 +513,7 @@ impl MembershipCore {
         for peer in self.peers.values_mut() {
             if peer.status == NodeStatus::Alive && peer.detector.phi(now) >= threshold {
                 peer.status = NodeStatus::Failed;
+                peer.since = now;
                 failed.push(peer.id);
             }
         }
@@ -406,6 +600,46 @@ impl MembershipCore {
         }
     }
 
+    /// This node's tag update as a direct packet (the heartbeat format).
+    fn tags_packet(&self) -> Vec<u8> {
+        let mut packet = vec![HEARTBEAT];
+        packet.extend_from_slice(&self.tag_update().encode());
+        packet
+    }
+
+    fn send_tags_to(&mut self, addr: SocketAddr) {
+        let packet = self.tags_packet();
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += packet.len() as u64;
+        self.sends.push((addr, packet));
+    }
+
+    /// Anti-entropy for tags: every `tag_refresh_interval`, this node's
+    /// tags go directly to `gossip_fanout` members in turn (a constant load
+    /// per node, whatever the cluster size), repairing any dissemination
+    /// a member missed.
+    fn refresh_tags(&mut self) {
+        self.last_tag_refresh = self.now;
+        let alive: Vec<SocketAddr> = {
+            let mut a: Vec<SocketAddr> = self
+                .peers
+                .values()
+                .filter(|p| p.status == NodeStatus::Alive)
+                .map(|p| p.id.addr)
+                .collect();
+            a.sort_unstable();
+            a
+        };
+        if alive.is_empty() {
+            return;
+        }
+        for k in 0..self.config.gossip_fanout.min(alive.len()) {
+            let addr = alive[(self.refresh_turn + k) % alive.len()];
+            self.send_tags_to(addr);
+        }
+        self.refresh_turn = (self.refresh_turn + self.config.gossip_fanout) % alive.len();
+    }
+
     fn broadcast_tags(&mut self) {
         self.tag_version += 1;
         self.last_tag_refresh = self.now;
@@ -436,6 +670,42 @@ impl MembershipCore {
                 self.events.push(ClusterEvent::NodeRecovered(from));
             }
         }
+    }
+
+    /// Lateness this large means this node itself was paused (a stall, a
+    /// VM hiccup, SIGSTOP) rather than busy.
+    fn pause_threshold(&self) -> Duration {
+        (self
+            .config
+            .health_check_interval
+            .min(self.config.probe_interval)
+            / 2)
+        .max(MIN_PAUSE)
+    }
+
+    /// If `late` (how late a timer or tick ran) shows that this node was
+    /// itself paused, the silence of every peer during the pause is not
+    /// theirs: it is discounted from their φ, and overdue timers wait a
+    /// grace period (`probe_timeout`) so the packets that queued up during
+    /// the pause (acks, refutations) are read before any probe or
+    /// suspicion is judged. Returns whether a pause was noticed.
+    fn noticed_own_pause(&mut self, late: Duration) -> bool {
+        if late < self.pause_threshold() {
+            return false;
+        }
+        let now = self.now;
+        let from = now.saturating_sub(late);
+        for peer in self.peers.values_mut() {
+            peer.detector.discount_silence(from, now);
+        }
+        self.stats.own_pauses += 1;
+        self.grace_until = now + self.config.probe_timeout;
+        self.adjust_local_health(1);
+        tracing::debug!(
+            ?late,
+            "this node was paused; discounting the silence it caused"
+        );
+        true
     }
 
     fn adjust_local_health(&mut self, delta: i32) {
@@ -470,13 +740,18 @@ impl MembershipCore {
             if update.node == self.id {
                 continue;
             }
-            if let Some(peer) = self.peers.get(&update.node.addr) {
+            if let Some(peer) = self.peers.get_mut(&update.node.addr) {
+                let tags: Tags = update.tags.into_iter().collect();
+                // A refresh re-sends the same map under a new version:
+                // only a different map is news.
                 if peer.id == update.node
                     && matches!(peer.status, NodeStatus::Alive | NodeStatus::Suspect)
+                    && peer.reported_tags != tags
                 {
+                    peer.reported_tags = tags.clone();
                     self.events.push(ClusterEvent::NodeTagsUpdated {
                         node: update.node,
-                        tags: update.tags.into_iter().collect(),
+                        tags,
                     });
                 }
             }
@@ -516,6 +791,7 @@ impl MembershipCore {
         if id.addr == self.id.addr {
             return;
         }
+        self.remember(id);
         let mut detector = PhiAccrualDetector::new(self.config.phi);
         detector.heartbeat(self.now);
         let tags = self.book.tags_of(&id).unwrap_or_default();
@@ -540,21 +816,29 @@ impl MembershipCore {
                     status: NodeStatus::Alive,
                     detector,
                     swim_down: false,
+                    reported_tags: tags.clone(),
+                    since: self.now,
                 };
                 self.peers.insert(id.addr, peer);
                 self.events
                     .push(ClusterEvent::NodeJoined { node: id, tags });
             }
         }
-        // The newcomer missed earlier dissemination of our tags.
-        self.broadcast_tags();
+        // The newcomer missed earlier dissemination of our tags: tell it
+        // directly (a cluster-wide broadcast per join would cost every
+        // member O(n) per join).
+        self.send_tags_to(id.addr);
     }
 
-    /// A member renewed its identity. If SWIM had declared the old one
-    /// down, `MemberUp(new)` follows and reports a new life; otherwise the
-    /// same member simply continues under the new generation.
+    /// An address came back under a higher generation while its earlier
+    /// life was still active here: a restart faster than failure
+    /// detection (or a renewal). It is a new life: `NodeJoined`. If SWIM
+    /// had declared the old one down, `MemberUp(new)` follows and reports
+    /// the new life instead.
     fn renamed(&mut self, old: NodeId, new: NodeId) {
+        self.remember(new);
         let now = self.now;
+        let tags = self.book.tags_of(&new).unwrap_or_default();
         let Some(peer) = self.peers.get_mut(&old.addr) else {
             return;
         };
@@ -562,12 +846,13 @@ impl MembershipCore {
             return;
         }
         peer.id = new;
+        peer.status = NodeStatus::Alive;
         peer.detector = PhiAccrualDetector::new(self.config.phi);
         peer.detector.heartbeat(now);
-        if peer.status == NodeStatus::Failed {
-            peer.status = NodeStatus::Alive;
-            self.events.push(ClusterEvent::NodeRecovered(new));
-        }
+        peer.reported_tags = tags.clone();
+        self.events
+            .push(ClusterEvent::NodeJoined { node: new, tags });
+        self.send_tags_to(new.addr);
     }
 
     fn member_down(&mut self, id: NodeId) {
@@ -580,6 +865,9 @@ impl MembershipCore {
         }
         let was = peer.status;
         peer.swim_down = true;
+        if was != NodeStatus::Failed || leaving {
+            peer.since = self.now;
+        }
         peer.status = if leaving {
             NodeStatus::Left
         } else {

@@ -109,6 +109,19 @@ impl PhiAccrualDetector {
         (self.sum_sq / n - mean * mean).max(0.0).sqrt()
     }
 
+    /// Discounts the silence between `from` and `to` that was not the
+    /// peer's: this node itself was paused then (a stall, a VM hiccup), so
+    /// it could not hear anyone. The last heartbeat moves forward by the
+    /// part of the pause that followed it; the inter-arrival history is
+    /// unchanged.
+    pub fn discount_silence(&mut self, from: Duration, to: Duration) {
+        if let Some(last) = self.last {
+            if last < to {
+                self.last = Some(last + (to - from.max(last)));
+            }
+        }
+    }
+
     /// When the last heartbeat arrived.
     pub fn last_heartbeat(&self) -> Option<Duration> {
         self.last

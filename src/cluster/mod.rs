@@ -9,12 +9,14 @@
 //! | `core` | the sans-IO membership state machine |
 //! | `config` | [`ClusterConfig`] |
 //! | `membership` | [`ClusterMembership`]: the async shell (driver task, API) |
+//! | `credential` | member certificates: who may gossip, for which addresses |
 //! | `transport` | gossip as unary calls between nodes' RPC endpoints, mutual TLS |
 //! | `registry` | [`NodeRegistry`], [`HealthChecker`] |
 //! | `routing` | where a call goes: [`WorkerRegistry`], [`LoadBalancingStrategy`] |
 
 mod config;
 pub(crate) mod core;
+mod credential;
 pub mod detector;
 mod membership;
 mod node;
@@ -27,6 +29,7 @@ mod transport;
 mod sim;
 
 pub use config::ClusterConfig;
+pub use credential::MEMBER_URI_SCHEME;
 pub use detector::{PhiAccrualDetector, PhiConfig};
 pub use membership::{ClusterMembership, ClusterView, NodeInfo};
 pub use node::NodeId;

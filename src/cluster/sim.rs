@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::core::MembershipCore;
+use super::credential::MemberCredential;
 use super::{ClusterConfig, ClusterEvent, NodeId, NodeStatus};
 
 pub(crate) fn addr(i: usize) -> SocketAddr {
@@ -23,6 +24,7 @@ pub(crate) fn addr(i: usize) -> SocketAddr {
 
 enum Event {
     Deliver {
+        from: usize,
         to: usize,
         data: Vec<u8>,
     },
@@ -47,6 +49,9 @@ pub(crate) struct SimNode {
     pub events: Vec<(Duration, ClusterEvent)>,
     /// Extra delay before this node's timers run (a slow node).
     pub slowness: Duration,
+    /// Until then the node is stopped (SIGSTOP): its timers, ticks and
+    /// packets wait, then run late, in order.
+    pub paused_until: Duration,
 }
 
 pub(crate) struct Sim {
@@ -62,6 +67,9 @@ pub(crate) struct Sim {
     /// Group per node; packets cross only within a group.
     pub partition: Option<Vec<u8>>,
     pub delivered: u64,
+    /// Node → the address its member credential names, where it is not
+    /// its own (an impostor).
+    pub credential_override: HashMap<usize, SocketAddr>,
 }
 
 impl Sim {
@@ -78,6 +86,7 @@ impl Sim {
             latency: (Duration::from_micros(200), Duration::from_millis(2)),
             partition: None,
             delivered: 0,
+            credential_override: HashMap::new(),
         }
     }
 
@@ -92,6 +101,7 @@ impl Sim {
             config,
             events: Vec::new(),
             slowness: Duration::ZERO,
+            paused_until: Duration::ZERO,
         });
         self.start(i);
         i
@@ -123,6 +133,11 @@ impl Sim {
         self.collect(i);
     }
 
+    /// Stops node `i` for `d` (SIGSTOP, then SIGCONT).
+    pub(crate) fn pause(&mut self, i: usize, d: Duration) {
+        self.nodes[i].paused_until = self.now + d;
+    }
+
     pub(crate) fn kill(&mut self, i: usize) {
         self.nodes[i].core = None;
     }
@@ -131,6 +146,21 @@ impl Sim {
     pub(crate) fn restart(&mut self, i: usize, seed: usize) {
         self.start(i);
         self.join(i, seed);
+    }
+
+    /// Restarts a killed node under `generation` (for instance one lower
+    /// than its earlier life's, as after a clock step back) and joins it via `seed`.
+    pub(crate) fn restart_as(&mut self, i: usize, seed: usize, generation: u64) {
+        self.nodes[i].generation = generation - 1;
+        self.restart(i, seed);
+    }
+
+    /// Delivers `data` to node `to` as if sent over a connection whose
+    /// member credential names `credential` (after the usual latency).
+    pub(crate) fn inject(&mut self, credential: SocketAddr, to: usize, data: Vec<u8>) {
+        let from = self.nodes.len();
+        self.credential_override.insert(from, credential);
+        self.schedule(self.now + self.latency.1, Event::Deliver { from, to, data });
     }
 
     pub(crate) fn with_core<R>(
@@ -191,7 +221,14 @@ impl Sim {
                 self.rng
                     .random_range(lo.as_micros() as u64..=hi.as_micros() as u64),
             );
-            self.schedule(self.now + delay, Event::Deliver { to: j, data });
+            self.schedule(
+                self.now + delay,
+                Event::Deliver {
+                    from: i,
+                    to: j,
+                    data,
+                },
+            );
         }
     }
 
@@ -205,12 +242,27 @@ impl Sim {
             self.queue.pop();
             self.now = at;
             let event = self.pending.remove(&seq).expect("scheduled");
+            let node = match &event {
+                Event::Deliver { to, .. } => *to,
+                Event::Timer { node, .. } | Event::Tick { node, .. } => *node,
+            };
+            if self.nodes[node].paused_until > at {
+                let resume = self.nodes[node].paused_until;
+                self.schedule(resume, event);
+                continue;
+            }
             match event {
-                Event::Deliver { to, data } => {
+                Event::Deliver { from, to, data } => {
                     let now = self.now;
+                    let credential = MemberCredential::for_addr(
+                        self.credential_override
+                            .get(&from)
+                            .copied()
+                            .unwrap_or_else(|| addr(from)),
+                    );
                     if let Some(core) = self.nodes[to].core.as_mut() {
                         self.delivered += 1;
-                        core.handle_packet(&data, now);
+                        core.handle_packet(&data, &credential, now);
                         self.collect(to);
                     }
                 }

@@ -63,22 +63,46 @@ pub(crate) enum TagError {
     Decode(#[from] postcard::Error),
     #[error("tag update over the limits ({MAX_TAGS} tags of {MAX_TAG_LEN} bytes)")]
     TooLarge,
+    #[error("tag book full: {0} addresses (max_members)")]
+    Full(usize),
 }
 
 /// The newest tag update known per address, plus the changes not yet
 /// reported as events.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TagState {
     latest: HashMap<SocketAddr, TagUpdate>,
     changed: Vec<TagUpdate>,
+    /// Most addresses kept (the member table's bound, plus this node).
+    capacity: usize,
 }
 
 /// A handle to the tag state shared by foca (which feeds it) and the
 /// membership core (which reads it); foca keeps its handler private.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct TagBook(Arc<Mutex<TagState>>);
 
 impl TagBook {
+    /// A book for at most `capacity` addresses: updates for further
+    /// addresses are refused until members are forgotten.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self(Arc::new(Mutex::new(TagState {
+            latest: HashMap::new(),
+            changed: Vec::new(),
+            capacity,
+        })))
+    }
+
+    /// Drops what is known about `addr` (a forgotten member).
+    pub(crate) fn forget(&self, addr: SocketAddr) {
+        self.state().latest.remove(&addr);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.state().latest.len()
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, TagState> {
         self.0
             .lock()
@@ -112,6 +136,9 @@ impl TagBook {
         };
         let mut state = self.state();
         let newer = match state.latest.get(&update.node.addr) {
+            None if state.latest.len() >= state.capacity => {
+                return Err(TagError::Full(state.capacity));
+            }
             None => true,
             Some(known) => {
                 (update.node.generation, update.version) > (known.node.generation, known.version)

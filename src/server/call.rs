@@ -44,6 +44,7 @@ pub(crate) type Answered = Option<SendHalf>;
 pub(crate) async fn serve_call(
     stream: BidirectionalStream,
     ctx: Arc<ConnContext>,
+    peer: Option<Arc<[u8]>>,
     draining: bool,
 ) -> Answered {
     let (rx, tx) = stream.split();
@@ -68,26 +69,22 @@ pub(crate) async fn serve_call(
         .then(|| Instant::now() + std::time::Duration::from_millis(header.deadline_ms.into()));
     tracing::trace!(id = header.request_id, method = %header.method, kind = ?header.kind, "call");
 
-    match (handler, header.kind.single_request()) {
-        (Handler::Unary(f), true) => {
-            serve_unary(Arc::new(header.into()), f, reader, tx, deadline).await
-        }
+    let single_request = header.kind.single_request();
+    let call = Arc::new(CallInfo {
+        peer_certificate: peer,
+        ..header.into()
+    });
+    match (handler, single_request) {
+        (Handler::Unary(f), true) => serve_unary(call, f, reader, tx, deadline).await,
         (Handler::Streaming(f), _) => {
-            Box::pin(serve_streaming(
-                Arc::new(header.into()),
-                f,
-                reader,
-                tx,
-                deadline,
-            ))
-            .await
+            Box::pin(serve_streaming(call, f, reader, tx, deadline)).await
         }
         (Handler::Unary(_), false) => {
             let status = Status::new(
                 StatusCode::UnknownMethod,
                 format!(
                     "{:?} is a unary method and cannot take a request stream",
-                    header.method
+                    call.method
                 ),
             );
             Box::pin(reject(&mut reader, &mut tx, status)).await;

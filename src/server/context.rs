@@ -26,6 +26,10 @@ pub struct CallInfo {
     pub deadline_ms: u32,
     /// Key/value metadata sent with the call.
     pub metadata: Metadata,
+    /// The client's certificate (DER), verified against the server's client
+    /// CA in the handshake; `None` when the client presented none (see
+    /// `RpcConfig::with_optional_client_ca_path`).
+    pub peer_certificate: Option<Arc<[u8]>>,
 }
 
 impl CallInfo {
@@ -59,6 +63,42 @@ impl From<RequestHeader> for CallInfo {
             kind: header.kind,
             deadline_ms: header.deadline_ms,
             metadata: header.metadata,
+            peer_certificate: None,
         }
+    }
+}
+
+/// Keeps each connection's verified client certificate (the leaf, DER) in
+/// the connection's event context, where `serve_connection` reads it.
+pub(crate) struct PeerCertificate;
+
+/// The per-connection slot [`PeerCertificate`] fills.
+#[derive(Default)]
+pub(crate) struct PeerCertificateSlot(pub(crate) Option<Arc<[u8]>>);
+
+impl s2n_quic::provider::event::Subscriber for PeerCertificate {
+    type ConnectionContext = PeerCertificateSlot;
+
+    fn create_connection_context(
+        &mut self,
+        _meta: &s2n_quic::provider::event::ConnectionMeta,
+        _info: &s2n_quic::provider::event::ConnectionInfo,
+    ) -> PeerCertificateSlot {
+        PeerCertificateSlot::default()
+    }
+
+    fn on_tls_exporter_ready(
+        &mut self,
+        context: &mut PeerCertificateSlot,
+        _meta: &s2n_quic::provider::event::ConnectionMeta,
+        event: &s2n_quic::provider::event::events::TlsExporterReady,
+    ) {
+        // The chain s2n-tls verified; the first entry is the peer's own.
+        context.0 = event
+            .session
+            .peer_cert_chain_der()
+            .ok()
+            .and_then(|chain| chain.into_iter().next())
+            .map(Arc::from);
     }
 }

@@ -186,6 +186,8 @@ impl RpcServer {
             .map_err(|e| start_error(addr, e))?
             .with_stateless_reset_token(reset_tokens)
             .map_err(|e| start_error(addr, e))?
+            .with_event(context::PeerCertificate)
+            .map_err(|e| start_error(addr, e))?
             .start()
             .map_err(|e| start_error(addr, e))?;
         self.socket_addr = Some(server.local_addr()?);
@@ -287,6 +289,10 @@ async fn serve_connection(
     ctx: Arc<ConnContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let peer = connection
+        .query_event_context(|slot: &context::PeerCertificateSlot| slot.0.clone())
+        .ok()
+        .flatten();
     let (mut handle, acceptor) = connection.split();
     let (mut calls_in, mut controls_in) = acceptor.split();
     let mut calls = JoinSet::new();
@@ -366,7 +372,12 @@ async fn serve_connection(
             // task only for a call that has to wait. The call's state
             // machine lives in its own allocation, so handing it to a task
             // moves a pointer.
-            let mut call = Box::pin(call::serve_call(stream, ctx.clone(), draining));
+            let mut call = Box::pin(call::serve_call(
+                stream,
+                ctx.clone(),
+                peer.clone(),
+                draining,
+            ));
             match futures::poll!(call.as_mut()) {
                 Poll::Ready(answer) if draining => answered.extend(answer),
                 Poll::Ready(_) => {}

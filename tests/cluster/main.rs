@@ -1,6 +1,7 @@
 //! Cluster membership between real nodes over QUIC on loopback, in one
-//! process: each node has its own RPC server (mutual TLS against the test
-//! CA) carrying its gossip.
+//! process: each node has its own RPC server (a member certificate from the
+//! test CA; client certificates optional, verified against that CA)
+//! carrying its gossip.
 
 mod processes;
 
@@ -51,9 +52,19 @@ async fn node_with(
     ca_name: &str,
     config: ClusterConfig,
 ) -> Result<Node, RpcError> {
-    let rpc = RpcConfig::new(cert(cert_name), "127.0.0.1:0")
+    node_at("127.0.0.1:0", cert_name, key_name, ca_name, config).await
+}
+
+async fn node_at(
+    bind: &str,
+    cert_name: &str,
+    key_name: &str,
+    ca_name: &str,
+    config: ClusterConfig,
+) -> Result<Node, RpcError> {
+    let rpc = RpcConfig::new(cert(cert_name), bind)
         .with_key_path(cert(key_name))
-        .with_client_ca_path(cert(ca_name));
+        .with_optional_client_ca_path(cert(ca_name));
     let mut server = RpcServer::new(rpc);
     let quic = server.bind()?;
     let handle = server.handle();
@@ -190,25 +201,31 @@ async fn a_graceful_leave_is_reported_as_left() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_a_certificate_from_another_ca_is_refused() {
     let member = node(fast()).await;
-    // An outsider with its own CA: it trusts nobody in the cluster and nobody trusts it.
+    // An outsider with a member certificate from its own CA: it trusts
+    // nobody in the cluster and nobody trusts it.
     let outsider = node_with(
-        "other_cert.pem",
-        "other_key.pem",
-        "other-ca.pem",
+        "other-member.pem",
+        "other-member-key.pem",
+        "other-member-ca.pem",
         fast().with_join_timeout(Duration::from_secs(3)),
     )
     .await
     .unwrap();
     let err = outsider.cluster.join(vec![member.addr]).await.unwrap_err();
     assert!(matches!(err, RpcError::ConnectionError(_)), "{err:?}");
-    // Nor can a client without any certificate talk to the gossip endpoint.
-    let anonymous =
-        RpcClient::connect(member.addr, RpcConfig::new(cert("ca.pem"), "127.0.0.1:0")).await;
-    let refused = match anonymous {
-        Err(e) => e,
-        Ok(c) => c.call(GOSSIP_METHOD, vec![0, 1, 2]).await.unwrap_err(),
-    };
-    assert!(matches!(refused, RpcError::TlsError(_)), "{refused:?}");
+    // An application client without any certificate connects (it only
+    // trusts the CA) but the gossip endpoint refuses it.
+    let anonymous = RpcClient::connect(member.addr, RpcConfig::new(cert("ca.pem"), "127.0.0.1:0"))
+        .await
+        .expect("application clients need no certificate");
+    let refused = anonymous
+        .call(GOSSIP_METHOD, vec![0, 1, 2])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, RpcError::RemoteError(m) if m.contains("member certificate")),
+        "{refused:?}"
+    );
     // A certificate from the other CA is refused too, even trusting the member's CA.
     let stranger = RpcConfig::new(cert("ca.pem"), "127.0.0.1:0")
         .with_client_identity(cert("other_cert.pem"), cert("other_key.pem"));
@@ -225,7 +242,7 @@ async fn a_node_with_a_certificate_from_another_ca_is_refused() {
 }
 
 #[tokio::test]
-async fn membership_requires_a_server_that_requires_client_certificates() {
+async fn membership_requires_a_server_that_verifies_client_certificates() {
     let mut server = RpcServer::new(
         RpcConfig::new(cert("test_cert.pem"), "127.0.0.1:0").with_key_path(cert("test_key.pem")),
     );
@@ -234,11 +251,29 @@ async fn membership_requires_a_server_that_requires_client_certificates() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, RpcError::ConfigError(m) if m.contains("with_client_ca_path")),
+        matches!(&err, RpcError::ConfigError(m) if m.contains("client_ca_path")),
         "{err:?}"
     );
     let err = ClusterMembership::new(fast()).await.unwrap_err();
     assert!(matches!(err, RpcError::ConfigError(_)));
+}
+
+#[tokio::test]
+async fn membership_requires_a_member_certificate() {
+    // A certificate without the member role (any CA: the check is on the role).
+    let mut server = RpcServer::new(
+        RpcConfig::new(cert("other_cert.pem"), "127.0.0.1:0")
+            .with_key_path(cert("other_key.pem"))
+            .with_optional_client_ca_path(cert("ca.pem")),
+    );
+    let _quic = server.bind().unwrap();
+    let err = ClusterMembership::new(fast().with_server(server.handle()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RpcError::ConfigError(m) if m.contains("member certificate")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,4 +345,42 @@ async fn health_checker_reports_phi_that_rises_when_a_member_goes_silent() {
         "φ did not rise: {rising:?}"
     );
     assert!(health.healthy().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_given_by_name_is_resolved_again_while_the_node_is_alone() {
+    // A port nobody serves yet.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = fast()
+        .with_rejoin_interval(Duration::from_millis(300))
+        .with_join_timeout(Duration::from_millis(500));
+    let joiner = node(config).await;
+    let seed_name = format!("localhost:{port}");
+    let early = joiner.cluster.join_named([seed_name.as_str()]).await;
+    assert!(
+        matches!(early, Err(RpcError::ConnectionError(_))),
+        "{early:?}"
+    );
+    // The seed starts later, on the name's address: the lone node
+    // resolves the name again and joins, without being told.
+    let seed = node_at(
+        &format!("127.0.0.1:{port}"),
+        "test_cert.pem",
+        "test_key.pem",
+        "ca.pem",
+        fast(),
+    )
+    .await
+    .expect("seed starts on the named port");
+    sees_alive(&joiner.cluster, &[seed.addr]).await;
+    sees_alive(&seed.cluster, &[joiner.addr]).await;
+    // Names that are not host:port are configuration errors.
+    for bad in ["", "localhost", ":7000", "localhost:http"] {
+        let err = joiner.cluster.join_named([bad]).await.unwrap_err();
+        assert!(matches!(err, RpcError::ConfigError(_)), "{bad:?}: {err:?}");
+    }
 }
