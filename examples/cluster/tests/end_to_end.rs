@@ -532,7 +532,10 @@ async fn the_clients_credentials_cannot_change_membership() {
     // The stand-in's endpoint lets go of the port shortly after its task ends.
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::UdpSocket::bind(director).is_err() {
-        assert!(Instant::now() < deadline, "the stand-in never released {director}");
+        assert!(
+            Instant::now() < deadline,
+            "the stand-in never released {director}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -544,13 +547,17 @@ async fn the_clients_credentials_cannot_change_membership() {
     let y = Member::start(&node_certs).await;
     let deadline = Instant::now() + STARTUP;
     while let Err(e) = y.cluster.join(vec![director]).await {
-        assert!(Instant::now() < deadline, "Y could not join the director: {e}");
+        assert!(
+            Instant::now() < deadline,
+            "Y could not join the director: {e}"
+        );
     }
 
     let client = client_certs.client_config();
-    let with_application_certificate = client_certs
-        .client_config()
-        .with_client_identity(node_certs.file("client.pem"), node_certs.file("client-key.pem"));
+    let with_application_certificate = client_certs.client_config().with_client_identity(
+        node_certs.file("client.pem"),
+        node_certs.file("client-key.pem"),
+    );
     for (holding, config) in [
         ("the cluster CA only", client),
         ("an application certificate", with_application_certificate),
@@ -574,8 +581,10 @@ async fn the_clients_credentials_cannot_change_membership() {
 
     let member = RpcClient::connect(
         director,
-        RpcConfig::new(node_certs.file("ca.pem"), "127.0.0.1:0")
-            .with_client_identity(node_certs.file("test_cert.pem"), node_certs.file("test_key.pem")),
+        RpcConfig::new(node_certs.file("ca.pem"), "127.0.0.1:0").with_client_identity(
+            node_certs.file("test_cert.pem"),
+            node_certs.file("test_key.pem"),
+        ),
     )
     .await
     .expect("a member connects");
