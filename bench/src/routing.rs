@@ -6,6 +6,11 @@
 //! server with mutual TLS, cluster membership tagged `role=worker`, an
 //! `echo` method. The director (membership only), the registry and the
 //! clients run in the measuring process.
+//!
+//! Under skew (one slow worker among four), the library's own pickers are
+//! compared in the same run: `LeastConnections` against power of two
+//! choices (and round robin as the blind baseline), each choosing from
+//! in-flight counts kept the way a registry keeps them.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,9 +23,19 @@ use rpcnet::cluster::{
 };
 use rpcnet::{CallOptions, RpcClient, RpcConfig, RpcServer};
 
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
 use crate::report::{median, percentile};
 use crate::systems::cert;
 use crate::ServerProcess;
+
+/// The library's pickers, compiled into the harness from their source:
+/// they are crate-private, and power of two choices is not a public
+/// strategy (it lost to `LeastConnections`, see `skew`).
+#[path = "../../src/cluster/routing/balance.rs"]
+#[allow(dead_code)]
+mod balance;
 
 /// The routing section of the report.
 #[derive(Debug, Default)]
@@ -45,6 +60,25 @@ pub struct Figures {
     pub kill_calls: usize,
     /// See `kill_calls`.
     pub kill_failures: usize,
+    /// One slow worker among four, per concurrency and policy.
+    pub skew: Vec<SkewRow>,
+}
+
+/// One policy at one concurrency in the skew measurement (medians of repeats).
+#[derive(Debug, Clone)]
+pub struct SkewRow {
+    /// Calls in flight (closed loop).
+    pub concurrency: usize,
+    /// The policy.
+    pub policy: Policy,
+    /// Calls/s.
+    pub calls_per_sec: f64,
+    /// Latency percentiles (ms).
+    pub p50_ms: f64,
+    /// See `p50_ms`.
+    pub p99_ms: f64,
+    /// Share of calls sent to the slow worker (%).
+    pub slow_share: f64,
 }
 
 impl Figures {
@@ -71,7 +105,7 @@ impl Figures {
              The kill figure bounds the time to the first successful retried call from above: it is \
              when the *last* call that was in flight on the killed worker completed on the other one. \
              Those calls wait at most for the worker connection's idle timeout (800 ms, kept alive \
-             by PINGs every 267 ms); sometimes the loss is noticed at once.\n",
+             by PINGs every 267 ms); sometimes the loss is noticed at once.\n\n{}",
             self.cluster_calls_per_sec,
             self.cluster_p50_us,
             self.direct_calls_per_sec,
@@ -85,8 +119,250 @@ impl Figures {
             self.kill_calls,
             self.kill_failures,
             if self.kill_failures == 0 { "✅" } else { "❌" },
+            self.skew_markdown(),
         )
     }
+
+    fn skew_markdown(&self) -> String {
+        if self.skew.is_empty() {
+            return String::new();
+        }
+        let mut md = format!(
+            "### Pickers under skew\n\n\
+             {SKEW_WORKERS} in-process workers, each running at most {SKEW_CAPACITY} calls at once; \
+             a call holds a slot for {} ms on three of them and {} ms on the slow one. Closed loop \
+             (every call followed by the next), in-flight counts per worker kept as a registry \
+             keeps them; medians of repeats. Power of two choices would become a \
+             `LoadBalancingStrategy` only if it beat `LeastConnections` here (the decision and \
+             its figures: `docs/CLUSTER.md`, \"Power of two choices\").\n\n\
+             | calls in flight | policy | calls/s | p50 ms | p99 ms | calls to the slow worker |\n\
+             |---|---|---|---|---|---|\n",
+            SKEW_FAST.as_millis(),
+            SKEW_SLOW.as_millis(),
+        );
+        for r in &self.skew {
+            md.push_str(&format!(
+                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1}% |\n",
+                r.concurrency,
+                r.policy.name(),
+                r.calls_per_sec,
+                r.p50_ms,
+                r.p99_ms,
+                r.slow_share
+            ));
+        }
+        md
+    }
+}
+
+/// Workers in the skew measurement; the last one is slow.
+const SKEW_WORKERS: usize = 4;
+/// Calls a skew worker runs at once (its "cores").
+const SKEW_CAPACITY: usize = 4;
+/// How long a call holds a slot on a normal worker.
+const SKEW_FAST: Duration = Duration::from_millis(2);
+/// ... and on the slow one.
+const SKEW_SLOW: Duration = Duration::from_millis(10);
+
+/// How the skew measurement chooses a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// `LoadBalancingStrategy::LeastConnections`'s picker.
+    LeastConnections,
+    /// `balance::least_loaded_of_two`.
+    TwoChoices,
+    /// `LoadBalancingStrategy::RoundRobin`'s picker (blind to load).
+    RoundRobin,
+}
+
+impl Policy {
+    fn name(self) -> &'static str {
+        match self {
+            Policy::LeastConnections => "LeastConnections",
+            Policy::TwoChoices => "power of two choices",
+            Policy::RoundRobin => "RoundRobin",
+        }
+    }
+}
+
+/// A balancer as a registry runs one: pick from a snapshot of the calls
+/// in flight per worker and count the pick, under one lock.
+struct Balancer {
+    policy: Policy,
+    state: Mutex<(Vec<usize>, balance::Picker, StdRng)>,
+}
+
+impl Balancer {
+    fn new(policy: Policy, workers: usize, seed: u64) -> Self {
+        let strategy = match policy {
+            Policy::RoundRobin => balance::LoadBalancingStrategy::RoundRobin,
+            _ => balance::LoadBalancingStrategy::LeastConnections,
+        };
+        Self {
+            policy,
+            state: Mutex::new((
+                vec![0; workers],
+                balance::Picker::new(strategy, seed),
+                StdRng::seed_from_u64(seed),
+            )),
+        }
+    }
+
+    fn acquire(&self) -> usize {
+        let mut state = self.state.lock().unwrap();
+        let (loads, picker, rng) = &mut *state;
+        let i = match self.policy {
+            Policy::TwoChoices => balance::least_loaded_of_two(rng, loads),
+            _ => picker.pick(loads),
+        }
+        .expect("workers");
+        loads[i] += 1;
+        i
+    }
+
+    fn release(&self, i: usize) {
+        self.state.lock().unwrap().0[i] -= 1;
+    }
+}
+
+/// A skew worker: `work` holds one of `SKEW_CAPACITY` slots for `service`.
+async fn skew_worker(service: Duration) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let rpc = RpcConfig::new(cert("test_cert.pem"), "127.0.0.1:0")
+        .with_key_path(cert("test_key.pem"))
+        .with_max_concurrent_streams(1024);
+    let mut server = RpcServer::new(rpc);
+    let slots = Arc::new(tokio::sync::Semaphore::new(SKEW_CAPACITY));
+    server
+        .register("work", move |p| {
+            let slots = slots.clone();
+            async move {
+                let _slot = slots.acquire().await.expect("open");
+                tokio::time::sleep(service).await;
+                Ok(p)
+            }
+        })
+        .await;
+    let quic = server.bind().expect("bind");
+    let addr = server.handle().socket_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let _ = server.start(quic).await;
+    });
+    (addr, task)
+}
+
+/// One closed-loop run of `policy` at `concurrency` for `duration`.
+async fn skew_run(
+    clients: &[RpcClient],
+    policy: Policy,
+    concurrency: usize,
+    duration: Duration,
+    seed: u64,
+) -> SkewRow {
+    let balancer = Arc::new(Balancer::new(policy, clients.len(), seed));
+    let slow = clients.len() - 1;
+    let started = Instant::now();
+    let end = started + duration;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (balancer, clients) = (balancer.clone(), clients.to_vec());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(4096);
+                let mut to_slow = 0usize;
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    let i = balancer.acquire();
+                    let reply = clients[i].call("work", vec![7; 16]).await;
+                    balancer.release(i);
+                    assert_eq!(reply.expect("work").len(), 16);
+                    latencies.push(t.elapsed().as_secs_f64() * 1e3);
+                    to_slow += usize::from(i == slow);
+                }
+                (latencies, to_slow)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut to_slow = 0;
+    for t in tasks {
+        let (latencies, slow_calls) = t.await.unwrap();
+        all.extend(latencies);
+        to_slow += slow_calls;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    SkewRow {
+        concurrency,
+        policy,
+        calls_per_sec: all.len() as f64 / elapsed,
+        p50_ms: percentile(&all, 0.5),
+        p99_ms: percentile(&all, 0.99),
+        slow_share: to_slow as f64 * 100.0 / all.len().max(1) as f64,
+    }
+}
+
+/// Every policy at each concurrency, interleaved per repeat so drift in the
+/// machine's load hits them alike; the median of each figure.
+async fn skew(repeats: usize, duration: Duration) -> Vec<SkewRow> {
+    let mut workers = Vec::new();
+    for i in 0..SKEW_WORKERS {
+        let service = if i == SKEW_WORKERS - 1 {
+            SKEW_SLOW
+        } else {
+            SKEW_FAST
+        };
+        workers.push(skew_worker(service).await);
+    }
+    let config = RpcConfig::new(cert("ca.pem"), "127.0.0.1:0");
+    let mut clients = Vec::new();
+    for (addr, _) in &workers {
+        clients.push(
+            RpcClient::connect(*addr, config.clone())
+                .await
+                .expect("connect"),
+        );
+    }
+    let policies = [
+        Policy::LeastConnections,
+        Policy::TwoChoices,
+        Policy::RoundRobin,
+    ];
+    let mut rows = Vec::new();
+    for concurrency in [12, 32] {
+        let mut runs: Vec<Vec<SkewRow>> = vec![Vec::new(); policies.len()];
+        for repeat in 0..repeats {
+            for (k, policy) in policies.iter().enumerate() {
+                let seed = 1000 * repeat as u64 + k as u64;
+                skew_run(&clients, *policy, concurrency, duration / 4, seed).await;
+                runs[k].push(skew_run(&clients, *policy, concurrency, duration, seed).await);
+            }
+        }
+        for (k, policy) in policies.iter().enumerate() {
+            let pick =
+                |f: fn(&SkewRow) -> f64| median(&mut runs[k].iter().map(f).collect::<Vec<_>>());
+            let row = SkewRow {
+                concurrency,
+                policy: *policy,
+                calls_per_sec: pick(|r| r.calls_per_sec),
+                p50_ms: pick(|r| r.p50_ms),
+                p99_ms: pick(|r| r.p99_ms),
+                slow_share: pick(|r| r.slow_share),
+            };
+            eprintln!(
+                "skew c={concurrency} {}: {:.0} calls/s, p50 {:.1} ms, p99 {:.1} ms, {:.1}% to the slow worker",
+                policy.name(),
+                row.calls_per_sec,
+                row.p50_ms,
+                row.p99_ms,
+                row.slow_share
+            );
+            rows.push(row);
+        }
+    }
+    drop(clients);
+    for (_, task) in workers {
+        task.abort();
+    }
+    rows
 }
 
 fn client_rpc() -> RpcConfig {
@@ -189,6 +465,8 @@ where
 }
 
 pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figures {
+    // Skewed workers first, while the machine runs nothing else of ours.
+    let skew_rows = skew(repeats, duration.max(Duration::from_secs(1))).await;
     let (director, seed) = node(&[], None, "127.0.0.1:0").await;
     let seed_text = seed.to_string();
     let mut workers = [
@@ -207,7 +485,10 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
         .expect("connect");
     let payload = vec![0xabu8; 16];
 
-    let mut figures = Figures::default();
+    let mut figures = Figures {
+        skew: skew_rows,
+        ..Figures::default()
+    };
     // Rates and p50s per mode: ClusterClient to both workers, ClusterClient
     // to worker a only (filter), RpcClient to worker a.
     let mut rates = [vec![], vec![], vec![]];

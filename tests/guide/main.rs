@@ -214,13 +214,14 @@ println!("digest bytes: {digest:?}");
 // ---- Cluster snippets (concepts.md "Cluster Management", cluster-example.md
 // "How It Works", "Load Balancing Strategies" and "Cluster Configuration").
 
-/// A bound cluster node (its server requires client certificates from the
-/// test CA, as cluster nodes must) and its membership config.
+/// A bound cluster node (a member certificate; client certificates
+/// verified against the test CA but optional, so application clients need
+/// none) and its membership config.
 async fn cluster_node() -> (rpcnet::cluster::ClusterConfig, std::net::SocketAddr) {
     let mut server = rpcnet::RpcServer::new(
         rpcnet::RpcConfig::new("certs/test_cert.pem", "127.0.0.1:0")
             .with_key_path("certs/test_key.pem")
-            .with_client_ca_path("certs/ca.pem"),
+            .with_optional_client_ca_path("certs/ca.pem"),
     );
     let quic = server.bind().unwrap();
     let handle = server.handle();
@@ -351,9 +352,9 @@ let worker = registry.select_worker(Some("role=worker")).await?;
 
     {
     let cluster = director.clone();
-    // Cluster nodes require client certificates from the cluster CA.
-    let config = rpcnet::RpcConfig::new("certs/ca.pem", "127.0.0.1:0")
-        .with_client_identity("certs/test_cert.pem", "certs/test_key.pem");
+    // An application client of the workers: it trusts the cluster CA and
+    // needs no certificate (only members gossip, and they hold their own).
+    let config = rpcnet::RpcConfig::new("certs/ca.pem", "127.0.0.1:0");
     let data = b"job".to_vec();
     // --- concepts.md, ClusterClient
 use rpcnet::cluster::{ClusterClient, WorkerRegistry, LoadBalancingStrategy};

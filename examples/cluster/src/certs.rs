@@ -21,8 +21,10 @@ pub const CLIENT_KEEP_ALIVE: Duration = Duration::from_millis(250);
 
 /// The files a cluster node (director or worker) loads.
 pub const NODE_FILES: [&str; 3] = ["test_cert.pem", "test_key.pem", "ca.pem"];
-/// The files the client loads.
-pub const CLIENT_FILES: [&str; 3] = ["ca.pem", "client.pem", "client-key.pem"];
+/// The files the client loads: the cluster CA, nothing else. The client
+/// holds no certificate and no key, so it cannot take part in membership
+/// (gossip requires a member certificate, `docs/CLUSTER.md`).
+pub const CLIENT_FILES: [&str; 1] = ["ca.pem"];
 
 /// A directory holding the needed certificate files.
 #[derive(Debug, Clone)]
@@ -70,23 +72,24 @@ impl CertDir {
         self.dir.join(name)
     }
 
-    /// A cluster node's server: its certificate and key, and client
-    /// certificates required from the cluster CA (gossip rides this
-    /// endpoint, so membership requires them).
+    /// A cluster node's server: its member certificate (`test_cert.pem`
+    /// names `rpcnet-member://127.0.0.1`) and key, and client certificates
+    /// verified against the cluster CA but not required: members present
+    /// theirs to gossip, application clients (the example's client) need
+    /// none.
     pub fn node_config(&self, bind: &str) -> RpcConfig {
         RpcConfig::new(self.file("test_cert.pem"), bind)
             .with_key_path(self.file("test_key.pem"))
-            .with_client_ca_path(self.file("ca.pem"))
+            .with_optional_client_ca_path(self.file("ca.pem"))
             .with_drain_timeout(Duration::from_secs(2))
     }
 
     /// The client's connections to the director and workers: trusts the
-    /// cluster CA, presents the test client identity (cluster nodes require
-    /// a client certificate from their CA), and notices a silent peer
-    /// within [`CLIENT_IDLE_TIMEOUT`].
+    /// cluster CA, presents no certificate (it is an application client,
+    /// not a member), and notices a silent peer within
+    /// [`CLIENT_IDLE_TIMEOUT`].
     pub fn client_config(&self) -> RpcConfig {
         RpcConfig::new(self.file("ca.pem"), "127.0.0.1:0")
-            .with_client_identity(self.file("client.pem"), self.file("client-key.pem"))
             .with_idle_timeout(CLIENT_IDLE_TIMEOUT)
             .with_keep_alive_interval(CLIENT_KEEP_ALIVE)
             .with_handshake_timeout(Duration::from_secs(2))

@@ -6,9 +6,9 @@
 //! token after the last one it received. On Ctrl+C / SIGTERM it prints a
 //! summary.
 //!
-//! The client is not a cluster member. Today it presents the test client
-//! certificate (`certs/client.pem`), because cluster nodes require a
-//! certificate from the cluster CA on every connection.
+//! The client is not a cluster member: it trusts the cluster CA
+//! (`certs/ca.pem`) and holds no certificate or key, so the nodes' gossip
+//! endpoint refuses it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -67,7 +67,7 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("📡 Starting Client - connecting to director at {director_addr}");
     let certs = CertDir::find(&CLIENT_FILES)?;
     certs.announce(&CLIENT_FILES);
-    println!("🔐 the client trusts the cluster CA and presents the test client certificate; it is not a cluster member");
+    println!("🔐 the client trusts the cluster CA and presents no certificate; it is not a cluster member");
     let mut client = Client {
         config: certs.client_config(),
         director_addr,

@@ -41,8 +41,7 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let addr = server.socket_addr.unwrap_or(addr);
     let config = ClusterConfig::default()
         .with_server(server.handle())
-        .with_tag("role", "director")
-        .with_generation(crate::fresh_generation());
+        .with_tag("role", "director");
     let cluster = ClusterMembership::new(config).await?;
     // No seeds: the director starts the cluster and is the workers' seed.
     cluster.join(Vec::new()).await?;

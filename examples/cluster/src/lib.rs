@@ -30,18 +30,6 @@ pub mod settings;
 pub mod supervise;
 pub mod worker;
 
-/// A membership generation for this start of a node: nanoseconds since the
-/// Unix epoch, so a node restarted on the same address always comes back
-/// under a higher generation than its previous life (which is what lets
-/// the cluster take it back). The library's default generation (clock
-/// XOR process id) does not grow across restarts.
-pub fn fresh_generation() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-}
-
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default `warn`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

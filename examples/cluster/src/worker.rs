@@ -158,8 +158,7 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("🌐 Enabling cluster, connecting to director at {director}...");
     let config = ClusterConfig::default()
         .with_server(handle)
-        .with_join_timeout(JOIN_ATTEMPT)
-        .with_generation(crate::fresh_generation());
+        .with_join_timeout(JOIN_ATTEMPT);
     let cluster = ClusterMembership::new(config).await?;
     let signal = crate::shutdown_signal();
     tokio::pin!(signal);

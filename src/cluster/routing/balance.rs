@@ -1,9 +1,14 @@
 //! Load-balancing strategies as small pure pickers over a snapshot of
 //! candidate loads. The picker owns its cursor and a seeded RNG, so a test
 //! (or a simulation) replays exactly the same choices.
+//!
+//! [`least_loaded_of_two`] (power of two choices) is here too, measured
+//! against `LeastConnections` by the benchmark (`bench/src/routing.rs`
+//! compiles this file into the harness) and not offered as a strategy:
+//! it did not beat `LeastConnections` under skew (`docs/CLUSTER.md`).
 
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 
 /// How [`WorkerRegistry::select_worker`](super::WorkerRegistry::select_worker)
 /// chooses among the workers that match a filter.
@@ -62,6 +67,26 @@ impl Picker {
                     .unwrap_or(start)
             }
         })
+    }
+}
+
+/// Power of two choices (Mitzenmacher, "The Power of Two Choices in
+/// Randomized Load Balancing", 2001; tower's `balance::p2c`, Finagle's
+/// default balancer): two distinct candidates drawn uniformly from `rng`,
+/// the one with fewer calls in flight chosen (the first drawn on a tie).
+/// `None` when there is no candidate; the only one when there is one. O(1).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn least_loaded_of_two(rng: &mut impl Rng, loads: &[usize]) -> Option<usize> {
+    let n = loads.len();
+    match n {
+        0 => None,
+        1 => Some(0),
+        _ => {
+            let a = rng.random_range(0..n);
+            // A second, distinct index: uniform over the other n - 1.
+            let b = (a + 1 + rng.random_range(0..n - 1)) % n;
+            Some(if loads[b] < loads[a] { b } else { a })
+        }
     }
 }
 
@@ -148,5 +173,76 @@ mod tests {
         for c in counts(run(42).into_iter(), 4) {
             assert!((850..=1150).contains(&c), "{c} of 4000 over 4 workers");
         }
+    }
+
+    #[test]
+    fn two_choices_is_seeded_and_never_takes_the_most_loaded() {
+        let run = |seed| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..2000)
+                .map(|_| least_loaded_of_two(&mut rng, &[3, 1, 7, 2]).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(5), run(5), "same seed, same choices");
+        assert_ne!(run(5), run(6));
+        let c = counts(run(5).into_iter(), 4);
+        // Worker 2 (the most loaded) loses every pair it is drawn in;
+        // worker 1 (the least) wins every pair it is in: 3 of the 6 pairs.
+        assert_eq!(c[2], 0, "{c:?}");
+        assert!((850..=1150).contains(&c[1]), "{c:?}");
+        assert!(c[1] > c[3] && c[3] > c[0], "{c:?}");
+    }
+
+    #[test]
+    fn two_choices_handles_one_or_no_candidate_and_draws_distinct_pairs() {
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(least_loaded_of_two(&mut rng, &[]), None);
+        assert_eq!(least_loaded_of_two(&mut rng, &[9]), Some(0));
+        // Two candidates: the pair is always both, so the lighter always wins.
+        for _ in 0..100 {
+            assert_eq!(least_loaded_of_two(&mut rng, &[4, 2]), Some(1));
+        }
+        // An idle pool is spread evenly.
+        let c = counts(
+            (0..4000).map(|_| least_loaded_of_two(&mut rng, &[0; 4]).unwrap()),
+            4,
+        );
+        for n in c {
+            assert!((850..=1150).contains(&n), "{n} of 4000 over 4 workers");
+        }
+    }
+
+    /// The widest spread of loads over `least_connections_keeps_loads_level`'s
+    /// process (each pick adds a call, every 3rd pick a random call ends).
+    fn widest_spread(mut pick: impl FnMut(&[usize]) -> usize) -> usize {
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut loads = vec![0usize; 5];
+        let mut widest = 0;
+        for round in 0..1000 {
+            let i = pick(&loads);
+            loads[i] += 1;
+            if round % 3 == 0 {
+                let busy: Vec<usize> = (0..5).filter(|&j| loads[j] > 0).collect();
+                let j = busy[rng.random_range(0..busy.len())];
+                loads[j] -= 1;
+            }
+            let (lo, hi) = (loads.iter().min().unwrap(), loads.iter().max().unwrap());
+            widest = widest.max(hi - lo);
+        }
+        widest
+    }
+
+    #[test]
+    fn two_choices_keeps_loads_nearly_level() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let two = widest_spread(|loads| least_loaded_of_two(&mut rng, loads).unwrap());
+        let mut random = Picker::new(LoadBalancingStrategy::Random, 3);
+        let blind = widest_spread(|loads| random.pick(loads).unwrap());
+        // Looser than LeastConnections's 2, far tighter than a blind pick.
+        assert!(two <= 8, "two choices: spread {two}");
+        assert!(
+            blind >= 3 * two,
+            "random: spread {blind}, two choices: {two}"
+        );
     }
 }
