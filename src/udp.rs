@@ -31,8 +31,8 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -578,10 +578,7 @@ impl InlineTx {
     /// packets, or the socket writable again). `Some` when it stopped.
     fn flush(&mut self, cx: &mut Context) -> Option<Option<io::Error>> {
         let Self {
-            writer,
-            waker,
-            own,
-            ..
+            writer, waker, own, ..
         } = self;
         waker.register(cx);
         if !waker.take_pending() {
@@ -709,7 +706,9 @@ mod tests {
 
         // The same waker used from elsewhere (the reactor) reaches the task.
         let from_elsewhere = kept.clone();
-        std::thread::spawn(move || from_elsewhere.wake()).join().unwrap();
+        std::thread::spawn(move || from_elsewhere.wake())
+            .join()
+            .unwrap();
         assert_eq!(task.0.load(Ordering::SeqCst), 1);
         assert!(own.take_pending());
 
