@@ -395,6 +395,11 @@ impl RpcConfig {
     }
 
     /// The bind address, parsed.
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::ConfigError`] naming the address when it is not an
+    /// `IP:port` socket address (host names are not resolved).
     pub fn parsed_bind_address(&self) -> Result<SocketAddr, RpcError> {
         self.bind_address.parse().map_err(|e| {
             RpcError::ConfigError(format!("bind address {:?}: {e}", self.bind_address))

@@ -31,12 +31,15 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::task::AtomicWaker;
 
 use s2n_quic_core::endpoint::Endpoint;
 use s2n_quic_core::inet::SocketAddress;
@@ -47,12 +50,12 @@ use s2n_quic_core::time::{self, clock::Timer as _, ClockWithTimer as _, StdClock
 use s2n_quic_platform::features::Gso;
 use s2n_quic_platform::message::default as message;
 use s2n_quic_platform::socket::{io as ring_io, ring, stats, task as ring_task};
-use s2n_quic_platform::syscall;
-use tokio::io::unix::AsyncFd;
+use s2n_quic_platform::syscall::{self, SocketType, UnixMessage};
+use tokio::io::Interest;
 
 type Message = message::Message;
-type Reader = ring_task::rx::Receiver<Message, AsyncFd<std::net::UdpSocket>>;
-type Writer = ring_task::tx::Sender<Message, AsyncFd<std::net::UdpSocket>>;
+type Reader = ring_task::rx::Receiver<Message, Socket>;
+type Writer = ring_task::tx::Sender<Message, Socket>;
 
 /// A UDP socket for one QUIC endpoint (see the module docs).
 #[derive(Debug, Clone)]
@@ -112,8 +115,8 @@ impl UdpIo {
         let tx_socket = std_socket.try_clone()?;
         // Registration needs the runtime's reactor.
         let _entered = runtime.enter();
-        let rx_fd = register(std_socket)?;
-        let tx_fd = register(tx_socket)?;
+        let rx_fd = Socket::register(std_socket)?;
+        let tx_fd = Socket::register(tx_socket)?;
 
         // Socket statistics are published as s2n-quic events; rpcnet
         // subscribes to none, so the receiving end is dropped.
@@ -149,11 +152,10 @@ impl UdpIo {
                 (u32::from(max_mtu) * gso.max_segments() as u32).min(u32::from(u16::MAX));
             let entries = (RING_SEND_BUFFER / payload_len).max(2).next_power_of_two();
             let (producer, consumer) = ring::pair(entries, payload_len);
-            InlineTx {
-                writer: Writer::new(consumer, tx_fd, gso.clone(), Cooldown::default(), stats_tx),
-                ring: ring_io::tx::Tx::new(vec![producer], gso, mtu_config.max_mtu()),
-                waker: SelfWake::new(),
-            }
+            InlineTx::new(
+                Writer::new(consumer, tx_fd, gso.clone(), Cooldown::default(), stats_tx),
+                ring_io::tx::Tx::new(vec![producer], gso, mtu_config.max_mtu()),
+            )
         };
 
         endpoint.set_mtu_config(mtu_config);
@@ -356,14 +358,129 @@ fn send_failed(error: Option<io::Error>) -> Poll<End> {
     Poll::Ready(End::SendFailed)
 }
 
-/// Registers a socket with the reactor. `AsyncFd::new` is deprecated
-/// because an arbitrary `T: AsRawFd` may close or swap its descriptor while
-/// registered; a `UdpSocket` owns its descriptor until it is dropped, which
-/// happens only after the `AsyncFd` deregisters it, so the condition of
-/// the `unsafe` replacement holds here.
-#[allow(deprecated)]
-fn register(socket: std::net::UdpSocket) -> io::Result<AsyncFd<std::net::UdpSocket>> {
-    AsyncFd::new(socket)
+/// A UDP socket registered with tokio's reactor, for s2n-quic's batched
+/// socket code (`recvmmsg` / `sendmmsg` on the raw descriptor).
+///
+/// s2n-quic-platform implements its socket traits for tokio's `AsyncFd`,
+/// whose safe constructor is deprecated (it cannot know that an arbitrary
+/// `AsRawFd` keeps its descriptor) and whose replacement is `unsafe`.
+/// `tokio::net::UdpSocket` registers safely because it owns its
+/// descriptor, so this wraps one and implements the two traits the same
+/// way (`io/tokio/task/unix.rs` in s2n-quic-platform): make the system
+/// call, and when the kernel says "would block", clear tokio's readiness
+/// and register for the next one.
+struct Socket(tokio::net::UdpSocket);
+
+impl Socket {
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with IO enabled (the caller entered one).
+    fn register(socket: std::net::UdpSocket) -> io::Result<Socket> {
+        tokio::net::UdpSocket::from_std(socket).map(Socket)
+    }
+
+    /// Runs `syscall` on the descriptor while tokio reports it ready for
+    /// `interest`. When it would block, tokio's readiness is cleared
+    /// (`try_io` clears exactly the readiness it saw before the call, so a
+    /// readiness event that arrives meanwhile is kept) and the task is
+    /// registered for the next one, or, if the socket became ready again,
+    /// the call is tried once more. Returns with `events` blocked only when
+    /// the waker is registered.
+    fn drive<E: Blocking>(
+        &self,
+        cx: &mut Context<'_>,
+        interest: Interest,
+        events: &mut E,
+        mut syscall: impl FnMut(std::os::fd::RawFd, &mut E),
+    ) -> io::Result<()> {
+        let fd = self.0.as_raw_fd();
+        for _ in 0..2 {
+            let attempt = self.0.try_io(interest, || {
+                syscall(fd, events);
+                if events.take_blocked() {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(())
+                }
+            });
+            match attempt {
+                Ok(()) => return Ok(()),
+                Err(error) if error.kind() != io::ErrorKind::WouldBlock => return Err(error),
+                Err(_would_block) => {}
+            }
+            let ready = if interest.is_readable() {
+                self.0.poll_recv_ready(cx)
+            } else {
+                self.0.poll_send_ready(cx)
+            };
+            match ready {
+                Poll::Pending => {
+                    events.blocked();
+                    return Ok(());
+                }
+                Poll::Ready(Err(error)) => return Err(error),
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+        // Ready each time yet blocked: the task's loop calls again.
+        Ok(())
+    }
+}
+
+/// The "would block" flag of s2n-quic's socket event counters.
+trait Blocking {
+    fn take_blocked(&mut self) -> bool;
+    fn blocked(&mut self);
+}
+
+impl Blocking for ring_task::tx::Events {
+    fn take_blocked(&mut self) -> bool {
+        ring_task::tx::Events::take_blocked(self)
+    }
+    fn blocked(&mut self) {
+        ring_task::tx::Events::blocked(self)
+    }
+}
+
+impl Blocking for ring_task::rx::Events {
+    fn take_blocked(&mut self) -> bool {
+        ring_task::rx::Events::take_blocked(self)
+    }
+    fn blocked(&mut self) {
+        ring_task::rx::Events::blocked(self)
+    }
+}
+
+impl ring_task::tx::Socket<Message> for Socket {
+    type Error = io::Error;
+
+    fn send(
+        &mut self,
+        cx: &mut Context,
+        entries: &mut [Message],
+        events: &mut ring_task::tx::Events,
+        stats: &stats::Sender,
+    ) -> io::Result<()> {
+        self.drive(cx, Interest::WRITABLE, events, |fd, events| {
+            Message::send(fd, entries, events, stats)
+        })
+    }
+}
+
+impl ring_task::rx::Socket<Message> for Socket {
+    type Error = io::Error;
+
+    fn recv(
+        &mut self,
+        cx: &mut Context,
+        entries: &mut [Message],
+        events: &mut ring_task::rx::Events,
+        stats: &stats::Sender,
+    ) -> io::Result<()> {
+        self.drive(cx, Interest::READABLE, events, |fd, events| {
+            Message::recv(fd, SocketType::NonBlocking, entries, events, stats)
+        })
+    }
 }
 
 /// The waker handed to the socket writer and its ring. It records that the
@@ -377,8 +494,13 @@ fn register(socket: std::net::UdpSocket) -> io::Result<AsyncFd<std::net::UdpSock
 /// make tokio poll the task once more for nothing. Wake-ups from elsewhere
 /// (the reactor reporting the socket writable, on another thread or after
 /// this poll) are always forwarded.
+///
+/// The task's waker sits in an [`AtomicWaker`], so neither side takes a
+/// lock on the event loop's turns. A forwarded wake-up takes the waker out;
+/// the driver registers it again ([`SelfWake::register`]) before it reads
+/// the flag, so a wake-up that misses the waker is seen in the flag.
 struct SelfWake {
-    task: Mutex<Option<Waker>>,
+    task: AtomicWaker,
     pending: AtomicBool,
 }
 
@@ -389,10 +511,16 @@ thread_local! {
 impl SelfWake {
     fn new() -> Arc<SelfWake> {
         Arc::new(SelfWake {
-            task: Mutex::new(None),
+            task: AtomicWaker::new(),
             // Poll once to register.
             pending: AtomicBool::new(true),
         })
+    }
+
+    /// Records `cx`'s waker as the one to forward to (no clone when it is
+    /// the one already held). Call it before [`SelfWake::take_pending`].
+    fn register(&self, cx: &Context<'_>) {
+        self.task.register(cx.waker());
     }
 
     /// Whether this side was woken since the last call.
@@ -400,18 +528,10 @@ impl SelfWake {
         self.pending.swap(false, Ordering::AcqRel)
     }
 
-    /// Runs `f` with a context whose waker is this one, after recording
-    /// `cx`'s waker as the one to forward to.
-    fn inside<R>(self: &Arc<Self>, cx: &Context<'_>, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
-        {
-            let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
-            match task.as_ref() {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *task = Some(cx.waker().clone()),
-            }
-        }
-        let waker = Waker::from(self.clone());
-        let mut own = Context::from_waker(&waker);
+    /// Runs `f` with a context whose waker is `own` (this one), marked as
+    /// inside the event loop on this thread.
+    fn inside<R>(own: &Waker, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
+        let mut own = Context::from_waker(own);
         let was = INSIDE.with(|i| i.replace(true));
         let out = f(&mut own);
         INSIDE.with(|i| i.set(was));
@@ -429,10 +549,7 @@ impl Wake for SelfWake {
         if INSIDE.with(Cell::get) {
             return;
         }
-        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(task) = task {
-            task.wake();
-        }
+        self.task.wake();
     }
 }
 
@@ -441,9 +558,21 @@ struct InlineTx {
     writer: Writer,
     ring: ring_io::tx::Tx<Message>,
     waker: Arc<SelfWake>,
+    /// `waker` as a `Waker`, made once.
+    own: Waker,
 }
 
 impl InlineTx {
+    fn new(writer: Writer, ring: ring_io::tx::Tx<Message>) -> InlineTx {
+        let waker = SelfWake::new();
+        InlineTx {
+            writer,
+            ring,
+            own: Waker::from(waker.clone()),
+            waker,
+        }
+    }
+
     /// Ready when the ring, full before, has room; `Err` when the socket
     /// failed.
     fn poll_ready(&mut self, cx: &mut Context) -> Poll<Result<(), Option<io::Error>>> {
@@ -451,10 +580,15 @@ impl InlineTx {
             writer,
             ring,
             waker,
+            own,
         } = self;
+        // This runs on every turn of the loop, and last before the driver
+        // sleeps: register first, so a wake-up after the flag is read
+        // reaches the task.
+        waker.register(cx);
         let flush = waker.take_pending();
-        // One trip inside for both: this runs on every turn of the loop.
-        waker.inside(cx, |own| {
+        // One trip inside for both.
+        SelfWake::inside(own, |own| {
             if flush {
                 if let Poll::Ready(end) = Pin::new(writer).poll(own) {
                     return Poll::Ready(Err(end));
@@ -467,11 +601,14 @@ impl InlineTx {
     /// Lets the writer send what the ring holds, if it asked to run (new
     /// packets, or the socket writable again). `Some` when it stopped.
     fn flush(&mut self, cx: &mut Context) -> Option<Option<io::Error>> {
-        let Self { writer, waker, .. } = self;
+        let Self {
+            writer, waker, own, ..
+        } = self;
+        waker.register(cx);
         if !waker.take_pending() {
             return None;
         }
-        match waker.inside(cx, |own| Pin::new(writer).poll(own)) {
+        match SelfWake::inside(own, |own| Pin::new(writer).poll(own)) {
             Poll::Ready(end) => Some(end),
             Poll::Pending => None,
         }
@@ -581,18 +718,32 @@ mod tests {
         let task_waker = Waker::from(task.clone());
         let cx = Context::from_waker(&task_waker);
         let own = SelfWake::new();
+        let own_waker = Waker::from(own.clone());
         assert!(own.take_pending(), "a new side asks to be polled once");
         assert!(!own.take_pending());
 
-        let kept = own.inside(&cx, |inner| inner.waker().clone());
-        own.inside(&cx, |_| kept.wake_by_ref());
+        own.register(&cx);
+        let kept = SelfWake::inside(&own_waker, |inner| inner.waker().clone());
+        SelfWake::inside(&own_waker, |_| kept.wake_by_ref());
         assert_eq!(task.0.load(Ordering::SeqCst), 0, "self-wake dropped");
         assert!(own.take_pending(), "but recorded");
 
         // The same waker used from elsewhere (the reactor) reaches the task.
-        std::thread::spawn(move || kept.wake()).join().unwrap();
+        let from_elsewhere = kept.clone();
+        std::thread::spawn(move || from_elsewhere.wake())
+            .join()
+            .unwrap();
         assert_eq!(task.0.load(Ordering::SeqCst), 1);
         assert!(own.take_pending());
+
+        // A forwarded wake-up used the registration up; one that comes
+        // before the task registers again is still seen in the flag.
+        kept.wake_by_ref();
+        assert_eq!(task.0.load(Ordering::SeqCst), 1);
+        own.register(&cx);
+        assert!(own.take_pending(), "a wake-up between two polls is kept");
+        kept.wake_by_ref();
+        assert_eq!(task.0.load(Ordering::SeqCst), 2, "registered again");
     }
 
     #[tokio::test]

@@ -212,6 +212,14 @@ impl RpcServer {
 
     /// Serves connections until the endpoint stops delivering them or a
     /// graceful shutdown completes.
+    ///
+    /// # Errors
+    ///
+    /// None today: it returns `Ok(())` when it stops, including when the
+    /// endpoint closed by itself (its socket failed; logged) and when the
+    /// drain timeout cut in-flight calls short. Failures of single
+    /// connections and calls are answered to their clients and logged, and
+    /// never end the server. Setup errors come from [`bind`](Self::bind).
     pub async fn start(&mut self, mut server: s2n_quic::Server) -> Result<(), RpcError> {
         let ctx = Arc::new(ConnContext {
             registry: self.registry.clone(),
@@ -266,6 +274,10 @@ impl RpcServer {
     }
 
     /// [`start`](Self::start), shutting down gracefully when `signal` completes.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start): none today.
     pub async fn start_with_shutdown(
         &mut self,
         server: s2n_quic::Server,

@@ -212,7 +212,14 @@ pub(crate) fn decode_text(kind: FrameType, payload: &[u8]) -> Result<String, Fra
     })
 }
 
-/// Writes the five-byte frame header.
+/// Writes the five-byte frame header: the type byte, then `len` as a
+/// big-endian `u32`.
+///
+/// # Panics
+///
+/// In debug builds, if `len` exceeds `u32::MAX` (release builds write
+/// `len` truncated to 32 bits). Every length rpcnet writes is bounded by
+/// `max_message_size` or a smaller fixed limit first.
 pub fn encode_frame_header(kind: FrameType, len: usize, dst: &mut impl BufMut) {
     debug_assert!(len <= u32::MAX as usize);
     dst.put_u8(kind as u8);
@@ -221,6 +228,12 @@ pub fn encode_frame_header(kind: FrameType, len: usize, dst: &mut impl BufMut) {
 
 impl Frame {
     /// Appends the encoded frame to `dst`.
+    ///
+    /// # Panics
+    ///
+    /// As [`encode_frame_header`]: in debug builds, for a message longer
+    /// than `u32::MAX` bytes. A header is written as given; check it with
+    /// [`RequestHeader::validate`] first.
     pub fn encode(&self, dst: &mut BytesMut) {
         match self {
             Frame::Header(h) => h.encode_frame(dst),

@@ -130,6 +130,14 @@ impl RequestHeader {
 
     /// Checks that the header can be encoded and will be accepted by a
     /// peer whose `max_header_size` is `max_header_size`.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::Malformed`] for a method name that is empty or longer
+    /// than [`MAX_METHOD_LEN`], or a metadata key or value longer than
+    /// 65,535 bytes (or more than 65,535 entries);
+    /// [`FrameError::HeaderTooLarge`] when the encoded header exceeds
+    /// `max_header_size`.
     pub fn validate(&self, max_header_size: usize) -> Result<(), FrameError> {
         if self.method.is_empty() || self.method.len() > MAX_METHOD_LEN {
             return Err(malformed("method name must be 1..=1024 bytes"));
@@ -153,6 +161,13 @@ impl RequestHeader {
     }
 
     /// Parses a complete header payload; trailing bytes are an error.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::Malformed`] (kind `Header`) when the payload is
+    /// truncated, names an unknown call kind, has a method name that is
+    /// empty, longer than [`MAX_METHOD_LEN`] or not UTF-8, a metadata key
+    /// that is not UTF-8, or trailing bytes.
     pub fn decode(payload: &[u8]) -> Result<Self, FrameError> {
         let mut r = Reader(payload);
         let request_id = r.u64()?;

@@ -93,6 +93,12 @@ impl Status {
     }
 
     /// Parses a status payload.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::Malformed`] (kind `Status`) for an empty payload or a
+    /// message that is not UTF-8. Unknown code bytes are not an error (see
+    /// [`StatusCode::from_byte`]).
     pub fn decode(payload: &[u8]) -> Result<Self, FrameError> {
         let (&code, text) = payload.split_first().ok_or(FrameError::Malformed {
             kind: FrameType::Status,

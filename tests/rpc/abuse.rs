@@ -18,6 +18,15 @@ use s2n_quic::provider::tls::default as s2n_tls;
 use crate::support::*;
 
 pub(crate) async fn raw_connect(addr: SocketAddr) -> (s2n_quic::Client, s2n_quic::Connection) {
+    raw_connect_with_limits(addr, s2n_quic::provider::limits::Limits::new()).await
+}
+
+/// [`raw_connect`] with transport limits (e.g. more streams open at once
+/// than s2n-quic's default of 100).
+pub(crate) async fn raw_connect_with_limits(
+    addr: SocketAddr,
+    limits: s2n_quic::provider::limits::Limits,
+) -> (s2n_quic::Client, s2n_quic::Connection) {
     let ca = std::fs::read_to_string(cert("ca.pem")).unwrap();
     let tls = s2n_tls::Client::builder()
         .with_application_protocols([ALPN])
@@ -30,6 +39,8 @@ pub(crate) async fn raw_connect(addr: SocketAddr) -> (s2n_quic::Client, s2n_quic
         .unwrap();
     let endpoint = s2n_quic::Client::builder()
         .with_tls(tls)
+        .unwrap()
+        .with_limits(limits)
         .unwrap()
         .with_io("127.0.0.1:0")
         .unwrap()

@@ -513,3 +513,237 @@ async fn an_unread_stream_slows_only_itself_with_small_windows() {
 async fn an_unread_stream_slows_only_itself_with_default_windows() {
     unread_streams_slow_only_themselves(None, 4).await;
 }
+
+/// A UDP relay on loopback between QUIC clients and a server that counts
+/// the Retry packets the server sends (RFC 9000 §17.2.5: a long header,
+/// version 1, packet type 0b11). Each client address gets its own upstream
+/// socket, so the server sees one address per client. Its tasks end when
+/// it is dropped.
+struct RetryCountingRelay {
+    addr: SocketAddr,
+    retries: Arc<std::sync::atomic::AtomicUsize>,
+    _tasks: tokio::task::JoinSet<()>,
+}
+
+fn is_quic_v1_retry(datagram: &[u8]) -> bool {
+    datagram.len() > 5
+        && datagram[0] & 0x80 != 0
+        && datagram[1..5] == [0, 0, 0, 1]
+        && (datagram[0] >> 4) & 0x03 == 0x03
+}
+
+impl RetryCountingRelay {
+    async fn start(server: SocketAddr) -> Self {
+        use std::collections::HashMap;
+        use tokio::net::UdpSocket;
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = front.local_addr().unwrap();
+        let retries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        let counted = retries.clone();
+        tasks.spawn(async move {
+            let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+            let mut replies = tokio::task::JoinSet::new();
+            let mut buf = vec![0u8; 65536];
+            // Ends when the relay (and with it this task) is dropped.
+            while let Ok((len, client)) = front.recv_from(&mut buf).await {
+                let upstream = match upstreams.get(&client) {
+                    Some(upstream) => upstream.clone(),
+                    None => {
+                        let upstream = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                        upstream.connect(server).await.unwrap();
+                        let (front, back, counted) =
+                            (front.clone(), upstream.clone(), counted.clone());
+                        replies.spawn(async move {
+                            let mut buf = vec![0u8; 65536];
+                            while let Ok(len) = back.recv(&mut buf).await {
+                                if is_quic_v1_retry(&buf[..len]) {
+                                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                }
+                                let _ = front.send_to(&buf[..len], client).await;
+                            }
+                        });
+                        upstreams.insert(client, upstream.clone());
+                        upstream
+                    }
+                };
+                let _ = upstream.send(&buf[..len]).await;
+            }
+        });
+        Self {
+            addr,
+            retries,
+            _tasks: tasks,
+        }
+    }
+
+    fn retries(&self) -> usize {
+        self.retries.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn handshakes_beyond_the_inflight_limit_are_retried_and_all_complete() {
+    // With one handshake allowed in progress, clients connecting at once
+    // are asked to retry (address validation) instead of being handshaken
+    // in parallel; every one still connects, and the server keeps serving.
+    // With the limit ignored (s2n-quic's own default has none) no Retry is
+    // sent, which the relay between them would see.
+    const CLIENTS: usize = 24;
+    let server = RpcServer::new(server_config().with_max_inflight_handshakes(1));
+    server.register("echo", |p| async move { Ok(p) }).await;
+    let server = spawn(server);
+    let relay = RetryCountingRelay::start(server.addr).await;
+
+    let connects = (0..CLIENTS).map(|i| async move {
+        // Separate endpoints: separate client addresses, as many clients.
+        let config = client_config().with_shared_endpoint(false);
+        let client = RpcClient::connect(relay.addr, config).await?;
+        let answer = client.call("echo", vec![i as u8]).await?;
+        assert_eq!(answer, vec![i as u8]);
+        Ok::<_, RpcError>(client)
+    });
+    let clients = promptly(
+        "every client connected",
+        futures::future::join_all(connects),
+    )
+    .await;
+    let clients: Vec<RpcClient> = clients
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("every client connects and calls");
+    eprintln!("{} Retry packets for {CLIENTS} clients", relay.retries());
+    assert!(
+        relay.retries() > 0,
+        "{CLIENTS} concurrent handshakes against a limit of 1, but no Retry was sent"
+    );
+    // The server keeps serving, new clients and old.
+    let late = promptly("a late client", server.client()).await;
+    assert_eq!(late.call("echo", b"late".to_vec()).await.unwrap(), b"late");
+    assert_eq!(
+        clients[0].call("echo", b"old".to_vec()).await.unwrap(),
+        b"old"
+    );
+}
+
+/// The server process's address space (`VmSize`), in bytes.
+fn vm_size(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse().ok())
+        .expect("VmSize in /proc/<pid>/status");
+    kib * 1024
+}
+
+/// Opens `streams` streams on `connection`, each with a call header and a
+/// message frame announcing `announced` bytes, none of which follow; then
+/// proves the server has read them all: the data of each is acknowledged,
+/// and an echo call on a later stream of the same connection is answered
+/// (the server accepts and first reads streams in order).
+async fn stall_streams(
+    connection: &mut s2n_quic::Connection,
+    streams: usize,
+    announced: usize,
+) -> Vec<s2n_quic::stream::BidirectionalStream> {
+    use bytes::BytesMut;
+    use rpcnet::wire::{encode_frame_header, CallKind, Frame, FrameType, RequestHeader};
+    let mut stalled = Vec::with_capacity(streams);
+    for i in 0..streams {
+        let mut bytes = BytesMut::new();
+        Frame::Header(RequestHeader {
+            request_id: i as u64,
+            kind: CallKind::Unary,
+            deadline_ms: 0,
+            method: "echo".into(),
+            metadata: vec![],
+        })
+        .encode(&mut bytes);
+        encode_frame_header(FrameType::Message, announced, &mut bytes);
+        let mut stream = promptly("open a stream", connection.open_bidirectional_stream())
+            .await
+            .unwrap();
+        stream.send(bytes.freeze()).await.unwrap();
+        stalled.push(stream);
+    }
+    promptly(
+        "stalled streams' data acknowledged",
+        futures::future::try_join_all(stalled.iter_mut().map(|s| s.flush())),
+    )
+    .await
+    .unwrap();
+    let mut bytes = BytesMut::new();
+    Frame::Header(RequestHeader {
+        request_id: u64::MAX,
+        kind: CallKind::Unary,
+        deadline_ms: 0,
+        method: "echo".into(),
+        metadata: vec![],
+    })
+    .encode(&mut bytes);
+    Frame::Message(bytes::Bytes::from_static(b"after")).encode(&mut bytes);
+    Frame::End.encode(&mut bytes);
+    assert_eq!(
+        crate::abuse::send_raw(connection, bytes.to_vec(), true).await,
+        rpcnet::wire::StatusCode::Ok
+    );
+    stalled
+}
+
+#[tokio::test]
+async fn stalled_announcements_of_large_messages_do_not_grow_the_server() {
+    // 2 connections × 256 streams each announce a message just under the
+    // 16 MiB limit and send none of it: 8 GiB announced. The server
+    // (its own process, so its address space is its own) must grow by far
+    // less: the bound is 1 MiB per stalled stream (512 MiB in all, a
+    // sixteenth of what was announced), slack for its allocator's arenas
+    // and per-stream buffers; reserving each announcement grew it by 8 GiB.
+    const CONNECTIONS: usize = 2;
+    const STREAMS: usize = 256;
+    const ANNOUNCED: usize = (16 << 20) - 1;
+    const BOUND: u64 = (CONNECTIONS * STREAMS) as u64 * (1 << 20);
+    let server = ServerProcess::start("127.0.0.1:0").await;
+    let pid = server.child.id().expect("server process running");
+    let mut connections = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let limits = s2n_quic::provider::limits::Limits::new()
+            .with_max_open_local_bidirectional_streams(2 * STREAMS as u64)
+            .unwrap();
+        let (endpoint, connection) = promptly(
+            "raw connection",
+            crate::abuse::raw_connect_with_limits(server.addr, limits),
+        )
+        .await;
+        connections.push((endpoint, connection));
+    }
+    // Warm up the server's tasks and allocator with a few stalled streams.
+    let mut stalled = Vec::new();
+    for (_, connection) in &mut connections {
+        stalled.push(stall_streams(connection, 8, ANNOUNCED).await);
+    }
+    let before = vm_size(pid);
+    for (_, connection) in &mut connections {
+        stalled.push(stall_streams(connection, STREAMS, ANNOUNCED).await);
+    }
+    let after = vm_size(pid);
+    let growth = after.saturating_sub(before);
+    eprintln!(
+        "server VmSize {} -> {} MiB for {} stalled streams",
+        before >> 20,
+        after >> 20,
+        CONNECTIONS * STREAMS
+    );
+    assert!(
+        growth < BOUND,
+        "the server's address space grew by {} MiB ({} -> {} MiB) for {} stalled streams; bound {} MiB",
+        growth >> 20,
+        before >> 20,
+        after >> 20,
+        CONNECTIONS * STREAMS,
+        BOUND >> 20
+    );
+    drop(stalled);
+    server.kill().await;
+}
