@@ -65,20 +65,27 @@ impl ResponseStream {
     ) -> Result<Self, RpcError> {
         let (method, request) = match body {
             Body::Message(message) => {
-                let mut out = BytesMut::with_capacity(
-                    3 * FRAME_HEADER_LEN + header.encoded_len() + if message.len() < ZERO_COPY_THRESHOLD {
-                            message.len()
-                        } else {
-                            0
-                        },
-                );
+                // Room for header, message (if copied in) and `End` frames.
+                let inline = if message.len() < ZERO_COPY_THRESHOLD {
+                    message.len()
+                } else {
+                    0
+                };
+                let mut out =
+                    BytesMut::with_capacity(3 * FRAME_HEADER_LEN + header.encoded_len() + inline);
                 header.encode_frame(&mut out);
                 let end = |out: &mut BytesMut| encode_frame_header(FrameType::End, 0, out);
                 let sent = tx.send_message(out, message, end).await;
                 // FIN now, so it travels with the request and the server's
                 // call ends with its response.
                 let finished = sent.and_then(|()| tx.finish());
-                let responses = Self::new(busy, stream_id, header.method, reader, RequestSide::Finished);
+                let responses = Self::new(
+                    busy,
+                    stream_id,
+                    header.method,
+                    reader,
+                    RequestSide::Finished,
+                );
                 return match finished {
                     Ok(()) => Ok(responses),
                     Err(send_error) => Err(responses.answer_after_send_error(send_error).await),

@@ -352,11 +352,13 @@ async fn respond(
         Ok(items) => items,
         Err(panic) => return Ok(Status::new(StatusCode::Internal, panic_message(&*panic))),
     };
-    let items = AssertUnwindSafe(items).catch_unwind().map(|item| match item {
-        Ok(Ok(message)) => Ok(Outgoing::Message(message)),
-        Ok(Err(e)) => Ok(Outgoing::Error(handler_error_text(e))),
-        Err(panic) => Err(panic),
-    });
+    let items = AssertUnwindSafe(items)
+        .catch_unwind()
+        .map(|item| match item {
+            Ok(Ok(message)) => Ok(Outgoing::Message(message)),
+            Ok(Err(e)) => Ok(Outgoing::Error(handler_error_text(e))),
+            Err(panic) => Err(panic),
+        });
     Ok(match tx.send_all(out, items).await? {
         Ok(()) => Status::ok(),
         Err(panic) => Status::new(StatusCode::Internal, panic_message(&*panic)),

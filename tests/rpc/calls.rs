@@ -601,7 +601,10 @@ async fn a_call_described_by_options_reaches_the_handler_with_its_metadata_and_d
         .invoke("whoami", &options, Body::Message(vec![]))
         .await
         .unwrap();
-    assert_eq!(responses.single().await.unwrap(), b"ServerStreaming 4321 t-1");
+    assert_eq!(
+        responses.single().await.unwrap(),
+        b"ServerStreaming 4321 t-1"
+    );
 
     // One message, responses as a stream.
     let items: Vec<_> = client
@@ -637,7 +640,10 @@ async fn a_call_described_by_options_reaches_the_handler_with_its_metadata_and_d
         .call_client_streaming("whoami_stream", stream::iter(vec![vec![1]]))
         .await;
     // Two responses to a client-streaming call are refused by the reader.
-    assert!(matches!(reply, Err(RpcError::ProtocolError(_))), "{reply:?}");
+    assert!(
+        matches!(reply, Err(RpcError::ProtocolError(_))),
+        "{reply:?}"
+    );
     let reply = client.call("whoami", vec![]).await.unwrap();
     assert!(
         String::from_utf8_lossy(&reply).starts_with("Unary "),
@@ -668,7 +674,17 @@ async fn one_writer_keeps_order_across_small_batched_and_large_unbatched_message
     // Small messages are gathered into batches, large ones (16 KiB and
     // more) go as their own buffers: order and content must survive both
     // ways, on the client's upload and on the server's response stream.
-    let sizes = [0usize, 3, 16 * 1024, 1, 70_000, 16 * 1024 - 1, 0, 200_000, 5];
+    let sizes = [
+        0usize,
+        3,
+        16 * 1024,
+        1,
+        70_000,
+        16 * 1024 - 1,
+        0,
+        200_000,
+        5,
+    ];
     let requests: Vec<Vec<u8>> = sizes
         .iter()
         .enumerate()
