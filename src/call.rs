@@ -1,8 +1,66 @@
-//! [`CallOptions`]: what describes a call besides its method and payload.
+//! What describes a call: [`CallOptions`] (metadata, timeout, idempotence)
+//! besides its method, and [`Body`], the requests it sends.
+//!
+//! Every call mode of [`RpcClient`](crate::RpcClient) is one
+//! [`invoke`](crate::RpcClient::invoke) of a method with options and a body,
+//! followed by reading its [`ResponseStream`](crate::ResponseStream):
+//!
+//! | mode | body | responses |
+//! |---|---|---|
+//! | unary (`call`) | [`Body::Message`] | [`single`](crate::ResponseStream::single) |
+//! | server streaming | [`Body::Message`] | the stream |
+//! | client streaming | [`Body::Stream`] | [`single`](crate::ResponseStream::single) |
+//! | bidirectional | [`Body::Stream`] | the stream |
 
+use std::fmt;
+use std::pin::Pin;
 use std::time::Duration;
 
-use crate::wire::Metadata;
+use futures::Stream;
+
+use crate::wire::{CallKind, Metadata};
+
+/// The requests of a call: one message, or a stream of them.
+pub enum Body {
+    /// Exactly one request message, sent with the header in one write
+    /// (unary and server-streaming calls).
+    Message(Vec<u8>),
+    /// Request messages uploaded as the stream yields them, independently
+    /// of the responses (client-streaming and bidirectional calls).
+    Stream(Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>),
+}
+
+impl Body {
+    /// A body of the messages `requests` yields.
+    pub fn stream(requests: impl Stream<Item = Vec<u8>> + Send + 'static) -> Self {
+        Self::Stream(Box::pin(requests))
+    }
+
+    /// The call kind the request header announces for this body when the
+    /// caller reads the responses as a stream: `ServerStreaming` for one
+    /// message, `Bidirectional` for a stream.
+    pub(crate) fn streaming_kind(&self) -> CallKind {
+        match self {
+            Self::Message(_) => CallKind::ServerStreaming,
+            Self::Stream(_) => CallKind::Bidirectional,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(message: Vec<u8>) -> Self {
+        Self::Message(message)
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Message(m) => write!(f, "Body::Message({} bytes)", m.len()),
+            Self::Stream(_) => f.write_str("Body::Stream"),
+        }
+    }
+}
 
 /// How to make one call: request metadata, how long it may take, and
 /// whether it is safe to run more than once.
@@ -31,7 +89,13 @@ impl CallOptions {
     }
 
     /// The whole call's time limit, retries included; the server is told
-    /// the deadline. Default: the client's `RpcConfig::with_default_timeout`.
+    /// the deadline and cancels the handler when it passes.
+    ///
+    /// Default: for unary and client-streaming calls the client's
+    /// `RpcConfig::with_default_timeout`; a streaming call read as a
+    /// stream ([`RpcClient::invoke`](crate::RpcClient::invoke)) then has no
+    /// deadline, and only waiting for a connection and a stream slot is
+    /// bounded by the default timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

@@ -5,13 +5,19 @@ use std::future::poll_fn;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, Stream, StreamExt};
 use s2n_quic::stream::{ReceiveStream, SendStream};
 
-use crate::wire::{reset, Frame, FrameDecoder};
+use crate::wire::{encode_frame_header, reset, Frame, FrameDecoder, FrameType};
 use crate::RpcError;
 
 /// Chunks taken from the stream per receive request.
 const RECEIVE_CHUNKS: usize = 8;
+/// Frames are gathered up to this many bytes before one write.
+const WRITE_BATCH: usize = 64 * 1024;
+/// Messages at least this large are sent as their own buffer instead of
+/// being copied next to their frame header.
+pub(crate) const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
 
 /// Reads whole frames from a QUIC receive stream.
 pub(crate) struct FrameReader {
@@ -148,6 +154,14 @@ impl Drop for FrameReader {
     }
 }
 
+/// One item for [`SendHalf::send_all`].
+pub(crate) enum Outgoing {
+    /// A `Message` frame.
+    Message(Vec<u8>),
+    /// An `Error` frame (an error item of a response stream).
+    Error(String),
+}
+
 /// A send half that resets the stream when dropped before `finish`, so an
 /// abandoned call can never look like a complete one to the peer (s2n-quic
 /// finishes streams on drop).
@@ -168,6 +182,84 @@ impl SendHalf {
 
     pub(crate) async fn send_vectored(&mut self, chunks: &mut [Bytes]) -> Result<(), RpcError> {
         Ok(self.tx.send_vectored(chunks).await?)
+    }
+
+    /// Sends `out` (frames already encoded), one `Message` frame carrying
+    /// `message`, and the frames `tail` appends, in one write: the message
+    /// is copied in when small, and passed as its own buffer when large.
+    /// The one-message path of both sides (a unary request, a unary response).
+    pub(crate) async fn send_message(
+        &mut self,
+        mut out: BytesMut,
+        message: Vec<u8>,
+        tail: impl FnOnce(&mut BytesMut),
+    ) -> Result<(), RpcError> {
+        encode_frame_header(FrameType::Message, message.len(), &mut out);
+        if message.len() < ZERO_COPY_THRESHOLD {
+            out.extend_from_slice(&message);
+            tail(&mut out);
+            self.send(out.freeze()).await
+        } else {
+            let mut rest = BytesMut::new();
+            tail(&mut rest);
+            self.send_vectored(&mut [out.freeze(), Bytes::from(message), rest.freeze()])
+                .await
+        }
+    }
+
+    /// Sends `items` as frames, in order, in as few writes as possible:
+    /// frames are gathered in `out` while the source has items ready
+    /// (polled without waiting), up to [`WRITE_BATCH`] bytes, and written
+    /// before waiting for the next one; large messages go as their own
+    /// buffer. The streaming path of both sides (a client's request upload,
+    /// a server's response stream).
+    ///
+    /// Returns `Ok(Ok(()))` when `items` ends and `Ok(Err(stop))` at the
+    /// first `Err(stop)` item (nothing further is taken). Frames not yet
+    /// written are left in `out`, so the caller's last frame (`End`, a
+    /// status) can share their write.
+    ///
+    /// # Errors
+    /// The send error if a write fails (peer reset or stopped the stream,
+    /// connection lost).
+    pub(crate) async fn send_all<S, E>(
+        &mut self,
+        out: &mut BytesMut,
+        items: S,
+    ) -> Result<Result<(), E>, RpcError>
+    where
+        S: Stream<Item = Result<Outgoing, E>>,
+    {
+        let mut items = std::pin::pin!(items);
+        loop {
+            let item = match items.next().now_or_never() {
+                Some(item) => item,
+                None => {
+                    if !out.is_empty() {
+                        self.send(out.split().freeze()).await?;
+                    }
+                    items.next().await
+                }
+            };
+            match item {
+                None => return Ok(Ok(())),
+                Some(Err(stop)) => return Ok(Err(stop)),
+                Some(Ok(Outgoing::Error(text))) => Frame::Error(text).encode(out),
+                Some(Ok(Outgoing::Message(message))) => {
+                    encode_frame_header(FrameType::Message, message.len(), out);
+                    if message.len() >= ZERO_COPY_THRESHOLD {
+                        let head = out.split().freeze();
+                        self.send_vectored(&mut [head, Bytes::from(message)])
+                            .await?;
+                    } else {
+                        out.extend_from_slice(&message);
+                    }
+                }
+            }
+            if out.len() >= WRITE_BATCH {
+                self.send(out.split().freeze()).await?;
+            }
+        }
     }
 
     /// Ends the stream cleanly (FIN).

@@ -56,7 +56,7 @@ mod tls;
 mod udp;
 pub mod wire;
 
-pub use call::CallOptions;
+pub use call::{Body, CallOptions};
 pub use client::{ResponseStream, RpcClient, UnaryRequest};
 pub use config::{
     RpcConfig, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_MTU,

@@ -15,22 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use futures::Stream;
 use s2n_quic::client::Connect;
 
 pub use service::UnaryRequest;
 pub use streaming::ResponseStream;
 
-/// Unary payloads smaller than this are copied into the request buffer;
-/// larger ones are sent as their own buffer.
-const INLINE_PAYLOAD: usize = 4096;
-
 use crate::io::{FrameReader, SendHalf};
-use crate::wire::{
-    encode_frame_header, CallKind, Frame, FrameDecoder, FrameType, Metadata, RequestHeader,
-};
-use crate::{RpcConfig, RpcError};
+use crate::wire::{CallKind, FrameDecoder, Metadata, RequestHeader};
+use crate::{Body, CallOptions, RpcConfig, RpcError};
 use connection::{after_attempt, next_step, Busy, Conn, Link, LinkState, Step};
 
 /// A client of one server. Cheap to clone; clones share the connection.
@@ -207,6 +200,16 @@ impl RpcClient {
     ///
     /// The returned future owns what it needs (it does not borrow the
     /// client), so it can be spawned or joined freely.
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::MessageTooLarge`] for `params` over the configured
+    /// limit (nothing is sent); [`RpcError::ProtocolError`] for a method
+    /// name or metadata the header cannot carry; [`RpcError::Timeout`]
+    /// when the timeout passes (waiting for a connection or a stream slot
+    /// included); the server's answer ([`RpcError::RemoteError`],
+    /// [`RpcError::UnknownMethod`], [`RpcError::Unavailable`] while it
+    /// drains); connection errors as [`connect`](Self::connect) lists them.
     pub fn call(
         &self,
         method: &str,
@@ -217,6 +220,10 @@ impl RpcClient {
 
     /// Calls a unary method with its own timeout. The server is told the
     /// deadline and cancels the handler when it passes.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
     pub fn call_with_timeout(
         &self,
         method: &str,
@@ -227,6 +234,10 @@ impl RpcClient {
     }
 
     /// Calls a unary method with request metadata (trace context, tokens, ...).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
     pub fn call_with_metadata(
         &self,
         method: &str,
@@ -234,66 +245,137 @@ impl RpcClient {
         metadata: Metadata,
         timeout: Duration,
     ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static {
-        let prepared = self
-            .check_size(&params)
-            .and_then(|()| self.header(method, CallKind::Unary, metadata, Some(timeout)));
+        self.single(
+            CallKind::Unary,
+            method,
+            metadata,
+            timeout,
+            Body::Message(params),
+        )
+    }
+
+    /// Starts a call of `method` as `options` describe, sending `body`,
+    /// and returns its responses: the one path every call mode takes.
+    ///
+    /// The request header carries `options`' metadata and its timeout as
+    /// the call's deadline (none if unset). Waiting for a connection and a
+    /// stream slot, and sending a [`Body::Message`], are bounded by the
+    /// timeout, or the configured default timeout if unset. A
+    /// [`Body::Message`] is announced as a server-streaming call, a
+    /// [`Body::Stream`] as a bidirectional one; read one response with
+    /// [`ResponseStream::single`] for unary or client-streaming use.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rpcnet::RpcClient) -> Result<(), rpcnet::RpcError> {
+    /// use std::time::Duration;
+    /// use rpcnet::{Body, CallOptions};
+    ///
+    /// let options = CallOptions::new()
+    ///     .with_timeout(Duration::from_secs(2))
+    ///     .with_metadata("trace-id", b"abc".to_vec());
+    /// let mut responses = client.invoke("echo", &options, Body::Message(b"hi".to_vec())).await?;
+    /// let answer = responses.single().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::MessageTooLarge`] for a [`Body::Message`] over the
+    /// configured limit (an oversized streamed request ends the stream with
+    /// it instead); [`RpcError::ProtocolError`] for a method name or
+    /// metadata the header cannot carry;
+    /// [`RpcError::Timeout`] as above; the server's refusal if sending a
+    /// single message failed because it answered first; connection errors
+    /// as [`connect`](Self::connect) lists them.
+    pub fn invoke(
+        &self,
+        method: &str,
+        options: &CallOptions,
+        body: Body,
+    ) -> impl Future<Output = Result<ResponseStream, RpcError>> + Send + 'static {
+        let prepared = self.prepare(
+            body.streaming_kind(),
+            method,
+            options.metadata().clone(),
+            options.timeout(),
+            &body,
+        );
+        let bound = options.timeout().unwrap_or(self.inner.default_timeout);
+        let this = self.clone();
+        async move {
+            let header = prepared?;
+            tokio::time::timeout(bound, this.start(header, body))
+                .await
+                .unwrap_or(Err(RpcError::Timeout))
+        }
+    }
+
+    /// A call read as one response (unary, client streaming), bounded as a
+    /// whole by `timeout`, which the server is told as the deadline.
+    fn single(
+        &self,
+        kind: CallKind,
+        method: &str,
+        metadata: Metadata,
+        timeout: Duration,
+        body: Body,
+    ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static {
+        let prepared = self.prepare(kind, method, metadata, Some(timeout), &body);
         let this = self.clone();
         async move {
             let header = prepared?;
             // Boxed: the call's state machine is then built once, in place,
             // instead of being moved with every future that awaits it.
-            let call = Box::pin(this.unary(header, params));
-            match tokio::time::timeout(timeout, call).await {
-                Ok(result) => result,
-                Err(_) => Err(RpcError::Timeout),
-            }
+            let call = Box::pin(async move { this.start(header, body).await?.single().await });
+            tokio::time::timeout(timeout, call)
+                .await
+                .unwrap_or(Err(RpcError::Timeout))
         }
     }
 
-    async fn unary(&self, header: RequestHeader, params: Vec<u8>) -> Result<Vec<u8>, RpcError> {
-        let (busy, stream_id, mut reader, mut tx) = self.open().await?;
-        let mut head = BytesMut::with_capacity(
-            3 * crate::wire::FRAME_HEADER_LEN
-                + header.encoded_len()
-                + if params.len() < INLINE_PAYLOAD {
-                    params.len()
-                } else {
-                    0
-                },
-        );
-        header.encode_frame(&mut head);
-        encode_frame_header(FrameType::Message, params.len(), &mut head);
-        let sent = if params.len() < INLINE_PAYLOAD {
-            head.extend_from_slice(&params);
-            encode_frame_header(FrameType::End, 0, &mut head);
-            tx.send(head.freeze()).await
-        } else {
-            let mut end = BytesMut::with_capacity(crate::wire::FRAME_HEADER_LEN);
-            encode_frame_header(FrameType::End, 0, &mut end);
-            tx.send_vectored(&mut [head.freeze(), Bytes::from(params), end.freeze()])
-                .await
-        };
-        // The request is complete: FIN now, so it travels with the request
-        // and the server's call ends with its response. From here on a
-        // dropped call is cancelled through the control stream.
-        if let Err(send_error) = sent.and_then(|()| tx.finish()) {
-            // The server may have answered (an unknown method, a refusal)
-            // and stopped reading: its answer is the better explanation.
-            // It always ends its side after answering, so this read ends.
-            return match read_unary_response(&mut reader, &header.method).await {
-                Err(RpcError::StreamError(_) | RpcError::ConnectionError(_)) => Err(send_error),
-                answer => answer,
-            };
+    /// Checks what can be checked before anything is sent, and builds the
+    /// request header.
+    fn prepare(
+        &self,
+        kind: CallKind,
+        method: &str,
+        metadata: Metadata,
+        timeout: Option<Duration>,
+        body: &Body,
+    ) -> Result<RequestHeader, RpcError> {
+        if let Body::Message(message) = body {
+            if message.len() > self.inner.max_message_size {
+                return Err(RpcError::MessageTooLarge {
+                    size: message.len(),
+                    limit: self.inner.max_message_size,
+                });
+            }
         }
-        let mut cancel = CancelOnDrop {
-            stream_id,
-            busy: &busy,
-            armed: true,
+        let header = RequestHeader {
+            request_id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            kind,
+            deadline_ms: timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32),
+            method: method.to_owned(),
+            metadata,
         };
-        let result = read_unary_response(&mut reader, &header.method).await;
-        cancel.armed = false;
-        reader.observe_fin();
-        result
+        header.validate(self.inner.max_header_size)?;
+        Ok(header)
+    }
+
+    /// Opens the call's stream and sends `body`: the unbounded core of
+    /// [`invoke`](Self::invoke).
+    async fn start(&self, header: RequestHeader, body: Body) -> Result<ResponseStream, RpcError> {
+        let (busy, stream_id, reader, tx) = self.open().await?;
+        ResponseStream::send(
+            busy,
+            stream_id,
+            header,
+            reader,
+            tx,
+            body,
+            self.inner.max_message_size,
+        )
+        .await
     }
 
     /// Opens a bidirectional call stream on the current connection
@@ -328,48 +410,14 @@ impl RpcClient {
         }
     }
 
-    /// [`open`](Self::open) for the streaming modes, which have no call
-    /// deadline: waiting for a connection and a stream slot is bounded by
-    /// the default timeout.
-    async fn open_within_default_timeout(
-        &self,
-    ) -> Result<(Busy, u64, FrameReader, SendHalf), RpcError> {
-        tokio::time::timeout(self.inner.default_timeout, self.open())
-            .await
-            .unwrap_or(Err(RpcError::Timeout))
-    }
-
-    fn header(
-        &self,
-        method: &str,
-        kind: CallKind,
-        metadata: Metadata,
-        timeout: Option<Duration>,
-    ) -> Result<RequestHeader, RpcError> {
-        let header = RequestHeader {
-            request_id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
-            kind,
-            deadline_ms: timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32),
-            method: method.to_owned(),
-            metadata,
-        };
-        header.validate(self.inner.max_header_size)?;
-        Ok(header)
-    }
-
-    fn check_size(&self, message: &[u8]) -> Result<(), RpcError> {
-        if message.len() > self.inner.max_message_size {
-            return Err(RpcError::MessageTooLarge {
-                size: message.len(),
-                limit: self.inner.max_message_size,
-            });
-        }
-        Ok(())
-    }
-
     /// Bidirectional streaming: sends `requests` while yielding responses.
     /// Upload and download run independently. Dropping the returned stream
-    /// cancels the call on the server.
+    /// cancels the call on the server. The call has no deadline; waiting
+    /// for a connection and a stream slot is bounded by the default timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`invoke`](Self::invoke); errors after the start arrive in the stream.
     pub async fn call_streaming<S>(
         &self,
         method: &str,
@@ -378,41 +426,34 @@ impl RpcClient {
     where
         S: Stream<Item = Vec<u8>> + Send + 'static,
     {
-        let header = self.header(method, CallKind::Bidirectional, Metadata::new(), None)?;
-        let (busy, _, reader, tx) = self.open_within_default_timeout().await?;
-        Ok(ResponseStream::start(
-            busy,
-            header,
-            reader,
-            tx,
-            requests,
-            self.inner.max_message_size,
-        ))
+        self.invoke(method, &CallOptions::new(), Body::stream(requests))
+            .await
     }
 
-    /// Server streaming: one request, a stream of responses.
+    /// Server streaming: one request, a stream of responses. The call has
+    /// no deadline; waiting for a connection and a stream slot is bounded
+    /// by the default timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`invoke`](Self::invoke); errors after the start arrive in the stream.
     pub async fn call_server_streaming(
         &self,
         method: &str,
         request: Vec<u8>,
     ) -> Result<ResponseStream, RpcError> {
-        self.check_size(&request)?;
-        let header = self.header(method, CallKind::ServerStreaming, Metadata::new(), None)?;
-        let (busy, _, reader, mut tx) = self.open_within_default_timeout().await?;
-        let mut out = BytesMut::new();
-        header.encode_frame(&mut out);
-        Frame::Message(Bytes::from(request)).encode(&mut out);
-        Frame::End.encode(&mut out);
-        let sent = tx.send(out.freeze()).await;
-        let responses = ResponseStream::new(busy, header.method, reader, tx);
-        if let Err(send_error) = sent {
-            return Err(responses.answer_after_send_error(send_error).await);
-        }
-        Ok(responses)
+        self.invoke(method, &CallOptions::new(), Body::Message(request))
+            .await
     }
 
     /// Client streaming: uploads `requests`, then returns the single
-    /// response. Bounded by the default timeout.
+    /// response. Bounded by the default timeout, which the server is told
+    /// as the deadline.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call); a request over the message size limit
+    /// ends the call with [`RpcError::MessageTooLarge`].
     pub async fn call_client_streaming<S>(
         &self,
         method: &str,
@@ -421,73 +462,13 @@ impl RpcClient {
     where
         S: Stream<Item = Vec<u8>> + Send + 'static,
     {
-        let timeout = self.inner.default_timeout;
-        let header = self.header(
-            method,
+        self.single(
             CallKind::ClientStreaming,
+            method,
             Metadata::new(),
-            Some(timeout),
-        )?;
-        let call = async {
-            let (busy, _, reader, tx) = self.open().await?;
-            let mut responses = ResponseStream::start(
-                busy,
-                header,
-                reader,
-                tx,
-                requests,
-                self.inner.max_message_size,
-            );
-            responses.single().await
-        };
-        tokio::time::timeout(timeout, call)
-            .await
-            .unwrap_or(Err(RpcError::Timeout))
-    }
-}
-
-/// Reads `Message, Status(Ok)` or an error status.
-async fn read_unary_response(reader: &mut FrameReader, method: &str) -> Result<Vec<u8>, RpcError> {
-    let mut response = None;
-    loop {
-        match reader.next_frame().await? {
-            Some(Frame::Message(m)) if response.is_none() => response = Some(m),
-            Some(Frame::Status(status)) => {
-                if let Some(e) = RpcError::from_status(status, method) {
-                    return Err(e);
-                }
-                return response.map(Vec::from).ok_or_else(|| {
-                    RpcError::ProtocolError("unary call completed without a response".into())
-                });
-            }
-            Some(Frame::Error(text)) => return Err(RpcError::RemoteError(text)),
-            Some(other) => {
-                return Err(RpcError::ProtocolError(format!(
-                    "unexpected {other:?} in a unary response"
-                )))
-            }
-            None => {
-                return Err(RpcError::StreamError(
-                    "response ended without a status".into(),
-                ))
-            }
-        }
-    }
-}
-
-/// Cancels a unary call whose request side is already finished, unless
-/// disarmed: the call future was dropped (by a timeout or by its caller)
-/// before the response arrived.
-struct CancelOnDrop<'a> {
-    stream_id: u64,
-    busy: &'a Busy,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.busy.cancel(self.stream_id);
-        }
+            self.inner.default_timeout,
+            Body::stream(requests),
+        )
+        .await
     }
 }

@@ -1,98 +1,145 @@
-//! The response side of streaming calls, and the request uploader.
+//! One call's two sides once its stream is open: sending the request
+//! (one message inline, or a stream uploaded by a task of its own) and
+//! [`ResponseStream`], which reads the responses.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::connection::Busy;
-use crate::io::{FrameReader, SendHalf};
-use crate::wire::{encode_frame_header, Frame, FrameType, RequestHeader};
-use crate::RpcError;
+use crate::io::{FrameReader, Outgoing, SendHalf, ZERO_COPY_THRESHOLD};
+use crate::wire::{encode_frame_header, Frame, FrameType, RequestHeader, FRAME_HEADER_LEN};
+use crate::{Body, RpcError};
 
-/// Request frames are gathered up to this many bytes before one write.
-const WRITE_BATCH: usize = 64 * 1024;
-/// Requests at least this large are sent as their own buffer instead of being copied.
-const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
-
-/// The responses of a streaming call, in order. Yields `Ok(message)` for
-/// each response (empty messages included), `Err(RpcError::RemoteError)`
-/// for an error item the handler yielded, and ends after the server's
-/// final status (an error status is yielded as a last `Err`).
+/// The responses of a call, in order. Yields `Ok(message)` for each
+/// response (empty messages included), `Err(RpcError::RemoteError)` for an
+/// error item the handler yielded, and ends after the server's final
+/// status (an error status is yielded as a last `Err`).
 ///
 /// Dropping it before the end cancels the call: the server's handler is
 /// dropped and the upload stops.
 pub struct ResponseStream {
     method: String,
     reader: FrameReader,
-    /// Our send half, held open until the call completes (single-request calls).
-    tx: Option<SendHalf>,
-    /// The task uploading a request stream; it hands the send half back when done.
-    uploader: Option<(JoinHandle<Result<SendHalf, RpcError>>, AbortHandle)>,
+    request: RequestSide,
+    /// The call's QUIC stream, for cancelling it through the control stream.
+    stream_id: u64,
     done: bool,
     /// Keeps the connection open (and alive) while the call runs.
-    _busy: Busy,
+    busy: Busy,
+}
+
+/// Where the request side of a call stands.
+enum RequestSide {
+    /// Sent in full and finished (FIN travelled with it): a call dropped
+    /// before its end is cancelled through the connection's control stream.
+    Finished,
+    /// Uploaded by a task, which hands the send half back (still open, so
+    /// dropping it resets the stream) once it has sent the `End` frame.
+    Uploading(JoinHandle<Result<SendHalf, RpcError>>, AbortHandle),
 }
 
 impl ResponseStream {
-    /// A call whose requests were already sent.
-    pub(crate) fn new(busy: Busy, method: String, reader: FrameReader, tx: SendHalf) -> Self {
+    /// Sends `body` after `header` on a just-opened call stream and returns
+    /// the call's responses.
+    ///
+    /// A single message travels with the header and FIN in one write (the
+    /// unary fast path). A stream is uploaded by a task, so upload and
+    /// download progress independently.
+    ///
+    /// # Errors
+    /// If sending a single message fails, the server's answer when it gave
+    /// one (it may have refused the call and stopped reading), otherwise
+    /// the send error.
+    pub(crate) async fn send(
+        busy: Busy,
+        stream_id: u64,
+        header: RequestHeader,
+        reader: FrameReader,
+        mut tx: SendHalf,
+        body: Body,
+        max_message_size: usize,
+    ) -> Result<Self, RpcError> {
+        let (method, request) = match body {
+            Body::Message(message) => {
+                // Room for header, message (if copied in) and `End` frames.
+                let inline = if message.len() < ZERO_COPY_THRESHOLD {
+                    message.len()
+                } else {
+                    0
+                };
+                let mut out =
+                    BytesMut::with_capacity(3 * FRAME_HEADER_LEN + header.encoded_len() + inline);
+                header.encode_frame(&mut out);
+                let end = |out: &mut BytesMut| encode_frame_header(FrameType::End, 0, out);
+                let sent = tx.send_message(out, message, end).await;
+                // FIN now, so it travels with the request and the server's
+                // call ends with its response.
+                let finished = sent.and_then(|()| tx.finish());
+                let responses = Self::new(
+                    busy,
+                    stream_id,
+                    header.method,
+                    reader,
+                    RequestSide::Finished,
+                );
+                return match finished {
+                    Ok(()) => Ok(responses),
+                    Err(send_error) => Err(responses.answer_after_send_error(send_error).await),
+                };
+            }
+            Body::Stream(requests) => {
+                let method = header.method.clone();
+                let task = tokio::spawn(upload(header, tx, requests, max_message_size));
+                let abort = task.abort_handle();
+                (method, RequestSide::Uploading(task, abort))
+            }
+        };
+        Ok(Self::new(busy, stream_id, method, reader, request))
+    }
+
+    fn new(
+        busy: Busy,
+        stream_id: u64,
+        method: String,
+        reader: FrameReader,
+        request: RequestSide,
+    ) -> Self {
         Self {
             method,
             reader,
-            tx: Some(tx),
-            uploader: None,
+            request,
+            stream_id,
             done: false,
-            _busy: busy,
+            busy,
         }
     }
 
     /// The error to report when sending the request failed: the server's
     /// answer if it gave one (a refusal it sent before it stopped
-    /// reading), otherwise `send_error`.
-    pub(crate) async fn answer_after_send_error(mut self, send_error: RpcError) -> RpcError {
+    /// reading), otherwise `send_error`. The server always ends its side
+    /// after answering, so this read ends.
+    async fn answer_after_send_error(mut self, send_error: RpcError) -> RpcError {
         match self.next().await {
-            Some(Err(
-                answer @ (RpcError::UnknownMethod(_)
-                | RpcError::RemoteError(_)
-                | RpcError::Unavailable(_)
-                | RpcError::Timeout
-                | RpcError::ProtocolError(_)),
-            )) => answer,
-            _ => send_error,
+            Some(Err(RpcError::StreamError(_) | RpcError::ConnectionError(_)))
+            | Some(Ok(_))
+            | None => send_error,
+            Some(Err(answer)) => answer,
         }
     }
 
-    /// A call whose requests are uploaded by a task of their own, so upload
-    /// and download progress independently.
-    pub(crate) fn start<S>(
-        busy: Busy,
-        header: RequestHeader,
-        reader: FrameReader,
-        tx: SendHalf,
-        requests: S,
-        max_message_size: usize,
-    ) -> Self
-    where
-        S: Stream<Item = Vec<u8>> + Send + 'static,
-    {
-        let method = header.method.clone();
-        let task = tokio::spawn(upload(header, tx, requests, max_message_size));
-        let abort = task.abort_handle();
-        Self {
-            method,
-            reader,
-            tx: None,
-            uploader: Some((task, abort)),
-            done: false,
-            _busy: busy,
-        }
-    }
-
-    /// Reads exactly one response (client-streaming calls).
-    pub(crate) async fn single(&mut self) -> Result<Vec<u8>, RpcError> {
+    /// Reads exactly one response: the result of a unary or
+    /// client-streaming call.
+    ///
+    /// # Errors
+    /// The call's error ([`RpcError::RemoteError`] for a handler error,
+    /// [`RpcError::UnknownMethod`], [`RpcError::Timeout`] for a passed
+    /// deadline, ...); [`RpcError::ProtocolError`] if the call ended with
+    /// no response or answered with more than one.
+    pub async fn single(&mut self) -> Result<Vec<u8>, RpcError> {
         let first = match self.next().await {
             Some(item) => item?,
             None => {
@@ -105,7 +152,7 @@ impl ResponseStream {
             None => Ok(first),
             Some(Err(e)) => Err(e),
             Some(Ok(_)) => Err(RpcError::ProtocolError(
-                "client-streaming call answered with more than one response".into(),
+                "call expecting one response answered with more".into(),
             )),
         }
     }
@@ -113,10 +160,7 @@ impl ResponseStream {
     /// The call is over: close our side cleanly.
     fn complete(&mut self) {
         self.done = true;
-        if let Some(mut tx) = self.tx.take() {
-            let _ = tx.finish();
-        }
-        if let Some((task, abort)) = self.uploader.take() {
+        if let RequestSide::Uploading(task, abort) = &mut self.request {
             match task.now_or_never() {
                 Some(Ok(Ok(mut tx))) => {
                     let _ = tx.finish();
@@ -125,6 +169,7 @@ impl ResponseStream {
                 None => abort.abort(),
                 Some(_) => {}
             }
+            self.request = RequestSide::Finished;
         }
         self.reader.observe_fin();
     }
@@ -132,7 +177,9 @@ impl ResponseStream {
     /// If the upload failed on our side (say, an oversized request), that
     /// is the better explanation for a broken call than the reset it caused.
     fn upload_error(&mut self) -> Option<RpcError> {
-        let (task, _) = self.uploader.as_mut()?;
+        let RequestSide::Uploading(task, _) = &mut self.request else {
+            return None;
+        };
         match task.now_or_never() {
             Some(Ok(Err(e @ RpcError::MessageTooLarge { .. }))) => Some(e),
             _ => None,
@@ -172,8 +219,11 @@ impl Stream for ResponseStream {
 
 impl Drop for ResponseStream {
     fn drop(&mut self) {
-        if let Some((_, abort)) = &self.uploader {
-            abort.abort();
+        match &self.request {
+            // Dropping the upload's send half resets the stream.
+            RequestSide::Uploading(_, abort) => abort.abort(),
+            RequestSide::Finished if !self.done => self.busy.cancel(self.stream_id),
+            RequestSide::Finished => {}
         }
     }
 }
@@ -189,54 +239,24 @@ impl std::fmt::Debug for ResponseStream {
 
 /// Sends the header, the requests in batches, then `End`; returns the send
 /// half still open (it is finished when the call completes).
-async fn upload<S>(
+async fn upload(
     header: RequestHeader,
     mut tx: SendHalf,
-    requests: S,
+    requests: Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>,
     max_message_size: usize,
-) -> Result<SendHalf, RpcError>
-where
-    S: Stream<Item = Vec<u8>> + Send + 'static,
-{
-    let mut requests = std::pin::pin!(requests);
+) -> Result<SendHalf, RpcError> {
     let mut out = BytesMut::new();
     header.encode_frame(&mut out);
-    tx.send(out.split().freeze()).await?;
-    let mut ended = false;
-    while !ended {
-        let Some(mut next) = requests.next().await else {
-            break;
-        };
-        loop {
-            if next.len() > max_message_size {
-                return Err(RpcError::MessageTooLarge {
-                    size: next.len(),
-                    limit: max_message_size,
-                });
-            }
-            encode_frame_header(FrameType::Message, next.len(), &mut out);
-            if next.len() >= ZERO_COPY_THRESHOLD {
-                let head = out.split().freeze();
-                tx.send_vectored(&mut [head, Bytes::from(next)]).await?;
-            } else {
-                out.extend_from_slice(&next);
-            }
-            if out.len() >= WRITE_BATCH {
-                break;
-            }
-            match requests.next().now_or_never() {
-                Some(Some(more)) => next = more,
-                Some(None) => {
-                    ended = true;
-                    break;
-                }
-                None => break,
-            }
+    let requests = requests.map(|message| {
+        if message.len() > max_message_size {
+            return Err(RpcError::MessageTooLarge {
+                size: message.len(),
+                limit: max_message_size,
+            });
         }
-        if !out.is_empty() && !ended {
-            tx.send(out.split().freeze()).await?;
-        }
-    }
+        Ok(Outgoing::Message(message))
+    });
+    tx.send_all(&mut out, requests).await??;
     encode_frame_header(FrameType::End, 0, &mut out);
     tx.send(out.freeze()).await?;
     Ok(tx)

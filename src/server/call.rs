@@ -20,17 +20,10 @@ use tokio::time::{sleep_until, Instant};
 use super::context::CallInfo;
 use super::handler::{Handler, RequestStream, ResponseItems};
 use super::ConnContext;
-use crate::io::{FrameReader, SendHalf};
-use crate::wire::{
-    encode_frame_header, reset, Frame, FrameType, RequestHeader, Status, StatusCode,
-    FRAME_HEADER_LEN,
-};
+use crate::io::{FrameReader, Outgoing, SendHalf};
+use crate::wire::{reset, Frame, RequestHeader, Status, StatusCode, FRAME_HEADER_LEN};
 use crate::RpcError;
 
-/// Response frames are gathered up to this many bytes before one write.
-const WRITE_BATCH: usize = 64 * 1024;
-/// Payloads at least this large are sent as their own buffer instead of being copied.
-const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
 /// Request messages queued between the stream and a streaming handler.
 const REQUEST_QUEUE: usize = 16;
 
@@ -235,23 +228,16 @@ async fn serve_unary(
         .await
     };
     // One write for every outcome: [MESSAGE] STATUS, then FIN.
-    let mut out = BytesMut::new();
-    let mut payload = None;
-    let status = match outcome {
-        Ok(Ok(Ok(response))) => {
-            encode_frame_header(FrameType::Message, response.len(), &mut out);
-            if response.len() >= ZERO_COPY_THRESHOLD {
-                payload = Some(Bytes::from(response));
-            } else {
-                out.extend_from_slice(&response);
-            }
-            Status::ok()
-        }
-        Ok(Ok(Err(e))) => Status::new(StatusCode::HandlerError, handler_error_text(e)),
+    let (response, status) = match outcome {
+        Ok(Ok(Ok(response))) => (Some(response), Status::ok()),
+        Ok(Ok(Err(e))) => (
+            None,
+            Status::new(StatusCode::HandlerError, handler_error_text(e)),
+        ),
         Ok(Err(panic)) => {
             let message = panic_message(&*panic);
             tracing::warn!(method = %call.method, "{message}");
-            Status::new(StatusCode::Internal, message)
+            (None, Status::new(StatusCode::Internal, message))
         }
         Err(Interrupted::Cancelled) => {
             tracing::debug!(method = %call.method, "call cancelled by client");
@@ -262,20 +248,20 @@ async fn serve_unary(
             Box::pin(reject(&mut reader, &mut tx, error_status(&e))).await;
             return None;
         }
-        Err(Interrupted::Deadline) => {
-            Status::new(StatusCode::DeadlineExceeded, "deadline exceeded")
-        }
+        Err(Interrupted::Deadline) => (
+            None,
+            Status::new(StatusCode::DeadlineExceeded, "deadline exceeded"),
+        ),
     };
-    let sent = match payload {
+    let sent = match response {
+        Some(response) => {
+            tx.send_message(BytesMut::new(), response, |out| status.encode(out))
+                .await
+        }
         None => {
+            let mut out = BytesMut::with_capacity(FRAME_HEADER_LEN + 1 + status.message.len());
             status.encode(&mut out);
             tx.send(out.freeze()).await
-        }
-        Some(payload) => {
-            let mut tail = BytesMut::new();
-            status.encode(&mut tail);
-            tx.send_vectored(&mut [out.freeze(), payload, tail.freeze()])
-                .await
         }
     };
     if sent.is_err() || tx.finish().is_err() {
@@ -366,39 +352,17 @@ async fn respond(
         Ok(items) => items,
         Err(panic) => return Ok(Status::new(StatusCode::Internal, panic_message(&*panic))),
     };
-    let mut items = AssertUnwindSafe(items).catch_unwind();
-    loop {
-        let mut next = items.next().await;
-        loop {
-            match next {
-                None => return Ok(Status::ok()),
-                Some(Err(panic)) => {
-                    return Ok(Status::new(StatusCode::Internal, panic_message(&*panic)))
-                }
-                Some(Ok(Ok(msg))) => {
-                    encode_frame_header(FrameType::Message, msg.len(), out);
-                    if msg.len() >= ZERO_COPY_THRESHOLD {
-                        let head = out.split().freeze();
-                        tx.send_vectored(&mut [head, Bytes::from(msg)]).await?;
-                    } else {
-                        out.extend_from_slice(&msg);
-                    }
-                }
-                Some(Ok(Err(e))) => Frame::Error(handler_error_text(e)).encode(out),
-            }
-            if out.len() >= WRITE_BATCH {
-                break;
-            }
-            // Gather whatever the handler has ready without waiting.
-            match items.next().now_or_never() {
-                Some(item) => next = item,
-                None => break,
-            }
-        }
-        if !out.is_empty() {
-            tx.send(out.split().freeze()).await?;
-        }
-    }
+    let items = AssertUnwindSafe(items)
+        .catch_unwind()
+        .map(|item| match item {
+            Ok(Ok(message)) => Ok(Outgoing::Message(message)),
+            Ok(Err(e)) => Ok(Outgoing::Error(handler_error_text(e))),
+            Err(panic) => Err(panic),
+        });
+    Ok(match tx.send_all(out, items).await? {
+        Ok(()) => Status::ok(),
+        Err(panic) => Status::new(StatusCode::Internal, panic_message(&*panic)),
+    })
 }
 
 async fn serve_streaming(

@@ -24,7 +24,7 @@ use super::eject::Outcome;
 use super::filter::WorkerFilter;
 use super::retry::{verdict, RetryBudget, RetryBudgetConfig, Verdict};
 use crate::cluster::NodeId;
-use crate::{CallOptions, ResponseStream, RpcClient, RpcConfig, RpcError};
+use crate::{Body, CallOptions, ResponseStream, RpcClient, RpcConfig, RpcError};
 
 /// How a [`ClusterClient`] connects to workers and retries.
 #[derive(Debug, Clone)]
@@ -224,8 +224,8 @@ impl ClusterClient {
     ) -> Result<WorkerStream, RpcError> {
         let (inner, worker) = self
             .route(filter, &CallOptions::new(), false, |client, _| {
-                let request = request.clone();
-                async move { client.call_server_streaming(method, request).await }
+                // The stream itself has no deadline (as `call_server_streaming`).
+                client.invoke(method, &CallOptions::new(), Body::Message(request.clone()))
             })
             .await?;
         Ok(WorkerStream { inner, worker })
@@ -252,7 +252,11 @@ impl ClusterClient {
                 let requests = requests.take();
                 async move {
                     match requests {
-                        Some(requests) => client.call_streaming(method, requests).await,
+                        Some(requests) => {
+                            client
+                                .invoke(method, &CallOptions::new(), Body::stream(requests))
+                                .await
+                        }
                         // Only reached if an attempt failed after taking the
                         // stream, which `route` never retries (see `connected`).
                         None => Err(RpcError::StreamError(
