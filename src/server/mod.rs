@@ -361,12 +361,19 @@ async fn serve_connection(
                 }
             },
             accepted = calls_in.accept_bidirectional_stream() => match accepted {
-                Ok(Some(mut stream)) => {
+                Ok(Some(stream)) => {
                     let id = stream.id();
                     if book.admit(id) {
                         arrived = Some((id, stream));
                     } else {
-                        let _ = stream.reset(reset::CANCELLED.into());
+                        // Through rpcnet's halves, which leave both in a
+                        // state s2n-quic frees: the client's STOP_SENDING
+                        // may have reset (and seen acknowledged) the send
+                        // half already, and a plain reset then leaves the
+                        // stream, and its slot, held for good.
+                        let (rx, tx) = stream.split();
+                        SendHalf::new(tx).reset(reset::CANCELLED);
+                        FrameReader::new(rx, ctx.decoder).stop(reset::CANCELLED);
                     }
                 }
                 Ok(None) | Err(_) => break,
