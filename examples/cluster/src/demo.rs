@@ -109,10 +109,13 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
         for i in 0..demo.workers.len() {
             demo.start_worker(i)?;
         }
-        for i in 0..demo.workers.len() {
-            let name = demo.workers[i].0.clone();
-            demo.expect(&mut lines, &name, "is running and ready")
+        // In whatever order they get there.
+        let mut starting: Vec<String> = demo.workers.iter().map(|w| w.0.clone()).collect();
+        while !starting.is_empty() {
+            let ready = demo
+                .expect_any(&mut lines, &starting, "is running and ready")
                 .await?;
+            starting.retain(|name| *name != ready);
         }
         demo.start("client", &[("DIRECTOR_ADDR", director.clone())])?;
         demo.expect(&mut lines, "client", "📦 received token")
@@ -224,17 +227,30 @@ impl Demo {
         who: &str,
         needle: &str,
     ) -> Result<(), Box<dyn std::error::Error>> {
+        self.expect_any(lines, &[who.to_owned()], needle)
+            .await
+            .map(drop)
+    }
+
+    /// Shows lines until one of `who` prints `needle`; returns which one.
+    async fn expect_any(
+        &mut self,
+        lines: &mut tokio::sync::mpsc::UnboundedReceiver<Line>,
+        who: &[String],
+        needle: &str,
+    ) -> Result<String, Box<dyn std::error::Error>> {
         let deadline = Instant::now() + STARTUP;
         loop {
             match tokio::time::timeout_at(deadline, lines.recv()).await {
                 Ok(Some(line)) => {
                     self.show(&line);
-                    if line.who == who && line.text.contains(needle) {
-                        return Ok(());
+                    if who.contains(&line.who) && line.text.contains(needle) {
+                        return Ok(line.who);
                     }
                 }
                 _ => {
-                    return Err(format!("{who} did not print {needle:?} within {STARTUP:?}").into())
+                    let who = who.join(", ");
+                    return Err(format!("{who} did not print {needle:?} within {STARTUP:?}").into());
                 }
             }
         }

@@ -156,9 +156,15 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let director = settings.director;
     println!("🌐 Enabling cluster, connecting to director at {director}...");
+    // The tags travel with the join announcement too, so the director
+    // never sees this worker without its label (a restart would otherwise
+    // show up once as "unlabelled"); the `set_tag` calls below are the
+    // guide's and change nothing then.
     let config = ClusterConfig::default()
         .with_server(handle)
-        .with_join_timeout(JOIN_ATTEMPT);
+        .with_join_timeout(JOIN_ATTEMPT)
+        .with_tag("role", "worker")
+        .with_tag("label", label.as_str());
     let cluster = ClusterMembership::new(config).await?;
     let signal = crate::shutdown_signal();
     tokio::pin!(signal);
