@@ -55,22 +55,14 @@ fn parse(args: &[String]) -> Result<Args, String> {
         kind: String::new(),
         hold: 8,
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--listen" => out.listen = value()?,
-            "--target" => {
-                out.target = Some(value()?.parse().map_err(|e| format!("--target: {e}"))?)
-            }
-            "--secs" => out.secs = value()?.parse().map_err(|e| format!("--secs: {e}"))?,
-            "--kind" => out.kind = value()?,
-            "--hold" => out.hold = value()?.parse().map_err(|e| format!("--hold: {e}"))?,
-            other => return Err(format!("unknown argument {other}")),
+    for (flag, value) in crate::args::pairs(args)? {
+        match flag {
+            "--listen" => out.listen = value.into(),
+            "--target" => out.target = Some(crate::args::parse(flag, value)?),
+            "--secs" => out.secs = crate::args::parse(flag, value)?,
+            "--kind" => out.kind = value.into(),
+            "--hold" => out.hold = crate::args::parse(flag, value)?,
+            other => return Err(crate::args::unknown(other)),
         }
     }
     Ok(out)

@@ -7,20 +7,28 @@
 //! every node reported against the targets in `docs/RELIABILITY.md`.
 //!
 //! ```text
-//! rpcnet-faults [all|converge|loss|pause|partition|foreign]... [--short] [--report FILE]
+//! rpcnet-faults [all|converge|kill|failover|rolling|hostile|pause|partition|foreign|loss]...
+//!               [--short] [--report FILE]
+//! rpcnet-faults clean
 //! ```
 //!
 //! `--short` is the CI version (2 minutes of loss, 60 s long partition).
+//! `clean` removes whatever an earlier run left behind (a run killed with
+//! SIGKILL cannot clean up after itself); `.ci/run` calls it on exit.
+//! Certificates are issued per run into a temporary directory (see `pki`).
 //! Needs root and `ip netns`; installs nftables with apt-get when missing;
 //! where that is impossible it prints `SKIPPED: <reason>` and exits 0.
 //! Exits 1 when a target is missed. Every run cleans up its namespaces,
 //! rules and processes, also when a scenario fails or the run is
 //! interrupted (Ctrl+C, SIGTERM).
 
+mod args;
 mod hostile;
+mod intruder;
 mod load;
 mod net;
 mod node;
+mod pki;
 mod scenarios;
 
 use std::time::{Duration, Instant};
@@ -42,15 +50,21 @@ const ALL: [&str; 9] = [
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let role = argv.first().map(String::as_str).unwrap_or("");
-    if ["load", "serve", "probe", "attack"].contains(&role) {
+    if ["load", "serve", "probe", "attack", "gossip"].contains(&role) {
         let result = match role {
             "load" => load::main(&argv[1..]),
+            "gossip" => intruder::main(&argv[1..]),
             _ => hostile::main(role, &argv[1..]),
         };
         if let Err(e) = result {
             eprintln!("{role}: {e}");
             std::process::exit(1);
         }
+        return;
+    }
+    if role == "clean" {
+        net::sweep();
+        pki::sweep();
         return;
     }
     let mut names: Vec<String> = Vec::new();
@@ -76,8 +90,15 @@ fn main() {
         println!("SKIPPED: {why}");
         return;
     }
-    on_interrupt_clean_up();
-    let bins = match node::Binaries::locate() {
+    let pki = match pki::Pki::issue() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    on_interrupt_clean_up(pki.dir().to_path_buf());
+    let bins = match node::Binaries::locate(pki) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{e}");
@@ -122,6 +143,7 @@ fn main() {
         }
     }
     net::sweep();
+    drop(bins);
 
     let checks = outcomes.iter().flat_map(|o| &o.checks);
     let failed = checks.clone().filter(|c| !c.ok).count() + errors.len();
@@ -177,8 +199,8 @@ fn markdown(outcomes: &[Outcome], errors: &[String], short: bool, took: Duration
 
 /// Ctrl+C or SIGTERM: remove the lab (namespaces, rules, the processes in
 /// them) before exiting.
-fn on_interrupt_clean_up() {
-    std::thread::spawn(|| {
+fn on_interrupt_clean_up(certificates: std::path::PathBuf) {
+    std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -195,6 +217,7 @@ fn on_interrupt_clean_up() {
         eprintln!("interrupted: cleaning up the lab");
         net::cleanup_live();
         net::sweep();
+        let _ = std::fs::remove_dir_all(&certificates);
         std::process::exit(130);
     });
 }

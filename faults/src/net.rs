@@ -106,6 +106,11 @@ pub struct Host {
 }
 
 impl Host {
+    /// Its number: `i` in `rpcf-<i>` and `198.18.0.<i>`.
+    pub fn index(&self) -> usize {
+        usize::from(self.ip.octets()[3])
+    }
+
     fn nft(&self, script: &str) -> Result<(), String> {
         run("ip", &["netns", "exec", &self.ns, "nft", script])
     }

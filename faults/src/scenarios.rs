@@ -81,11 +81,11 @@ fn converged_cluster(
     bins: &Binaries,
     n: usize,
 ) -> Result<(Vec<Node>, Duration), String> {
-    let first = Node::start(bins, &lab.hosts[0], &[], &[])?;
+    let first = Node::start(bins, &lab.hosts[0], &[])?;
     let seed = [first.addr];
     let mut nodes = vec![first];
     for i in 1..n {
-        nodes.push(Node::start(bins, &lab.hosts[i], &seed, &[])?);
+        nodes.push(Node::start(bins, &lab.hosts[i], &seed)?);
     }
     let last_ready = Instant::now();
     let start = Instant::now() - Duration::from_secs(60);
@@ -265,7 +265,7 @@ pub fn partition(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
     let (nodes, _) = converged_cluster(&lab, bins, 5)?;
     let (a, b) = ([0, 1], [2, 3, 4]);
     let all: Vec<&Node> = nodes.iter().collect();
-    let everyone_up = |within| {
+    let everyone_up = |within: Duration| {
         let deadline = Instant::now() + within;
         let mut last = None;
         for n in &nodes {
@@ -342,48 +342,98 @@ pub fn partition(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
     Ok(out)
 }
 
-/// Scenario 8: a process with a certificate from another CA tries to join.
+/// Scenario 8: outsiders try to join and to gossip.
 pub fn foreign(bins: &Binaries) -> Result<Outcome, String> {
     let mut out = Outcome::new(
         "foreign",
-        "3 members; a 4th host runs a node whose certificate comes from another CA, seeded with member 1",
+        "3 members on hosts 1-3; host 4 runs an rpcnet-node with a member certificate from another CA, seeded with member 1; \
+         host 5 runs an application client (certificate from the cluster CA, no member role) that sends every member a genuine \
+         join announcement (recorded from a real membership on its own host) and random bytes on the gossip method",
     );
-    let lab = Lab::new(4)?;
+    let lab = Lab::new(5)?;
     let (nodes, _) = converged_cluster(&lab, bins, 3)?;
     let t0 = Instant::now();
-    let outsider = Node::start(
+    let outsider = Node::spawn(
         bins,
         &lab.hosts[3],
+        &bins.node,
+        &[],
         &[nodes[0].addr],
-        &[
-            "--cert",
-            "certs/other_cert.pem",
-            "--key",
-            "certs/other_key.pem",
-            "--ca",
-            "certs/other-ca.pem",
-        ],
+        Some(&bins.pki.outsider(lab.hosts[3].index())),
+        &[],
+    )?;
+    let forge = bins.pki.outsider(lab.hosts[4].index()).args();
+    let mut extra: Vec<String> = forge
+        .chunks(2)
+        .flat_map(|kv| [kv[0].replace("--", "--forge-"), kv[1].clone()])
+        .collect();
+    for n in &nodes {
+        extra.extend(["--target".into(), n.addr.to_string()]);
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let app = Node::spawn(
+        bins,
+        &lab.hosts[4],
+        &bins.harness,
+        &["gossip"],
+        &[],
+        Some(&bins.pki.app_client()),
+        &extra,
     )?;
     let refused = outsider
         .wait_for(t0, t0 + Duration::from_secs(20), |l| {
             l.starts_with("JOIN-FAILED")
         })
         .is_some();
+    let gossip = app
+        .wait_for(t0, t0 + Duration::from_secs(30), |l| l.starts_with("GOSSIP "))
+        .and_then(|_| {
+            app.lines_between(t0, Instant::now() + Duration::from_secs(1), |l| {
+                l.starts_with("GOSSIP ")
+            })
+            .pop()
+        });
+    let attempts = app.lines_between(t0, Instant::now(), |l| l.starts_with("SENT "));
+    // Give a wrongly admitted packet time to show up as an event.
     sleep(Duration::from_secs(3));
-    let needle = outsider.addr.ip().to_string();
-    let mentions: Vec<String> = nodes
+    let changes: Vec<String> = nodes
         .iter()
-        .flat_map(|n| n.lines_between(t0, Instant::now(), |l| l.contains(&needle)))
+        .flat_map(|n| {
+            n.lines_between(t0, Instant::now(), |l| l.starts_with("EVENT "))
+                .into_iter()
+                .map(move |l| format!("{}: {l}", n.addr))
+        })
         .collect();
     out.check(
-        "the outsider's join is refused",
+        "the other-CA node's join is refused",
         if refused { "yes" } else { "no" },
         refused,
     );
+    let counts: Vec<u64> = gossip
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let all_refused = counts.len() == 3 && counts[0] == 2 * nodes.len() as u64 && counts[2] == 0;
     out.check(
-        "membership changes anywhere about the outsider (target 0)",
-        summary(&mentions),
-        mentions.is_empty(),
+        "the application client's gossip (a genuine join and random bytes, to every member) is refused",
+        match &gossip {
+            Some(_) => format!(
+                "{} of {} packets refused ({})",
+                counts.get(1).copied().unwrap_or(0),
+                counts.first().copied().unwrap_or(0),
+                attempts.first().map_or("", String::as_str)
+            ),
+            None => "the client did not finish within 30 s".into(),
+        },
+        all_refused,
+    );
+    out.check(
+        "membership events at any member while the outsiders tried (target 0)",
+        summary(&changes),
+        changes.is_empty(),
     );
     Ok(out)
 }
@@ -422,7 +472,7 @@ pub fn kill(bins: &Binaries) -> Result<Outcome, String> {
         }
         detections.push(last);
         let restarted = Instant::now();
-        let node = Node::start(bins, &lab.hosts[4], &[nodes[0].addr], &[])?;
+        let node = Node::start(bins, &lab.hosts[4], &[nodes[0].addr])?;
         let mut last = Duration::ZERO;
         for o in &nodes {
             match o.wait_for(restarted, restarted + Duration::from_secs(15), |l| {
@@ -495,18 +545,20 @@ const WORKERS: usize = 3;
 
 fn start_worker(lab: &Lab, bins: &Binaries, i: usize, seed: SocketAddr) -> Result<Node, String> {
     let label = format!("w{}", i + 2);
+    let host = &lab.hosts[i + 1];
     Node::spawn(
         bins,
-        &lab.hosts[i + 1],
+        host,
         &bins.worker,
         &[],
         &[seed],
+        Some(&bins.pki.member(host.index())),
         &["--label", &label, "--drain-ms", "10000"],
     )
 }
 
 fn loaded_cluster(lab: &Lab, bins: &Binaries, secs: u64) -> Result<LoadedCluster, String> {
-    let seed = Node::start(bins, &lab.hosts[0], &[], &[])?;
+    let seed = Node::start(bins, &lab.hosts[0], &[])?;
     let mut workers = Vec::new();
     for i in 0..WORKERS {
         workers.push(Some(start_worker(lab, bins, i, seed.addr)?));
@@ -519,6 +571,7 @@ fn loaded_cluster(lab: &Lab, bins: &Binaries, secs: u64) -> Result<LoadedCluster
         &bins.harness,
         &["load"],
         &[seed.addr],
+        Some(&bins.pki.member(lab.hosts[4].index())),
         &["--secs", &secs, "--min-workers", &min, "--concurrency", "8"],
     )?;
     let now = Instant::now();
@@ -735,7 +788,7 @@ pub fn hostile(bins: &Binaries) -> Result<Outcome, String> {
         "an RpcServer (default limits) on host 1; a well-behaved client on host 3 calling echo ~200 times a second; host 2 attacks in turn: 50,000 random datagrams, 500 streams of random bytes, 100 messages announcing 4 GiB, 10,000 stalled streams announcing ~16 MiB each, 50 server streams never read, 1,000 half-open handshakes",
     );
     let lab = Lab::new(3)?;
-    let server = Node::spawn(bins, &lab.hosts[0], &bins.harness, &["serve"], &[], &[])?;
+    let server = Node::spawn(bins, &lab.hosts[0], &bins.harness, &["serve"], &[], None, &[])?;
     let target = server.addr.to_string();
     let probe = Node::spawn(
         bins,
@@ -743,6 +796,7 @@ pub fn hostile(bins: &Binaries) -> Result<Outcome, String> {
         &bins.harness,
         &["probe"],
         &[],
+        None,
         &["--target", &target, "--secs", "600"],
     )?;
     sleep(Duration::from_secs(5));
@@ -756,6 +810,7 @@ pub fn hostile(bins: &Binaries) -> Result<Outcome, String> {
             &bins.harness,
             &["attack"],
             &[],
+            None,
             &["--target", &target, "--kind", kind, "--hold", "8"],
         )?;
         let done = attacker.wait_for(t0, t0 + Duration::from_secs(150), |l| {
