@@ -57,7 +57,10 @@ fn parse(args: &[String]) -> Result<Args, String> {
         }
     }
     if out.targets.is_empty() || out.cert.is_empty() || out.forge_cert.is_empty() {
-        return Err("--target, --cert/--key/--ca and --forge-cert/--forge-key/--forge-ca are required".into());
+        return Err(
+            "--target, --cert/--key/--ca and --forge-cert/--forge-key/--forge-ca are required"
+                .into(),
+        );
     }
     Ok(out)
 }
@@ -138,9 +141,12 @@ async fn run(args: Args) -> Result<(), String> {
         x ^= x << 17;
         *b = x as u8;
     }
-    let config = RpcConfig::new(&args.ca, SocketAddr::new(listen.ip(), 0).to_string().as_str())
-        .with_client_identity(&args.cert, &args.key)
-        .with_shared_endpoint(false);
+    let config = RpcConfig::new(
+        &args.ca,
+        SocketAddr::new(listen.ip(), 0).to_string().as_str(),
+    )
+    .with_client_identity(&args.cert, &args.key)
+    .with_shared_endpoint(false);
     let (mut sent, mut refused, mut accepted) = (0, 0, 0);
     for target in &args.targets {
         let client = RpcClient::connect(*target, config.clone())

@@ -12,7 +12,8 @@
 //! rpcnet-faults clean
 //! ```
 //!
-//! `--short` is the CI version (2 minutes of loss, 60 s long partition).
+//! `--short` is the CI version (2 minutes of loss, a 30 s long partition,
+//! a 15 s one-way partition).
 //! `clean` removes whatever an earlier run left behind (a run killed with
 //! SIGKILL cannot clean up after itself); `.ci/run` calls it on exit.
 //! Certificates are issued per run into a temporary directory (see `pki`).
@@ -108,12 +109,14 @@ fn main() {
     let durations = if short {
         Durations {
             loss: Duration::from_secs(120),
-            long_partition: Duration::from_secs(60),
+            long_partition: Duration::from_secs(30),
+            one_way: Duration::from_secs(15),
         }
     } else {
         Durations {
             loss: Duration::from_secs(600),
             long_partition: Duration::from_secs(120),
+            one_way: Duration::from_secs(30),
         }
     };
 
@@ -122,6 +125,7 @@ fn main() {
     let mut errors: Vec<String> = Vec::new();
     for name in &names {
         println!("== {name}");
+        let scenario_started = Instant::now();
         let result = match name.as_str() {
             "converge" => scenarios::converge(&bins),
             "kill" => scenarios::kill(&bins),
@@ -134,6 +138,7 @@ fn main() {
             "foreign" => scenarios::foreign(&bins),
             _ => unreachable!("checked above"),
         };
+        println!("  ({name} took {} s)", scenario_started.elapsed().as_secs());
         match result {
             Ok(o) => outcomes.push(o),
             Err(e) => {
@@ -149,7 +154,16 @@ fn main() {
     let failed = checks.clone().filter(|c| !c.ok).count() + errors.len();
     let passed = checks.filter(|c| c.ok).count();
     if let Some(path) = report {
-        let text = markdown(&outcomes, &errors, short, started.elapsed());
+        let command = format!(
+            "cargo run --release -p rpcnet-faults -- {}{}",
+            if names.len() == ALL.len() {
+                "all".to_string()
+            } else {
+                names.join(" ")
+            },
+            if short { " --short" } else { "" }
+        );
+        let text = markdown(&outcomes, &errors, &command, started.elapsed());
         if let Err(e) = std::fs::write(&path, text) {
             eprintln!("could not write {path}: {e}");
         } else {
@@ -162,14 +176,10 @@ fn main() {
     }
 }
 
-fn markdown(outcomes: &[Outcome], errors: &[String], short: bool, took: Duration) -> String {
+fn markdown(outcomes: &[Outcome], errors: &[String], command: &str, took: Duration) -> String {
     let mut s = String::new();
     s.push_str("## Latest run\n\n");
-    s.push_str(&format!(
-        "`cargo run --release -p rpcnet-faults -- all{}` ({} s)\n\n",
-        if short { " --short" } else { "" },
-        took.as_secs()
-    ));
+    s.push_str(&format!("`{command}` ({} s)\n\n", took.as_secs()));
     for o in outcomes {
         s.push_str(&format!(
             "### {}\n\n{}\n\n| target | measured | met |\n|---|---|---|\n",

@@ -74,24 +74,36 @@ pub fn sweep() {
         .map(str::to_owned)
         .collect();
     for ns in &names {
-        kill_all_in(ns);
-        let _ = run("ip", &["netns", "del", ns]);
+        remove_host(ns);
+    }
+    // Host-side veth ends whose namespace is already gone.
+    for line in output("ip", &["-o", "link", "show"]).lines() {
+        let name = line.split(':').nth(1).unwrap_or("").trim();
+        let name = name.split('@').next().unwrap_or("");
+        if name.starts_with(&format!("{PREFIX}-")) && name.ends_with("-h") {
+            let _ = run("ip", &["link", "del", name]);
+        }
     }
     let _ = run("ip", &["link", "del", BRIDGE]);
 }
 
-fn kill_all_in(ns: &str) {
+/// Kills every process in host namespace `ns` (by pid), removes its veth
+/// pair (synchronously, by the host-side end: the kernel frees a deleted
+/// namespace's devices later, and the next lab would find the name taken),
+/// then the namespace with its rules.
+fn remove_host(ns: &str) {
     for pid in output("ip", &["netns", "pids", ns]).split_whitespace() {
         let _ = run("kill", &["-KILL", pid]);
     }
+    let _ = run("ip", &["link", "del", &format!("{ns}-h")]);
+    let _ = run("ip", &["netns", "del", ns]);
 }
 
 /// Cleans up whatever live labs created (for the interrupt handler).
 pub fn cleanup_live() {
     let names = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
     for ns in names {
-        kill_all_in(&ns);
-        let _ = run("ip", &["netns", "del", &ns]);
+        remove_host(&ns);
     }
     let _ = run("ip", &["link", "del", BRIDGE]);
 }
@@ -168,10 +180,32 @@ impl Lab {
     pub fn random_loss(&self, percent: u32) -> Result<(), String> {
         for h in &self.hosts {
             h.nft(&format!(
-                "add rule inet rpcf input ip saddr 198.18.0.0/24 numgen random mod 100 < {percent} drop"
+                "add rule inet rpcf input ip saddr 198.18.0.0/24 numgen random mod 100 < {percent} counter drop"
             ))?;
         }
         Ok(())
+    }
+
+    /// Packets the random-loss rules dropped so far on all hosts (their
+    /// `counter`s; 0 when none can be read).
+    pub fn dropped(&self) -> u64 {
+        self.hosts
+            .iter()
+            .map(|h| {
+                let listing = output(
+                    "ip",
+                    &[
+                        "netns", "exec", &h.ns, "nft", "list", "chain", "inet", "rpcf", "input",
+                    ],
+                );
+                listing
+                    .split_whitespace()
+                    .skip_while(|w| *w != "packets")
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
     /// Hosts in `a` and hosts in `b` stop hearing each other (both ways).
@@ -206,8 +240,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         for h in &self.hosts {
-            kill_all_in(&h.ns);
-            let _ = run("ip", &["netns", "del", &h.ns]);
+            remove_host(&h.ns);
         }
         let _ = run("ip", &["link", "del", BRIDGE]);
         LIVE.lock()

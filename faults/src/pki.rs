@@ -77,7 +77,8 @@ impl Pki {
     pub fn issue() -> Result<Pki, String> {
         let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
         let pki = Pki { dir };
-        pki.write().map_err(|e| format!("issuing the lab certificates: {e}"))?;
+        pki.write()
+            .map_err(|e| format!("issuing the lab certificates: {e}"))?;
         Ok(pki)
     }
 
@@ -131,7 +132,10 @@ impl Pki {
     }
 
     fn identity(&self, prefix: &str, i: usize) -> Identity {
-        assert!((1..=HOSTS as usize).contains(&i), "no certificate for host {i}");
+        assert!(
+            (1..=HOSTS as usize).contains(&i),
+            "no certificate for host {i}"
+        );
         Identity {
             cert: self.path(&format!("{prefix}member-{i}.pem")),
             key: self.path(&format!("{prefix}member-{i}-key.pem")),

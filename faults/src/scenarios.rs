@@ -15,6 +15,8 @@ pub struct Durations {
     pub loss: Duration,
     /// The long partition (issue: 120 s).
     pub long_partition: Duration,
+    /// The one-way partition.
+    pub one_way: Duration,
 }
 
 /// A target and whether it was met.
@@ -175,8 +177,14 @@ pub fn loss(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
     let t0 = Instant::now();
     lab.random_loss(5)?;
     sleep(d.loss);
+    let dropped = lab.dropped();
     lab.heal()?;
     let false_verdicts = verdicts(&nodes, t0, Instant::now());
+    out.check(
+        "packets the loss rules dropped (the fault was there: more than 0)",
+        dropped.to_string(),
+        dropped > 0,
+    );
     out.check(
         "false failure or partition verdicts (target 0)",
         summary(&false_verdicts),
@@ -257,8 +265,9 @@ pub fn partition(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
     let mut out = Outcome::new(
         "partition",
         format!(
-            "5 hosts split 2|3 for 5 s, then for {}; then host 2 stops hearing host 1 for 30 s",
-            secs(d.long_partition)
+            "5 hosts split 2|3 for 2 s, for 5 s, then for {}; then host 2 stops hearing host 1 for {}",
+            secs(d.long_partition),
+            secs(d.one_way)
         ),
     );
     let lab = Lab::new(5)?;
@@ -276,16 +285,44 @@ pub fn partition(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
         last
     };
 
+    // A partition shorter than the detection time (like a 2 s pause):
+    // nobody may be blamed.
     let t0 = Instant::now();
     lab.partition(&a, &b)?;
-    sleep(Duration::from_secs(5));
+    sleep(Duration::from_secs(2));
     lab.heal()?;
     sleep(Duration::from_secs(10));
     let short = verdicts(&nodes, t0, Instant::now());
     out.check(
-        "5 s partition: verdicts (target 0)",
+        "2 s partition: verdicts (target 0)",
         summary(&short),
         short.is_empty(),
+    );
+
+    // The issue's 5 s partition outlasts the membership's detection bound
+    // (every node marks a silent member failed within 4 s, issue 12), so
+    // it is reported like a crash; recorded as a shortfall in
+    // docs/RELIABILITY.md. What must hold: it heals on its own.
+    let t0 = Instant::now();
+    lab.partition(&a, &b)?;
+    sleep(Duration::from_secs(5));
+    let healed_at = Instant::now();
+    lab.heal()?;
+    let healed = everyone_up(Duration::from_secs(60));
+    let five = verdicts(&nodes, t0, Instant::now());
+    let failed = five.iter().filter(|l| l.contains("EVENT failed")).count();
+    out.figure(
+        "5 s partition: verdicts (issue target 0; outlasts the 4 s detection bound)",
+        format!(
+            "{failed} failure verdicts of {} possible, {} partition reports",
+            a.len() * b.len() * 2,
+            five.len() - failed
+        ),
+    );
+    out.check(
+        "after the 5 s partition: every node sees every other up again (bound 30 s)",
+        healed.map_or("not within 60 s".into(), |at| secs(at - healed_at)),
+        healed.is_some_and(|at| at - healed_at <= Duration::from_secs(30)),
     );
 
     lab.partition(&a, &b)?;
@@ -315,14 +352,17 @@ pub fn partition(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
 
     // One-way: host 2 stops hearing host 1.
     lab.one_way(0, 1)?;
-    sleep(Duration::from_secs(30));
+    sleep(d.one_way);
     let belief = |x: usize, y: usize| match nodes[x].believes_up(nodes[y].addr) {
         Some(true) => "up",
         Some(false) => "down",
         None => "unknown",
     };
     out.figure(
-        "one-way (2 cannot hear 1) for 30 s: what each believes",
+        format!(
+            "one-way (2 cannot hear 1) for {}: what each believes at the end",
+            secs(d.one_way)
+        ),
         format!(
             "1 thinks 2 {}, 2 thinks 1 {}, 3 thinks 1 {} and 2 {}",
             belief(0, 1),
@@ -386,7 +426,9 @@ pub fn foreign(bins: &Binaries) -> Result<Outcome, String> {
         })
         .is_some();
     let gossip = app
-        .wait_for(t0, t0 + Duration::from_secs(30), |l| l.starts_with("GOSSIP "))
+        .wait_for(t0, t0 + Duration::from_secs(30), |l| {
+            l.starts_with("GOSSIP ")
+        })
         .and_then(|_| {
             app.lines_between(t0, Instant::now() + Duration::from_secs(1), |l| {
                 l.starts_with("GOSSIP ")
@@ -788,7 +830,15 @@ pub fn hostile(bins: &Binaries) -> Result<Outcome, String> {
         "an RpcServer (default limits) on host 1; a well-behaved client on host 3 calling echo ~200 times a second; host 2 attacks in turn: 50,000 random datagrams, 500 streams of random bytes, 100 messages announcing 4 GiB, 10,000 stalled streams announcing ~16 MiB each, 50 server streams never read, 1,000 half-open handshakes",
     );
     let lab = Lab::new(3)?;
-    let server = Node::spawn(bins, &lab.hosts[0], &bins.harness, &["serve"], &[], None, &[])?;
+    let server = Node::spawn(
+        bins,
+        &lab.hosts[0],
+        &bins.harness,
+        &["serve"],
+        &[],
+        None,
+        &[],
+    )?;
     let target = server.addr.to_string();
     let probe = Node::spawn(
         bins,
