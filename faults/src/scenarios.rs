@@ -17,6 +17,10 @@ pub struct Durations {
     pub long_partition: Duration,
     /// The one-way partition.
     pub one_way: Duration,
+    /// What `kill` asserts for kill -9 -> failed everywhere: issue 12's
+    /// 4 s in the full run; twice that in the CI version, for a loaded
+    /// machine (as the real-process test in `tests/` does).
+    pub detection_bound: Duration,
 }
 
 /// A target and whether it was met.
@@ -482,7 +486,7 @@ pub fn foreign(bins: &Binaries) -> Result<Outcome, String> {
 
 /// Scenario 2 (membership half): `kill -9` of a node and its restart on the
 /// same address, five times in a row.
-pub fn kill(bins: &Binaries) -> Result<Outcome, String> {
+pub fn kill(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
     const ROUNDS: usize = 5;
     let mut out = Outcome::new(
         "kill",
@@ -544,13 +548,16 @@ pub fn kill(bins: &Binaries) -> Result<Outcome, String> {
         missed.is_empty(),
     );
     out.check(
-        "kill -9 -> failed at every survivor, worst of 5 (target 4 s)",
+        format!(
+            "kill -9 -> failed at every survivor, worst of 5 (target 4 s; asserted {})",
+            secs(d.detection_bound)
+        ),
         format!(
             "{} (rounds: {} s)",
             secs(worst(&detections)),
             list(&detections)
         ),
-        worst(&detections) <= Duration::from_secs(4),
+        worst(&detections) <= d.detection_bound,
     );
     out.check(
         "every restart seen (joined) by every other node within 15 s",
