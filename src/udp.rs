@@ -204,19 +204,44 @@ struct Driver<E: Endpoint<PathHandle = message::Handle>> {
 
 impl<E: Endpoint<PathHandle = message::Handle>> Driver<E> {
     async fn run(mut self) {
-        std::future::poll_fn(|cx| self.poll(cx)).await;
+        let end = std::future::poll_fn(|cx| self.poll(cx)).await;
+        if end == End::ReaderGone {
+            // The runtime is shutting down (it dropped the reader task
+            // first) or the socket stopped receiving: what the application
+            // asked for last, such as the close of a dropped client's
+            // connection, can still be sent.
+            self.send_last_packets();
+        }
         self.ended = true;
     }
 
-    /// Ready when the endpoint has closed or its socket failed.
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Takes in the last application requests and sends the packets they
+    /// make once, without waiting.
+    fn send_last_packets(&mut self) {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let _ = self.endpoint.poll_wakeups(&mut cx, &self.clock);
+        let Self {
+            tx,
+            endpoint,
+            clock,
+            ..
+        } = self;
+        tx.queue(|queue| endpoint.transmit(queue, clock));
+        tx.waker.pending.store(true, Ordering::Release);
+        let _ = tx.flush(&mut cx);
+    }
+
+    /// Ready when the endpoint has closed, its reader ended or its socket
+    /// failed.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         let mut turns = 0;
         let mut transmits = 0;
         loop {
             let mut busy = false;
             match self.endpoint.poll_wakeups(cx, &self.clock) {
                 Poll::Ready(Ok(_)) => busy = true,
-                Poll::Ready(Err(_closed)) => return Poll::Ready(()),
+                Poll::Ready(Err(_closed)) => return Poll::Ready(End::Closed),
                 Poll::Pending => {}
             }
             match self.rx.poll_ready(cx) {
@@ -231,7 +256,7 @@ impl<E: Endpoint<PathHandle = message::Handle>> Driver<E> {
                     busy = true;
                 }
                 // The reader task ended; it logged why.
-                Poll::Ready(Err(())) => return Poll::Ready(()),
+                Poll::Ready(Err(())) => return Poll::Ready(End::ReaderGone),
                 Poll::Pending => {}
             }
             busy |= self.timer.poll_ready(cx).is_ready();
@@ -297,21 +322,9 @@ impl<E: Endpoint<PathHandle = message::Handle>> Drop for Driver<E> {
     /// just before (the last `RpcClient` of a program's `main` dropped)
     /// reach their peers instead of leaving them to their idle timeout.
     fn drop(&mut self) {
-        if self.ended {
-            return;
+        if !self.ended {
+            self.send_last_packets();
         }
-        let waker = futures::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        let _ = self.endpoint.poll_wakeups(&mut cx, &self.clock);
-        let Self {
-            tx,
-            endpoint,
-            clock,
-            ..
-        } = self;
-        tx.queue(|queue| endpoint.transmit(queue, clock));
-        tx.waker.pending.store(true, Ordering::Release);
-        let _ = tx.flush(&mut cx);
     }
 }
 
@@ -323,13 +336,24 @@ fn defer(cx: &mut Context<'_>) {
     let _ = yielded.poll(cx);
 }
 
+/// Why an endpoint's event loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The endpoint closed: nothing is left to send.
+    Closed,
+    /// The reader task ended (runtime shutdown, socket error).
+    ReaderGone,
+    /// The writer stopped.
+    SendFailed,
+}
+
 /// The writer stopped: the socket failed (`Some`) or its ring closed.
-fn send_failed(error: Option<io::Error>) -> Poll<()> {
+fn send_failed(error: Option<io::Error>) -> Poll<End> {
     match error {
         Some(error) => tracing::warn!(%error, "UDP send failed; endpoint stops"),
         None => tracing::debug!("UDP send ring closed; endpoint stops"),
     }
-    Poll::Ready(())
+    Poll::Ready(End::SendFailed)
 }
 
 /// Registers a socket with the reactor. `AsyncFd::new` is deprecated
