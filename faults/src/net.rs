@@ -55,6 +55,14 @@ pub fn preflight() -> Result<(), String> {
         return Err("needs root (network namespaces and nftables)".into());
     }
     run("ip", &["netns", "list"]).map_err(|e| format!("no `ip netns`: {e}"))?;
+    // Root in a container may lack the capability to create namespaces
+    // (`ip netns list` works anyway): that is a missing `ip netns` too.
+    // Only this is probed; anything failing later in building a lab is the
+    // suite's own failure, not a reason to skip.
+    let probe = format!("{PREFIX}-preflight");
+    let created = run("ip", &["netns", "add", &probe]);
+    let _ = run("ip", &["netns", "del", &probe]);
+    created.map_err(|e| format!("cannot create a network namespace: {e}"))?;
     if run("nft", &["--version"]).is_err() {
         eprintln!("nftables missing: installing it with apt-get");
         let _ = run("apt-get", &["update", "-qq"]);
