@@ -834,7 +834,7 @@ pub fn hostile(bins: &Binaries) -> Result<Outcome, String> {
     const VIRTUAL_BOUND_MIB: u64 = 8192;
     let mut out = Outcome::new(
         "hostile",
-        "an RpcServer (default limits) on host 1; a well-behaved client on host 3 calling echo ~200 times a second; host 2 attacks in turn: 50,000 random datagrams, 500 streams of random bytes, 100 messages announcing 4 GiB, 10,000 stalled streams announcing ~16 MiB each, 50 server streams never read, 1,000 half-open handshakes",
+        "an RpcServer (default limits) on host 1; a well-behaved client on host 3 calling echo one call at a time, 5 ms apart; host 2 attacks in turn: 50,000 random datagrams, 500 streams of random bytes, 100 messages announcing 4 GiB, 10,000 stalled streams announcing ~16 MiB each, 50 server streams never read, 1,000 half-open handshakes",
     );
     let lab = Lab::new(3)?;
     let server = Node::spawn(
