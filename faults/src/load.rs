@@ -48,33 +48,17 @@ fn parse(args: &[String]) -> Result<Args, String> {
         secs: 60,
         min_workers: 1,
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--listen" => out.listen = value()?,
-            "--seed" => out
-                .seeds
-                .push(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
-            "--cert" => out.cert = value()?,
-            "--key" => out.key = value()?,
-            "--ca" => out.ca = value()?,
-            "--concurrency" => {
-                out.concurrency = value()?
-                    .parse()
-                    .map_err(|e| format!("--concurrency: {e}"))?
-            }
-            "--secs" => out.secs = value()?.parse().map_err(|e| format!("--secs: {e}"))?,
-            "--min-workers" => {
-                out.min_workers = value()?
-                    .parse()
-                    .map_err(|e| format!("--min-workers: {e}"))?
-            }
-            other => return Err(format!("unknown argument {other}")),
+    for (flag, value) in crate::args::pairs(args)? {
+        match flag {
+            "--listen" => out.listen = value.into(),
+            "--seed" => out.seeds.push(crate::args::parse(flag, value)?),
+            "--cert" => out.cert = value.into(),
+            "--key" => out.key = value.into(),
+            "--ca" => out.ca = value.into(),
+            "--concurrency" => out.concurrency = crate::args::parse(flag, value)?,
+            "--secs" => out.secs = crate::args::parse(flag, value)?,
+            "--min-workers" => out.min_workers = crate::args::parse(flag, value)?,
+            other => return Err(crate::args::unknown(other)),
         }
     }
     Ok(out)

@@ -7,20 +7,30 @@
 //! every node reported against the targets in `docs/RELIABILITY.md`.
 //!
 //! ```text
-//! rpcnet-faults [all|converge|loss|pause|partition|foreign]... [--short] [--report FILE]
+//! rpcnet-faults [all|converge|kill|failover|rolling|hostile|pause|partition|foreign|loss]...
+//!               [--short] [--report FILE]
+//! rpcnet-faults clean
 //! ```
 //!
-//! `--short` is the CI version (2 minutes of loss, 60 s long partition).
+//! `--short` is the CI version (2 minutes of loss, a 30 s long partition,
+//! a 15 s one-way partition, kill -9 detection asserted at 8 s instead of
+//! 4 s for a loaded CI machine).
+//! `clean` removes whatever an earlier run left behind (a run killed with
+//! SIGKILL cannot clean up after itself); `.ci/run` calls it on exit.
+//! Certificates are issued per run into a temporary directory (see `pki`).
 //! Needs root and `ip netns`; installs nftables with apt-get when missing;
 //! where that is impossible it prints `SKIPPED: <reason>` and exits 0.
 //! Exits 1 when a target is missed. Every run cleans up its namespaces,
 //! rules and processes, also when a scenario fails or the run is
 //! interrupted (Ctrl+C, SIGTERM).
 
+mod args;
 mod hostile;
+mod intruder;
 mod load;
 mod net;
 mod node;
+mod pki;
 mod scenarios;
 
 use std::time::{Duration, Instant};
@@ -42,15 +52,21 @@ const ALL: [&str; 9] = [
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let role = argv.first().map(String::as_str).unwrap_or("");
-    if ["load", "serve", "probe", "attack"].contains(&role) {
+    if ["load", "serve", "probe", "attack", "gossip"].contains(&role) {
         let result = match role {
             "load" => load::main(&argv[1..]),
+            "gossip" => intruder::main(&argv[1..]),
             _ => hostile::main(role, &argv[1..]),
         };
         if let Err(e) = result {
             eprintln!("{role}: {e}");
             std::process::exit(1);
         }
+        return;
+    }
+    if role == "clean" {
+        net::sweep();
+        pki::sweep();
         return;
     }
     let mut names: Vec<String> = Vec::new();
@@ -76,8 +92,15 @@ fn main() {
         println!("SKIPPED: {why}");
         return;
     }
-    on_interrupt_clean_up();
-    let bins = match node::Binaries::locate() {
+    let pki = match pki::Pki::issue() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    on_interrupt_clean_up(pki.dir().to_path_buf());
+    let bins = match node::Binaries::locate(pki) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("{e}");
@@ -87,12 +110,16 @@ fn main() {
     let durations = if short {
         Durations {
             loss: Duration::from_secs(120),
-            long_partition: Duration::from_secs(60),
+            long_partition: Duration::from_secs(30),
+            one_way: Duration::from_secs(15),
+            detection_bound: Duration::from_secs(8),
         }
     } else {
         Durations {
             loss: Duration::from_secs(600),
             long_partition: Duration::from_secs(120),
+            one_way: Duration::from_secs(30),
+            detection_bound: Duration::from_secs(4),
         }
     };
 
@@ -101,9 +128,10 @@ fn main() {
     let mut errors: Vec<String> = Vec::new();
     for name in &names {
         println!("== {name}");
+        let scenario_started = Instant::now();
         let result = match name.as_str() {
             "converge" => scenarios::converge(&bins),
-            "kill" => scenarios::kill(&bins),
+            "kill" => scenarios::kill(&bins, durations),
             "failover" => scenarios::failover(&bins),
             "rolling" => scenarios::rolling(&bins),
             "hostile" => scenarios::hostile(&bins),
@@ -113,6 +141,7 @@ fn main() {
             "foreign" => scenarios::foreign(&bins),
             _ => unreachable!("checked above"),
         };
+        println!("  ({name} took {} s)", scenario_started.elapsed().as_secs());
         match result {
             Ok(o) => outcomes.push(o),
             Err(e) => {
@@ -122,12 +151,22 @@ fn main() {
         }
     }
     net::sweep();
+    drop(bins);
 
     let checks = outcomes.iter().flat_map(|o| &o.checks);
     let failed = checks.clone().filter(|c| !c.ok).count() + errors.len();
     let passed = checks.filter(|c| c.ok).count();
     if let Some(path) = report {
-        let text = markdown(&outcomes, &errors, short, started.elapsed());
+        let command = format!(
+            "cargo run --release -p rpcnet-faults -- {}{}",
+            if names.len() == ALL.len() {
+                "all".to_string()
+            } else {
+                names.join(" ")
+            },
+            if short { " --short" } else { "" }
+        );
+        let text = markdown(&outcomes, &errors, &command, started.elapsed());
         if let Err(e) = std::fs::write(&path, text) {
             eprintln!("could not write {path}: {e}");
         } else {
@@ -140,14 +179,10 @@ fn main() {
     }
 }
 
-fn markdown(outcomes: &[Outcome], errors: &[String], short: bool, took: Duration) -> String {
+fn markdown(outcomes: &[Outcome], errors: &[String], command: &str, took: Duration) -> String {
     let mut s = String::new();
     s.push_str("## Latest run\n\n");
-    s.push_str(&format!(
-        "`cargo run --release -p rpcnet-faults -- all{}` ({} s)\n\n",
-        if short { " --short" } else { "" },
-        took.as_secs()
-    ));
+    s.push_str(&format!("`{command}` ({} s)\n\n", took.as_secs()));
     for o in outcomes {
         s.push_str(&format!(
             "### {}\n\n{}\n\n| target | measured | met |\n|---|---|---|\n",
@@ -177,8 +212,8 @@ fn markdown(outcomes: &[Outcome], errors: &[String], short: bool, took: Duration
 
 /// Ctrl+C or SIGTERM: remove the lab (namespaces, rules, the processes in
 /// them) before exiting.
-fn on_interrupt_clean_up() {
-    std::thread::spawn(|| {
+fn on_interrupt_clean_up(certificates: std::path::PathBuf) {
+    std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -195,6 +230,7 @@ fn on_interrupt_clean_up() {
         eprintln!("interrupted: cleaning up the lab");
         net::cleanup_live();
         net::sweep();
+        let _ = std::fs::remove_dir_all(&certificates);
         std::process::exit(130);
     });
 }

@@ -55,6 +55,14 @@ pub fn preflight() -> Result<(), String> {
         return Err("needs root (network namespaces and nftables)".into());
     }
     run("ip", &["netns", "list"]).map_err(|e| format!("no `ip netns`: {e}"))?;
+    // Root in a container may lack the capability to create namespaces
+    // (`ip netns list` works anyway): that is a missing `ip netns` too.
+    // Only this is probed; anything failing later in building a lab is the
+    // suite's own failure, not a reason to skip.
+    let probe = format!("{PREFIX}-preflight");
+    let created = run("ip", &["netns", "add", &probe]);
+    let _ = run("ip", &["netns", "del", &probe]);
+    created.map_err(|e| format!("cannot create a network namespace: {e}"))?;
     if run("nft", &["--version"]).is_err() {
         eprintln!("nftables missing: installing it with apt-get");
         let _ = run("apt-get", &["update", "-qq"]);
@@ -74,24 +82,36 @@ pub fn sweep() {
         .map(str::to_owned)
         .collect();
     for ns in &names {
-        kill_all_in(ns);
-        let _ = run("ip", &["netns", "del", ns]);
+        remove_host(ns);
+    }
+    // Host-side veth ends whose namespace is already gone.
+    for line in output("ip", &["-o", "link", "show"]).lines() {
+        let name = line.split(':').nth(1).unwrap_or("").trim();
+        let name = name.split('@').next().unwrap_or("");
+        if name.starts_with(&format!("{PREFIX}-")) && name.ends_with("-h") {
+            let _ = run("ip", &["link", "del", name]);
+        }
     }
     let _ = run("ip", &["link", "del", BRIDGE]);
 }
 
-fn kill_all_in(ns: &str) {
+/// Kills every process in host namespace `ns` (by pid), removes its veth
+/// pair (synchronously, by the host-side end: the kernel frees a deleted
+/// namespace's devices later, and the next lab would find the name taken),
+/// then the namespace with its rules.
+fn remove_host(ns: &str) {
     for pid in output("ip", &["netns", "pids", ns]).split_whitespace() {
         let _ = run("kill", &["-KILL", pid]);
     }
+    let _ = run("ip", &["link", "del", &format!("{ns}-h")]);
+    let _ = run("ip", &["netns", "del", ns]);
 }
 
 /// Cleans up whatever live labs created (for the interrupt handler).
 pub fn cleanup_live() {
     let names = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
     for ns in names {
-        kill_all_in(&ns);
-        let _ = run("ip", &["netns", "del", &ns]);
+        remove_host(&ns);
     }
     let _ = run("ip", &["link", "del", BRIDGE]);
 }
@@ -106,6 +126,11 @@ pub struct Host {
 }
 
 impl Host {
+    /// Its number: `i` in `rpcf-<i>` and `198.18.0.<i>`.
+    pub fn index(&self) -> usize {
+        usize::from(self.ip.octets()[3])
+    }
+
     fn nft(&self, script: &str) -> Result<(), String> {
         run("ip", &["netns", "exec", &self.ns, "nft", script])
     }
@@ -163,10 +188,32 @@ impl Lab {
     pub fn random_loss(&self, percent: u32) -> Result<(), String> {
         for h in &self.hosts {
             h.nft(&format!(
-                "add rule inet rpcf input ip saddr 198.18.0.0/24 numgen random mod 100 < {percent} drop"
+                "add rule inet rpcf input ip saddr 198.18.0.0/24 numgen random mod 100 < {percent} counter drop"
             ))?;
         }
         Ok(())
+    }
+
+    /// Packets the random-loss rules dropped so far on all hosts (their
+    /// `counter`s; 0 when none can be read).
+    pub fn dropped(&self) -> u64 {
+        self.hosts
+            .iter()
+            .map(|h| {
+                let listing = output(
+                    "ip",
+                    &[
+                        "netns", "exec", &h.ns, "nft", "list", "chain", "inet", "rpcf", "input",
+                    ],
+                );
+                listing
+                    .split_whitespace()
+                    .skip_while(|w| *w != "packets")
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
     /// Hosts in `a` and hosts in `b` stop hearing each other (both ways).
@@ -201,8 +248,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         for h in &self.hosts {
-            kill_all_in(&h.ns);
-            let _ = run("ip", &["netns", "del", &h.ns]);
+            remove_host(&h.ns);
         }
         let _ = run("ip", &["link", "del", BRIDGE]);
         LIVE.lock()

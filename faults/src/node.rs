@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::net::{run, Host};
+use crate::pki::{Identity, Pki};
 
 /// The port every node listens on, on its host's address.
 pub const PORT: u16 = 7000;
@@ -24,13 +25,15 @@ pub struct Binaries {
     /// The repository root (working directory of every process, so the
     /// default `certs/...` paths resolve).
     pub root: PathBuf,
+    /// The lab's certificates.
+    pub pki: Pki,
 }
 
 impl Binaries {
     /// Finds `rpcnet-node` and `rpcnet-worker` beside this executable (the
     /// same cargo profile), building them first; `RPCNET_BIN_DIR` names
     /// another directory (then nothing is built).
-    pub fn locate() -> Result<Binaries, String> {
+    pub fn locate(pki: Pki) -> Result<Binaries, String> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("faults/ has a parent")
@@ -75,6 +78,7 @@ impl Binaries {
             worker,
             harness,
             root,
+            pki,
         })
     }
 }
@@ -90,26 +94,24 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts an `rpcnet-node` on `host` seeded with `seeds`; returns once
-    /// it printed `READY`.
-    pub fn start(
-        bins: &Binaries,
-        host: &Host,
-        seeds: &[SocketAddr],
-        extra: &[&str],
-    ) -> Result<Node, String> {
-        Node::spawn(bins, host, &bins.node, &[], seeds, extra)
+    /// Starts an `rpcnet-node` on `host` with the host's member
+    /// certificate, seeded with `seeds`; returns once it printed `READY`.
+    pub fn start(bins: &Binaries, host: &Host, seeds: &[SocketAddr]) -> Result<Node, String> {
+        let identity = bins.pki.member(host.index());
+        Node::spawn(bins, host, &bins.node, &[], seeds, Some(&identity), &[])
     }
 
     /// Starts `program` (`rpcnet-node`, `rpcnet-worker` or this harness in
     /// a role) in `host` with `--listen <host>:PORT`, a `--seed` per seed,
-    /// then `extra`; `role` goes first (the harness's subcommand).
+    /// the identity's `--cert/--key/--ca`, then `extra`; `role` goes first
+    /// (the harness's subcommand).
     pub fn spawn(
         bins: &Binaries,
         host: &Host,
         program: &Path,
         role: &[&str],
         seeds: &[SocketAddr],
+        identity: Option<&Identity>,
         extra: &[&str],
     ) -> Result<Node, String> {
         let addr = SocketAddr::from((host.ip, PORT));
@@ -126,6 +128,7 @@ impl Node {
             args.push("--seed".into());
             args.push(s.to_string());
         }
+        args.extend(identity.map(Identity::args).unwrap_or_default());
         args.extend(extra.iter().map(|s| s.to_string()));
         // `ip netns exec` execs the program, so the child's pid is the node's.
         let mut child = Command::new("ip")

@@ -15,6 +15,12 @@ pub struct Durations {
     pub loss: Duration,
     /// The long partition (issue: 120 s).
     pub long_partition: Duration,
+    /// The one-way partition.
+    pub one_way: Duration,
+    /// What `kill` asserts for kill -9 -> failed everywhere: issue 12's
+    /// 4 s in the full run; twice that in the CI version, for a loaded
+    /// machine (as the real-process test in `tests/` does).
+    pub detection_bound: Duration,
 }
 
 /// A target and whether it was met.
@@ -81,11 +87,11 @@ fn converged_cluster(
     bins: &Binaries,
     n: usize,
 ) -> Result<(Vec<Node>, Duration), String> {
-    let first = Node::start(bins, &lab.hosts[0], &[], &[])?;
+    let first = Node::start(bins, &lab.hosts[0], &[])?;
     let seed = [first.addr];
     let mut nodes = vec![first];
     for i in 1..n {
-        nodes.push(Node::start(bins, &lab.hosts[i], &seed, &[])?);
+        nodes.push(Node::start(bins, &lab.hosts[i], &seed)?);
     }
     let last_ready = Instant::now();
     let start = Instant::now() - Duration::from_secs(60);
@@ -175,8 +181,14 @@ pub fn loss(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
     let t0 = Instant::now();
     lab.random_loss(5)?;
     sleep(d.loss);
+    let dropped = lab.dropped();
     lab.heal()?;
     let false_verdicts = verdicts(&nodes, t0, Instant::now());
+    out.check(
+        "packets the loss rules dropped (the fault was there: more than 0)",
+        dropped.to_string(),
+        dropped > 0,
+    );
     out.check(
         "false failure or partition verdicts (target 0)",
         summary(&false_verdicts),
@@ -257,15 +269,16 @@ pub fn partition(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
     let mut out = Outcome::new(
         "partition",
         format!(
-            "5 hosts split 2|3 for 5 s, then for {}; then host 2 stops hearing host 1 for 30 s",
-            secs(d.long_partition)
+            "5 hosts split 2|3 for 2 s, for 5 s, then for {}; then host 2 stops hearing host 1 for {}",
+            secs(d.long_partition),
+            secs(d.one_way)
         ),
     );
     let lab = Lab::new(5)?;
     let (nodes, _) = converged_cluster(&lab, bins, 5)?;
     let (a, b) = ([0, 1], [2, 3, 4]);
     let all: Vec<&Node> = nodes.iter().collect();
-    let everyone_up = |within| {
+    let everyone_up = |within: Duration| {
         let deadline = Instant::now() + within;
         let mut last = None;
         for n in &nodes {
@@ -276,16 +289,44 @@ pub fn partition(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
         last
     };
 
+    // A partition shorter than the detection time (like a 2 s pause):
+    // nobody may be blamed.
     let t0 = Instant::now();
     lab.partition(&a, &b)?;
-    sleep(Duration::from_secs(5));
+    sleep(Duration::from_secs(2));
     lab.heal()?;
     sleep(Duration::from_secs(10));
     let short = verdicts(&nodes, t0, Instant::now());
     out.check(
-        "5 s partition: verdicts (target 0)",
+        "2 s partition: verdicts (target 0)",
         summary(&short),
         short.is_empty(),
+    );
+
+    // The issue's 5 s partition outlasts the membership's detection bound
+    // (every node marks a silent member failed within 4 s, issue 12), so
+    // it is reported like a crash; recorded as a shortfall in
+    // docs/RELIABILITY.md. What must hold: it heals on its own.
+    let t0 = Instant::now();
+    lab.partition(&a, &b)?;
+    sleep(Duration::from_secs(5));
+    let healed_at = Instant::now();
+    lab.heal()?;
+    let healed = everyone_up(Duration::from_secs(60));
+    let five = verdicts(&nodes, t0, Instant::now());
+    let failed = five.iter().filter(|l| l.contains("EVENT failed")).count();
+    out.figure(
+        "5 s partition: verdicts (issue target 0; outlasts the 4 s detection bound)",
+        format!(
+            "{failed} failure verdicts of {} possible, {} partition reports",
+            a.len() * b.len() * 2,
+            five.len() - failed
+        ),
+    );
+    out.check(
+        "after the 5 s partition: every node sees every other up again (bound 30 s)",
+        healed.map_or("not within 60 s".into(), |at| secs(at - healed_at)),
+        healed.is_some_and(|at| at - healed_at <= Duration::from_secs(30)),
     );
 
     lab.partition(&a, &b)?;
@@ -315,14 +356,17 @@ pub fn partition(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
 
     // One-way: host 2 stops hearing host 1.
     lab.one_way(0, 1)?;
-    sleep(Duration::from_secs(30));
+    sleep(d.one_way);
     let belief = |x: usize, y: usize| match nodes[x].believes_up(nodes[y].addr) {
         Some(true) => "up",
         Some(false) => "down",
         None => "unknown",
     };
     out.figure(
-        "one-way (2 cannot hear 1) for 30 s: what each believes",
+        format!(
+            "one-way (2 cannot hear 1) for {}: what each believes at the end",
+            secs(d.one_way)
+        ),
         format!(
             "1 thinks 2 {}, 2 thinks 1 {}, 3 thinks 1 {} and 2 {}",
             belief(0, 1),
@@ -342,55 +386,107 @@ pub fn partition(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
     Ok(out)
 }
 
-/// Scenario 8: a process with a certificate from another CA tries to join.
+/// Scenario 8: outsiders try to join and to gossip.
 pub fn foreign(bins: &Binaries) -> Result<Outcome, String> {
     let mut out = Outcome::new(
         "foreign",
-        "3 members; a 4th host runs a node whose certificate comes from another CA, seeded with member 1",
+        "3 members on hosts 1-3; host 4 runs an rpcnet-node with a member certificate from another CA, seeded with member 1; \
+         host 5 runs an application client (certificate from the cluster CA, no member role) that sends every member a genuine \
+         join announcement (recorded from a real membership on its own host) and random bytes on the gossip method",
     );
-    let lab = Lab::new(4)?;
+    let lab = Lab::new(5)?;
     let (nodes, _) = converged_cluster(&lab, bins, 3)?;
     let t0 = Instant::now();
-    let outsider = Node::start(
+    let outsider = Node::spawn(
         bins,
         &lab.hosts[3],
+        &bins.node,
+        &[],
         &[nodes[0].addr],
-        &[
-            "--cert",
-            "certs/other_cert.pem",
-            "--key",
-            "certs/other_key.pem",
-            "--ca",
-            "certs/other-ca.pem",
-        ],
+        Some(&bins.pki.outsider(lab.hosts[3].index())),
+        &[],
+    )?;
+    let forge = bins.pki.outsider(lab.hosts[4].index()).args();
+    let mut extra: Vec<String> = forge
+        .chunks(2)
+        .flat_map(|kv| [kv[0].replace("--", "--forge-"), kv[1].clone()])
+        .collect();
+    for n in &nodes {
+        extra.extend(["--target".into(), n.addr.to_string()]);
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let app = Node::spawn(
+        bins,
+        &lab.hosts[4],
+        &bins.harness,
+        &["gossip"],
+        &[],
+        Some(&bins.pki.app_client()),
+        &extra,
     )?;
     let refused = outsider
         .wait_for(t0, t0 + Duration::from_secs(20), |l| {
             l.starts_with("JOIN-FAILED")
         })
         .is_some();
+    let gossip = app
+        .wait_for(t0, t0 + Duration::from_secs(30), |l| {
+            l.starts_with("GOSSIP ")
+        })
+        .and_then(|_| {
+            app.lines_between(t0, Instant::now() + Duration::from_secs(1), |l| {
+                l.starts_with("GOSSIP ")
+            })
+            .pop()
+        });
+    let attempts = app.lines_between(t0, Instant::now(), |l| l.starts_with("SENT "));
+    // Give a wrongly admitted packet time to show up as an event.
     sleep(Duration::from_secs(3));
-    let needle = outsider.addr.ip().to_string();
-    let mentions: Vec<String> = nodes
+    let changes: Vec<String> = nodes
         .iter()
-        .flat_map(|n| n.lines_between(t0, Instant::now(), |l| l.contains(&needle)))
+        .flat_map(|n| {
+            n.lines_between(t0, Instant::now(), |l| l.starts_with("EVENT "))
+                .into_iter()
+                .map(move |l| format!("{}: {l}", n.addr))
+        })
         .collect();
     out.check(
-        "the outsider's join is refused",
+        "the other-CA node's join is refused",
         if refused { "yes" } else { "no" },
         refused,
     );
+    let counts: Vec<u64> = gossip
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let all_refused = counts.len() == 3 && counts[0] == 2 * nodes.len() as u64 && counts[2] == 0;
     out.check(
-        "membership changes anywhere about the outsider (target 0)",
-        summary(&mentions),
-        mentions.is_empty(),
+        "the application client's gossip (a genuine join and random bytes, to every member) is refused",
+        match &gossip {
+            Some(_) => format!(
+                "{} of {} packets refused ({})",
+                counts.get(1).copied().unwrap_or(0),
+                counts.first().copied().unwrap_or(0),
+                attempts.first().map_or("", String::as_str)
+            ),
+            None => "the client did not finish within 30 s".into(),
+        },
+        all_refused,
+    );
+    out.check(
+        "membership events at any member while the outsiders tried (target 0)",
+        summary(&changes),
+        changes.is_empty(),
     );
     Ok(out)
 }
 
 /// Scenario 2 (membership half): `kill -9` of a node and its restart on the
 /// same address, five times in a row.
-pub fn kill(bins: &Binaries) -> Result<Outcome, String> {
+pub fn kill(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
     const ROUNDS: usize = 5;
     let mut out = Outcome::new(
         "kill",
@@ -422,7 +518,7 @@ pub fn kill(bins: &Binaries) -> Result<Outcome, String> {
         }
         detections.push(last);
         let restarted = Instant::now();
-        let node = Node::start(bins, &lab.hosts[4], &[nodes[0].addr], &[])?;
+        let node = Node::start(bins, &lab.hosts[4], &[nodes[0].addr])?;
         let mut last = Duration::ZERO;
         for o in &nodes {
             match o.wait_for(restarted, restarted + Duration::from_secs(15), |l| {
@@ -452,13 +548,16 @@ pub fn kill(bins: &Binaries) -> Result<Outcome, String> {
         missed.is_empty(),
     );
     out.check(
-        "kill -9 -> failed at every survivor, worst of 5 (target 4 s)",
+        format!(
+            "kill -9 -> failed at every survivor, worst of 5 (target 4 s; asserted {})",
+            secs(d.detection_bound)
+        ),
         format!(
             "{} (rounds: {} s)",
             secs(worst(&detections)),
             list(&detections)
         ),
-        worst(&detections) <= Duration::from_secs(4),
+        worst(&detections) <= d.detection_bound,
     );
     out.check(
         "every restart seen (joined) by every other node within 15 s",
@@ -495,18 +594,20 @@ const WORKERS: usize = 3;
 
 fn start_worker(lab: &Lab, bins: &Binaries, i: usize, seed: SocketAddr) -> Result<Node, String> {
     let label = format!("w{}", i + 2);
+    let host = &lab.hosts[i + 1];
     Node::spawn(
         bins,
-        &lab.hosts[i + 1],
+        host,
         &bins.worker,
         &[],
         &[seed],
+        Some(&bins.pki.member(host.index())),
         &["--label", &label, "--drain-ms", "10000"],
     )
 }
 
 fn loaded_cluster(lab: &Lab, bins: &Binaries, secs: u64) -> Result<LoadedCluster, String> {
-    let seed = Node::start(bins, &lab.hosts[0], &[], &[])?;
+    let seed = Node::start(bins, &lab.hosts[0], &[])?;
     let mut workers = Vec::new();
     for i in 0..WORKERS {
         workers.push(Some(start_worker(lab, bins, i, seed.addr)?));
@@ -519,6 +620,7 @@ fn loaded_cluster(lab: &Lab, bins: &Binaries, secs: u64) -> Result<LoadedCluster
         &bins.harness,
         &["load"],
         &[seed.addr],
+        Some(&bins.pki.member(lab.hosts[4].index())),
         &["--secs", &secs, "--min-workers", &min, "--concurrency", "8"],
     )?;
     let now = Instant::now();
@@ -732,10 +834,18 @@ pub fn hostile(bins: &Binaries) -> Result<Outcome, String> {
     const VIRTUAL_BOUND_MIB: u64 = 8192;
     let mut out = Outcome::new(
         "hostile",
-        "an RpcServer (default limits) on host 1; a well-behaved client on host 3 calling echo ~200 times a second; host 2 attacks in turn: 50,000 random datagrams, 500 streams of random bytes, 100 messages announcing 4 GiB, 10,000 stalled streams announcing ~16 MiB each, 50 server streams never read, 1,000 half-open handshakes",
+        "an RpcServer (default limits) on host 1; a well-behaved client on host 3 calling echo one call at a time, 5 ms apart; host 2 attacks in turn: 50,000 random datagrams, 500 streams of random bytes, 100 messages announcing 4 GiB, 10,000 stalled streams announcing ~16 MiB each, 50 server streams never read, 1,000 half-open handshakes",
     );
     let lab = Lab::new(3)?;
-    let server = Node::spawn(bins, &lab.hosts[0], &bins.harness, &["serve"], &[], &[])?;
+    let server = Node::spawn(
+        bins,
+        &lab.hosts[0],
+        &bins.harness,
+        &["serve"],
+        &[],
+        None,
+        &[],
+    )?;
     let target = server.addr.to_string();
     let probe = Node::spawn(
         bins,
@@ -743,6 +853,7 @@ pub fn hostile(bins: &Binaries) -> Result<Outcome, String> {
         &bins.harness,
         &["probe"],
         &[],
+        None,
         &["--target", &target, "--secs", "600"],
     )?;
     sleep(Duration::from_secs(5));
@@ -756,6 +867,7 @@ pub fn hostile(bins: &Binaries) -> Result<Outcome, String> {
             &bins.harness,
             &["attack"],
             &[],
+            None,
             &["--target", &target, "--kind", kind, "--hold", "8"],
         )?;
         let done = attacker.wait_for(t0, t0 + Duration::from_secs(150), |l| {
@@ -776,17 +888,19 @@ pub fn hostile(bins: &Binaries) -> Result<Outcome, String> {
         // An unread stream must slow only itself: every stream gets its
         // first item although the earlier ones are never read again.
         let isolated = kind != "unread" || detail.starts_with("50 streams opened, 50 got");
+        // Every one of the 1,000 half-open handshakes was sent.
+        let complete = kind != "handshakes" || detail.starts_with("1000 half-open");
         out.check(
             format!(
                 "{kind}: the attack completes, the client sees no error{}",
-                if kind == "unread" {
-                    ", every stream gets its first item"
-                } else {
-                    ""
+                match kind {
+                    "unread" => ", every stream gets its first item",
+                    "handshakes" => ", all 1,000 sent",
+                    _ => "",
                 }
             ),
             format!("{detail}; client errors {}", errors.len()),
-            done.is_some() && errors.is_empty() && isolated,
+            done.is_some() && errors.is_empty() && isolated && complete,
         );
         drop(attacker);
     }

@@ -5,7 +5,12 @@
 //!
 //! ```text
 //! rpcnet-worker --listen 127.0.0.1:0 --seed ADDR --label worker-a [--drain-ms 10000]
+//!               [--cert certs/test_cert.pem --key certs/test_key.pem --ca certs/ca.pem]
 //! ```
+//!
+//! The certificate must be a member certificate for the listen address
+//! (`rpcnet-certs --member`; the default one is for loopback); `--ca` is
+//! the cluster CA its clients' certificates must come from.
 //!
 //! Methods: `whoami` (answers the label), `sleep` (payload: milliseconds as
 //! ASCII digits; sleeps, then answers the label), `echo`.
@@ -24,6 +29,9 @@ struct Args {
     seeds: Vec<SocketAddr>,
     label: String,
     drain: Duration,
+    cert: String,
+    key: String,
+    ca: String,
 }
 
 fn parse() -> Result<Args, String> {
@@ -32,6 +40,9 @@ fn parse() -> Result<Args, String> {
         seeds: Vec::new(),
         label: "worker-1".into(),
         drain: Duration::from_secs(10),
+        cert: "certs/test_cert.pem".into(),
+        key: "certs/test_key.pem".into(),
+        ca: "certs/ca.pem".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -42,6 +53,9 @@ fn parse() -> Result<Args, String> {
                 .seeds
                 .push(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
             "--label" => args.label = value()?,
+            "--cert" => args.cert = value()?,
+            "--key" => args.key = value()?,
+            "--ca" => args.ca = value()?,
             "--drain-ms" => {
                 args.drain =
                     Duration::from_millis(value()?.parse().map_err(|e| format!("--drain-ms: {e}"))?)
@@ -56,12 +70,12 @@ fn parse() -> Result<Args, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse().map_err(|e| {
         format!(
-            "{e}\nusage: rpcnet-worker --listen ADDR [--seed ADDR]... [--label L] [--drain-ms N]"
+            "{e}\nusage: rpcnet-worker --listen ADDR [--seed ADDR]... [--label L] [--drain-ms N] [--cert F --key F --ca F]"
         )
     })?;
-    let rpc = RpcConfig::new("certs/test_cert.pem", args.listen.as_str())
-        .with_key_path("certs/test_key.pem")
-        .with_client_ca_path("certs/ca.pem")
+    let rpc = RpcConfig::new(&args.cert, args.listen.as_str())
+        .with_key_path(&args.key)
+        .with_client_ca_path(&args.ca)
         .with_drain_timeout(args.drain);
     let mut server = RpcServer::new(rpc);
     let served = Arc::new(AtomicU64::new(0));
