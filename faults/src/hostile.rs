@@ -142,7 +142,7 @@ async fn probe(args: Args) -> Result<(), String> {
             println!("PROBE-ERROR {}", t0.elapsed().as_millis());
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // One call at a time, 5 ms apart (about 110-150 calls a second on
+        // One call at a time, 5 ms apart (about 100-150 calls a second on
         // the 2-core machine): a steady client, not a load test.
         tokio::time::sleep(Duration::from_millis(5)).await;
         if last_report.elapsed() >= Duration::from_secs(2) {
