@@ -105,7 +105,7 @@ impl Figures {
              The kill figure bounds the time to the first successful retried call from above: it is \
              when the *last* call that was in flight on the killed worker completed on the other one. \
              Those calls wait at most for the worker connection's idle timeout (800 ms, kept alive \
-             by PINGs every 267 ms); sometimes the loss is noticed at once.\n\n{}",
+             by PINGs every 100 ms, so at most 900 ms after the kill); sometimes the loss is noticed at once.\n\n{}",
             self.cluster_calls_per_sec,
             self.cluster_p50_us,
             self.direct_calls_per_sec,

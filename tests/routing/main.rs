@@ -182,6 +182,17 @@ fn in_flight(registry: &WorkerRegistry) -> usize {
     registry.workers().iter().map(|w| w.in_flight).sum()
 }
 
+/// Waits until `n` calls are in flight (selected a worker).
+async fn selected(registry: &WorkerRegistry, n: usize) {
+    tokio::time::timeout(PATIENCE, async {
+        while in_flight(registry) < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{n} calls in flight in time: {:?}", registry.workers()));
+}
+
 async fn tally(client: &ClusterClient, calls: usize, concurrency: usize) -> HashMap<String, usize> {
     let results: Vec<Result<Vec<u8>, RpcError>> = futures::stream::iter(0..calls)
         .map(|_| client.call_worker("work", vec![], Some("role=worker")))
@@ -510,9 +521,13 @@ async fn a_call_a_dead_worker_may_have_run_is_retried_only_if_idempotent() {
             .await
         })
     };
-    // Round robin: two calls of each kind cover both workers.
+    // Round robin: two calls of each kind cover both workers. The kinds
+    // are started one after the other (the tasks of one kind may select
+    // in either order, but must not interleave with the other kind's).
     let risky = [start(false), start(false)];
+    selected(&s.registry, 2).await;
     let safe = [start(true), start(true)];
+    selected(&s.registry, 4).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut workers = s.workers.into_iter();
     workers.next().unwrap().kill();
