@@ -27,3 +27,16 @@ where
 pub fn unknown(flag: &str) -> String {
     format!("unknown argument {flag}")
 }
+
+/// The multi-threaded tokio runtime a role runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Runs a role's async body on [`runtime`].
+pub fn block_on(role: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+    runtime()?.block_on(role)
+}

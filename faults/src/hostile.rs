@@ -68,17 +68,10 @@ fn parse(args: &[String]) -> Result<Args, String> {
     Ok(out)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-}
-
 /// Runs the role `role` with the arguments after it.
 pub fn main(role: &str, args: &[String]) -> Result<(), String> {
     let args = parse(args)?;
-    let rt = runtime()?;
+    let rt = crate::args::runtime()?;
     match role {
         "serve" => rt.block_on(serve(args)),
         "probe" => rt.block_on(probe(args)),

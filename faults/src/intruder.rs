@@ -68,11 +68,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
 /// Runs the role; `args` are the arguments after `gossip`.
 pub fn main(args: &[String]) -> Result<(), String> {
     let args = parse(args)?;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?
-        .block_on(run(args))
+    crate::args::block_on(run(args))
 }
 
 fn shifted(addr: SocketAddr, by: u16) -> SocketAddr {
