@@ -9,7 +9,8 @@
 //!
 //! The load starts once `--min-workers` workers are available and runs for
 //! `--secs` from then. Output lines (milliseconds since the process
-//! started): `READY <addr>`; `GO <ms>` when the load starts; `POOL <ms> <active workers> <addr,...>` on every pool
+//! started): `READY <addr>`; `EVENT <event>` per membership event (as
+//! `rpcnet-node` prints them); `GO <ms>` when the load starts; `POOL <ms> <active workers> <addr,...>` on every pool
 //! change; `ERR <ms> <latency ms> <error>` for a failed call;
 //! `SLOW <ms> <latency ms>` for a call that succeeded after more than
 //! 100 ms; `TICK <ms> <ok> <err>` every second; `DONE <ok> <err>` at the end.
@@ -84,6 +85,16 @@ async fn run(args: Args) -> Result<(), String> {
     let cluster = ClusterMembership::new(ClusterConfig::default().with_server(handle))
         .await
         .map_err(|e| e.to_string())?;
+    let mut events = cluster.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(event) => println!("EVENT {event}"),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("LAGGED {n}"),
+                Err(_) => break,
+            }
+        }
+    });
     println!("READY {addr}");
     cluster.join(args.seeds).await.map_err(|e| e.to_string())?;
 

@@ -132,7 +132,7 @@ fn main() {
         let result = match name.as_str() {
             "converge" => scenarios::converge(&bins),
             "kill" => scenarios::kill(&bins, durations),
-            "failover" => scenarios::failover(&bins),
+            "failover" => scenarios::failover(&bins, durations),
             "rolling" => scenarios::rolling(&bins),
             "hostile" => scenarios::hostile(&bins),
             "loss" => scenarios::loss(&bins, durations),

@@ -14,10 +14,12 @@
 //! fixes the starting generation (tests use it to start a restart *below*
 //! its earlier life; the node then moves above what the cluster remembers).
 //!
-//! Output lines: `READY <addr>`, then `EVENT <kind> <addr> <generation>`
-//! (kinds: joined, left, failed, recovered, tags, partition, healed).
+//! Output lines: `READY <addr>`, then `EVENT <event>` per membership
+//! event, in `ClusterEvent`'s display form (`EVENT failed <addr>
+//! <generation>`; kinds: joined, left, failed, recovered, tags, partition,
+//! healed).
 
-use rpcnet::cluster::{ClusterConfig, ClusterEvent, ClusterMembership};
+use rpcnet::cluster::{ClusterConfig, ClusterMembership};
 use rpcnet::{RpcConfig, RpcServer};
 
 struct Args {
@@ -63,10 +65,6 @@ fn parse() -> Result<Args, String> {
     Ok(args)
 }
 
-fn line(kind: &str, id: &rpcnet::cluster::NodeId) {
-    println!("EVENT {kind} {} {}", id.addr, id.generation);
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse().map_err(|e| format!("{e}\nusage: rpcnet-node --listen ADDR [--seed ADDR]... [--tag k=v]... [--cert F --key F --ca F] [--generation N]"))?;
@@ -98,14 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(ClusterEvent::NodeJoined { node, .. }) => line("joined", &node),
-                Ok(ClusterEvent::NodeLeft(id)) => line("left", &id),
-                Ok(ClusterEvent::NodeFailed(id)) => line("failed", &id),
-                Ok(ClusterEvent::NodeRecovered(id)) => line("recovered", &id),
-                Ok(ClusterEvent::NodeTagsUpdated { node, .. }) => line("tags", &node),
-                Ok(ClusterEvent::PartitionDetected { unreachable }) => println!("EVENT partition {}", unreachable.len()),
-                Ok(ClusterEvent::PartitionHealed) => println!("EVENT healed"),
-                Ok(_) => {}
+                Ok(event) => println!("EVENT {event}"),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("LAGGED {n}"),
                 Err(_) => break,
             },

@@ -14,7 +14,8 @@
 //!
 //! Methods: `whoami` (answers the label), `sleep` (payload: milliseconds as
 //! ASCII digits; sleeps, then answers the label), `echo`.
-//! Output lines: `READY <addr>`, `DRAINING`, `SERVED <calls completed>`, `LEFT`.
+//! Output lines: `READY <addr>`, `EVENT <event>` per membership event (as
+//! `rpcnet-node` prints them), `DRAINING`, `SERVED <calls completed>`, `LEFT`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,6 +133,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_tag("role", "worker")
         .with_tag("label", args.label.clone());
     let cluster = ClusterMembership::new(config).await?;
+    let mut events = cluster.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(event) => println!("EVENT {event}"),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("LAGGED {n}"),
+                Err(_) => break,
+            }
+        }
+    });
     println!("READY {addr}");
     if let Err(e) = cluster.join(args.seeds).await {
         println!("JOIN-FAILED {e}");

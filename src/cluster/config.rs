@@ -48,6 +48,18 @@ pub struct ClusterConfig {
     pub tag_refresh_interval: Duration,
     /// Fraction of members unreachable at once that counts as a partition.
     pub partition_threshold: f64,
+    /// How long a *shared* silence is tolerated before φ gives its verdicts
+    /// (default 7 s; zero: no such wait). When at least two members went
+    /// quiet within `phi.acceptable_pause` of each other, the likelier
+    /// cause is the network between here and them (a partition, a switch
+    /// reboot) rather than two crashes in the same second, so their φ
+    /// verdicts wait until each has been silent this long; a partition
+    /// shorter than this produces no verdict. A single member's silence is
+    /// judged by φ alone (about 3 s with the defaults). The default is the
+    /// `stable-after` Akka's split-brain resolver recommends for a
+    /// five-node cluster (7 s); SWIM's own suspicion (11–14 s with the
+    /// defaults) is unaffected.
+    pub partition_grace: Duration,
     /// Largest member table kept; further members are ignored. Members that
     /// left or failed are forgotten after [`forget_after`](Self::forget_after),
     /// which frees their places.
@@ -104,6 +116,7 @@ impl Default for ClusterConfig {
             rejoin_interval: Duration::from_secs(10),
             tag_refresh_interval: Duration::from_secs(30),
             partition_threshold: 0.3,
+            partition_grace: Duration::from_secs(7),
             max_members: 4096,
             forget_after: Duration::from_secs(600),
             max_packet_size: 1400,
@@ -117,6 +130,13 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// Sets [`partition_grace`](Self::partition_grace) (zero: a shared
+    /// silence is judged like any other).
+    pub fn with_partition_grace(mut self, grace: Duration) -> Self {
+        self.partition_grace = grace;
+        self
+    }
+
     /// Sets [`gossip_interval`](Self::gossip_interval).
     pub fn with_gossip_interval(mut self, interval: Duration) -> Self {
         self.gossip_interval = interval;

@@ -34,12 +34,24 @@ use super::{ClusterConfig, ClusterEvent, NodeId, NodeStatus};
 /// Envelope byte: a foca (SWIM) packet follows.
 const SWIM: u8 = 0;
 /// Envelope byte: a health-check heartbeat follows: the sender's current
-/// tag update (identity, version, tags), so tags also converge on every tick.
+/// tag update (identity, version, tags), so tags also converge on every
+/// tick. Its arrival times are the φ detector's interval samples.
 const HEARTBEAT: u8 = 1;
 /// Envelope byte: "your packets come from an earlier life of your
 /// address": a [`Stale`] follows. Sent to a node whose packets carry a
 /// generation lower than one this node remembers for its address.
 const STALE: u8 = 2;
+/// Envelope byte: the sender's tag update sent outside the heartbeat
+/// rhythm (to a newcomer, or as anti-entropy): same body as
+/// [`HEARTBEAT`], a sign of life but not an interval sample.
+const TAGS: u8 = 3;
+/// Envelope byte: "you are suspected": a [`Suspicion`] follows. Lifeguard's
+/// buddy system (Dadgar et al., 2018): a member that suspects another tells
+/// it directly on every health-check tick, so a suspect that was cut off
+/// (a partition that just healed) refutes at once instead of waiting for
+/// the suspicion to reach it by gossip, whose retransmissions may all have
+/// been spent while it was unreachable.
+const SUSPECTED: u8 = 4;
 /// The shortest lateness taken for a pause of this node itself; shorter
 /// ones are scheduling noise on a busy machine.
 const MIN_PAUSE: Duration = Duration::from_millis(250);
@@ -60,6 +72,17 @@ struct Stale {
     remembered: u64,
 }
 
+/// Body of a [`SUSPECTED`] packet.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Suspicion {
+    /// Who suspects.
+    from: NodeId,
+    /// The suspect (the receiver, if the news is current).
+    about: NodeId,
+    /// The suspect's incarnation the suspicion is about.
+    incarnation: foca::Incarnation,
+}
+
 /// What the core knows about another member.
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
@@ -74,6 +97,9 @@ pub(crate) struct Peer {
     /// When the status last became `Failed` or `Left` (a member SWIM
     /// declared down is forgotten `forget_after` later).
     pub since: Duration,
+    /// The current silence began together with another member's (see
+    /// [`ClusterConfig::partition_grace`]); cleared when heard from.
+    pub shared_silence: bool,
 }
 
 /// Collects foca's outputs during one input.
@@ -249,7 +275,7 @@ impl MembershipCore {
     /// The heartbeat this node sends (tests build forged ones with it).
     #[cfg(test)]
     pub(crate) fn heartbeat_packet(&self) -> Vec<u8> {
-        self.tags_packet()
+        self.tags_packet(HEARTBEAT)
     }
 
     pub(crate) fn local_health(&self) -> u32 {
@@ -296,12 +322,30 @@ impl MembershipCore {
                     }
                 }
             }
-            Some((&HEARTBEAT, rest)) => match postcard::from_bytes::<TagUpdate>(rest) {
-                Ok(update) if self.admit(update.node, from) => {
-                    self.heard_from(update.node);
-                    // Bound to the sender's credential: its own tags,
-                    // even before SWIM reports it up (the book is bounded).
-                    let _ = self.book.apply(update);
+            Some((&(kind @ HEARTBEAT | kind @ TAGS), rest)) => {
+                match postcard::from_bytes::<TagUpdate>(rest) {
+                    Ok(update) if self.admit(update.node, from) => {
+                        self.heard_from(update.node, kind == HEARTBEAT);
+                        // Bound to the sender's credential: its own tags,
+                        // even before SWIM reports it up (the book is bounded).
+                        let _ = self.book.apply(update);
+                    }
+                    Ok(_) => {}
+                    Err(_) => self.stats.packets_rejected += 1,
+                }
+            }
+            Some((&SUSPECTED, rest)) => match postcard::from_bytes::<Suspicion>(rest) {
+                Ok(suspicion) if self.admit(suspicion.from, from) => {
+                    self.heard_from(suspicion.from, false);
+                    if suspicion.about == self.id {
+                        // foca refutes a suspicion of its current
+                        // incarnation (a higher one, and disseminates it).
+                        let update =
+                            foca::Member::new(self.id, suspicion.incarnation, foca::State::Suspect);
+                        let _ = self
+                            .foca
+                            .apply_many(std::iter::once(update), true, &mut self.out);
+                    }
                 }
                 Ok(_) => {}
                 Err(_) => self.stats.packets_rejected += 1,
@@ -481,6 +525,7 @@ impl MembershipCore {
         if self.config.phi_monitoring {
             self.monitor(now);
         }
+        self.tell_suspects();
         if now.saturating_sub(self.last_tag_refresh) >= self.config.tag_refresh_interval {
             self.refresh_tags();
         }
@@ -490,7 +535,7 @@ impl MembershipCore {
     }
 
     fn monitor(&mut self, now: Duration) {
-        let heartbeat = self.tags_packet();
+        let heartbeat = self.tags_packet(HEARTBEAT);
         let targets: Vec<SocketAddr> = self
             .peers
             .values()
@@ -509,9 +554,28 @@ impl MembershipCore {
             self.sends.push((addr, heartbeat.clone()));
         }
         let threshold = self.config.phi.threshold;
+        let shared: Vec<SocketAddr> = self
+            .peers
+            .values()
+            .filter(|p| !p.shared_silence && self.silence_is_shared(p, now))
+            .map(|p| p.id.addr)
+            .collect();
+        for addr in shared {
+            if let Some(peer) = self.peers.get_mut(&addr) {
+                peer.shared_silence = true;
+            }
+        }
+        let grace = self.config.partition_grace;
+        let due: Vec<SocketAddr> = self
+            .peers
+            .values()
+            .filter(|p| p.status == NodeStatus::Alive && p.detector.phi(now) >= threshold)
+            .filter(|p| !p.shared_silence || silence(p, now) >= grace)
+            .map(|p| p.id.addr)
+            .collect();
         let mut failed = Vec::new();
-        for peer in self.peers.values_mut() {
-            if peer.status == NodeStatus::Alive && peer.detector.phi(now) >= threshold {
+        for addr in due {
+            if let Some(peer) = self.peers.get_mut(&addr) {
                 peer.status = NodeStatus::Failed;
                 peer.since = now;
                 failed.push(peer.id);
@@ -520,6 +584,29 @@ impl MembershipCore {
         for id in failed {
             tracing::debug!(node = %id, "phi verdict: failed");
             self.events.push(ClusterEvent::NodeFailed(id));
+        }
+    }
+
+    /// Lifeguard's buddy system: every member SWIM suspects here hears so
+    /// directly, once per tick (see [`SUSPECTED`]).
+    fn tell_suspects(&mut self) {
+        let suspects: Vec<(NodeId, foca::Incarnation)> = self
+            .foca
+            .iter_members()
+            .filter(|m| m.state() == foca::State::Suspect)
+            .map(|m| (*m.id(), m.incarnation()))
+            .collect();
+        for (about, incarnation) in suspects {
+            let suspicion = Suspicion {
+                from: self.id,
+                about,
+                incarnation,
+            };
+            let mut packet = vec![SUSPECTED];
+            packet.extend_from_slice(&postcard::to_allocvec(&suspicion).unwrap_or_default());
+            self.stats.packets_sent += 1;
+            self.stats.bytes_sent += packet.len() as u64;
+            self.sends.push((about.addr, packet));
         }
     }
 
@@ -579,6 +666,25 @@ impl MembershipCore {
 
     // ---- internals -----------------------------------------------------
 
+    /// Whether `peer` has been silent longer than an acceptable pause, and
+    /// so has another member whose silence began within an acceptable
+    /// pause of it: a silence that looks like the network's (a partition)
+    /// more than like the member's, whose verdict waits (see
+    /// [`ClusterConfig::partition_grace`]). Once true, it stays true
+    /// until the member is heard from again.
+    fn silence_is_shared(&self, peer: &Peer, now: Duration) -> bool {
+        let pause = self.config.phi.acceptable_pause;
+        let own = silence(peer, now);
+        own >= pause
+            && self.peers.values().any(|other| {
+                let theirs = silence(other, now);
+                other.id != peer.id
+                    && other.status != NodeStatus::Left
+                    && theirs >= pause
+                    && theirs.abs_diff(own) <= pause
+            })
+    }
+
     fn phi_failed_only(&self, peer: &Peer) -> bool {
         // Keep heartbeating members we failed on φ alone: SWIM still
         // considers them up, and they may come back.
@@ -600,15 +706,16 @@ impl MembershipCore {
         }
     }
 
-    /// This node's tag update as a direct packet (the heartbeat format).
-    fn tags_packet(&self) -> Vec<u8> {
-        let mut packet = vec![HEARTBEAT];
+    /// This node's tag update as a direct packet: `kind` is [`HEARTBEAT`]
+    /// or [`TAGS`].
+    fn tags_packet(&self, kind: u8) -> Vec<u8> {
+        let mut packet = vec![kind];
         packet.extend_from_slice(&self.tag_update().encode());
         packet
     }
 
     fn send_tags_to(&mut self, addr: SocketAddr) {
-        let packet = self.tags_packet();
+        let packet = self.tags_packet(TAGS);
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += packet.len() as u64;
         self.sends.push((addr, packet));
@@ -649,14 +756,21 @@ impl MembershipCore {
         }
     }
 
-    fn heard_from(&mut self, from: NodeId) {
+    /// A packet from `from` arrived: a sign of life, and an interval
+    /// sample if it is one of its periodic `heartbeat`s.
+    fn heard_from(&mut self, from: NodeId, heartbeat: bool) {
         let Some(peer) = self.peers.get_mut(&from.addr) else {
             return;
         };
         if peer.id != from {
             return;
         }
-        peer.detector.heartbeat(self.now);
+        if heartbeat {
+            peer.detector.heartbeat(self.now);
+        } else {
+            peer.detector.heard(self.now);
+        }
+        peer.shared_silence = false;
         if peer.status == NodeStatus::Failed
             && peer.detector.phi(self.now) < self.config.phi.threshold
         {
@@ -780,7 +894,7 @@ impl MembershipCore {
                 self.probe_failed = true;
                 self.adjust_local_health(1);
             }
-            OwnedNotification::DataReceived(header) => self.heard_from(header.src),
+            OwnedNotification::DataReceived(header) => self.heard_from(header.src, false),
             OwnedNotification::Active
             | OwnedNotification::Idle
             | OwnedNotification::DataSent(_) => {}
@@ -793,7 +907,7 @@ impl MembershipCore {
         }
         self.remember(id);
         let mut detector = PhiAccrualDetector::new(self.config.phi);
-        detector.heartbeat(self.now);
+        detector.heard(self.now);
         let tags = self.book.tags_of(&id).unwrap_or_default();
         match self.peers.get_mut(&id.addr) {
             Some(peer) if peer.id == id => {
@@ -801,6 +915,7 @@ impl MembershipCore {
                 peer.status = NodeStatus::Alive;
                 peer.swim_down = false;
                 peer.detector = detector;
+                peer.shared_silence = false;
                 if matches!(was, NodeStatus::Failed | NodeStatus::Left) {
                     self.events.push(ClusterEvent::NodeRecovered(id));
                 }
@@ -818,6 +933,7 @@ impl MembershipCore {
                     swim_down: false,
                     reported_tags: tags.clone(),
                     since: self.now,
+                    shared_silence: false,
                 };
                 self.peers.insert(id.addr, peer);
                 self.events
@@ -848,7 +964,8 @@ impl MembershipCore {
         peer.id = new;
         peer.status = NodeStatus::Alive;
         peer.detector = PhiAccrualDetector::new(self.config.phi);
-        peer.detector.heartbeat(now);
+        peer.shared_silence = false;
+        peer.detector.heard(now);
         peer.reported_tags = tags.clone();
         self.events
             .push(ClusterEvent::NodeJoined { node: new, tags });
@@ -908,4 +1025,9 @@ impl MembershipCore {
             self.events.push(ClusterEvent::PartitionHealed);
         }
     }
+}
+
+/// How long `peer` has been silent at `now` (zero if never heard).
+fn silence(peer: &Peer, now: Duration) -> Duration {
+    now.saturating_sub(peer.detector.last_seen().unwrap_or(now))
 }

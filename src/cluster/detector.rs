@@ -4,6 +4,15 @@
 //! inter-arrival times. φ = 1 means a 10% chance of being wrong, φ = 2 a 1%
 //! chance, φ = 8 one in 10⁸.
 //!
+//! Two kinds of arrival feed it, as in Akka's cluster heartbeat: the
+//! periodic *heartbeats* (one every health-check interval), whose
+//! inter-arrival times make the history φ is computed from, and any other
+//! *sign of life* (SWIM traffic, a direct tag update), which only moves
+//! the point the silence is measured from. Irregular traffic therefore
+//! never widens the distribution: a member's verdict comes as soon after
+//! its last sign of life as its heartbeat rhythm allows, whether it joined
+//! a second ago or an hour ago.
+//!
 //! Pure and deterministic: time is passed in as a `Duration` since any
 //! fixed origin; the detector never reads a clock.
 
@@ -46,36 +55,53 @@ pub struct PhiAccrualDetector {
     intervals_ms: VecDeque<f64>,
     sum: f64,
     sum_sq: f64,
-    last: Option<Duration>,
+    /// Arrival of the last periodic heartbeat (the start of the next interval sample).
+    last_heartbeat: Option<Duration>,
+    /// The last sign of life of any kind (where silence is measured from).
+    last_seen: Option<Duration>,
 }
 
 impl PhiAccrualDetector {
-    /// A detector that has seen no heartbeat yet (φ is 0 until the first).
+    /// A detector that has heard nothing yet (φ is 0 until the first sign of life).
     pub fn new(config: PhiConfig) -> Self {
         Self {
             config,
             intervals_ms: VecDeque::with_capacity(config.max_samples.min(1024)),
             sum: 0.0,
             sum_sq: 0.0,
-            last: None,
+            last_heartbeat: None,
+            last_seen: None,
         }
     }
 
-    /// Records a heartbeat (any message from the peer) at `now`.
+    /// Records one of the peer's periodic heartbeats arriving at `now`:
+    /// a sign of life, and (from the second heartbeat on) an inter-arrival
+    /// sample. Timestamps earlier than the last heartbeat are ignored.
     pub fn heartbeat(&mut self, now: Duration) {
-        match self.last {
-            None => {
-                // Seed the history as Akka does: two samples around the
-                // estimate, so φ is meaningful from the second heartbeat.
-                let mean = self.config.first_heartbeat_estimate.as_secs_f64() * 1000.0;
-                let std = mean / 4.0;
-                self.push(mean - std);
-                self.push(mean + std);
-            }
+        self.heard(now);
+        match self.last_heartbeat {
             Some(last) if now > last => self.push((now - last).as_secs_f64() * 1000.0),
-            Some(_) => {}
+            Some(_) => return,
+            None => {}
         }
-        self.last = Some(self.last.map_or(now, |l| l.max(now)));
+        self.last_heartbeat = Some(now);
+    }
+
+    /// Records a sign of life other than a heartbeat (any other message
+    /// from the peer, or learning that it is up) at `now`: silence is
+    /// measured from here, the interval history is unchanged.
+    ///
+    /// The first sign of life seeds the history as Akka does, with two
+    /// samples around `first_heartbeat_estimate` (± a quarter), so φ is
+    /// meaningful before the second heartbeat.
+    pub fn heard(&mut self, now: Duration) {
+        if self.intervals_ms.is_empty() {
+            let mean = self.config.first_heartbeat_estimate.as_secs_f64() * 1000.0;
+            let std = mean / 4.0;
+            self.push(mean - std);
+            self.push(mean + std);
+        }
+        self.last_seen = Some(self.last_seen.map_or(now, |l| l.max(now)));
     }
 
     fn push(&mut self, interval_ms: f64) {
@@ -111,25 +137,37 @@ impl PhiAccrualDetector {
 
     /// Discounts the silence between `from` and `to` that was not the
     /// peer's: this node itself was paused then (a stall, a VM hiccup), so
-    /// it could not hear anyone. The last heartbeat moves forward by the
-    /// part of the pause that followed it; the inter-arrival history is
-    /// unchanged.
+    /// it could not hear anyone. The last heartbeat and the last sign of
+    /// life each move forward by the part of the pause that followed them
+    /// (so the next interval sample does not contain the pause either); the
+    /// inter-arrival history is unchanged.
     pub fn discount_silence(&mut self, from: Duration, to: Duration) {
-        if let Some(last) = self.last {
-            if last < to {
-                self.last = Some(last + (to - from.max(last)));
+        let shift = |last: &mut Option<Duration>| {
+            if let Some(l) = *last {
+                if l < to {
+                    *last = Some(l + (to - from.max(l)));
+                }
             }
-        }
+        };
+        shift(&mut self.last_heartbeat);
+        shift(&mut self.last_seen);
     }
 
-    /// When the last heartbeat arrived.
+    /// When the last periodic heartbeat arrived.
     pub fn last_heartbeat(&self) -> Option<Duration> {
-        self.last
+        self.last_heartbeat
     }
 
-    /// φ at `now`: 0 before any heartbeat.
+    /// When the last sign of life of any kind arrived.
+    pub fn last_seen(&self) -> Option<Duration> {
+        self.last_seen
+    }
+
+    /// φ at `now`, for the silence since the last sign of life: 0 before any.
     pub fn phi(&self, now: Duration) -> f64 {
-        let Some(last) = self.last else { return 0.0 };
+        let Some(last) = self.last_seen else {
+            return 0.0;
+        };
         let elapsed_ms = now.saturating_sub(last).as_secs_f64() * 1000.0;
         let mean = self.mean_ms() + self.config.acceptable_pause.as_secs_f64() * 1000.0;
         let std = self
@@ -219,7 +257,7 @@ mod tests {
         d.sum_sq = 0.0;
         d.push(800.0);
         d.push(1200.0);
-        d.last = Some(ms(10_000));
+        d.last_seen = Some(ms(10_000));
         assert!((d.std_deviation_ms() - 200.0).abs() < 1e-9);
         assert!((d.phi(ms(11_500)) - std::f64::consts::LOG10_2).abs() < 1e-9);
         assert!((d.phi(ms(12_000)) - 2.2160712662941497).abs() < 1e-9);
@@ -233,6 +271,46 @@ mod tests {
         assert_eq!(d.mean_ms(), 1000.0);
         assert_eq!(d.std_deviation_ms(), 250.0);
         assert!(d.is_available(ms(6_000)));
+    }
+
+    #[test]
+    fn a_sign_of_life_seeds_the_history_and_the_first_heartbeat_adds_no_sample() {
+        // Learning a member is up (at 5 s) is not a heartbeat: the first
+        // heartbeat 120 ms later starts the rhythm, it is not a 120 ms interval.
+        let mut d = PhiAccrualDetector::new(PhiConfig::default());
+        d.heard(ms(5_000));
+        assert_eq!(d.last_heartbeat(), None);
+        d.heartbeat(ms(5_120));
+        assert_eq!(d.intervals_ms, [750.0, 1250.0]);
+        d.heartbeat(ms(6_120));
+        assert_eq!(d.intervals_ms, [750.0, 1250.0, 1000.0]);
+    }
+
+    #[test]
+    fn other_traffic_moves_the_silence_but_not_the_history() {
+        let mut d = regular();
+        let before = d.intervals_ms.clone();
+        // SWIM traffic 300 ms and 700 ms after the last heartbeat.
+        d.heard(ms(20_300));
+        d.heard(ms(20_700));
+        assert_eq!(d.intervals_ms, before, "no 300/400 ms samples");
+        assert_eq!(d.last_heartbeat(), Some(ms(20_000)));
+        // φ is measured from the last sign of life: 1.1 s after it, not after the heartbeat.
+        assert!((d.phi(ms(21_800)) - 0.7995083208395598).abs() < 1e-9);
+        // The next heartbeat's sample is its distance from the previous heartbeat.
+        d.heartbeat(ms(21_000));
+        assert_eq!(d.intervals_ms.back(), Some(&1000.0));
+    }
+
+    #[test]
+    fn a_discounted_pause_is_kept_out_of_the_next_sample() {
+        let mut d = regular();
+        // This node was paused from 20.2 s to 22.2 s.
+        d.discount_silence(ms(20_200), ms(22_200));
+        assert_eq!(d.last_heartbeat(), Some(ms(22_000)));
+        assert_eq!(d.last_seen(), Some(ms(22_000)));
+        d.heartbeat(ms(23_000));
+        assert_eq!(d.intervals_ms.back(), Some(&1000.0));
     }
 
     #[test]

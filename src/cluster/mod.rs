@@ -83,3 +83,24 @@ pub enum ClusterEvent {
     /// The members counted in `PartitionDetected` are reachable again.
     PartitionHealed,
 }
+
+/// One line per event, for logs and for tools that read them: `joined`,
+/// `left`, `failed`, `recovered` or `tags`, then the member's address and
+/// generation (`failed 10.0.0.5:7000 17`); `partition <unreachable count>`;
+/// `healed`.
+impl std::fmt::Display for ClusterEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, id) = match self {
+            ClusterEvent::NodeJoined { node, .. } => ("joined", node),
+            ClusterEvent::NodeLeft(id) => ("left", id),
+            ClusterEvent::NodeFailed(id) => ("failed", id),
+            ClusterEvent::NodeRecovered(id) => ("recovered", id),
+            ClusterEvent::NodeTagsUpdated { node, .. } => ("tags", node),
+            ClusterEvent::PartitionDetected { unreachable } => {
+                return write!(f, "partition {}", unreachable.len())
+            }
+            ClusterEvent::PartitionHealed => return f.write_str("healed"),
+        };
+        write!(f, "{kind} {} {}", id.addr, id.generation)
+    }
+}
