@@ -325,8 +325,25 @@ pub fn partition(bins: &Binaries, d: Durations) -> Result<Outcome, String> {
         healed.is_some_and(|at| at - healed_at <= Duration::from_secs(30)),
     );
 
+    let cut_at = Instant::now();
     lab.partition(&a, &b)?;
     sleep(d.long_partition);
+    // When the last member across the cut was marked failed (the verdicts
+    // wait for the partition grace: a shared silence).
+    let marked = a
+        .iter()
+        .flat_map(|&x| b.iter().map(move |&y| (x, y)))
+        .flat_map(|(x, y)| [(x, y), (y, x)])
+        .map(|(x, y)| nodes[x].wait_for(cut_at, cut_at, event("failed", nodes[y].addr)))
+        .collect::<Option<Vec<Instant>>>()
+        .and_then(|at| at.into_iter().max());
+    out.figure(
+        format!(
+            "{} partition: every member across the cut marked failed after (partition grace 7 s)",
+            secs(d.long_partition)
+        ),
+        marked.map_or("not every pair".into(), |at| secs(at - cut_at)),
+    );
     let cross_down = a.iter().all(|&x| {
         b.iter().all(|&y| {
             nodes[x].believes_up(nodes[y].addr) == Some(false)

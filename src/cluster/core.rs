@@ -97,8 +97,11 @@ pub(crate) struct Peer {
     /// When the status last became `Failed` or `Left` (a member SWIM
     /// declared down is forgotten `forget_after` later).
     pub since: Duration,
-    /// The current silence began together with another member's (see
-    /// [`ClusterConfig::partition_grace`]); cleared when heard from.
+    /// The current silence is shared: this member and another have both
+    /// been silent longer than an acceptable pause, their silences having
+    /// begun within an acceptable pause of each other. That looks like the
+    /// network's fault (a partition) more than like theirs, so φ's verdict
+    /// waits for [`ClusterConfig::partition_grace`]. Cleared when heard from.
     pub shared_silence: bool,
 }
 
@@ -554,15 +557,22 @@ impl MembershipCore {
             self.sends.push((addr, heartbeat.clone()));
         }
         let threshold = self.config.phi.threshold;
-        let shared: Vec<SocketAddr> = self
+        // Members silent longer than an acceptable pause (usually none).
+        let pause = self.config.phi.acceptable_pause;
+        let quiet: Vec<(SocketAddr, Duration)> = self
             .peers
             .values()
-            .filter(|p| !p.shared_silence && self.silence_is_shared(p, now))
-            .map(|p| p.id.addr)
+            .filter(|p| p.status != NodeStatus::Left && silence(p, now) >= pause)
+            .map(|p| (p.id.addr, silence(p, now)))
             .collect();
-        for addr in shared {
-            if let Some(peer) = self.peers.get_mut(&addr) {
-                peer.shared_silence = true;
+        for &(addr, own) in &quiet {
+            if quiet
+                .iter()
+                .any(|&(other, theirs)| other != addr && theirs.abs_diff(own) <= pause)
+            {
+                if let Some(peer) = self.peers.get_mut(&addr) {
+                    peer.shared_silence = true;
+                }
             }
         }
         let grace = self.config.partition_grace;
@@ -665,25 +675,6 @@ impl MembershipCore {
     }
 
     // ---- internals -----------------------------------------------------
-
-    /// Whether `peer` has been silent longer than an acceptable pause, and
-    /// so has another member whose silence began within an acceptable
-    /// pause of it: a silence that looks like the network's (a partition)
-    /// more than like the member's, whose verdict waits (see
-    /// [`ClusterConfig::partition_grace`]). Once true, it stays true
-    /// until the member is heard from again.
-    fn silence_is_shared(&self, peer: &Peer, now: Duration) -> bool {
-        let pause = self.config.phi.acceptable_pause;
-        let own = silence(peer, now);
-        own >= pause
-            && self.peers.values().any(|other| {
-                let theirs = silence(other, now);
-                other.id != peer.id
-                    && other.status != NodeStatus::Left
-                    && theirs >= pause
-                    && theirs.abs_diff(own) <= pause
-            })
-    }
 
     fn phi_failed_only(&self, peer: &Peer) -> bool {
         // Keep heartbeating members we failed on φ alone: SWIM still
