@@ -34,7 +34,9 @@ pub struct ClusterConfig {
     pub phi: PhiConfig,
     /// Heartbeat every member each health-check interval and act on φ
     /// verdicts. Costs O(n²) small packets cluster-wide: meant for clusters
-    /// up to about a hundred nodes; larger ones rely on SWIM alone.
+    /// up to about a hundred nodes; larger ones rely on SWIM alone. Set it
+    /// alike on every node: a node with it off sends no heartbeats, and a
+    /// node with it on would judge that node by its SWIM traffic alone.
     pub phi_monitoring: bool,
     /// Lifeguard local health awareness: a node whose own timers run late
     /// or whose probes fail scales its probe and suspicion timeouts up (by
@@ -55,10 +57,11 @@ pub struct ClusterConfig {
     /// reboot) rather than two crashes in the same second, so their φ
     /// verdicts wait until each has been silent this long; a partition
     /// shorter than this produces no verdict. A single member's silence is
-    /// judged by φ alone (about 3 s with the defaults). The default is the
-    /// `stable-after` Akka's split-brain resolver recommends for a
-    /// five-node cluster (7 s); SWIM's own suspicion (11–14 s with the
-    /// defaults) is unaffected.
+    /// judged by φ alone (about 3 s with the defaults). The cost: two
+    /// members killed within about a second of each other wait too. The
+    /// default is the `stable-after` Akka's split-brain resolver recommends
+    /// for a five-node cluster (7 s); SWIM's own suspicion (11–14 s with
+    /// the defaults) is unaffected.
     pub partition_grace: Duration,
     /// Largest member table kept; further members are ignored. Members that
     /// left or failed are forgotten after [`forget_after`](Self::forget_after),

@@ -10,13 +10,16 @@
 //! SWIM is the cluster-wide authority: a member foca declares down (after
 //! direct and indirect probes failed and suspicion ran out unrefuted) is
 //! `Failed` everywhere, or `Left` if it announced its departure. φ is this
-//! node's own, faster and adaptive view: every packet from a member (SWIM
-//! traffic and health-check heartbeats) feeds its detector, and a member
-//! whose φ passes the threshold is marked `Failed` here (event
-//! `NodeFailed`) before SWIM concludes; if packets resume, φ falls and the
-//! member is `NodeRecovered`. Slow-but-alive members keep a low φ because
-//! the detector learns their rhythm; the acceptable pause absorbs GC and
-//! scheduling stalls.
+//! node's own, faster and adaptive view: a member's health-check
+//! heartbeats make its detector's interval history and every packet from it
+//! is a sign of life; a member whose φ passes the threshold is marked
+//! `Failed` here (event `NodeFailed`) before SWIM concludes; if packets
+//! resume, φ falls and the member is `NodeRecovered`. Slow-but-alive
+//! members keep a low φ because the detector learns their rhythm; the
+//! acceptable pause absorbs GC and scheduling stalls. Members that went
+//! silent together wait for `partition_grace` before φ judges them (a
+//! partition, not crashes), and a member SWIM suspects is told so directly
+//! (Lifeguard's buddy system) so it can refute.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -187,6 +190,9 @@ pub(crate) struct MembershipCore {
     local_health: u32,
     probe_failed: bool,
     partitioned: bool,
+    /// The last suspicion of this node handed to foca (identity,
+    /// incarnation): copies of it from other suspecters are dropped.
+    refuted: Option<(NodeId, foca::Incarnation)>,
     last_tag_refresh: Duration,
     /// Where the next tag refresh starts among the alive members (in address order).
     refresh_turn: usize,
@@ -227,6 +233,7 @@ impl MembershipCore {
             local_health: 0,
             probe_failed: false,
             partitioned: false,
+            refuted: None,
             last_tag_refresh: now,
             refresh_turn: 0,
             last_tick: None,
@@ -273,6 +280,34 @@ impl MembershipCore {
             self.book.len(),
             self.foca.iter_members().count(),
         ]
+    }
+
+    /// A "you are suspected" packet (tests inject them).
+    #[cfg(test)]
+    pub(crate) fn suspicion_packet(
+        from: NodeId,
+        about: NodeId,
+        incarnation: foca::Incarnation,
+    ) -> Vec<u8> {
+        let mut packet = vec![SUSPECTED];
+        packet.extend_from_slice(
+            &postcard::to_allocvec(&Suspicion {
+                from,
+                about,
+                incarnation,
+            })
+            .unwrap(),
+        );
+        packet
+    }
+
+    /// The incarnation foca holds for the member at `addr` (tests).
+    #[cfg(test)]
+    pub(crate) fn incarnation_of(&self, addr: &SocketAddr) -> Option<foca::Incarnation> {
+        self.foca
+            .iter_members()
+            .find(|m| m.id().addr == *addr)
+            .map(|m| m.incarnation())
     }
 
     /// The heartbeat this node sends (tests build forged ones with it).
@@ -338,18 +373,7 @@ impl MembershipCore {
                 }
             }
             Some((&SUSPECTED, rest)) => match postcard::from_bytes::<Suspicion>(rest) {
-                Ok(suspicion) if self.admit(suspicion.from, from) => {
-                    self.heard_from(suspicion.from, false);
-                    if suspicion.about == self.id {
-                        // foca refutes a suspicion of its current
-                        // incarnation (a higher one, and disseminates it).
-                        let update =
-                            foca::Member::new(self.id, suspicion.incarnation, foca::State::Suspect);
-                        let _ = self
-                            .foca
-                            .apply_many(std::iter::once(update), true, &mut self.out);
-                    }
-                }
+                Ok(suspicion) if self.admit(suspicion.from, from) => self.on_suspected(suspicion),
                 Ok(_) => {}
                 Err(_) => self.stats.packets_rejected += 1,
             },
@@ -562,7 +586,8 @@ impl MembershipCore {
         let quiet: Vec<(SocketAddr, Duration)> = self
             .peers
             .values()
-            .filter(|p| p.status != NodeStatus::Left && silence(p, now) >= pause)
+            .filter(|p| p.status != NodeStatus::Left && !p.swim_down)
+            .filter(|p| silence(p, now) >= pause)
             .map(|p| (p.id.addr, silence(p, now)))
             .collect();
         for &(addr, own) in &quiet {
@@ -571,7 +596,7 @@ impl MembershipCore {
                 .any(|&(other, theirs)| other != addr && theirs.abs_diff(own) <= pause)
             {
                 if let Some(peer) = self.peers.get_mut(&addr) {
-                    peer.shared_silence = true;
+                    peer.shared_silence |= peer.status == NodeStatus::Alive;
                 }
             }
         }
@@ -597,13 +622,23 @@ impl MembershipCore {
         }
     }
 
-    /// Lifeguard's buddy system: every member SWIM suspects here hears so
-    /// directly, once per tick (see [`SUSPECTED`]).
+    /// Lifeguard's buddy system: every member SWIM suspects here, and that
+    /// this node has nevertheless heard from within an acceptable pause
+    /// (so it is evidently alive, and may not know it is suspected: a
+    /// partition just healed), hears so directly, once per tick (see
+    /// [`SUSPECTED`]). A suspect that stays silent is told nothing.
     fn tell_suspects(&mut self) {
+        let pause = self.config.phi.acceptable_pause;
+        let now = self.now;
         let suspects: Vec<(NodeId, foca::Incarnation)> = self
             .foca
             .iter_members()
             .filter(|m| m.state() == foca::State::Suspect)
+            .filter(|m| {
+                self.peers
+                    .get(&m.id().addr)
+                    .is_some_and(|p| p.id == *m.id() && silence(p, now) < pause)
+            })
             .map(|m| (*m.id(), m.incarnation()))
             .collect();
         for (about, incarnation) in suspects {
@@ -618,6 +653,64 @@ impl MembershipCore {
             self.stats.bytes_sent += packet.len() as u64;
             self.sends.push((about.addr, packet));
         }
+    }
+
+    /// After foca renewed this node's identity (the cluster had declared it
+    /// down), it is `Disconnected` with every timer cancelled, and packets
+    /// addressed to its old identity are dropped: if every member renewed
+    /// at once (both sides of a long partition told each other "you are
+    /// down"), nobody would ever speak again. So: announce the new identity
+    /// to members this node knows (announcements are accepted by address),
+    /// whose answers reconnect it, and let foca reconnect to the members it
+    /// still holds active, which restarts its probe and announce timers.
+    fn announce_renewal(&mut self) {
+        let mut known: Vec<&Peer> = self
+            .peers
+            .values()
+            .filter(|p| p.status != NodeStatus::Left)
+            .collect();
+        known.sort_by_key(|p| p.status != NodeStatus::Alive);
+        let targets: Vec<NodeId> = known
+            .iter()
+            .take(self.config.gossip_fanout.max(1) * 2)
+            .map(|p| p.id)
+            .collect();
+        for to in targets {
+            let _ = self.foca.announce(to, &mut self.out);
+        }
+        let _ = self
+            .foca
+            .apply_many(std::iter::empty(), false, &mut self.out);
+    }
+
+    /// A member says this node (or another) is suspected. Only a current
+    /// member's word counts; the suspicion is handed to foca, which refutes
+    /// it with a higher incarnation, once per incarnation (the other
+    /// suspecters' copies of the same news are dropped). The highest
+    /// incarnation is refused: foca would answer it by renewing this
+    /// node's identity.
+    fn on_suspected(&mut self, suspicion: Suspicion) {
+        let member = self.peers.get(&suspicion.from.addr).is_some_and(|p| {
+            p.id == suspicion.from && !p.swim_down && p.status != NodeStatus::Left
+        });
+        if !member {
+            self.stats.packets_rejected += 1;
+            return;
+        }
+        self.heard_from(suspicion.from, false);
+        if suspicion.about != self.id || suspicion.incarnation == foca::Incarnation::MAX {
+            return;
+        }
+        if let Some((id, refuted)) = self.refuted {
+            if id == self.id && suspicion.incarnation <= refuted {
+                return;
+            }
+        }
+        self.refuted = Some((self.id, suspicion.incarnation));
+        let update = foca::Member::new(self.id, suspicion.incarnation, foca::State::Suspect);
+        let _ = self
+            .foca
+            .apply_many(std::iter::once(update), true, &mut self.out);
     }
 
     /// Sets a tag and spreads the new tag map.
@@ -828,17 +921,24 @@ impl MembershipCore {
 
     /// Moves foca's outputs into ours and turns notifications into events.
     fn flush(&mut self) {
-        for (to, packet) in self.out.sends.drain(..) {
-            self.stats.packets_sent += 1;
-            self.stats.bytes_sent += packet.len() as u64;
-            self.sends.push((to.addr, packet));
-        }
-        for (timer, after) in self.out.timers.drain(..) {
-            self.timers.push((self.now + after, timer));
-        }
-        let notes = std::mem::take(&mut self.out.notes);
-        for note in notes {
-            self.on_notification(note);
+        // A notification may make foca produce more (a renewal announces
+        // itself): until foca has nothing more to say.
+        loop {
+            for (to, packet) in self.out.sends.drain(..) {
+                self.stats.packets_sent += 1;
+                self.stats.bytes_sent += packet.len() as u64;
+                self.sends.push((to.addr, packet));
+            }
+            for (timer, after) in self.out.timers.drain(..) {
+                self.timers.push((self.now + after, timer));
+            }
+            let notes = std::mem::take(&mut self.out.notes);
+            if notes.is_empty() {
+                break;
+            }
+            for note in notes {
+                self.on_notification(note);
+            }
         }
         let changed = self.book.take_changed();
         for update in changed {
@@ -880,6 +980,7 @@ impl MembershipCore {
                 self.stats.renewals += 1;
                 self.id = id;
                 self.broadcast_tags();
+                self.announce_renewal();
             }
             OwnedNotification::ProbeFailed(..) => {
                 self.probe_failed = true;

@@ -77,10 +77,23 @@ impl PhiAccrualDetector {
     /// Records one of the peer's periodic heartbeats arriving at `now`:
     /// a sign of life, and (from the second heartbeat on) an inter-arrival
     /// sample. Timestamps earlier than the last heartbeat are ignored.
+    ///
+    /// An interval at whose end φ had already passed the threshold (this
+    /// node would have judged the peer failed) is a fault the peer came back
+    /// from (a partition, a pause, a loss burst), not its rhythm: it is not
+    /// a sample, as Cassandra ignores inter-arrival times above its maximum
+    /// interval. Otherwise one 5 s partition would widen the distribution,
+    /// and slow every verdict, for the next `max_samples` heartbeats. A
+    /// peer that slows down is still learned, step by step.
     pub fn heartbeat(&mut self, now: Duration) {
         self.heard(now);
         match self.last_heartbeat {
-            Some(last) if now > last => self.push((now - last).as_secs_f64() * 1000.0),
+            Some(last) if now > last => {
+                let interval = (now - last).as_secs_f64() * 1000.0;
+                if self.phi_after(interval) < self.config.threshold {
+                    self.push(interval);
+                }
+            }
             Some(_) => return,
             None => {}
         }
@@ -168,7 +181,11 @@ impl PhiAccrualDetector {
         let Some(last) = self.last_seen else {
             return 0.0;
         };
-        let elapsed_ms = now.saturating_sub(last).as_secs_f64() * 1000.0;
+        self.phi_after(now.saturating_sub(last).as_secs_f64() * 1000.0)
+    }
+
+    /// φ for a silence of `elapsed_ms` under the current history.
+    fn phi_after(&self, elapsed_ms: f64) -> f64 {
         let mean = self.mean_ms() + self.config.acceptable_pause.as_secs_f64() * 1000.0;
         let std = self
             .std_deviation_ms()
@@ -303,6 +320,28 @@ mod tests {
     }
 
     #[test]
+    fn an_interval_past_the_threshold_is_not_a_sample() {
+        // Mean 1 s, acceptable pause 1 s (default): a 2 s interval is still
+        // the peer's rhythm (a lost heartbeat: φ 0.3 at its end), a 5 s one
+        // is a fault (φ far past 8 at its end).
+        let mut d = PhiAccrualDetector::new(PhiConfig {
+            max_samples: 10,
+            ..PhiConfig::default()
+        });
+        for i in 0..=20 {
+            d.heartbeat(ms(i * 1000));
+        }
+        d.heartbeat(ms(22_000));
+        assert_eq!(d.intervals_ms.back(), Some(&2000.0));
+        let before = d.intervals_ms.clone();
+        d.heartbeat(ms(27_000));
+        assert_eq!(d.intervals_ms, before, "the 5 s silence is not a sample");
+        assert_eq!(d.last_heartbeat(), Some(ms(27_000)));
+        d.heartbeat(ms(28_000));
+        assert_eq!(d.intervals_ms.back(), Some(&1000.0));
+    }
+
+    #[test]
     fn a_discounted_pause_is_kept_out_of_the_next_sample() {
         let mut d = regular();
         // This node was paused from 20.2 s to 22.2 s.
@@ -329,8 +368,22 @@ mod tests {
     #[test]
     fn window_is_bounded_and_adapts_to_a_slower_peer() {
         let mut d = regular();
-        // The peer slows to 3 s heartbeats; the 10-sample window forgets the old rhythm.
-        let mut t = 20_000;
+        // The peer slows down, 5% per heartbeat, to 3 s heartbeats; every
+        // step is within φ's threshold, so each is learned, and the 10-sample
+        // window forgets the old rhythm.
+        let (mut t, mut interval) = (20_000, 1000);
+        while interval < 3000 {
+            interval = (interval * 105 / 100).min(3000);
+            t += interval;
+            let samples = d.intervals_ms.len();
+            d.heartbeat(ms(t));
+            let last = d.intervals_ms.back().copied().unwrap_or_default();
+            assert!(
+                (last - interval as f64).abs() < 1e-6,
+                "{last} != {interval}"
+            );
+            assert_eq!((samples, d.intervals_ms.len()), (10, 10));
+        }
         for _ in 0..10 {
             t += 3000;
             d.heartbeat(ms(t));
