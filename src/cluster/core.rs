@@ -162,6 +162,9 @@ pub struct CoreStats {
     /// Times this node noticed it had itself been paused (its timers or
     /// ticks ran late by at least half a health-check interval).
     pub own_pauses: u64,
+    /// Suspicions of this node that members told it about directly
+    /// (Lifeguard's buddy system) and that it refuted: one per incarnation.
+    pub refutations: u64,
 }
 
 pub(crate) struct MembershipCore {
@@ -707,6 +710,7 @@ impl MembershipCore {
             }
         }
         self.refuted = Some((self.id, suspicion.incarnation));
+        self.stats.refutations += 1;
         let update = foca::Member::new(self.id, suspicion.incarnation, foca::State::Suspect);
         let _ = self
             .foca

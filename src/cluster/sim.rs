@@ -158,7 +158,9 @@ impl Sim {
     /// Delivers `data` to node `to` as if sent over a connection whose
     /// member credential names `credential` (after the usual latency).
     pub(crate) fn inject(&mut self, credential: SocketAddr, to: usize, data: Vec<u8>) {
-        let from = self.nodes.len();
+        // A sender index of its own per injection (past the nodes), so
+        // packets in flight together keep their own credentials.
+        let from = self.nodes.len() + self.credential_override.len();
         self.credential_override.insert(from, credential);
         self.schedule(self.now + self.latency.1, Event::Deliver { from, to, data });
     }

@@ -264,6 +264,12 @@ fn only_a_members_current_suspicion_makes_a_node_refute() {
     sim.run_for(3 * SEC);
     assert_eq!(incarnation_at_0(&sim), 1, "refuted twice for one suspicion");
     assert_eq!(id(&sim, 2), c);
+    let refutations = |sim: &Sim| sim.nodes[2].core.as_ref().unwrap().stats.refutations;
+    assert_eq!(
+        refutations(&sim),
+        1,
+        "one suspicion, two notices: one refutation"
+    );
 }
 
 /// Two members killed in the same second look like a partition from here:
