@@ -292,16 +292,14 @@ impl MembershipCore {
         about: NodeId,
         incarnation: foca::Incarnation,
     ) -> Vec<u8> {
-        let mut packet = vec![SUSPECTED];
-        packet.extend_from_slice(
-            &postcard::to_allocvec(&Suspicion {
+        envelope(
+            SUSPECTED,
+            &Suspicion {
                 from,
                 about,
                 incarnation,
-            })
-            .unwrap(),
-        );
-        packet
+            },
+        )
     }
 
     /// The incarnation foca holds for the member at `addr` (tests).
@@ -406,11 +404,7 @@ impl MembershipCore {
                 to: sender,
                 remembered,
             };
-            let mut packet = vec![STALE];
-            packet.extend_from_slice(&postcard::to_allocvec(&stale).unwrap_or_default());
-            self.stats.packets_sent += 1;
-            self.stats.bytes_sent += packet.len() as u64;
-            self.sends.push((sender.addr, packet));
+            self.send(sender.addr, envelope(STALE, &stale));
             return false;
         }
         self.remember(sender);
@@ -579,9 +573,7 @@ impl MembershipCore {
             )
             .collect();
         for addr in targets {
-            self.stats.packets_sent += 1;
-            self.stats.bytes_sent += heartbeat.len() as u64;
-            self.sends.push((addr, heartbeat.clone()));
+            self.send(addr, heartbeat.clone());
         }
         let threshold = self.config.phi.threshold;
         // Members silent longer than an acceptable pause (usually none).
@@ -650,11 +642,7 @@ impl MembershipCore {
                 about,
                 incarnation,
             };
-            let mut packet = vec![SUSPECTED];
-            packet.extend_from_slice(&postcard::to_allocvec(&suspicion).unwrap_or_default());
-            self.stats.packets_sent += 1;
-            self.stats.bytes_sent += packet.len() as u64;
-            self.sends.push((about.addr, packet));
+            self.send(about.addr, envelope(SUSPECTED, &suspicion));
         }
     }
 
@@ -803,10 +791,14 @@ impl MembershipCore {
     }
 
     fn send_tags_to(&mut self, addr: SocketAddr) {
-        let packet = self.tags_packet(TAGS);
+        self.send(addr, self.tags_packet(TAGS));
+    }
+
+    /// Hands a packet of this core's own envelopes to the transport.
+    fn send(&mut self, to: SocketAddr, packet: Vec<u8>) {
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += packet.len() as u64;
-        self.sends.push((addr, packet));
+        self.sends.push((to, packet));
     }
 
     /// Anti-entropy for tags: every `tag_refresh_interval`, this node's
@@ -1126,4 +1118,12 @@ impl MembershipCore {
 /// How long `peer` has been silent at `now` (zero if never heard).
 fn silence(peer: &Peer, now: Duration) -> Duration {
     now.saturating_sub(peer.detector.last_seen().unwrap_or(now))
+}
+
+/// One of this core's own packets: the envelope byte `kind`, then `body`.
+fn envelope(kind: u8, body: &impl serde::Serialize) -> Vec<u8> {
+    let mut packet = vec![kind];
+    // Serializing these plain structs into a Vec cannot fail.
+    packet.extend_from_slice(&postcard::to_allocvec(body).unwrap_or_default());
+    packet
 }
