@@ -57,11 +57,13 @@ pub struct ClusterConfig {
     /// reboot) rather than two crashes in the same second, so their φ
     /// verdicts wait until each has been silent this long; a partition
     /// shorter than this produces no verdict. A single member's silence is
-    /// judged by φ alone (about 3 s with the defaults). The cost: two
-    /// members killed within about a second of each other wait too. The
-    /// default is the `stable-after` Akka's split-brain resolver recommends
-    /// for a five-node cluster (7 s); SWIM's own suspicion (11–14 s with
-    /// the defaults) is unaffected.
+    /// judged by φ alone (about 3 s with the defaults), and members already
+    /// judged are not paired with. The cost: two members killed within
+    /// about a second of each other wait too. The default is the
+    /// `stable-after` Akka's split-brain resolver recommends for a
+    /// five-node cluster (7 s); SWIM's own verdicts (about 11–14 s after a
+    /// kill with the defaults: a 9 s suspicion plus probe periods) are
+    /// unaffected.
     pub partition_grace: Duration,
     /// Largest member table kept; further members are ignored. Members that
     /// left or failed are forgotten after [`forget_after`](Self::forget_after),

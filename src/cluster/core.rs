@@ -49,8 +49,9 @@ const STALE: u8 = 2;
 /// [`HEARTBEAT`], a sign of life but not an interval sample.
 const TAGS: u8 = 3;
 /// Envelope byte: "you are suspected": a [`Suspicion`] follows. Lifeguard's
-/// buddy system (Dadgar et al., 2018): a member that suspects another tells
-/// it directly on every health-check tick, so a suspect that was cut off
+/// buddy system (Dadgar et al., 2018): a member that suspects another, and
+/// has heard from it within an acceptable pause, tells it directly on every
+/// health-check tick, so a suspect that was cut off
 /// (a partition that just healed) refutes at once instead of waiting for
 /// the suspicion to reach it by gossip, whose retransmissions may all have
 /// been spent while it was unreachable.
@@ -160,7 +161,8 @@ pub struct CoreStats {
     /// remembered for its address (after a restart).
     pub generation_jumps: u64,
     /// Times this node noticed it had itself been paused (its timers or
-    /// ticks ran late by at least half a health-check interval).
+    /// ticks ran late by at least half of min(`health_check_interval`,
+    /// `probe_interval`), and at least 250 ms).
     pub own_pauses: u64,
     /// Suspicions of this node that members told it about directly
     /// (Lifeguard's buddy system) and that it refuted: one per incarnation.
@@ -581,7 +583,9 @@ impl MembershipCore {
         let quiet: Vec<(SocketAddr, Duration)> = self
             .peers
             .values()
-            .filter(|p| p.status != NodeStatus::Left && !p.swim_down)
+            // Members already judged are not paired with: a crash a second
+            // after another's verdict is its own.
+            .filter(|p| matches!(p.status, NodeStatus::Alive | NodeStatus::Suspect))
             .filter(|p| silence(p, now) >= pause)
             .map(|p| (p.id.addr, silence(p, now)))
             .collect();

@@ -42,9 +42,11 @@ impl NodeRegistry {
 }
 
 /// Phi Accrual health of every member. The detectors run inside the
-/// membership (fed by every packet and by heartbeats every
-/// `health_check_interval`); their verdicts change member status and emit
-/// `NodeFailed` / `NodeRecovered` events.
+/// membership: the heartbeats every `health_check_interval` make their
+/// interval history, and any other packet from a member is a sign of life
+/// that only moves the point silence is measured from. Their verdicts
+/// (after `partition_grace` for a silence several members share) change
+/// member status and emit `NodeFailed` / `NodeRecovered` events.
 #[derive(Debug, Clone)]
 pub struct HealthChecker {
     cluster: ClusterMembership,
