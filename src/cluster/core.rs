@@ -109,6 +109,16 @@ pub(crate) struct Peer {
     pub shared_silence: bool,
 }
 
+impl Peer {
+    /// A new life of this member (or its return) is known at `now`: its φ
+    /// history starts afresh from that sign of life, with no shared silence.
+    fn start_health(&mut self, phi: super::PhiConfig, now: Duration) {
+        self.detector = PhiAccrualDetector::new(phi);
+        self.detector.heard(now);
+        self.shared_silence = false;
+    }
+}
+
 /// Collects foca's outputs during one input.
 #[derive(Default)]
 struct Outbox {
@@ -998,16 +1008,14 @@ impl MembershipCore {
             return;
         }
         self.remember(id);
-        let mut detector = PhiAccrualDetector::new(self.config.phi);
-        detector.heard(self.now);
+        let (phi, now) = (self.config.phi, self.now);
         let tags = self.book.tags_of(&id).unwrap_or_default();
         match self.peers.get_mut(&id.addr) {
             Some(peer) if peer.id == id => {
                 let was = peer.status;
                 peer.status = NodeStatus::Alive;
                 peer.swim_down = false;
-                peer.detector = detector;
-                peer.shared_silence = false;
+                peer.start_health(phi, now);
                 if matches!(was, NodeStatus::Failed | NodeStatus::Left) {
                     self.events.push(ClusterEvent::NodeRecovered(id));
                 }
@@ -1018,15 +1026,16 @@ impl MembershipCore {
                     return;
                 }
                 // A new member, or a new life of a known address (restart).
-                let peer = Peer {
+                let mut peer = Peer {
                     id,
                     status: NodeStatus::Alive,
-                    detector,
+                    detector: PhiAccrualDetector::new(phi),
                     swim_down: false,
                     reported_tags: tags.clone(),
-                    since: self.now,
+                    since: now,
                     shared_silence: false,
                 };
+                peer.start_health(phi, now);
                 self.peers.insert(id.addr, peer);
                 self.events
                     .push(ClusterEvent::NodeJoined { node: id, tags });
@@ -1055,9 +1064,7 @@ impl MembershipCore {
         }
         peer.id = new;
         peer.status = NodeStatus::Alive;
-        peer.detector = PhiAccrualDetector::new(self.config.phi);
-        peer.shared_silence = false;
-        peer.detector.heard(now);
+        peer.start_health(self.config.phi, now);
         peer.reported_tags = tags.clone();
         self.events
             .push(ClusterEvent::NodeJoined { node: new, tags });
