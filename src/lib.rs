@@ -52,6 +52,7 @@ mod config;
 mod error;
 mod io;
 mod server;
+mod sync;
 mod tls;
 mod udp;
 pub mod wire;

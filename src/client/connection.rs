@@ -199,7 +199,7 @@ impl Activity {
         // keep-alive off and switches it on.
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         if !self.keep_alive_on.load(Ordering::SeqCst) {
-            let mut handle = self.toggle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut handle = crate::sync::lock(&self.toggle);
             if !self.keep_alive_on.load(Ordering::SeqCst) {
                 let _ = handle.keep_alive(true);
                 self.keep_alive_on.store(true, Ordering::SeqCst);
@@ -212,7 +212,7 @@ impl Activity {
         if self.in_flight.load(Ordering::SeqCst) > 0 || !self.keep_alive_on.load(Ordering::SeqCst) {
             return;
         }
-        let mut handle = self.toggle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut handle = crate::sync::lock(&self.toggle);
         self.keep_alive_on.store(false, Ordering::SeqCst);
         let _ = handle.keep_alive(false);
         if self.in_flight.load(Ordering::SeqCst) > 0 {

@@ -57,9 +57,7 @@ pub(crate) fn endpoint_for(config: &RpcConfig) -> Result<Arc<Endpoint>, RpcError
         material,
         settings: config.endpoint_settings(),
     };
-    let mut shared = SHARED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut shared = crate::sync::lock(&SHARED);
     shared.retain(|(_, endpoint)| endpoint.strong_count() > 0);
     if let Some(endpoint) = shared
         .iter()

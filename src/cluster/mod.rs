@@ -1,42 +1,22 @@
-//! Cluster membership: SWIM gossip (foca) with Phi Accrual health, tags and
-//! events. See `docs/CLUSTER.md`.
+//! Clusters: membership (who is in the cluster and alive) and routing
+//! (where a call goes). See `docs/CLUSTER.md` and `docs/ARCHITECTURE.md`.
 //!
 //! | module | concern |
 //! |---|---|
-//! | `detector` | Phi Accrual failure detector, pure |
-//! | `node` | [`NodeId`]: address + generation |
-//! | `tags` | tag maps as versioned foca custom broadcasts |
-//! | `core` | the sans-IO membership state machine |
-//! | `config` | [`ClusterConfig`] |
-//! | `membership` | [`ClusterMembership`]: the async shell (driver task, API) |
-//! | `credential` | member certificates: who may gossip, for which addresses |
-//! | `transport` | gossip as unary calls between nodes' RPC endpoints, mutual TLS |
-//! | `registry` | [`NodeRegistry`], [`HealthChecker`] |
-//! | `routing` | where a call goes: [`WorkerRegistry`], [`LoadBalancingStrategy`] |
+//! | `membership` | SWIM gossip (foca), Phi Accrual health, tags, events: [`ClusterMembership`] |
+//! | `routing` | [`WorkerRegistry`], [`LoadBalancingStrategy`], [`ClusterClient`]: selection, failover, ejection |
+//!
+//! This module also holds what both share: [`NodeStatus`] and [`ClusterEvent`].
 
-mod config;
-pub(crate) mod core;
-mod credential;
-pub mod detector;
 mod membership;
-mod node;
-mod registry;
 mod routing;
-mod tags;
-mod transport;
 
-#[cfg(test)]
-mod sim;
-
-pub use config::ClusterConfig;
-pub use credential::MEMBER_URI_SCHEME;
-pub use detector::{PhiAccrualDetector, PhiConfig};
-pub use membership::{ClusterMembership, ClusterView, NodeInfo};
-pub use node::NodeId;
-pub use registry::{HealthChecker, NodeRegistry};
+pub use membership::detector;
+pub use membership::{
+    ClusterConfig, ClusterMembership, ClusterView, HealthChecker, NodeId, NodeInfo, NodeRegistry,
+    PhiAccrualDetector, PhiConfig, Tags, GOSSIP_METHOD, MAX_TAGS, MAX_TAG_LEN, MEMBER_URI_SCHEME,
+};
 pub use routing::*;
-pub use tags::{Tags, MAX_TAGS, MAX_TAG_LEN};
-pub use transport::GOSSIP_METHOD;
 
 /// A member's status as this node sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

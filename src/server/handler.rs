@@ -35,18 +35,11 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) fn insert(&self, method: &str, handler: Handler) {
-        self.handlers
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(method.to_owned(), handler);
+        crate::sync::write(&self.handlers).insert(method.to_owned(), handler);
     }
 
     pub(crate) fn get(&self, method: &str) -> Option<Handler> {
-        self.handlers
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(method)
-            .cloned()
+        crate::sync::read(&self.handlers).get(method).cloned()
     }
 }
 

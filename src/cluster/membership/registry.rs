@@ -2,8 +2,9 @@
 
 use std::net::SocketAddr;
 
-use super::membership::{ClusterMembership, NodeInfo};
-use super::{ClusterConfig, NodeStatus};
+use super::ClusterConfig;
+use super::{ClusterMembership, NodeInfo};
+use crate::cluster::NodeStatus;
 
 /// Every member with its address, tags and status; filter by tag.
 #[derive(Debug, Clone)]

@@ -88,6 +88,19 @@ pub struct ClusterConfig {
     pub server: Option<crate::ServerHandle>,
     /// How long `join` waits for a seed to answer.
     pub join_timeout: Duration,
+    /// How long sending one gossip packet to a peer (connecting included)
+    /// may take before the packet is dropped (default 2 s; SWIM tolerates
+    /// loss).
+    pub gossip_send_timeout: Duration,
+    /// Gossip packets in flight at once; more are dropped, as a congested
+    /// network would (default 256).
+    pub gossip_max_in_flight: usize,
+    /// Idle timeout of the QUIC connections this node opens to peers for
+    /// gossip (default 60 s). An idle connection closes and the next
+    /// packet reconnects.
+    pub gossip_idle_timeout: Duration,
+    /// QUIC keep-alive interval of those connections (default 15 s).
+    pub gossip_keep_alive_interval: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -130,6 +143,10 @@ impl Default for ClusterConfig {
             tags: Tags::new(),
             server: None,
             join_timeout: Duration::from_secs(10),
+            gossip_send_timeout: Duration::from_secs(2),
+            gossip_max_in_flight: 256,
+            gossip_idle_timeout: Duration::from_secs(60),
+            gossip_keep_alive_interval: Duration::from_secs(15),
         }
     }
 }
@@ -267,6 +284,12 @@ impl ClusterConfig {
             ("tag_refresh_interval", self.tag_refresh_interval),
             ("join_timeout", self.join_timeout),
             ("forget_after", self.forget_after),
+            ("gossip_send_timeout", self.gossip_send_timeout),
+            ("gossip_idle_timeout", self.gossip_idle_timeout),
+            (
+                "gossip_keep_alive_interval",
+                self.gossip_keep_alive_interval,
+            ),
             ("phi.min_std_deviation", self.phi.min_std_deviation),
             (
                 "phi.first_heartbeat_estimate",
@@ -284,6 +307,7 @@ impl ClusterConfig {
             ("expected_cluster_size", self.expected_cluster_size as usize),
             ("max_members", self.max_members),
             ("event_capacity", self.event_capacity),
+            ("gossip_max_in_flight", self.gossip_max_in_flight),
             ("phi.max_samples", self.phi.max_samples),
         ];
         for (field, value) in counts {
@@ -307,6 +331,12 @@ impl ClusterConfig {
         }
         if self.probe_timeout >= self.probe_interval {
             return bad("probe_timeout", "must be shorter than probe_interval");
+        }
+        if self.gossip_keep_alive_interval >= self.gossip_idle_timeout {
+            return bad(
+                "gossip_keep_alive_interval",
+                "must be shorter than gossip_idle_timeout",
+            );
         }
         if self.max_packet_size < 512 {
             return bad("max_packet_size", "must be at least 512 bytes");
@@ -424,6 +454,16 @@ mod tests {
             ("partition_threshold", |c| c.partition_threshold = f64::NAN),
             ("partition_threshold", |c| c.partition_threshold = 1.5),
             ("max_packet_size", |c| c.max_packet_size = 100),
+            ("gossip_send_timeout", |c| {
+                c.gossip_send_timeout = Duration::ZERO
+            }),
+            ("gossip_idle_timeout", |c| {
+                c.gossip_idle_timeout = Duration::ZERO
+            }),
+            ("gossip_keep_alive_interval", |c| {
+                c.gossip_keep_alive_interval = c.gossip_idle_timeout
+            }),
+            ("gossip_max_in_flight", |c| c.gossip_max_in_flight = 0),
             ("tags", |c| {
                 c.tags
                     .insert("k".repeat(super::super::MAX_TAG_LEN + 1), "v".into());

@@ -13,7 +13,8 @@ use rand::{RngExt, SeedableRng};
 
 use super::core::MembershipCore;
 use super::credential::MemberCredential;
-use super::{ClusterConfig, ClusterEvent, NodeId, NodeStatus};
+use super::{ClusterConfig, NodeId};
+use crate::cluster::{ClusterEvent, NodeStatus};
 
 pub(crate) fn addr(i: usize) -> SocketAddr {
     SocketAddr::new(

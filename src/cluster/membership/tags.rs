@@ -104,9 +104,7 @@ impl TagBook {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, TagState> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.0)
     }
 
     pub(crate) fn tags_of(&self, id: &NodeId) -> Option<Tags> {

@@ -1,0 +1,141 @@
+//! Member lifecycle: members coming up, new lives of known addresses,
+//! members going down or leaving (events `NodeJoined`, `NodeRecovered`,
+//! `NodeFailed`, `NodeLeft`), pruning of departed members, and this
+//! node's own graceful leave.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::peer::Peer;
+use super::MembershipCore;
+use crate::cluster::membership::detector::PhiAccrualDetector;
+use crate::cluster::{ClusterEvent, NodeId, NodeStatus};
+
+impl MembershipCore {
+    pub(super) fn member_up(&mut self, id: NodeId) {
+        if id.addr == self.id.addr {
+            return;
+        }
+        self.remember(id);
+        let (phi, now) = (self.config.phi, self.now);
+        let tags = self.book.tags_of(&id).unwrap_or_default();
+        match self.peers.get_mut(&id.addr) {
+            Some(peer) if peer.id == id => {
+                let was = peer.status;
+                peer.status = NodeStatus::Alive;
+                peer.swim_down = false;
+                peer.start_health(phi, now);
+                if matches!(was, NodeStatus::Failed | NodeStatus::Left) {
+                    self.events.push(ClusterEvent::NodeRecovered(id));
+                }
+            }
+            existing => {
+                if existing.is_none() && self.peers.len() >= self.config.max_members {
+                    tracing::warn!(node = %id, "member table full (max_members); ignoring");
+                    return;
+                }
+                // A new member, or a new life of a known address (restart).
+                let mut peer = Peer {
+                    id,
+                    status: NodeStatus::Alive,
+                    detector: PhiAccrualDetector::new(phi),
+                    swim_down: false,
+                    reported_tags: tags.clone(),
+                    since: now,
+                    shared_silence: false,
+                };
+                peer.start_health(phi, now);
+                self.peers.insert(id.addr, peer);
+                self.events
+                    .push(ClusterEvent::NodeJoined { node: id, tags });
+            }
+        }
+        // The newcomer missed earlier dissemination of our tags: tell it
+        // directly (a cluster-wide broadcast per join would cost every
+        // member O(n) per join).
+        self.send_tags_to(id.addr);
+    }
+
+    /// An address came back under a higher generation while its earlier
+    /// life was still active here: a restart faster than failure
+    /// detection (or a renewal). It is a new life: `NodeJoined`. If SWIM
+    /// had declared the old one down, `MemberUp(new)` follows and reports
+    /// the new life instead.
+    pub(super) fn renamed(&mut self, old: NodeId, new: NodeId) {
+        self.remember(new);
+        let now = self.now;
+        let tags = self.book.tags_of(&new).unwrap_or_default();
+        let Some(peer) = self.peers.get_mut(&old.addr) else {
+            return;
+        };
+        if peer.id != old || peer.swim_down {
+            return;
+        }
+        peer.id = new;
+        peer.status = NodeStatus::Alive;
+        peer.start_health(self.config.phi, now);
+        peer.reported_tags = tags.clone();
+        self.events
+            .push(ClusterEvent::NodeJoined { node: new, tags });
+        self.send_tags_to(new.addr);
+    }
+
+    pub(super) fn member_down(&mut self, id: NodeId) {
+        let leaving = self.book.is_leaving(&id);
+        let Some(peer) = self.peers.get_mut(&id.addr) else {
+            return;
+        };
+        if peer.id != id {
+            return;
+        }
+        let was = peer.status;
+        peer.swim_down = true;
+        if was != NodeStatus::Failed || leaving {
+            peer.since = self.now;
+        }
+        peer.status = if leaving {
+            NodeStatus::Left
+        } else {
+            NodeStatus::Failed
+        };
+        match (was, leaving) {
+            (_, true) => self.events.push(ClusterEvent::NodeLeft(id)),
+            (NodeStatus::Failed, false) => {} // φ got there first
+            (_, false) => self.events.push(ClusterEvent::NodeFailed(id)),
+        }
+    }
+
+    /// Forgets members SWIM declared down (failed or left) longer than
+    /// `forget_after` ago: their places in the member table, their tags.
+    /// Their generations stay remembered.
+    pub(super) fn forget_departed(&mut self, now: Duration) {
+        let forget_after = self.config.forget_after;
+        let gone: Vec<SocketAddr> = self
+            .peers
+            .values()
+            .filter(|p| p.swim_down && now.saturating_sub(p.since) >= forget_after)
+            .map(|p| p.id.addr)
+            .collect();
+        for addr in gone {
+            self.peers.remove(&addr);
+            self.book.forget(addr);
+        }
+    }
+
+    /// First step of a graceful leave: tell everyone we are leaving (so
+    /// they report `NodeLeft`, not `NodeFailed`).
+    pub(crate) fn announce_leaving(&mut self, now: Duration) {
+        self.now = now;
+        self.leaving = true;
+        self.broadcast_tags();
+        let _ = self.foca.gossip(&mut self.out);
+        self.flush();
+    }
+
+    /// Second step: leave the cluster.
+    pub(crate) fn leave(&mut self, now: Duration) {
+        self.now = now;
+        let _ = self.foca.leave_cluster(&mut self.out);
+        self.flush();
+    }
+}

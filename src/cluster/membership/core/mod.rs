@@ -1,0 +1,408 @@
+//! The membership state machine: foca (SWIM) plus tags, Phi Accrual
+//! verdicts, Lifeguard-style local health, partition detection and events.
+//!
+//! Sans-IO: packets and timer firings come in with the current time
+//! (`handle_packet`, `handle_timer`, `tick`); packets to send, timers to
+//! schedule and events come out (`drain_*`). The QUIC shell and the
+//! deterministic simulator drive the same code.
+//!
+//! ## How φ and SWIM suspicion combine
+//! SWIM is the cluster-wide authority: a member foca declares down (after
+//! direct and indirect probes failed and suspicion ran out unrefuted) is
+//! `Failed` everywhere, or `Left` if it announced its departure. φ is this
+//! node's own, faster and adaptive view: a member's health-check
+//! heartbeats make its detector's interval history and every packet from it
+//! is a sign of life; a member whose φ passes the threshold is marked
+//! `Failed` here (event `NodeFailed`) before SWIM concludes; if packets
+//! resume, φ falls and the member is `NodeRecovered`. Slow-but-alive
+//! members keep a low φ because the detector learns their rhythm; the
+//! acceptable pause absorbs GC and scheduling stalls. Members that went
+//! silent together wait for `partition_grace` before φ judges them (a
+//! partition, not crashes), and a member SWIM suspects is told so directly
+//! (Lifeguard's buddy system) so it can refute.
+
+mod awareness;
+mod buddy;
+mod envelope;
+mod foca_adapter;
+mod generations;
+mod lifecycle;
+mod peer;
+mod tag_sync;
+mod verdicts;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use foca::{Foca, PostcardCodec, Timer};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+#[cfg(test)]
+use self::envelope::envelope;
+use self::envelope::{Stale, Suspicion};
+use self::envelope::{HEARTBEAT, STALE, SUSPECTED, SWIM, TAGS};
+use self::foca_adapter::Outbox;
+pub(crate) use self::peer::Peer;
+use super::credential::MemberCredential;
+use super::tags::{TagBook, TagUpdate, Tags};
+use crate::cluster::{ClusterConfig, ClusterEvent, NodeId, NodeStatus};
+
+/// Counters for tests, metrics and `docs/CLUSTER.md`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoreStats {
+    /// Packets handed to the transport.
+    pub packets_sent: u64,
+    /// Bytes handed to the transport.
+    pub bytes_sent: u64,
+    /// Packets foca refused (malformed, not for us, ...).
+    pub packets_rejected: u64,
+    /// Times this node renewed its identity after learning the cluster
+    /// had declared it down.
+    pub renewals: u64,
+    /// Packets refused because they spoke for an address the sender's
+    /// member credential does not cover.
+    pub packets_forged: u64,
+    /// Times this node moved its generation above one the cluster
+    /// remembered for its address (after a restart).
+    pub generation_jumps: u64,
+    /// Times this node noticed it had itself been paused (its timers or
+    /// ticks ran late by at least half of min(`health_check_interval`,
+    /// `probe_interval`), and at least 250 ms).
+    pub own_pauses: u64,
+    /// Suspicions of this node that members told it about directly
+    /// (Lifeguard's buddy system) and that it refuted: one per incarnation.
+    pub refutations: u64,
+}
+
+pub(crate) struct MembershipCore {
+    id: NodeId,
+    config: ClusterConfig,
+    foca: Foca<NodeId, PostcardCodec, StdRng, TagBook>,
+    book: TagBook,
+    out: Outbox,
+    /// Timers handed out, with the time they are due (to measure lateness).
+    now: Duration,
+    /// Ordered, so iteration (heartbeat order, and with it the
+    /// simulator's random draws) is the same in every run.
+    peers: BTreeMap<SocketAddr, Peer>,
+    /// The highest generation seen per address, and when, so an earlier
+    /// life that comes back under a lower generation is told to move above
+    /// it. Kept after a member is forgotten; bounded by
+    /// `GENERATION_MEMORY × max_members` (the least recently seen
+    /// addresses that are not members go first).
+    generations: HashMap<SocketAddr, (u64, Duration)>,
+    events: Vec<ClusterEvent>,
+    sends: Vec<(SocketAddr, Vec<u8>)>,
+    timers: Vec<(Duration, Timer<NodeId>)>,
+    tags: Tags,
+    tag_version: u64,
+    leaving: bool,
+    local_health: u32,
+    probe_failed: bool,
+    partitioned: bool,
+    /// The last suspicion of this node handed to foca (identity,
+    /// incarnation): copies of it from other suspecters are dropped.
+    refuted: Option<(NodeId, foca::Incarnation)>,
+    last_tag_refresh: Duration,
+    /// Where the next tag refresh starts among the alive members (in address order).
+    refresh_turn: usize,
+    /// When the last health-check tick ran (to notice a late one).
+    last_tick: Option<Duration>,
+    /// Overdue timers wait until then after this node noticed its own
+    /// pause, so the packets that queued up during it are read first.
+    grace_until: Duration,
+    pub stats: CoreStats,
+}
+
+impl MembershipCore {
+    pub(crate) fn new(id: NodeId, config: ClusterConfig, seed: u64, now: Duration) -> Self {
+        let book = TagBook::with_capacity(config.max_members.saturating_add(1));
+        let foca = Foca::with_custom_broadcast(
+            id,
+            config.foca_config(0),
+            StdRng::seed_from_u64(seed),
+            PostcardCodec,
+            book.clone(),
+        );
+        let tags = config.tags.clone();
+        let mut core = Self {
+            id,
+            config,
+            foca,
+            book,
+            out: Outbox::default(),
+            now,
+            peers: BTreeMap::new(),
+            generations: HashMap::new(),
+            events: Vec::new(),
+            sends: Vec::new(),
+            timers: Vec::new(),
+            tags,
+            tag_version: 0,
+            leaving: false,
+            local_health: 0,
+            probe_failed: false,
+            partitioned: false,
+            refuted: None,
+            last_tag_refresh: now,
+            refresh_turn: 0,
+            last_tick: None,
+            grace_until: Duration::ZERO,
+            stats: CoreStats::default(),
+        };
+        core.broadcast_tags();
+        core
+    }
+
+    pub(crate) fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub(crate) fn peers(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn peer(&self, addr: &SocketAddr) -> Option<&Peer> {
+        self.peers.get(addr)
+    }
+
+    pub(crate) fn tags_of(&self, id: &NodeId) -> Option<Tags> {
+        if *id == self.id {
+            return Some(self.tags.clone());
+        }
+        self.book.tags_of(id)
+    }
+
+    pub(crate) fn my_tags(&self) -> &Tags {
+        &self.tags
+    }
+
+    /// Sizes of the tables that must stay bounded: members, remembered
+    /// generations, tag maps, foca's member list.
+    #[cfg(test)]
+    pub(crate) fn table_sizes(&self) -> [usize; 4] {
+        [
+            self.peers.len(),
+            self.generations.len(),
+            self.book.len(),
+            self.foca.iter_members().count(),
+        ]
+    }
+
+    /// A "you are suspected" packet (tests inject them).
+    #[cfg(test)]
+    pub(crate) fn suspicion_packet(
+        from: NodeId,
+        about: NodeId,
+        incarnation: foca::Incarnation,
+    ) -> Vec<u8> {
+        envelope(
+            SUSPECTED,
+            &Suspicion {
+                from,
+                about,
+                incarnation,
+            },
+        )
+    }
+
+    /// The incarnation foca holds for the member at `addr` (tests).
+    #[cfg(test)]
+    pub(crate) fn incarnation_of(&self, addr: &SocketAddr) -> Option<foca::Incarnation> {
+        self.foca
+            .iter_members()
+            .find(|m| m.id().addr == *addr)
+            .map(|m| m.incarnation())
+    }
+
+    /// The heartbeat this node sends (tests build forged ones with it).
+    #[cfg(test)]
+    pub(crate) fn heartbeat_packet(&self) -> Vec<u8> {
+        self.tags_packet(HEARTBEAT)
+    }
+
+    pub(crate) fn local_health(&self) -> u32 {
+        self.local_health
+    }
+
+    pub(crate) fn phi(&self, addr: &SocketAddr) -> Option<f64> {
+        self.peers.get(addr).map(|p| p.detector.phi(self.now))
+    }
+
+    /// Asks the member at `seed` to let us in (its generation is unknown;
+    /// foca accepts an announce addressed to any identity at its address).
+    pub(crate) fn join(&mut self, seed: SocketAddr, now: Duration) {
+        self.now = now;
+        if seed == self.id.addr {
+            return;
+        }
+        let _ = self.foca.announce(NodeId::new(seed, 0), &mut self.out);
+        self.flush();
+    }
+
+    /// A packet from the transport, sent by the holder of `from` (the
+    /// member credential of the connection it arrived on). What a packet
+    /// says about its sender (foca's header, a heartbeat's identity and
+    /// tags) must be covered by that credential, or the packet is dropped.
+    pub(crate) fn handle_packet(&mut self, data: &[u8], from: &MemberCredential, now: Duration) {
+        self.now = now;
+        match data.split_first() {
+            Some((&SWIM, rest)) => {
+                use foca::Codec;
+                let src = match PostcardCodec.decode_header(rest) {
+                    Ok(header) => header.src,
+                    Err(_) => {
+                        self.stats.packets_rejected += 1;
+                        return;
+                    }
+                };
+                if self.admit(src, from) {
+                    if let Err(e) = self.foca.handle_data(rest, &mut self.out) {
+                        self.stats.packets_rejected += 1;
+                        tracing::trace!("gossip packet rejected: {e}");
+                    }
+                }
+            }
+            Some((&(kind @ HEARTBEAT | kind @ TAGS), rest)) => {
+                match postcard::from_bytes::<TagUpdate>(rest) {
+                    Ok(update) if self.admit(update.node, from) => {
+                        self.heard_from(update.node, kind == HEARTBEAT);
+                        // Bound to the sender's credential: its own tags,
+                        // even before SWIM reports it up (the book is bounded).
+                        let _ = self.book.apply(update);
+                    }
+                    Ok(_) => {}
+                    Err(_) => self.stats.packets_rejected += 1,
+                }
+            }
+            Some((&SUSPECTED, rest)) => match postcard::from_bytes::<Suspicion>(rest) {
+                Ok(suspicion) if self.admit(suspicion.from, from) => self.on_suspected(suspicion),
+                Ok(_) => {}
+                Err(_) => self.stats.packets_rejected += 1,
+            },
+            Some((&STALE, rest)) => match postcard::from_bytes::<Stale>(rest) {
+                Ok(stale) => self.on_stale(stale, from),
+                Err(_) => self.stats.packets_rejected += 1,
+            },
+            _ => self.stats.packets_rejected += 1,
+        }
+        self.flush();
+    }
+
+    /// A timer previously returned by `drain_timers` is due.
+    pub(crate) fn handle_timer(&mut self, timer: Timer<NodeId>, due: Duration, now: Duration) {
+        self.now = now;
+        let late = now.saturating_sub(due);
+        // A timer deferred to the end of a grace period runs then (its due
+        // time is that end), so a pause defers each timer at most once.
+        if now < self.grace_until || (due != self.grace_until && self.noticed_own_pause(late)) {
+            self.timers.push((self.grace_until, timer));
+            return;
+        }
+        // Lifeguard: a node whose own timers run late is itself slow and
+        // must not trust its own impatience.
+        if now.saturating_sub(due) > self.config.probe_timeout / 2 {
+            self.adjust_local_health(1);
+        }
+        if let Timer::ProbeRandomMember(_) = timer {
+            if !std::mem::take(&mut self.probe_failed) {
+                self.adjust_local_health(-1);
+            }
+        }
+        let sends_before = self.out.sends.len();
+        let notes_before = self.out.notes.len();
+        let suspect = match &timer {
+            Timer::ChangeSuspectToDown { member_id, .. } => Some(*member_id),
+            _ => None,
+        };
+        if let Err(e) = self.foca.handle_timer(timer, &mut self.out) {
+            tracing::trace!("timer: {e}");
+        }
+        if let Some(member) = suspect {
+            self.drop_courtesy_turn_undead(member, sends_before, notes_before);
+        }
+        self.flush();
+    }
+
+    /// Periodic health check (every `health_check_interval`): heartbeats
+    /// to every member not known down, φ verdicts, partition detection,
+    /// tag refresh.
+    pub(crate) fn tick(&mut self, now: Duration) {
+        self.now = now;
+        if let Some(last) = self.last_tick.replace(now) {
+            let late = now.saturating_sub(last + self.config.health_check_interval);
+            self.noticed_own_pause(late);
+        }
+        if self.config.phi_monitoring {
+            self.monitor(now);
+        }
+        self.tell_suspects();
+        if now.saturating_sub(self.last_tag_refresh) >= self.config.tag_refresh_interval {
+            self.refresh_tags();
+        }
+        self.check_partition();
+        self.forget_departed(now);
+        self.flush();
+    }
+
+    pub(crate) fn drain_sends(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        std::mem::take(&mut self.sends)
+    }
+
+    /// Timers with the absolute time they are due.
+    pub(crate) fn drain_timers(&mut self) -> Vec<(Duration, Timer<NodeId>)> {
+        std::mem::take(&mut self.timers)
+    }
+
+    pub(crate) fn drain_events(&mut self) -> Vec<ClusterEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Moves foca's outputs into ours and turns notifications into events.
+    fn flush(&mut self) {
+        // A notification may make foca produce more (a renewal announces
+        // itself): until foca has nothing more to say.
+        loop {
+            for (to, packet) in self.out.sends.drain(..) {
+                self.stats.packets_sent += 1;
+                self.stats.bytes_sent += packet.len() as u64;
+                self.sends.push((to.addr, packet));
+            }
+            for (timer, after) in self.out.timers.drain(..) {
+                self.timers.push((self.now + after, timer));
+            }
+            let notes = std::mem::take(&mut self.out.notes);
+            if notes.is_empty() {
+                break;
+            }
+            for note in notes {
+                self.on_notification(note);
+            }
+        }
+        let changed = self.book.take_changed();
+        for update in changed {
+            if update.node == self.id {
+                continue;
+            }
+            if let Some(peer) = self.peers.get_mut(&update.node.addr) {
+                let tags: Tags = update.tags.into_iter().collect();
+                // A refresh re-sends the same map under a new version:
+                // only a different map is news.
+                if peer.id == update.node
+                    && matches!(peer.status, NodeStatus::Alive | NodeStatus::Suspect)
+                    && peer.reported_tags != tags
+                {
+                    peer.reported_tags = tags.clone();
+                    self.events.push(ClusterEvent::NodeTagsUpdated {
+                        node: update.node,
+                        tags,
+                    });
+                }
+            }
+        }
+        // Sending may have queued more timers/notifications only through foca; done.
+    }
+}

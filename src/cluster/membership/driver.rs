@@ -1,0 +1,259 @@
+//! The driver: one task per node that feeds the membership core the
+//! packets the transport received, its due timers, the health-check tick
+//! and the API's commands, then hands the core's outputs to the transport
+//! (packets), the subscribers (events) and the view.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use foca::Timer;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::core::MembershipCore;
+use super::transport::{Inbound, Transport};
+use super::view::{ClusterView, NodeInfo};
+use super::ClusterConfig;
+use crate::cluster::{ClusterEvent, NodeId, NodeStatus};
+
+/// What the API asks of the driver.
+pub(super) enum Command {
+    Join(SocketAddr),
+    /// Seeds by name: re-resolved whenever this node finds itself alone.
+    RememberSeeds(Vec<String>),
+    SetTag(String, String),
+    RemoveTag(String),
+    AnnounceLeaving,
+    Leave(oneshot::Sender<()>),
+}
+
+/// Resolves `host:port` names; names that do not resolve are skipped.
+pub(super) async fn resolve(seeds: &[String]) -> Vec<SocketAddr> {
+    let mut addrs = Vec::new();
+    for seed in seeds {
+        match tokio::net::lookup_host(seed.as_str()).await {
+            Ok(found) => addrs.extend(found),
+            Err(e) => tracing::debug!(%seed, "seed did not resolve: {e}"),
+        }
+    }
+    addrs.sort_unstable();
+    addrs.dedup();
+    addrs
+}
+
+pub(super) struct Driver {
+    core: MembershipCore,
+    /// Seeds given by name, resolved again when this node is alone.
+    seeds: Vec<String>,
+    last_seed_lookup: Option<Duration>,
+    rejoin_interval: Duration,
+    /// For lookups to hand their results back (weak: the membership
+    /// stops when its last handle is dropped).
+    commands: mpsc::WeakUnboundedSender<Command>,
+    start: Instant,
+    timers: BinaryHeap<Reverse<(Duration, u64)>>,
+    timer_slots: HashMap<u64, (Duration, Timer<NodeId>)>,
+    next_timer: u64,
+    transport: Transport,
+    events: broadcast::Sender<ClusterEvent>,
+    view: watch::Sender<Arc<ClusterView>>,
+}
+
+impl Driver {
+    /// Starts the driver task for `core`; returns the command sender the
+    /// API uses and the task's abort handle.
+    pub(super) fn spawn(
+        core: MembershipCore,
+        config: &ClusterConfig,
+        transport: Transport,
+        inbound: Inbound,
+        events: broadcast::Sender<ClusterEvent>,
+        view: watch::Sender<Arc<ClusterView>>,
+    ) -> (mpsc::UnboundedSender<Command>, tokio::task::AbortHandle) {
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            core,
+            seeds: Vec::new(),
+            last_seed_lookup: None,
+            rejoin_interval: config.rejoin_interval,
+            commands: commands.downgrade(),
+            start: Instant::now(),
+            timers: BinaryHeap::new(),
+            timer_slots: HashMap::new(),
+            next_timer: 0,
+            transport,
+            events,
+            view,
+        };
+        let task = tokio::spawn(driver.run(inbound, commands_rx, config.health_check_interval));
+        (commands, task.abort_handle())
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    async fn run(
+        mut self,
+        mut packets: Inbound,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        tick_every: Duration,
+    ) {
+        let mut tick = tokio::time::interval(tick_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.pump();
+        loop {
+            let next_due = self
+                .timers
+                .peek()
+                .map(|Reverse((due, _))| self.start + *due);
+            tokio::select! {
+                Some((packet, from)) = packets.recv() => {
+                    let now = self.now();
+                    self.core.handle_packet(&packet, &from, now);
+                }
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    let now = self.now();
+                    match command {
+                        Command::Join(seed) => self.core.join(seed, now),
+                        Command::RememberSeeds(seeds) => {
+                            self.seeds = seeds;
+                            self.last_seed_lookup = Some(now);
+                        }
+                        Command::SetTag(k, v) => self.core.set_tag(k, v, now),
+                        Command::RemoveTag(k) => self.core.remove_tag(&k, now),
+                        Command::AnnounceLeaving => self.core.announce_leaving(now),
+                        Command::Leave(done) => {
+                            self.core.leave(now);
+                            self.pump();
+                            let _ = done.send(());
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                    self.read_queued(&mut packets);
+                    let now = self.now();
+                    while let Some(&Reverse((due, slot))) = self.timers.peek() {
+                        if due > now {
+                            break;
+                        }
+                        self.timers.pop();
+                        if let Some((due, timer)) = self.timer_slots.remove(&slot) {
+                            self.core.handle_timer(timer, due, now);
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    self.read_queued(&mut packets);
+                    let now = self.now();
+                    self.core.tick(now);
+                    self.rejoin_through_seeds(now);
+                    // φ values move with time: refresh the snapshot every tick.
+                    self.publish_view();
+                }
+            }
+            self.pump();
+        }
+    }
+
+    /// A node without any live member resolves its named seeds again (at
+    /// most every `rejoin_interval`) and announces itself to them.
+    fn rejoin_through_seeds(&mut self, now: Duration) {
+        let alone = !self
+            .core
+            .peers()
+            .any(|p| matches!(p.status, NodeStatus::Alive | NodeStatus::Suspect));
+        let due = self
+            .last_seed_lookup
+            .is_none_or(|at| now.saturating_sub(at) >= self.rejoin_interval);
+        if !alone || !due || self.seeds.is_empty() {
+            return;
+        }
+        self.last_seed_lookup = Some(now);
+        let seeds = self.seeds.clone();
+        let commands = self.commands.clone();
+        tokio::spawn(async move {
+            for addr in resolve(&seeds).await {
+                let Some(commands) = commands.upgrade() else {
+                    return;
+                };
+                let _ = commands.send(Command::Join(addr));
+            }
+        });
+    }
+
+    /// Hands the core every packet already queued, before a timer or tick
+    /// judges anyone: after this node was paused, the answers that arrived
+    /// meanwhile must count before the overdue timers run.
+    fn read_queued(&mut self, packets: &mut Inbound) {
+        let mut budget = packets.max_capacity();
+        while budget > 0 {
+            let Ok((packet, from)) = packets.try_recv() else {
+                break;
+            };
+            let now = self.now();
+            self.core.handle_packet(&packet, &from, now);
+            budget -= 1;
+        }
+    }
+
+    /// Sends what the core produced, schedules its timers, publishes events and the view.
+    fn pump(&mut self) {
+        for (addr, packet) in self.core.drain_sends() {
+            self.transport.send(addr, packet);
+        }
+        for (due, timer) in self.core.drain_timers() {
+            self.next_timer += 1;
+            self.timers.push(Reverse((due, self.next_timer)));
+            self.timer_slots.insert(self.next_timer, (due, timer));
+        }
+        let events = self.core.drain_events();
+        let changed = !events.is_empty();
+        for event in events {
+            tracing::info!(?event, "cluster event");
+            let _ = self.events.send(event);
+        }
+        if changed
+            || self.view.borrow().local.as_ref().map(|l| l.id) != Some(self.core.id())
+            || self.tags_changed()
+        {
+            self.publish_view();
+        }
+    }
+
+    fn tags_changed(&self) -> bool {
+        let view = self.view.borrow();
+        view.local
+            .as_ref()
+            .is_some_and(|l| &l.tags != self.core.my_tags())
+    }
+
+    fn publish_view(&mut self) {
+        let local = NodeInfo {
+            id: self.core.id(),
+            status: NodeStatus::Alive,
+            tags: self.core.my_tags().clone(),
+            phi: 0.0,
+        };
+        let mut members: Vec<NodeInfo> = self
+            .core
+            .peers()
+            .map(|p| NodeInfo {
+                id: p.id,
+                status: p.status,
+                tags: self.core.tags_of(&p.id).unwrap_or_default(),
+                phi: self.core.phi(&p.id.addr).unwrap_or(0.0),
+            })
+            .collect();
+        members.sort_by_key(|m| m.id.addr);
+        self.view.send_replace(Arc::new(ClusterView {
+            local: Some(local),
+            members,
+            local_health: self.core.local_health(),
+        }));
+    }
+}

@@ -1,0 +1,44 @@
+//! Membership: who is in the cluster, with which tags, and who is alive.
+//! SWIM gossip (foca) with Phi Accrual health, tags and events, carried by
+//! each node's own RPC endpoint and authenticated by member certificates.
+//! See `docs/CLUSTER.md` for the design and its figures.
+//!
+//! | module | concern |
+//! |---|---|
+//! | `node` | [`NodeId`]: address + generation |
+//! | `config` | [`ClusterConfig`]: values, validated |
+//! | `credential` | member certificates: who may gossip, for which addresses |
+//! | `detector` | the Phi Accrual failure detector, pure |
+//! | `tags` | tag maps as versioned foca custom broadcasts |
+//! | `core` | the sans-IO membership state machine, one file per concern |
+//! | `transport` | gossip as unary calls between nodes' RPC endpoints: both halves |
+//! | `driver` | the task that feeds the core packets, timers and commands |
+//! | `handle` | [`ClusterMembership`]: the public API over the driver |
+//! | `view` | [`ClusterView`], [`NodeInfo`]: snapshots for readers |
+//! | `registry` | [`NodeRegistry`], [`HealthChecker`] |
+//! | `sim` | a deterministic, virtual-time simulator of many cores (tests) |
+
+mod config;
+pub(crate) mod core;
+mod credential;
+pub mod detector;
+mod driver;
+mod handle;
+mod node;
+mod registry;
+mod tags;
+mod transport;
+mod view;
+
+#[cfg(test)]
+mod sim;
+
+pub use config::ClusterConfig;
+pub use credential::MEMBER_URI_SCHEME;
+pub use detector::{PhiAccrualDetector, PhiConfig};
+pub use handle::ClusterMembership;
+pub use node::NodeId;
+pub use registry::{HealthChecker, NodeRegistry};
+pub use tags::{Tags, MAX_TAGS, MAX_TAG_LEN};
+pub use transport::GOSSIP_METHOD;
+pub use view::{ClusterView, NodeInfo};

@@ -1,0 +1,45 @@
+//! Snapshots of the membership for readers: [`ClusterView`] and [`NodeInfo`].
+
+use std::net::SocketAddr;
+
+use crate::cluster::{NodeId, NodeStatus, Tags};
+
+/// One member as this node sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeInfo {
+    /// Identity (address and generation).
+    pub id: NodeId,
+    /// Status here.
+    pub status: NodeStatus,
+    /// Its tags.
+    pub tags: Tags,
+    /// Its φ at the time of the snapshot (0 for the local node).
+    pub phi: f64,
+}
+
+impl NodeInfo {
+    /// The member's RPC address.
+    pub fn addr(&self) -> SocketAddr {
+        self.id.addr
+    }
+
+    /// Whether it has the tag `key` (any value), or `key=value` exactly.
+    pub fn has_tag(&self, filter: &str) -> bool {
+        match filter.split_once('=') {
+            Some((k, v)) => self.tags.get(k).is_some_and(|have| have == v),
+            None => self.tags.contains_key(filter),
+        }
+    }
+}
+
+/// A snapshot of the membership, refreshed after every change.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    /// This node.
+    pub local: Option<NodeInfo>,
+    /// Every other member ever seen (any status).
+    pub members: Vec<NodeInfo>,
+    /// This node's Lifeguard local health score (0 = healthy, up to 8):
+    /// its probe and suspicion timeouts are multiplied by 1 + this.
+    pub local_health: u32,
+}
