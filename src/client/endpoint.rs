@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::config::start_error;
+use crate::quic::start_error;
 use crate::tls::{client_material, client_tls, ClientMaterial};
 use crate::{RpcConfig, RpcError};
 
@@ -76,9 +76,9 @@ fn start(config: &RpcConfig, material: &ClientMaterial) -> Result<Endpoint, RpcE
     let quic = s2n_quic::Client::builder()
         .with_tls(client_tls(material)?)
         .map_err(|e| start_error(local, e))?
-        .with_io(config.quic_io(local, 1 << 20)?)
+        .with_io(crate::quic::io(config, local, 1 << 20)?)
         .map_err(|e| start_error(local, e))?
-        .with_limits(config.quic_limits(0)?)
+        .with_limits(crate::quic::limits(config, 0)?)
         .map_err(|e| start_error(local, e))?
         .start()
         .map_err(|e| start_error(local, e))?;

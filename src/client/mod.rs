@@ -6,6 +6,7 @@
 
 mod connection;
 mod endpoint;
+pub(crate) mod pool;
 mod service;
 mod streaming;
 

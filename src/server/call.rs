@@ -190,6 +190,9 @@ enum Interrupted {
     Protocol(RpcError),
     /// The deadline from the request header passed.
     Deadline,
+    /// Writing the answer failed: the client stopped reading or the
+    /// connection is gone.
+    Aborted(RpcError),
 }
 
 async fn serve_unary(
@@ -227,50 +230,19 @@ async fn serve_unary(
         ))
         .await
     };
-    // One write for every outcome: [MESSAGE] STATUS, then FIN.
-    let (response, status) = match outcome {
-        Ok(Ok(Ok(response))) => (Some(response), Status::ok()),
-        Ok(Ok(Err(e))) => (
+    let outcome = match outcome {
+        Ok(Ok(Ok(response))) => Ok((Some(response), Status::ok())),
+        Ok(Ok(Err(e))) => Ok((
             None,
             Status::new(StatusCode::HandlerError, handler_error_text(e)),
-        ),
-        Ok(Err(panic)) => {
-            let message = panic_message(&*panic);
-            tracing::warn!(method = %call.method, "{message}");
-            (None, Status::new(StatusCode::Internal, message))
-        }
-        Err(Interrupted::Cancelled) => {
-            tracing::debug!(method = %call.method, "call cancelled by client");
-            tx.reset(reset::CANCELLED);
-            return None;
-        }
-        Err(Interrupted::Protocol(e)) => {
-            Box::pin(reject(&mut reader, &mut tx, error_status(&e))).await;
-            return None;
-        }
-        Err(Interrupted::Deadline) => (
+        )),
+        Ok(Err(panic)) => Ok((
             None,
-            Status::new(StatusCode::DeadlineExceeded, "deadline exceeded"),
-        ),
+            Status::new(StatusCode::Internal, panic_message(&*panic)),
+        )),
+        Err(interrupted) => Err(interrupted),
     };
-    let sent = match response {
-        Some(response) => {
-            tx.send_message(BytesMut::new(), response, |out| status.encode(out))
-                .await
-        }
-        None => {
-            let mut out = BytesMut::with_capacity(FRAME_HEADER_LEN + 1 + status.message.len());
-            status.encode(&mut out);
-            tx.send(out.freeze()).await
-        }
-    };
-    if sent.is_err() || tx.finish().is_err() {
-        return None;
-    }
-    if client_open {
-        let _ = reader.closed().await;
-    }
-    Some(tx)
+    conclude(&call, reader, tx, BytesMut::new(), outcome, client_open).await
 }
 
 /// Waits for a unary handler that did not answer at once, watching the
@@ -388,16 +360,36 @@ async fn serve_streaming(
                 status = &mut respond => break Ok((status, client_open)),
                 pumped = &mut pump, if client_open => match pumped {
                     Ok(()) => client_open = false,
-                    Err(i) => break Err(i),
+                    Err(i) => break Err((i, client_open)),
                 },
-                _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => break Err(Interrupted::Deadline),
+                _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => break Err((Interrupted::Deadline, true)),
             }
         }
     };
-    let (status, client_open) = match outcome {
-        Ok((Ok(status), client_open)) => (status, client_open),
-        // Writing failed: the client stopped reading or the connection is gone.
-        Ok((Err(e), _)) => {
+    let (outcome, client_open) = match outcome {
+        Ok((Ok(status), client_open)) => (Ok((None, status)), client_open),
+        Ok((Err(e), client_open)) => (Err(Interrupted::Aborted(e)), client_open),
+        Err((interrupted, client_open)) => (Err(interrupted), client_open),
+    };
+    conclude(&call, reader, tx, out, outcome, client_open).await
+}
+
+/// The one tail of every call: writes the final answer (`[MESSAGE]
+/// STATUS` after whatever `out` holds, then FIN) in one write, or resets or
+/// refuses an interrupted call; then waits for the client to finish its
+/// side (`client_open`) so the stream is freed. Returns the send half when
+/// the answer was written (see [`Answered`]).
+async fn conclude(
+    call: &CallInfo,
+    mut reader: FrameReader,
+    mut tx: SendHalf,
+    mut out: BytesMut,
+    outcome: Result<(Option<Vec<u8>>, Status), Interrupted>,
+    client_open: bool,
+) -> Answered {
+    let (response, status) = match outcome {
+        Ok(answer) => answer,
+        Err(Interrupted::Aborted(e)) => {
             tracing::debug!(method = %call.method, "response stream aborted: {e}");
             tx.reset(reset::CANCELLED);
             return None;
@@ -409,19 +401,25 @@ async fn serve_streaming(
         }
         Err(Interrupted::Protocol(e)) => {
             out.clear();
-            reject(&mut reader, &mut tx, error_status(&e)).await;
+            Box::pin(reject(&mut reader, &mut tx, error_status(&e))).await;
             return None;
         }
         Err(Interrupted::Deadline) => (
+            None,
             Status::new(StatusCode::DeadlineExceeded, "deadline exceeded"),
-            true,
         ),
     };
     if status.code == StatusCode::Internal {
         tracing::warn!(method = %call.method, "{}", status.message);
     }
-    status.encode(&mut out);
-    if tx.send(out.freeze()).await.is_err() || tx.finish().is_err() {
+    let sent = match response {
+        Some(response) => tx.send_message(out, response, |out| status.encode(out)).await,
+        None => {
+            status.encode(&mut out);
+            tx.send(out.freeze()).await
+        }
+    };
+    if sent.is_err() || tx.finish().is_err() {
         return None;
     }
     if client_open {

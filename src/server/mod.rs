@@ -26,7 +26,7 @@ pub use context::CallInfo;
 use handler::Registry;
 pub use handler::RequestStream;
 
-use crate::config::start_error;
+use crate::quic::start_error;
 use crate::io::{FrameReader, SendHalf};
 use crate::wire::{reset, Frame, FrameDecoder};
 use crate::{RpcConfig, RpcError};
@@ -168,8 +168,8 @@ impl RpcServer {
     pub fn bind(&mut self) -> Result<s2n_quic::Server, RpcError> {
         let addr = self.config.parsed_bind_address()?;
         let tls = crate::tls::server_tls(&self.config)?;
-        let limits = self.config.quic_limits(1)?;
-        let config_io = self.config.quic_io(addr, 8 << 20)?;
+        let limits = crate::quic::limits(&self.config, 1)?;
+        let config_io = crate::quic::io(&self.config, addr, 8 << 20)?;
         let endpoint_limits = limits::Admission::new(
             self.config.max_inflight_handshakes(),
             self.config.max_connections(),

@@ -11,17 +11,16 @@
 //!   which checks that the packet speaks only for addresses the credential
 //!   covers. Outsiders can neither join nor inject anything.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, OnceCell, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 use super::credential::MemberCredential;
 use super::ClusterConfig;
-use crate::sync::lock;
-use crate::{CallInfo, RpcClient, RpcConfig, RpcError, ServerHandle};
+use crate::client::pool::ConnectionPool;
+use crate::{CallInfo, RpcConfig, RpcError, ServerHandle};
 
 /// The method gossip packets are sent to.
 pub const GOSSIP_METHOD: &str = "rpcnet.cluster/gossip";
@@ -63,14 +62,11 @@ pub(super) async fn serve(server: &ServerHandle, max_packet: usize) -> Inbound {
     packets_rx
 }
 
-type Slot = Arc<OnceCell<RpcClient>>;
-
-/// The sending half: connections to peers, opened on first use.
+/// The sending half: one connection per peer, opened on first use.
 #[derive(Clone)]
 pub(crate) struct Transport {
-    config: RpcConfig,
+    pool: Arc<ConnectionPool<SocketAddr>>,
     send_timeout: Duration,
-    clients: Arc<std::sync::Mutex<HashMap<SocketAddr, Slot>>>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -126,22 +122,10 @@ impl Transport {
             )));
         }
         Ok(Self {
-            config,
+            pool: Arc::new(ConnectionPool::new(config)),
             send_timeout: cluster.gossip_send_timeout,
-            clients: Arc::default(),
             in_flight: Arc::new(Semaphore::new(cluster.gossip_max_in_flight)),
         })
-    }
-
-    fn slot(&self, addr: SocketAddr) -> Slot {
-        lock(&self.clients).entry(addr).or_default().clone()
-    }
-
-    fn forget(&self, addr: SocketAddr, slot: &Slot) {
-        let mut clients = lock(&self.clients);
-        if clients.get(&addr).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-            clients.remove(&addr);
-        }
     }
 
     /// Sends `packet` to `addr` in the background; failures drop the packet
@@ -154,17 +138,7 @@ impl Transport {
         let this = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let slot = this.slot(addr);
-            let client = slot
-                .get_or_try_init(|| async {
-                    tokio::time::timeout(
-                        this.send_timeout,
-                        RpcClient::connect(addr, this.config.clone()),
-                    )
-                    .await
-                    .unwrap_or(Err(crate::RpcError::Timeout))
-                })
-                .await;
+            let (slot, client) = this.pool.get(addr, addr, this.send_timeout).await;
             let result = match client {
                 Ok(client) => client
                     .call_with_timeout(GOSSIP_METHOD, packet, this.send_timeout)
@@ -174,7 +148,7 @@ impl Transport {
             };
             if let Err(e) = result {
                 tracing::debug!(%addr, "gossip send failed: {e}");
-                this.forget(addr, &slot);
+                this.pool.forget(&addr, &slot);
             }
         });
     }
@@ -187,7 +161,7 @@ mod tests {
     use super::*;
     use crate::cluster::membership::core::MembershipCore;
     use crate::cluster::{ClusterMembership, NodeId};
-    use crate::RpcServer;
+    use crate::{RpcClient, RpcServer};
 
     fn cert(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
