@@ -51,6 +51,7 @@ pub mod cluster;
 mod config;
 mod error;
 mod io;
+mod keepalive;
 mod quic;
 mod server;
 mod sync;

@@ -77,7 +77,6 @@ pub(crate) fn limits(
     limits.with_max_idle_timeout(idle).map_err(bad)
 }
 
-
 fn bad(e: impl std::fmt::Display) -> RpcError {
     RpcError::ConfigError(format!("QUIC limits: {e}"))
 }
@@ -88,4 +87,3 @@ pub(crate) fn start_error(addr: SocketAddr, e: impl std::fmt::Display) -> RpcErr
         "cannot start QUIC endpoint on {addr}: {e}"
     )))
 }
-

@@ -9,8 +9,8 @@
 //! timeout, server gone) and the [`Link`] replaces it on the next call,
 //! with [`reconnect_delay`] between failed attempts.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use super::endpoint::Endpoint;
+use crate::keepalive::CallKeepAlive;
 use crate::wire::{reset, Frame};
 use crate::RpcError;
 
@@ -70,9 +71,7 @@ impl Conn {
             handle.keep_alive(true)?;
         }
         let activity = Arc::new(Activity {
-            in_flight: AtomicUsize::new(0),
-            keep_alive_on: AtomicBool::new(keep_alive_always),
-            toggle: Mutex::new(handle.clone()),
+            keep_alive: CallKeepAlive::new(handle.clone(), keep_alive_always),
             closed: AtomicBool::new(false),
         });
         let (control, cancels) = mpsc::channel(CANCEL_QUEUE);
@@ -145,7 +144,7 @@ impl Conn {
     /// Counts a call in flight until the guard is dropped; keeps the
     /// connection alive meanwhile.
     pub(crate) fn busy(self: &Arc<Self>) -> Busy {
-        self.activity.begin();
+        self.activity.keep_alive.begin();
         Busy { conn: self.clone() }
     }
 }
@@ -177,49 +176,15 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.conn.activity.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.conn.activity.keep_alive.end();
     }
 }
 
-/// Calls in flight and the keep-alive they hold on.
+/// Calls in flight and the keep-alive they hold on; whether the
+/// connection closed.
 struct Activity {
-    in_flight: AtomicUsize,
-    /// Whether keep-alive is on; read without the lock on every call start.
-    keep_alive_on: AtomicBool,
-    /// Serialises keep-alive switches, so the last one taken is the last
-    /// one made.
-    toggle: Mutex<Handle>,
+    keep_alive: CallKeepAlive,
     closed: AtomicBool,
-}
-
-impl Activity {
-    fn begin(&self) {
-        // Count first: a sweep that switches keep-alive off re-checks the
-        // count afterwards, so either it sees this call or this call sees
-        // keep-alive off and switches it on.
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if !self.keep_alive_on.load(Ordering::SeqCst) {
-            let mut handle = crate::sync::lock(&self.toggle);
-            if !self.keep_alive_on.load(Ordering::SeqCst) {
-                let _ = handle.keep_alive(true);
-                self.keep_alive_on.store(true, Ordering::SeqCst);
-            }
-        }
-    }
-
-    /// Switches keep-alive off if nothing is in flight.
-    fn sweep(&self) {
-        if self.in_flight.load(Ordering::SeqCst) > 0 || !self.keep_alive_on.load(Ordering::SeqCst) {
-            return;
-        }
-        let mut handle = crate::sync::lock(&self.toggle);
-        self.keep_alive_on.store(false, Ordering::SeqCst);
-        let _ = handle.keep_alive(false);
-        if self.in_flight.load(Ordering::SeqCst) > 0 {
-            let _ = handle.keep_alive(true);
-            self.keep_alive_on.store(true, Ordering::SeqCst);
-        }
-    }
 }
 
 /// Serves one connection: sends `CANCEL` frames for dropped unary calls on
@@ -262,7 +227,7 @@ async fn run(
                 Ok(Some(_unexpected)) => {}
                 Ok(None) | Err(_) => break,
             },
-            _ = tick(&mut sweeps) => activity.sweep(),
+            _ = tick(&mut sweeps) => activity.keep_alive.sweep(),
         }
     }
     activity.closed.store(true, Ordering::Release);

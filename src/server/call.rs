@@ -413,7 +413,10 @@ async fn conclude(
         tracing::warn!(method = %call.method, "{}", status.message);
     }
     let sent = match response {
-        Some(response) => tx.send_message(out, response, |out| status.encode(out)).await,
+        Some(response) => {
+            tx.send_message(out, response, |out| status.encode(out))
+                .await
+        }
         None => {
             status.encode(&mut out);
             tx.send(out.freeze()).await

@@ -26,8 +26,9 @@ pub use context::CallInfo;
 use handler::Registry;
 pub use handler::RequestStream;
 
-use crate::quic::start_error;
 use crate::io::{FrameReader, SendHalf};
+use crate::keepalive::CallKeepAlive;
+use crate::quic::start_error;
 use crate::wire::{reset, Frame, FrameDecoder};
 use crate::{RpcConfig, RpcError};
 use control::{CallBook, Cancel};
@@ -305,7 +306,7 @@ async fn serve_connection(
         .query_event_context(|slot: &context::PeerCertificateSlot| slot.0.clone())
         .ok()
         .flatten();
-    let (mut handle, acceptor) = connection.split();
+    let (handle, acceptor) = connection.split();
     let (mut calls_in, mut controls_in) = acceptor.split();
     let mut calls = JoinSet::new();
     let mut book = CallBook::<AbortHandle>::new(ctx.max_concurrent_streams);
@@ -315,21 +316,13 @@ async fn serve_connection(
     // Answers given while draining, kept until the client has them (see
     // `call::Answered`).
     let mut answered = Vec::new();
-    // Keep-alive switched on while calls wait (see `keep_alive_linger`),
-    // and when the last of them ended.
-    let mut keep_alive_on = false;
+    // Keep-alive held on while calls wait (see `keep_alive_linger`), and
+    // switched off once none has waited for that long.
+    let keep_alive = ctx
+        .keep_alive_linger
+        .map(|linger| (CallKeepAlive::new(handle.clone(), false), linger));
     let mut quiet_since: Option<tokio::time::Instant> = None;
     while !(draining && calls.is_empty()) {
-        if let Some(linger) = ctx.keep_alive_linger {
-            if !calls.is_empty() {
-                quiet_since = None;
-                if !keep_alive_on {
-                    keep_alive_on = handle.keep_alive(true).is_ok();
-                }
-            } else if keep_alive_on && quiet_since.is_none() {
-                quiet_since = Some(tokio::time::Instant::now() + linger);
-            }
-        }
         tokio::select! {
             // Cancels first: a cancel that arrived before its call is then
             // known when the call is accepted.
@@ -348,7 +341,13 @@ async fn serve_connection(
                 Ok(Some(stream)) => control = Some(FrameReader::new(stream, ctx.decoder)),
                 Ok(None) | Err(_) => break,
             },
-            Some(ended) = calls.join_next_with_id(), if !calls.is_empty() => match ended {
+            Some(ended) = calls.join_next_with_id(), if !calls.is_empty() => {
+                if let Some((keep_alive, linger)) = &keep_alive {
+                    if keep_alive.end() {
+                        quiet_since = Some(tokio::time::Instant::now() + *linger);
+                    }
+                }
+                match ended {
                 Ok((_, (id, answer))) => {
                     book.finished(id);
                     if draining {
@@ -358,6 +357,7 @@ async fn serve_connection(
                 Err(e) => {
                     let task = e.id();
                     book.forget(|h| h.id() == task);
+                }
                 }
             },
             accepted = calls_in.accept_bidirectional_stream() => match accepted {
@@ -380,8 +380,9 @@ async fn serve_connection(
             },
             _ = shutdown.wait_for(|stop| *stop), if !draining => draining = true,
             _ = tokio::time::sleep_until(quiet_since.unwrap_or_else(tokio::time::Instant::now)), if quiet_since.is_some() => {
-                let _ = handle.keep_alive(false);
-                keep_alive_on = false;
+                if let Some((keep_alive, _)) = &keep_alive {
+                    keep_alive.sweep();
+                }
                 quiet_since = None;
             }
         }
@@ -401,6 +402,9 @@ async fn serve_connection(
                 Poll::Ready(answer) if draining => answered.extend(answer),
                 Poll::Ready(_) => {}
                 Poll::Pending => {
+                    if let Some((keep_alive, _)) = &keep_alive {
+                        keep_alive.begin();
+                    }
                     let task = calls.spawn(async move { (id, call.await) });
                     book.started(id, task);
                 }
