@@ -11,13 +11,13 @@ use crate::node::{any_verdict, event, Binaries, Node};
 /// How long the long-running scenarios run.
 #[derive(Debug, Clone, Copy)]
 pub struct Durations {
-    /// Random-loss run (issue: 10 minutes; 2 in CI).
+    /// Random-loss run (10 minutes at full length; 2 in CI).
     pub loss: Duration,
-    /// The long partition (issue: 120 s).
+    /// The long partition (120 s at full length).
     pub long_partition: Duration,
     /// The one-way partition.
     pub one_way: Duration,
-    /// What `kill` asserts for kill -9 -> failed everywhere: issue 12's
+    /// What `kill` asserts for kill -9 -> failed everywhere: the required
     /// 4 s in the full run; twice that in the CI version, for a loaded
     /// machine (as the real-process test in `tests/` does).
     pub detection_bound: Duration,

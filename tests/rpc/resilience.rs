@@ -1,4 +1,4 @@
-//! Failure modes users meet in production (issue 13): long calls under a
+//! Failure modes users meet in production: long calls under a
 //! short idle timeout, a server restarted under its clients, connection
 //! floods past the limit, dropped clients, refused uploads.
 
@@ -258,7 +258,7 @@ async fn a_refused_upload_always_reports_the_server_reason() {
     }
 }
 
-/// One way a call can end early (issue 13, item 7).
+/// One way a call can end early (every one must give its stream slot back).
 #[derive(Clone, Copy, Debug)]
 enum EarlyEnd {
     UnaryDropped,

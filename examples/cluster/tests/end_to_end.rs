@@ -483,7 +483,7 @@ impl Drop for Member {
     }
 }
 
-/// Issue 11 item 6: the client's credentials (the cluster CA only, or an
+/// Only members change membership: the client's credentials (the CA only, or an
 /// application certificate a deployment may add) cannot change membership.
 /// A genuine join announce of a would-be member X, addressed to the
 /// director's address, is replayed to the real director: with the client's
