@@ -3,12 +3,12 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+#[path = "../support/process.rs"]
+mod process;
+
+use process::{ready_first, Proc};
 
 /// How long every other node may take to report a killed node failed,
 /// default configuration: docs/CLUSTER.md states 4 s (p99, simulation;
@@ -20,91 +20,11 @@ const DETECTION_BOUND: Duration = Duration::from_secs(8);
 /// (measured 0.1-1.3 s; docs/CLUSTER.md states 5 s, doubled for CI).
 const RESTART_BOUND: Duration = Duration::from_secs(10);
 
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    lines: mpsc::UnboundedReceiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    async fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rpcnet-node"))
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn rpcnet-node");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, mut lines) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let ready = tokio::time::timeout(Duration::from_secs(20), lines.recv())
-            .await
-            .expect("node started")
-            .expect("READY line");
-        let addr = ready
-            .strip_prefix("READY ")
-            .expect("READY first")
-            .parse()
-            .unwrap();
-        Proc {
-            child,
-            addr,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits until a line satisfying `pred` has been printed (now or before).
-    async fn wait_line(&mut self, within: Duration, pred: impl Fn(&str) -> bool) -> bool {
-        if self.seen.iter().any(|l| pred(l)) {
-            return true;
-        }
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) => {
-                    let hit = pred(&line);
-                    self.seen.push(line);
-                    if hit {
-                        return true;
-                    }
-                }
-                _ => return false,
-            }
-        }
-    }
-
-    /// Waits for a line satisfying `pred` among those not yet seen.
-    async fn wait_new_line(&mut self, within: Duration, pred: impl Fn(&str) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) => {
-                    let hit = pred(&line);
-                    self.seen.push(line);
-                    if hit {
-                        return true;
-                    }
-                }
-                _ => return false,
-            }
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().expect("running")
-    }
+/// An `rpcnet-node` process started with `args`, once it is ready.
+async fn node(args: &[&str]) -> Proc {
+    let mut command = process::command(env!("CARGO_BIN_EXE_rpcnet-node"));
+    command.args(args);
+    Proc::start(&mut command, Duration::from_secs(20), ready_first).await
 }
 
 fn event_about(kind: &'static str, addr: SocketAddr) -> impl Fn(&str) -> bool {
@@ -124,8 +44,7 @@ async fn five_processes_through_one_seed_see_a_kill_as_failed_and_a_stop_as_left
     let mut victim = procs.remove(4);
     let victim_addr = victim.addr;
     let killed_at = Instant::now();
-    victim.child.start_kill().unwrap(); // SIGKILL
-    let _ = victim.child.wait().await;
+    victim.kill().await;
     for p in &mut procs {
         let left = DETECTION_BOUND.saturating_sub(killed_at.elapsed());
         assert!(
@@ -143,11 +62,7 @@ async fn five_processes_through_one_seed_see_a_kill_as_failed_and_a_stop_as_left
     // SIGTERM: a graceful stop.
     let mut stopped = procs.remove(3);
     let stopped_addr = stopped.addr;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &stopped.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    stopped.signal("-TERM");
     assert!(
         stopped
             .wait_line(Duration::from_secs(10), |l| l == "LEFT")
@@ -175,9 +90,9 @@ async fn five_processes_through_one_seed_see_a_kill_as_failed_and_a_stop_as_left
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_with_a_certificate_from_another_ca_is_refused() {
-    let mut member = Proc::spawn(&["--listen", "127.0.0.1:0"]).await;
+    let mut member = node(&["--listen", "127.0.0.1:0"]).await;
     let seed = member.addr.to_string();
-    let mut outsider = Proc::spawn(&[
+    let mut outsider = node(&[
         "--listen",
         "127.0.0.1:0",
         "--seed",
@@ -217,22 +132,13 @@ fn generation_in(line: &str, kind: &str, addr: SocketAddr) -> Option<u64> {
         .ok()
 }
 
-/// Sends `signal` (`-STOP`, `-CONT`, ...) to `pid`.
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
 /// `n` processes joined through the first; returns once each saw every other join.
 async fn processes(n: usize) -> Vec<Proc> {
-    let seed = Proc::spawn(&["--listen", "127.0.0.1:0"]).await;
+    let seed = node(&["--listen", "127.0.0.1:0"]).await;
     let seed_addr = seed.addr.to_string();
     let mut procs = vec![seed];
     for _ in 1..n {
-        procs.push(Proc::spawn(&["--listen", "127.0.0.1:0", "--seed", &seed_addr]).await);
+        procs.push(node(&["--listen", "127.0.0.1:0", "--seed", &seed_addr]).await);
     }
     let addrs: Vec<SocketAddr> = procs.iter().map(|p| p.addr).collect();
     for p in &mut procs {
@@ -248,6 +154,15 @@ async fn processes(n: usize) -> Vec<Proc> {
     procs
 }
 
+/// Three processes joined through the first: the first two, the seed's
+/// address, and the third, to be killed and restarted.
+async fn two_and_a_victim() -> (Vec<Proc>, String, Proc) {
+    let mut procs = processes(3).await;
+    let victim = procs.remove(2);
+    let seed = procs[0].addr.to_string();
+    (procs, seed, victim)
+}
+
 /// The guide's "Worker Restart Test", made deterministic: a member is
 /// killed with SIGKILL and restarted on the same address five times, each
 /// time after the others marked it failed. Odd restarts start *below* the
@@ -255,16 +170,13 @@ async fn processes(n: usize) -> Vec<Proc> {
 /// must be seen by every other node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_kill_and_restart_cycles_on_one_address_are_each_seen_by_every_node() {
-    let mut procs = processes(3).await;
-    let seed = procs[0].addr.to_string();
-    let mut victim = procs.remove(2);
+    let (mut procs, seed, mut victim) = two_and_a_victim().await;
     let addr = victim.addr;
     let listen = addr.to_string();
     let mut generation = 0;
     for round in 0..5 {
         let killed_at = Instant::now();
-        victim.child.start_kill().unwrap();
-        let _ = victim.child.wait().await;
+        victim.kill().await;
         for p in &mut procs {
             let left = DETECTION_BOUND.saturating_sub(killed_at.elapsed());
             assert!(
@@ -280,7 +192,7 @@ async fn five_kill_and_restart_cycles_on_one_address_are_each_seen_by_every_node
             args.extend(["--generation", "1"]);
         }
         let restarted_at = Instant::now();
-        victim = Proc::spawn(&args).await;
+        victim = node(&args).await;
         assert_eq!(victim.addr, addr);
         for p in &mut procs {
             assert!(
@@ -308,18 +220,15 @@ async fn five_kill_and_restart_cycles_on_one_address_are_each_seen_by_every_node
 /// A restart faster than failure detection still produces the join event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_faster_than_detection_is_reported_as_a_join() {
-    let mut procs = processes(3).await;
-    let seed = procs[0].addr.to_string();
-    let mut victim = procs.remove(2);
+    let (mut procs, seed, mut victim) = two_and_a_victim().await;
     let addr = victim.addr;
     let before = procs[0]
         .seen
         .iter()
         .find_map(|l| generation_in(l, "joined", addr))
         .unwrap();
-    victim.child.start_kill().unwrap();
-    let _ = victim.child.wait().await;
-    let _victim = Proc::spawn(&["--listen", &addr.to_string(), "--seed", &seed]).await;
+    victim.kill().await;
+    let _victim = node(&["--listen", &addr.to_string(), "--seed", &seed]).await;
     for p in &mut procs {
         assert!(
             p.wait_line(Duration::from_secs(10), |l| generation_in(
@@ -345,12 +254,11 @@ fn accusations(p: &Proc) -> Vec<&String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_process_is_not_blamed_for_2_s_and_blames_nobody_after_8_s() {
     let mut procs = processes(4).await;
-    let pid = procs[3].pid();
     let paused = procs[3].addr;
 
-    signal(pid, "-STOP");
+    procs[3].signal("-STOP");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    signal(pid, "-CONT");
+    procs[3].signal("-CONT");
     // Give every node time to (wrongly) reach a verdict: φ's acceptable
     // pause plus a suspicion timeout would be needed for one.
     for p in &mut procs {
@@ -365,9 +273,9 @@ async fn a_stopped_process_is_not_blamed_for_2_s_and_blames_nobody_after_8_s() {
         );
     }
 
-    signal(pid, "-STOP");
+    procs[3].signal("-STOP");
     tokio::time::sleep(Duration::from_secs(8)).await;
-    signal(pid, "-CONT");
+    procs[3].signal("-CONT");
     let stopped = &mut procs[3];
     stopped.wait_line(Duration::from_secs(5), |_| false).await;
     assert!(
@@ -388,7 +296,10 @@ async fn a_stopped_process_is_not_blamed_for_2_s_and_blames_nobody_after_8_s() {
         if let Some(at) = failed_at {
             let already = p.seen[at + 1..].iter().any(|l| back(l));
             assert!(
-                already || p.wait_new_line(Duration::from_secs(20), back).await,
+                already
+                    || p.wait_new_line(Duration::from_secs(20), back)
+                        .await
+                        .is_some(),
                 "{} never saw {paused} back",
                 p.addr
             );

@@ -3,7 +3,6 @@
 //! `ClusterClient` in this process.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,82 +11,30 @@ use rpcnet::cluster::{
     ClusterClient, ClusterMembership, LoadBalancingStrategy, WorkerRegistry, WorkerState,
 };
 use rpcnet::{CallOptions, RpcConfig, RpcServer};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
 
 use super::{cert, client_rpc, fast, PATIENCE};
+
+#[path = "../support/process.rs"]
+mod process;
+
+use process::{ready_first, Proc};
 
 /// docs/CLUSTER.md's bound for a restarted worker to receive calls again.
 const RESTART_BOUND: Duration = Duration::from_secs(10);
 
-/// A worker process; killed on drop (`kill_on_drop`), whatever happens.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    lines: mpsc::UnboundedReceiver<String>,
-}
-
-impl Proc {
-    async fn spawn(listen: &str, seed: SocketAddr, label: &str) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rpcnet-worker"))
-            .args([
-                "--listen",
-                listen,
-                "--seed",
-                &seed.to_string(),
-                "--label",
-                label,
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn rpcnet-worker");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, mut lines) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let ready = tokio::time::timeout(PATIENCE, lines.recv())
-            .await
-            .expect("worker started")
-            .expect("READY line");
-        let addr = ready
-            .strip_prefix("READY ")
-            .expect("READY first")
-            .parse()
-            .unwrap();
-        Proc { child, addr, lines }
-    }
-
-    /// The first line starting with `prefix`, within `within`.
-    async fn line(&mut self, prefix: &str, within: Duration) -> Option<String> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) if line.starts_with(prefix) => return Some(line),
-                Ok(Some(_)) => continue,
-                _ => return None,
-            }
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+/// A worker process labelled `label`, listening on `listen`, joined
+/// through `seed`, once it is ready; killed on drop, whatever happens.
+async fn worker(listen: &str, seed: SocketAddr, label: &str) -> Proc {
+    let mut command = process::command(env!("CARGO_BIN_EXE_rpcnet-worker"));
+    command.args([
+        "--listen",
+        listen,
+        "--seed",
+        &seed.to_string(),
+        "--label",
+        label,
+    ]);
+    Proc::start(&mut command, PATIENCE, ready_first).await
 }
 
 /// The director: membership only, in this process.
@@ -123,6 +70,36 @@ async fn workers_available(registry: &WorkerRegistry, labels: &[&str]) {
     })
     .await
     .unwrap_or_else(|_| panic!("{labels:?} available: {:?}", registry.workers()));
+}
+
+/// A director, worker processes "a" and "b" joined through it, and a
+/// client routing to them, once both are available.
+struct TwoWorkers {
+    seed: SocketAddr,
+    a: Proc,
+    b: Proc,
+    registry: Arc<WorkerRegistry>,
+    client: Arc<ClusterClient>,
+}
+
+async fn two_workers() -> TwoWorkers {
+    let (cluster, seed) = director().await;
+    let a = worker("127.0.0.1:0", seed, "a").await;
+    let b = worker("127.0.0.1:0", seed, "b").await;
+    let registry = Arc::new(WorkerRegistry::new(
+        cluster,
+        LoadBalancingStrategy::LeastConnections,
+    ));
+    registry.start().await;
+    workers_available(&registry, &["a", "b"]).await;
+    let client = Arc::new(ClusterClient::new(registry.clone(), client_rpc()));
+    TwoWorkers {
+        seed,
+        a,
+        b,
+        registry,
+        client,
+    }
 }
 
 /// Steady load: `concurrency` loops calling `sleep` with `ms` until stopped.
@@ -195,18 +172,25 @@ impl Load {
     }
 }
 
+/// Asserts that no call of `calls` failed, showing the first failures.
+fn assert_none_failed(failed: &[String], calls: usize) {
+    assert!(
+        failed.is_empty(),
+        "{} of {calls} calls failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_idempotent_load_fails_no_call_and_a_restart_gets_calls_again() {
-    let (cluster, seed) = director().await;
-    let mut a = Proc::spawn("127.0.0.1:0", seed, "a").await;
-    let _b = Proc::spawn("127.0.0.1:0", seed, "b").await;
-    let registry = Arc::new(WorkerRegistry::new(
-        cluster,
-        LoadBalancingStrategy::LeastConnections,
-    ));
-    registry.start().await;
-    workers_available(&registry, &["a", "b"]).await;
-    let client = Arc::new(ClusterClient::new(registry.clone(), client_rpc()));
+    let TwoWorkers {
+        seed,
+        mut a,
+        b: _b,
+        registry,
+        client,
+    } = two_workers().await;
 
     let load = Load::start(&client, 8, 20, true);
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -232,12 +216,7 @@ async fn kill_9_under_idempotent_load_fails_no_call_and_a_restart_gets_calls_aga
     .expect("the dead worker leaves the rotation");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (ok, failed, calls) = load.stop().await;
-    assert!(
-        failed.is_empty(),
-        "{} of {calls} calls failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_none_failed(&failed, calls);
     assert!(
         ok.iter().any(|(t, l)| *t > killed && l == "b"),
         "calls went on after the kill"
@@ -250,7 +229,7 @@ async fn kill_9_under_idempotent_load_fails_no_call_and_a_restart_gets_calls_aga
 
     // Restart at the same address: a new generation that gets calls again.
     let restarted_at = Instant::now();
-    let _a2 = Proc::spawn(&a_addr.to_string(), seed, "a").await;
+    let _a2 = worker(&a_addr.to_string(), seed, "a").await;
     let reached = tokio::time::timeout(RESTART_BOUND, async {
         loop {
             if let Ok(label) = client
@@ -281,36 +260,29 @@ async fn kill_9_under_idempotent_load_fails_no_call_and_a_restart_gets_calls_aga
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_a_worker_under_load_without_failing_a_call() {
-    let (cluster, seed) = director().await;
-    let mut a = Proc::spawn("127.0.0.1:0", seed, "a").await;
-    let _b = Proc::spawn("127.0.0.1:0", seed, "b").await;
-    let registry = Arc::new(WorkerRegistry::new(
-        cluster,
-        LoadBalancingStrategy::LeastConnections,
-    ));
-    registry.start().await;
-    workers_available(&registry, &["a", "b"]).await;
-    let client = Arc::new(ClusterClient::new(registry.clone(), client_rpc()));
+    let TwoWorkers {
+        mut a,
+        b: _b,
+        client,
+        ..
+    } = two_workers().await;
 
     // Not idempotent: only calls that never ran may move.
     let load = Load::start(&client, 8, 150, false);
     tokio::time::sleep(Duration::from_millis(600)).await;
     a.signal("-TERM");
-    assert!(a.line("DRAINING", PATIENCE).await.is_some());
+    let draining = a.wait_new_line(PATIENCE, |l| l.starts_with("DRAINING"));
+    assert!(draining.await.is_some());
     let served = a
-        .line("SERVED ", PATIENCE)
+        .wait_new_line(PATIENCE, |l| l.starts_with("SERVED "))
         .await
         .expect("the worker reports its calls");
     let served: usize = served["SERVED ".len()..].parse().unwrap();
-    assert!(a.line("LEFT", PATIENCE).await.is_some(), "the worker left");
+    let left = a.wait_new_line(PATIENCE, |l| l.starts_with("LEFT"));
+    assert!(left.await.is_some(), "the worker left");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (ok, failed, calls) = load.stop().await;
-    assert!(
-        failed.is_empty(),
-        "{} of {calls} failed: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    assert_none_failed(&failed, calls);
     let answered_by_a = ok.iter().filter(|(_, l)| l == "a").count();
     assert_eq!(
         answered_by_a, served,

@@ -3,17 +3,19 @@
 //! floods past the limit, dropped clients, refused uploads.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_stream::stream;
 use futures::StreamExt;
 use rpcnet::{RpcClient, RpcError, RpcServer};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use crate::support::*;
+
+#[path = "../support/process.rs"]
+mod process;
+
+use process::{ready_anywhere, Proc};
 
 #[tokio::test]
 async fn calls_outlive_the_idle_timer_and_end_at_their_own_deadline() {
@@ -90,57 +92,31 @@ fn child_echo_server() {
     });
 }
 
-/// A server process, killed with SIGKILL when dropped.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl ServerProcess {
-    async fn start(addr: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "resilience::child_echo_server",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("RPCNET_CHILD_SERVER_ADDR", addr)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn the server process");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = promptly("server process ready", async {
-            loop {
-                let line = lines.next_line().await.unwrap().expect("READY line");
-                // libtest prints the test's name on the same line.
-                if let Some((_, addr)) = line.split_once("READY ") {
-                    break addr.trim().parse().unwrap();
-                }
-            }
-        })
-        .await;
-        Self { child, addr }
-    }
-
-    async fn kill(mut self) {
-        self.child.kill().await.unwrap();
-    }
+/// A server process of [`child_echo_server`] on `addr`, once it is ready;
+/// killed with SIGKILL when dropped.
+async fn server_process(addr: &str) -> Proc {
+    let mut command = process::command(std::env::current_exe().unwrap());
+    command
+        .args([
+            "resilience::child_echo_server",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("RPCNET_CHILD_SERVER_ADDR", addr);
+    Proc::start(&mut command, PROMPTLY, ready_anywhere).await
 }
 
 #[tokio::test]
 async fn a_client_survives_a_server_process_restart() {
-    let first = ServerProcess::start("127.0.0.1:0").await;
+    let mut first = server_process("127.0.0.1:0").await;
     let addr = first.addr;
     let client = RpcClient::connect(addr, client_config()).await.unwrap();
     assert_eq!(client.call("echo", b"1".to_vec()).await.unwrap(), b"1");
 
     first.kill().await;
-    let _second = ServerProcess::start(&addr.to_string()).await;
+    let _second = server_process(&addr.to_string()).await;
 
     // The restarted server answers the old connection's packets with a
     // stateless reset: the call gets a typed error (or, had the client
@@ -704,7 +680,7 @@ async fn stalled_announcements_of_large_messages_do_not_grow_the_server() {
     const STREAMS: usize = 256;
     const ANNOUNCED: usize = (16 << 20) - 1;
     const BOUND: u64 = (CONNECTIONS * STREAMS) as u64 * (1 << 20);
-    let server = ServerProcess::start("127.0.0.1:0").await;
+    let mut server = server_process("127.0.0.1:0").await;
     let pid = server.child.id().expect("server process running");
     let mut connections = Vec::new();
     for _ in 0..CONNECTIONS {

@@ -127,6 +127,42 @@ impl Cluster {
         }
     }
 
+    /// Waits for lines from `who` containing `needles`, one after the
+    /// other from `since`, each within `within` of the one before.
+    async fn expect_in_order(
+        &mut self,
+        since: usize,
+        within: Duration,
+        who: &str,
+        needles: &[&str],
+    ) {
+        let mut at = since;
+        for needle in needles {
+            at = self.expect(at, within, who, needle).await + 1;
+        }
+    }
+
+    /// The index of the first line from `who` at or after `since` saying
+    /// its stream is established to `worker`.
+    async fn expect_connected(
+        &mut self,
+        since: usize,
+        within: Duration,
+        who: &str,
+        worker: &str,
+    ) -> usize {
+        let needle = format!("established to worker {worker} ");
+        self.expect(since, within, who, &needle).await
+    }
+
+    /// Waits until the director's pool lists worker-a and worker-b.
+    async fn expect_both_workers(&mut self) {
+        self.expect_pool(0, STARTUP, "listed both workers", |p| {
+            pool_lists(p, "worker-a") && pool_lists(p, "worker-b")
+        })
+        .await;
+    }
+
     /// Waits until `who` has printed `count` tokens in all.
     async fn expect_tokens(&mut self, who: &str, count: usize, within: Duration) {
         let deadline = Instant::now() + within;
@@ -166,6 +202,21 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// A worker's environment for simulated failures: `run_ms` serving,
+/// `warning_ms` draining, `down_ms` down, over and over.
+fn failure_cycle<'a>(
+    run_ms: &'a str,
+    warning_ms: &'a str,
+    down_ms: &'a str,
+) -> [(&'static str, &'a str); 4] {
+    [
+        ("WORKER_FAILURE_ENABLED", "true"),
+        ("WORKER_FAILURE_RUN_MS", run_ms),
+        ("WORKER_FAILURE_WARNING_MS", warning_ms),
+        ("WORKER_FAILURE_DOWN_MS", down_ms),
+    ]
 }
 
 fn is_token(line: &Line) -> bool {
@@ -217,11 +268,7 @@ async fn a_killed_worker_is_replaced_without_loss_and_rejoins_after_a_restart() 
         )
         .await;
     cluster.start_worker("worker-b", ports[2], &[]);
-    cluster
-        .expect_pool(0, STARTUP, "listed both workers", |p| {
-            pool_lists(p, "worker-a") && pool_lists(p, "worker-b")
-        })
-        .await;
+    cluster.expect_both_workers().await;
 
     cluster.start_client("client");
     cluster.expect_tokens("client", 10, STARTUP).await;
@@ -244,12 +291,7 @@ async fn a_killed_worker_is_replaced_without_loss_and_rejoins_after_a_restart() 
     let killed_at = Instant::now();
     cluster.processes.kill(&serving).await;
     let connected = cluster
-        .expect(
-            since,
-            Duration::from_secs(10),
-            "client",
-            &format!("established to worker {other} "),
-        )
+        .expect_connected(since, Duration::from_secs(10), "client", other)
         .await;
     let first = cluster
         .log
@@ -294,12 +336,7 @@ async fn a_killed_worker_is_replaced_without_loss_and_rejoins_after_a_restart() 
     let since = cluster.log.lines.len();
     cluster.start_client("client-2");
     cluster
-        .expect(
-            since,
-            STARTUP,
-            "client-2",
-            &format!("established to worker {serving} "),
-        )
+        .expect_connected(since, STARTUP, "client-2", &serving)
         .await;
     cluster.expect_tokens("client-2", 5, STARTUP).await;
 
@@ -317,12 +354,7 @@ async fn a_killed_worker_is_replaced_without_loss_and_rejoins_after_a_restart() 
         )
         .await;
     cluster
-        .expect(
-            since,
-            Duration::from_secs(5),
-            "client-2",
-            &format!("established to worker {other} "),
-        )
+        .expect_connected(since, Duration::from_secs(5), "client-2", other)
         .await;
     assert!(
         cluster
@@ -360,60 +392,35 @@ async fn simulated_failures_over_several_cycles_lose_and_repeat_no_token() {
         .await;
     // Short cycles (the guide's are 10 s / 3 s / 5 s), and different ones,
     // so the client's worker keeps failing under it.
-    cluster.start_worker(
-        "worker-a",
-        ports[1],
-        &[
-            ("WORKER_FAILURE_ENABLED", "true"),
-            ("WORKER_FAILURE_RUN_MS", "1500"),
-            ("WORKER_FAILURE_WARNING_MS", "500"),
-            ("WORKER_FAILURE_DOWN_MS", "1500"),
-        ],
-    );
-    cluster.start_worker(
-        "worker-b",
-        ports[2],
-        &[
-            ("WORKER_FAILURE_ENABLED", "true"),
-            ("WORKER_FAILURE_RUN_MS", "2500"),
-            ("WORKER_FAILURE_WARNING_MS", "500"),
-            ("WORKER_FAILURE_DOWN_MS", "1000"),
-        ],
-    );
-    cluster
-        .expect_pool(0, STARTUP, "listed both workers", |p| {
-            pool_lists(p, "worker-a") && pool_lists(p, "worker-b")
-        })
-        .await;
+    cluster.start_worker("worker-a", ports[1], &failure_cycle("1500", "500", "1500"));
+    cluster.start_worker("worker-b", ports[2], &failure_cycle("2500", "500", "1000"));
+    cluster.expect_both_workers().await;
     cluster.start_client("client");
     cluster.expect_tokens("client", 5, STARTUP).await;
 
     // Two whole cycles of worker-a from here, and the client thrown off
     // its worker by a simulated failure at least twice.
     let since = cluster.log.lines.len();
-    let mut at = since;
-    for _ in 0..2 {
-        at = cluster
-            .expect(at, Duration::from_secs(15), "worker-a", "💥 Worker failed!")
-            .await
-            + 1;
-        at = cluster
-            .expect(
-                at,
-                Duration::from_secs(15),
-                "worker-a",
-                "✅ Worker recovered and ready to serve!",
-            )
-            .await
-            + 1;
-    }
-    let mut at = since;
-    for _ in 0..2 {
-        at = cluster
-            .expect(at, Duration::from_secs(20), "client", "(simulated failure)")
-            .await
-            + 1;
-    }
+    let cycle = [
+        "💥 Worker failed!",
+        "✅ Worker recovered and ready to serve!",
+    ];
+    cluster
+        .expect_in_order(
+            since,
+            Duration::from_secs(15),
+            "worker-a",
+            &[cycle, cycle].concat(),
+        )
+        .await;
+    cluster
+        .expect_in_order(
+            since,
+            Duration::from_secs(20),
+            "client",
+            &["(simulated failure)"; 2],
+        )
+        .await;
     cluster
         .expect_pool(
             since,
