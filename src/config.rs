@@ -277,9 +277,13 @@ impl RpcConfig {
     /// [`RpcClient`](crate::RpcClient) reconnects on its next call) instead
     /// of waiting for the idle timeout.
     ///
-    /// Without it the server generates a random key when it binds: resets
-    /// then work for packets that reach this server process after it lost
-    /// a connection, but not across a restart. Keep the key secret, and
+    /// Without it the server derives a key from its private key and its
+    /// bind address (an HMAC, which reveals nothing of the private key), so
+    /// a server restarted with the same certificate on the same address
+    /// resets its predecessor's connections with no setting. Set a key
+    /// when several servers share a private key *and* a bind address
+    /// (for example `0.0.0.0:7000` on several hosts behind one name), so
+    /// that each can be told apart. Keep the key secret, and
     /// share it only among servers that cannot hold the same connection
     /// (RFC 9000 §10.3.1). Clients ignore it.
     pub fn with_stateless_reset_key(mut self, key: [u8; 32]) -> Self {
@@ -405,9 +409,4 @@ impl RpcConfig {
             RpcError::ConfigError(format!("bind address {:?}: {e}", self.bind_address))
         })
     }
-}
-
-pub(crate) fn read_pem(path: &Path, what: &str) -> Result<String, RpcError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| RpcError::ConfigError(format!("cannot read {what} {}: {e}", path.display())))
 }

@@ -7,7 +7,6 @@
 
 use s2n_quic::provider::tls::default as s2n_tls;
 
-use crate::config::read_pem;
 use crate::wire::ALPN;
 use crate::{RpcConfig, RpcError};
 
@@ -107,4 +106,10 @@ pub(crate) fn client_tls(material: &ClientMaterial) -> Result<s2n_tls::Client, R
             .map_err(tls_err("load client identity"))?;
     }
     builder.build().map_err(tls_err("build client TLS"))
+}
+
+/// Reads a PEM file; `what` names it in the error.
+pub(crate) fn read_pem(path: &std::path::Path, what: &str) -> Result<String, RpcError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| RpcError::ConfigError(format!("cannot read {what} {}: {e}", path.display())))
 }

@@ -3,6 +3,7 @@
 //! it hands out.
 
 use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
 
 use aws_lc_rs::hmac;
 use s2n_quic::provider::endpoint_limits::{self, ConnectionAttempt, Limiter, Outcome};
@@ -46,30 +47,62 @@ impl Limiter for Admission {
     }
 }
 
+/// The label keying the derivation of a stateless reset key from a
+/// server's private key and address.
+const RESET_KEY_LABEL: &[u8] = b"rpcnet stateless reset key v1";
+
 /// Stateless reset tokens derived from a key: the first 16 bytes of
 /// HMAC-SHA256(key, connection ID), so a server restarted with the same
 /// key gives the same token for a connection ID (RFC 9000 §10.3.2 suggests
 /// this construction).
+#[derive(Clone)]
 pub(crate) struct ResetTokens {
-    key: hmac::Key,
+    /// Set when the endpoint is bound (tokens are generated only for
+    /// connection IDs issued after that).
+    key: Arc<OnceLock<hmac::Key>>,
 }
 
 impl ResetTokens {
-    /// Tokens from `key`, or from a random key if none is configured.
+    /// Tokens from `key`; without one, the key is derived once the
+    /// endpoint is bound (see [`bound`](Self::bound)).
     pub(crate) fn new(key: Option<&StatelessResetKey>) -> Self {
-        let bytes = match key {
-            Some(key) => key.0,
-            None => rand::random(),
-        };
-        Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
+        let cell = OnceLock::new();
+        if let Some(key) = key {
+            let _ = cell.set(hmac::Key::new(hmac::HMAC_SHA256, &key.0));
         }
+        Self {
+            key: Arc::new(cell),
+        }
+    }
+
+    /// The endpoint is bound to `bound`. Without a configured key, the key
+    /// is derived from the server's private key (`private_key`, its PEM
+    /// bytes) and that address: HMAC-SHA256 keyed with a fixed label over
+    /// both. A server restarted with the same private key on the same
+    /// address therefore resets its predecessor's connections with no
+    /// setting, while servers that share a private key on other addresses
+    /// get different tokens (RFC 9000 §10.3.1: a server must not be able
+    /// to reset another's connections). The derived key reveals nothing of
+    /// the private key (it is an HMAC output).
+    pub(crate) fn bound(&self, private_key: &[u8], bound: std::net::SocketAddr) {
+        self.key.get_or_init(|| {
+            let label = hmac::Key::new(hmac::HMAC_SHA256, RESET_KEY_LABEL);
+            let mut context = hmac::Context::with_key(&label);
+            context.update(private_key);
+            context.update(bound.to_string().as_bytes());
+            hmac::Key::new(hmac::HMAC_SHA256, context.sign().as_ref())
+        });
     }
 }
 
 impl stateless_reset_token::Generator for ResetTokens {
     fn generate(&mut self, local_connection_id: &[u8]) -> Token {
-        let tag = hmac::sign(&self.key, local_connection_id);
+        // Never unset in practice (`bound` runs before any connection);
+        // a random key is the safe fallback.
+        let key = self
+            .key
+            .get_or_init(|| hmac::Key::new(hmac::HMAC_SHA256, &rand::random::<[u8; 32]>()));
+        let tag = hmac::sign(key, local_connection_id);
         let mut token = [0u8; TOKEN_LEN];
         token.copy_from_slice(&tag.as_ref()[..TOKEN_LEN]);
         Token::from(token)
@@ -93,11 +126,32 @@ mod tests {
     #[test]
     fn tokens_depend_on_the_key_and_the_connection_id_only() {
         let key = StatelessResetKey([7; 32]);
+        let addr = "127.0.0.1:1".parse().unwrap();
         let mut a = ResetTokens::new(Some(&key));
+        a.bound(b"k", addr);
         let mut restarted = ResetTokens::new(Some(&key));
+        restarted.bound(b"other", addr);
         let mut other = ResetTokens::new(Some(&StatelessResetKey([8; 32])));
         assert!(a.generate(b"conn-1") == restarted.generate(b"conn-1"));
         assert!(a.generate(b"conn-1") != a.generate(b"conn-2"));
         assert!(a.generate(b"conn-1") != other.generate(b"conn-1"));
+    }
+
+    #[test]
+    fn without_a_key_tokens_follow_the_private_key_and_the_address() {
+        let addr = "127.0.0.1:7000".parse().unwrap();
+        let other_port = "127.0.0.1:7001".parse().unwrap();
+        let tokens = |key: &[u8], at| {
+            let tokens = ResetTokens::new(None);
+            tokens.bound(key, at);
+            tokens
+        };
+        let mut a = tokens(b"private key A", addr);
+        let mut restarted = tokens(b"private key A", addr);
+        let mut elsewhere = tokens(b"private key A", other_port);
+        let mut other_key = tokens(b"private key B", addr);
+        assert!(a.generate(b"conn-1") == restarted.generate(b"conn-1"));
+        assert!(a.generate(b"conn-1") != elsewhere.generate(b"conn-1"));
+        assert!(a.generate(b"conn-1") != other_key.generate(b"conn-1"));
     }
 }

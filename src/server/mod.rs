@@ -175,6 +175,10 @@ impl RpcServer {
             self.config.max_inflight_handshakes(),
             self.config.max_connections(),
         );
+        let private_key = match self.config.key_path() {
+            Some(path) => crate::tls::read_pem(path, "private key")?,
+            None => String::new(),
+        };
         let reset_tokens = limits::ResetTokens::new(self.config.stateless_reset_key());
         let server = s2n_quic::Server::builder()
             .with_tls(tls)
@@ -185,13 +189,15 @@ impl RpcServer {
             .map_err(|e| start_error(addr, e))?
             .with_endpoint_limits(endpoint_limits)
             .map_err(|e| start_error(addr, e))?
-            .with_stateless_reset_token(reset_tokens)
+            .with_stateless_reset_token(reset_tokens.clone())
             .map_err(|e| start_error(addr, e))?
             .with_event(context::PeerCertificate)
             .map_err(|e| start_error(addr, e))?
             .start()
             .map_err(|e| start_error(addr, e))?;
-        self.socket_addr = Some(server.local_addr()?);
+        let bound = server.local_addr()?;
+        reset_tokens.bound(private_key.as_bytes(), bound);
+        self.socket_addr = Some(bound);
         Ok(server)
     }
 

@@ -81,9 +81,11 @@ fn child_echo_server() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
-        let config = rpcnet::RpcConfig::new(cert("test_cert.pem"), addr)
-            .with_key_path(cert("test_key.pem"))
-            .with_stateless_reset_key([42; 32]);
+        let mut config =
+            rpcnet::RpcConfig::new(cert("test_cert.pem"), addr).with_key_path(cert("test_key.pem"));
+        if std::env::var_os("RPCNET_CHILD_RESET_KEY").is_some() {
+            config = config.with_stateless_reset_key([42; 32]);
+        }
         let mut server = RpcServer::new(config);
         server.register("echo", |p| async move { Ok(p) }).await;
         let quic = server.bind().unwrap();
@@ -94,7 +96,7 @@ fn child_echo_server() {
 
 /// A server process of [`child_echo_server`] on `addr`, once it is ready;
 /// killed with SIGKILL when dropped.
-async fn server_process(addr: &str) -> Proc {
+async fn server_process(addr: &str, reset_key: bool) -> Proc {
     let mut command = process::command(std::env::current_exe().unwrap());
     command
         .args([
@@ -105,18 +107,34 @@ async fn server_process(addr: &str) -> Proc {
             "--test-threads=1",
         ])
         .env("RPCNET_CHILD_SERVER_ADDR", addr);
+    if reset_key {
+        command.env("RPCNET_CHILD_RESET_KEY", "1");
+    }
     Proc::start(&mut command, PROMPTLY, ready_anywhere).await
 }
 
 #[tokio::test]
 async fn a_client_survives_a_server_process_restart() {
-    let mut first = server_process("127.0.0.1:0").await;
+    client_survives_a_restart(true).await;
+}
+
+/// With no setting at all: the restarted server derives the same reset
+/// key from its private key and address as its predecessor did.
+#[tokio::test]
+async fn a_default_configured_client_recovers_from_a_server_restart_within_2_s() {
+    client_survives_a_restart(false).await;
+}
+
+/// `kill -9` of a server process and a restart on the same address; the
+/// client, configured by default, recovers within 2 s.
+async fn client_survives_a_restart(reset_key: bool) {
+    let mut first = server_process("127.0.0.1:0", reset_key).await;
     let addr = first.addr;
     let client = RpcClient::connect(addr, client_config()).await.unwrap();
     assert_eq!(client.call("echo", b"1".to_vec()).await.unwrap(), b"1");
 
     first.kill().await;
-    let _second = server_process(&addr.to_string()).await;
+    let _second = server_process(&addr.to_string(), reset_key).await;
 
     // The restarted server answers the old connection's packets with a
     // stateless reset: the call gets a typed error (or, had the client
@@ -680,7 +698,7 @@ async fn stalled_announcements_of_large_messages_do_not_grow_the_server() {
     const STREAMS: usize = 256;
     const ANNOUNCED: usize = (16 << 20) - 1;
     const BOUND: u64 = (CONNECTIONS * STREAMS) as u64 * (1 << 20);
-    let mut server = server_process("127.0.0.1:0").await;
+    let mut server = server_process("127.0.0.1:0", false).await;
     let pid = server.child.id().expect("server process running");
     let mut connections = Vec::new();
     for _ in 0..CONNECTIONS {

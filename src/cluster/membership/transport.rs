@@ -112,7 +112,7 @@ impl Transport {
             .with_keep_alive_interval(cluster.gossip_keep_alive_interval);
         // Our own client identity and trust store must load before joining anyone.
         crate::tls::client_tls(&crate::tls::client_material(&config)?)?;
-        let own_cert = crate::config::read_pem(rpc.cert_path(), "certificate")?;
+        let own_cert = crate::tls::read_pem(rpc.cert_path(), "certificate")?;
         if !MemberCredential::from_pem(&own_cert).is_some_and(|c| c.speaks_for(addr)) {
             return Err(RpcError::ConfigError(format!(
                 "the server certificate {} is not a member certificate for {addr}: it needs a URI name \
