@@ -132,6 +132,15 @@ const CONNECTION_REFUSED: u64 = 0x2;
 const CONNECTION_LIMIT_REASON: &str =
     "server refused the connection: it is at its connection limit (max_connections)";
 
+/// The reason in [`RpcError::Unavailable`] for a connection refused before
+/// its handshake: the server is at its connection limit or shutting down
+/// (QUIC's `CONNECTION_REFUSED` does not say which).
+const CONNECTION_REFUSED_REASON: &str =
+    "server refused the connection: it is at its connection limit (max_connections) or shutting down";
+
+/// The reason in [`RpcError::Unavailable`] for a server that is shutting down.
+const SHUTTING_DOWN: &str = "server is shutting down";
+
 impl From<s2n_quic::connection::Error> for RpcError {
     fn from(e: s2n_quic::connection::Error) -> Self {
         use s2n_quic::connection::Error as E;
@@ -139,8 +148,12 @@ impl From<s2n_quic::connection::Error> for RpcError {
             E::Transport { code, .. } if (0x100..=0x1ff).contains(&code.as_u64()) => {
                 RpcError::TlsError(format!("handshake failed: {e}"))
             }
-            E::Application { error, .. } if u64::from(error) == u64::from(reset::SHUTDOWN) => {
-                RpcError::Unavailable("server is shutting down".into())
+            // Closed before a call was sent on it: nothing ran.
+            E::Application { error, .. }
+                if u64::from(error) == u64::from(reset::SHUTDOWN)
+                    || u64::from(error) == u64::from(reset::DRAINING) =>
+            {
+                RpcError::Unavailable(SHUTTING_DOWN.into())
             }
             E::Application { error, .. }
                 if u64::from(error) == u64::from(reset::CONNECTION_LIMIT) =>
@@ -150,7 +163,7 @@ impl From<s2n_quic::connection::Error> for RpcError {
             // Sent by the server's endpoint to connections over its limit,
             // before their handshake (RFC 9000 §5.2.2).
             E::Transport { code, .. } if code.as_u64() == CONNECTION_REFUSED => {
-                RpcError::Unavailable(CONNECTION_LIMIT_REASON.into())
+                RpcError::Unavailable(CONNECTION_REFUSED_REASON.into())
             }
             E::MaxHandshakeDurationExceeded { .. } => {
                 RpcError::ConnectionError("handshake timed out (max_handshake_duration)".into())
@@ -167,11 +180,19 @@ impl From<s2n_quic::stream::Error> for RpcError {
     fn from(e: s2n_quic::stream::Error) -> Self {
         use s2n_quic::stream::Error as E;
         match e {
+            // The server finished its shutdown with this call open: it
+            // may have run (the server waited for the calls it had taken,
+            // up to its drain timeout), so it is not `Unavailable`, which
+            // tells routers the call never ran.
+            E::ConnectionError {
+                error: s2n_quic::connection::Error::Application { error, .. },
+                ..
+            } if u64::from(error) == u64::from(reset::SHUTDOWN) => RpcError::ConnectionError(
+                "the server shut down with the call open: it may have run".into(),
+            ),
             E::ConnectionError { error, .. } => error.into(),
             E::StreamReset { error, .. } => match u64::from(error) {
-                c if c == u64::from(reset::SHUTDOWN) => {
-                    RpcError::Unavailable("server is shutting down".into())
-                }
+                c if c == u64::from(reset::SHUTDOWN) => RpcError::Unavailable(SHUTTING_DOWN.into()),
                 c if c == u64::from(reset::CANCELLED) => {
                     RpcError::StreamError("call cancelled by peer".into())
                 }

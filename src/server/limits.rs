@@ -14,16 +14,23 @@ use crate::config::StatelessResetKey;
 
 /// Admits connection attempts: refuses them with `CONNECTION_REFUSED`
 /// before any handshake work when the endpoint already holds
-/// `max_connections` connections (handshaking ones included), otherwise
+/// `max_connections` connections (handshaking ones included) or the
+/// server is shutting down, otherwise
 /// applies s2n-quic's default limits (Retry beyond `max_inflight_handshakes`
 /// handshakes in progress, per-port throttling).
 pub(crate) struct Admission {
     max_connections: usize,
     default: endpoint_limits::default::Limits,
+    /// True once the server begins to shut down: every attempt is refused.
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Admission {
-    pub(crate) fn new(max_inflight_handshakes: usize, max_connections: usize) -> Self {
+    pub(crate) fn new(
+        max_inflight_handshakes: usize,
+        max_connections: usize,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let default = endpoint_limits::Default::builder()
             .with_inflight_handshake_limit(max_inflight_handshakes)
             .and_then(|b| b.build());
@@ -34,13 +41,14 @@ impl Admission {
         Self {
             max_connections,
             default,
+            shutdown,
         }
     }
 }
 
 impl Limiter for Admission {
     fn on_connection_attempt(&mut self, attempt: &ConnectionAttempt) -> Outcome {
-        if attempt.connection_count >= self.max_connections {
+        if attempt.connection_count >= self.max_connections || *self.shutdown.borrow() {
             return Outcome::close();
         }
         self.default.on_connection_attempt(attempt)

@@ -17,7 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 
-use futures::Stream;
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt};
 use s2n_quic::Connection;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{AbortHandle, JoinSet};
@@ -174,6 +175,7 @@ impl RpcServer {
         let endpoint_limits = limits::Admission::new(
             self.config.max_inflight_handshakes(),
             self.config.max_connections(),
+            self.shutdown.subscribe(),
         );
         let private_key = match self.config.key_path() {
             Some(path) => crate::tls::read_pem(path, "private key")?,
@@ -269,7 +271,21 @@ impl RpcServer {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
-        let drain = async { while connections.join_next().await.is_some() {} };
+        // Draining: the endpoint refuses new connection attempts
+        // (`limits::Admission`); connections whose handshake completed as
+        // the shutdown began are told at once instead of waiting for
+        // service that will not come.
+        let drain = async {
+            loop {
+                tokio::select! {
+                    accepted = server.accept() => match accepted {
+                        Some(connection) => connection.close(reset::DRAINING.into()),
+                        None => break,
+                    },
+                    ended = connections.join_next() => if ended.is_none() { break },
+                }
+            }
+        };
         if tokio::time::timeout(self.config.drain_timeout(), drain)
             .await
             .is_err()
@@ -314,14 +330,16 @@ async fn serve_connection(
         .flatten();
     let (handle, acceptor) = connection.split();
     let (mut calls_in, mut controls_in) = acceptor.split();
-    let mut calls = JoinSet::new();
+    let mut calls: JoinSet<(u64, call::Answered)> = JoinSet::new();
     let mut book = CallBook::<AbortHandle>::new(ctx.max_concurrent_streams);
     let mut control: Option<FrameReader> = None;
     let mut draining = *shutdown.borrow();
     let mut arrived = None;
-    // Answers given while draining, kept until the client has them (see
-    // `call::Answered`).
-    let mut answered = Vec::new();
+    // Answers written and not yet acknowledged by the client (see
+    // `call::Answered`): a shutdown closes the connection only once the
+    // client has every answer the server gave, so no call that ran is
+    // lost to the close.
+    let mut unacked = FuturesUnordered::new();
     // Keep-alive held on while calls wait (see `keep_alive_linger`), and
     // switched off once none has waited for that long.
     let keep_alive = ctx
@@ -356,9 +374,7 @@ async fn serve_connection(
                 match ended {
                 Ok((_, (id, answer))) => {
                     book.finished(id);
-                    if draining {
-                        answered.extend(answer);
-                    }
+                    unacked.extend(answer.map(SendHalf::acknowledged));
                 }
                 Err(e) => {
                     let task = e.id();
@@ -385,6 +401,7 @@ async fn serve_connection(
                 Ok(None) | Err(_) => break,
             },
             _ = shutdown.wait_for(|stop| *stop), if !draining => draining = true,
+            Some(_) = unacked.next(), if !unacked.is_empty() => {}
             _ = tokio::time::sleep_until(quiet_since.unwrap_or_else(tokio::time::Instant::now)), if quiet_since.is_some() => {
                 if let Some((keep_alive, _)) = &keep_alive {
                     keep_alive.sweep();
@@ -405,8 +422,7 @@ async fn serve_connection(
                 draining,
             ));
             match futures::poll!(call.as_mut()) {
-                Poll::Ready(answer) if draining => answered.extend(answer),
-                Poll::Ready(_) => {}
+                Poll::Ready(answer) => unacked.extend(answer.map(SendHalf::acknowledged)),
                 Poll::Pending => {
                     if let Some((keep_alive, _)) = &keep_alive {
                         keep_alive.begin();
@@ -420,7 +436,7 @@ async fn serve_connection(
     if draining {
         // Closing discards stream data still in flight: let the last
         // answers arrive first (the drain timeout in `start` bounds this).
-        futures::future::join_all(answered.into_iter().map(SendHalf::acknowledged)).await;
+        while unacked.next().await.is_some() {}
         handle.close(reset::SHUTDOWN.into());
     }
     while calls.join_next().await.is_some() {}

@@ -35,11 +35,16 @@ pub mod reset {
     pub const CANCELLED: u32 = 0x1;
     /// The peer violated the framing rules.
     pub const PROTOCOL: u32 = 0x2;
-    /// The server is shutting down and did not take the call.
+    /// Connection close: the server finished shutting down. Calls still
+    /// open on the connection may have run. (As a stream reset: the
+    /// server is shutting down and did not take the call.)
     pub const SHUTDOWN: u32 = 0x3;
     /// An internal failure (for example a handler panic while streaming).
     pub const INTERNAL: u32 = 0x4;
     /// Connection close: the server is at its connection limit
     /// (`RpcConfig::with_max_connections`) and refused this connection.
     pub const CONNECTION_LIMIT: u32 = 0x5;
+    /// Connection close: the server is shutting down and served nothing
+    /// on this connection (its handshake completed as the drain began).
+    pub const DRAINING: u32 = 0x6;
 }

@@ -4,5 +4,6 @@ mod abuse;
 mod calls;
 mod lifecycle;
 mod resilience;
+mod shutdown;
 mod support;
 mod tls;
