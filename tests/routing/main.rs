@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use rpcnet::cluster::{
     ClusterClient, ClusterClientConfig, ClusterConfig, ClusterMembership, LoadBalancingStrategy,
-    WorkerRegistry, WorkerState, DRAINING_TAG,
+    NodeRegistry, WorkerRegistry, WorkerState, DRAINING_TAG,
 };
 use rpcnet::{CallOptions, RpcConfig, RpcError, RpcServer, ShutdownHandle};
 use tokio::task::JoinHandle;
@@ -394,6 +394,17 @@ async fn filters_select_by_tags_and_name_what_they_saw() {
         registry.select_worker(Some("role=worker,,")).await,
         Err(RpcError::InvalidFilter { .. })
     ));
+    // Membership's tag queries read filters the same way.
+    let nodes = NodeRegistry::new(s.director.cluster.clone());
+    let eu = nodes.nodes_with_tag("role=worker,zone=eu").await;
+    assert_eq!(
+        eu.iter().map(|n| n.addr()).collect::<Vec<_>>(),
+        [s.workers[0].addr]
+    );
+    assert!(eu[0].has_tag("role=worker,zone=eu") && !eu[0].has_tag("zone=eu,gpu"));
+    assert!(nodes.nodes_with_tag("role=worker,zone=us").await.is_empty());
+    assert!(nodes.nodes_with_tag("role=worker,,").await.is_empty());
+    assert_eq!(nodes.nodes_with_tag("role=worker").await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | `filter` | worker filters (`"role=worker,zone=eu"`, `"gpu"`), pure |
+//! | `filter` | worker filters (`"role=worker,zone=eu"`, `"gpu"`), pure; also [`NodeInfo::has_tag`](super::NodeInfo::has_tag)'s language |
 //! | `balance` | [`LoadBalancingStrategy`]: pure pickers over a snapshot of loads, seeded RNG |
 //! | `load` | per-worker calls in flight, counted by RAII guards |
 //! | `eject` | passive outlier ejection: the client's own fast view of worker health, sans-IO |
@@ -30,4 +30,5 @@ pub use client::{ClusterClient, ClusterClientConfig, FailedAttempt, WorkerStream
 pub use discover::{Worker, WorkerRegistry, WorkerState, WorkerStatus, DRAINING_TAG, LABEL_TAG};
 pub use drain::drain_and_leave;
 pub use eject::EjectionPolicy;
+pub(crate) use filter::WorkerFilter;
 pub use retry::RetryBudgetConfig;
