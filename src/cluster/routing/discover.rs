@@ -19,6 +19,7 @@ use super::balance::{LoadBalancingStrategy, Picker};
 use super::eject::{EjectionPolicy, Outcome};
 use super::filter::WorkerFilter;
 use super::load::{InFlight, WorkerCell};
+use super::status::{WorkerState, WorkerStatus};
 use crate::cluster::{ClusterMembership, ClusterView, NodeId, NodeStatus, Tags};
 use crate::RpcError;
 
@@ -30,43 +31,6 @@ pub const DRAINING_TAG: &str = "rpcnet.draining";
 /// The tag whose value [`Worker::label`] and [`WorkerStatus::label`] report
 /// (the guide's workers set `label=worker-a`).
 pub const LABEL_TAG: &str = "label";
-
-/// Where a worker stands in this registry's rotation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WorkerState {
-    /// Selectable.
-    Available,
-    /// SWIM suspects it; not selected until it is confirmed alive.
-    Suspect,
-    /// It announced that it is draining; not selected.
-    Draining,
-    /// A client using this registry took it out of rotation after a
-    /// connection failure or repeated timeouts (see [`EjectionPolicy`]).
-    Ejected,
-}
-
-/// A snapshot of one worker in the pool, for status displays.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkerStatus {
-    /// Identity (address and generation).
-    pub id: NodeId,
-    /// Its tags.
-    pub tags: Tags,
-    /// The value of its [`LABEL_TAG`] tag, if any.
-    pub label: Option<String>,
-    /// Calls in flight to it from this registry's selections.
-    pub in_flight: usize,
-    /// Its place in the rotation.
-    pub state: WorkerState,
-}
-
-impl WorkerStatus {
-    /// Its RPC address.
-    pub fn addr(&self) -> std::net::SocketAddr {
-        self.id.addr
-    }
-}
 
 /// A selected worker. While it exists it counts as one call in flight on
 /// that worker (for [`LoadBalancingStrategy::LeastConnections`]); drop it

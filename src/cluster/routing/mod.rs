@@ -7,6 +7,7 @@
 //! | `load` | per-worker calls in flight, counted by RAII guards |
 //! | `eject` | passive outlier ejection: the client's own fast view of worker health, sans-IO |
 //! | `discover` | [`WorkerRegistry`]: workers from the membership's view, selection |
+//! | `status` | [`WorkerStatus`], [`WorkerState`]: what a registry reports about its workers |
 //! | `failover` | what follows a failed attempt: one classification of errors, one decision (gRFC A6), [`StopReason`], pure |
 //! | `budget` | the retry budget (Finagle), sans-IO |
 //! | `config` | [`ClusterClientConfig`] |
@@ -27,14 +28,16 @@ mod eject;
 mod failover;
 mod filter;
 mod load;
+mod status;
 
 pub use balance::LoadBalancingStrategy;
 pub use budget::RetryBudgetConfig;
 pub use client::{ClusterClient, WorkerStream};
 pub use config::ClusterClientConfig;
-pub use discover::{Worker, WorkerRegistry, WorkerState, WorkerStatus, DRAINING_TAG, LABEL_TAG};
+pub use discover::{Worker, WorkerRegistry, DRAINING_TAG, LABEL_TAG};
 pub use drain::drain_and_leave;
 pub use eject::EjectionPolicy;
 pub(crate) use failover::format_attempts;
 pub use failover::{FailedAttempt, StopReason};
 pub(crate) use filter::WorkerFilter;
+pub use status::{WorkerState, WorkerStatus};
