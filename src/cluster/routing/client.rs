@@ -43,7 +43,7 @@ use pool::{Connection, Pool};
 ///   timeout, and by a retry budget across calls (`with_retry_budget`).
 /// * A worker whose connection fails, or that refuses calls, is ejected
 ///   from rotation at once; repeated timeouts eject it too (see
-///   [`EjectionPolicy`](super::EjectionPolicy)).
+///   [`EjectionPolicy`](super::EjectionPolicy), set on the registry).
 ///
 /// # Errors
 /// A worker's own answer (handler error, unknown method, message too

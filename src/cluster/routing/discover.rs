@@ -140,7 +140,8 @@ struct Shared {
     picker: Mutex<Picker>,
     changes: watch::Sender<u64>,
     follower: Mutex<Option<tokio::task::AbortHandle>>,
-    policy: EjectionPolicy,
+    /// Read (copied) on every selection and record.
+    policy: Mutex<EjectionPolicy>,
 }
 
 impl Drop for Shared {
@@ -204,9 +205,40 @@ impl WorkerRegistry {
                 picker: Mutex::new(Picker::new(strategy, seed)),
                 changes: watch::channel(0).0,
                 follower: Mutex::new(None),
-                policy: EjectionPolicy::default(),
+                policy: Mutex::new(EjectionPolicy::default()),
             }),
         }
+    }
+
+    /// This registry with `policy` for passive ejection: when a
+    /// [`ClusterClient`](super::ClusterClient) routing through it takes a
+    /// worker out of rotation, and for how long (default
+    /// [`EjectionPolicy::default`]). Ejection is this registry's record of
+    /// each worker, shared by every client routing through it, so the
+    /// policy is set here, once for all of them. It applies from the next
+    /// selection, also on a started registry.
+    ///
+    /// ```no_run
+    /// # fn f(cluster: rpcnet::cluster::ClusterMembership) {
+    /// use std::time::Duration;
+    /// use rpcnet::cluster::{EjectionPolicy, LoadBalancingStrategy, WorkerRegistry};
+    ///
+    /// let registry = WorkerRegistry::new(cluster, LoadBalancingStrategy::LeastConnections)
+    ///     .with_ejection_policy(EjectionPolicy {
+    ///         base_ejection: Duration::from_secs(5),
+    ///         ..EjectionPolicy::default()
+    ///     });
+    /// # }
+    /// ```
+    pub fn with_ejection_policy(self, policy: EjectionPolicy) -> Self {
+        *lock(&self.shared.policy) = policy;
+        self
+    }
+
+    /// The ejection policy in force (see
+    /// [`with_ejection_policy`](Self::with_ejection_policy)).
+    pub fn ejection_policy(&self) -> EjectionPolicy {
+        *lock(&self.shared.policy)
     }
 
     /// Starts following the membership: from now on every membership
@@ -315,7 +347,8 @@ impl WorkerRegistry {
             });
         };
         let member = candidates[index].0.clone();
-        member.cell.health().on_selected(now, &self.shared.policy);
+        let policy = self.ejection_policy();
+        member.cell.health().on_selected(now, &policy);
         let in_flight = InFlight::new(member.cell.clone());
         Ok(Worker {
             member,
@@ -325,10 +358,8 @@ impl WorkerRegistry {
 
     /// Records how a call to `worker` ended, for passive ejection.
     pub(crate) fn record(&self, worker: &Worker, outcome: Outcome, now: Instant) {
-        let changed = worker
-            .cell()
-            .health()
-            .record(outcome, now, &self.shared.policy);
+        let policy = self.ejection_policy();
+        let changed = worker.cell().health().record(outcome, now, &policy);
         if changed {
             tracing::info!(worker = %worker.id(), ?outcome, "worker rotation changed by the client's health check");
             self.shared.changes.send_modify(|v| *v += 1);

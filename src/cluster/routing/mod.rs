@@ -5,8 +5,8 @@
 //! | `filter` | worker filters (`"role=worker,zone=eu"`, `"gpu"`), pure; also [`NodeInfo::has_tag`](super::NodeInfo::has_tag)'s language |
 //! | `balance` | [`LoadBalancingStrategy`]: pure pickers over a snapshot of loads, seeded RNG |
 //! | `load` | per-worker calls in flight, counted by RAII guards |
-//! | `eject` | passive outlier ejection: the client's own fast view of worker health, sans-IO |
-//! | `discover` | [`WorkerRegistry`]: workers from the membership's view, selection |
+//! | `eject` | passive outlier ejection (Envoy): the client's own fast view of worker health, sans-IO |
+//! | `discover` | [`WorkerRegistry`]: workers from the membership's view, selection, the ejection policy |
 //! | `status` | [`WorkerStatus`], [`WorkerState`]: what a registry reports about its workers |
 //! | `failover` | what follows a failed attempt: one classification of errors, one decision (gRFC A6), [`StopReason`], pure |
 //! | `budget` | the retry budget (Finagle), sans-IO |
