@@ -73,9 +73,9 @@ struct AttemptError {
 }
 
 impl ClusterClient {
-    /// A client routing through `registry`; `config` is an [`RpcConfig`]
-    /// for the worker connections (CA, server name) or a
-    /// [`ClusterClientConfig`].
+    /// A client routing through `registry`; `config` is an
+    /// [`RpcConfig`](crate::RpcConfig) for the worker connections (CA,
+    /// server name) or a [`ClusterClientConfig`].
     pub fn new(registry: Arc<WorkerRegistry>, config: impl Into<ClusterClientConfig>) -> Self {
         let config = config.into();
         Self {
