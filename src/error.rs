@@ -82,21 +82,14 @@ pub enum RpcError {
     Failover {
         /// Each worker tried, in order, and why it failed there.
         attempts: Vec<crate::cluster::FailedAttempt>,
-        /// Why no further worker was tried (not idempotent, budget
-        /// exhausted, attempts used up, no other worker, timeout).
-        stopped: String,
+        /// Why no further worker was tried (a final answer, not
+        /// idempotent, a stream already sent, attempts used up, timeout,
+        /// budget exhausted, no other worker).
+        stopped: crate::cluster::StopReason,
     },
 }
 
 impl RpcError {
-    /// Whether retrying the call on another server could succeed (used by failover).
-    pub fn is_retryable_elsewhere(&self) -> bool {
-        matches!(
-            self,
-            RpcError::ConnectionError(_) | RpcError::Unavailable(_) | RpcError::Timeout
-        )
-    }
-
     pub(crate) fn from_status(status: Status, method: &str) -> Option<Self> {
         let Status { code, message } = status;
         Some(match code {

@@ -415,6 +415,8 @@ impl RpcClient {
     /// Upload and download run independently. Dropping the returned stream
     /// cancels the call on the server. The call has no deadline; waiting
     /// for a connection and a stream slot is bounded by the default timeout.
+    /// With metadata or a deadline:
+    /// [`call_streaming_with_options`](Self::call_streaming_with_options).
     ///
     /// # Errors
     ///
@@ -427,13 +429,14 @@ impl RpcClient {
     where
         S: Stream<Item = Vec<u8>> + Send + 'static,
     {
-        self.invoke(method, &CallOptions::new(), Body::stream(requests))
+        self.call_streaming_with_options(method, requests, &CallOptions::new())
             .await
     }
 
     /// Server streaming: one request, a stream of responses. The call has
     /// no deadline; waiting for a connection and a stream slot is bounded
-    /// by the default timeout.
+    /// by the default timeout. With metadata or a deadline:
+    /// [`call_server_streaming_with_options`](Self::call_server_streaming_with_options).
     ///
     /// # Errors
     ///
@@ -443,13 +446,14 @@ impl RpcClient {
         method: &str,
         request: Vec<u8>,
     ) -> Result<ResponseStream, RpcError> {
-        self.invoke(method, &CallOptions::new(), Body::Message(request))
+        self.call_server_streaming_with_options(method, request, &CallOptions::new())
             .await
     }
 
     /// Client streaming: uploads `requests`, then returns the single
     /// response. Bounded by the default timeout, which the server is told
-    /// as the deadline.
+    /// as the deadline. With metadata or another timeout:
+    /// [`call_client_streaming_with_options`](Self::call_client_streaming_with_options).
     ///
     /// # Errors
     ///
@@ -463,13 +467,7 @@ impl RpcClient {
     where
         S: Stream<Item = Vec<u8>> + Send + 'static,
     {
-        self.single(
-            CallKind::ClientStreaming,
-            method,
-            Metadata::new(),
-            self.inner.default_timeout,
-            Body::stream(requests),
-        )
-        .await
+        self.call_client_streaming_with_options(method, requests, &CallOptions::new())
+            .await
     }
 }

@@ -2,6 +2,7 @@
 //! (membership only) and workers (membership + handlers), all in this
 //! process; `processes.rs` does the same with worker processes.
 
+mod options;
 mod processes;
 
 use std::collections::HashMap;
@@ -13,9 +14,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use rpcnet::cluster::{
     ClusterClient, ClusterClientConfig, ClusterConfig, ClusterMembership, LoadBalancingStrategy,
-    WorkerRegistry, WorkerState, DRAINING_TAG,
+    NodeRegistry, StopReason, WorkerRegistry, WorkerState, DRAINING_TAG,
 };
-use rpcnet::{CallOptions, RpcConfig, RpcError, RpcServer, ShutdownHandle};
+use rpcnet::{CallInfo, CallOptions, RpcConfig, RpcError, RpcServer, ShutdownHandle};
 use tokio::task::JoinHandle;
 
 /// A file of the test PKI.
@@ -62,7 +63,9 @@ impl Node {
 /// A node; if `label` is given it is a worker (`role=worker`,
 /// `label=<label>`) whose `work` handler waits `work_delay` then answers the
 /// label. Other methods: `fail` (handler error), `panic`, `ticks` (an
-/// endless response stream).
+/// endless response stream), `whoami` (any mode: one response naming the
+/// call's kind, whether it has a deadline, its `trace-id` metadata and the
+/// number of requests).
 async fn node(label: Option<&'static str>, work_delay: Duration, seed: Option<SocketAddr>) -> Node {
     let rpc = RpcConfig::new(cert("test_cert.pem"), "127.0.0.1:0")
         .with_key_path(cert("test_key.pem"))
@@ -101,6 +104,21 @@ async fn node(label: Option<&'static str>, work_delay: Duration, seed: Option<So
                 futures::stream::unfold(0u64, |n| async move {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     Some((Ok(n.to_be_bytes().to_vec()), n + 1))
+                })
+            })
+            .await;
+        server
+            .register_streaming("whoami", |mut requests| async move {
+                futures::stream::once(async move {
+                    let call = CallInfo::current().expect("inside a call");
+                    let trace = call.metadata_value("trace-id").unwrap_or_default();
+                    let mut seen = 0;
+                    while requests.next().await.is_some() {
+                        seen += 1;
+                    }
+                    let deadline = call.deadline_ms > 0;
+                    let trace = String::from_utf8_lossy(trace);
+                    Ok(format!("{:?} {deadline} {trace} {seen}", call.kind).into_bytes())
                 })
             })
             .await;
@@ -394,6 +412,17 @@ async fn filters_select_by_tags_and_name_what_they_saw() {
         registry.select_worker(Some("role=worker,,")).await,
         Err(RpcError::InvalidFilter { .. })
     ));
+    // Membership's tag queries read filters the same way.
+    let nodes = NodeRegistry::new(s.director.cluster.clone());
+    let eu = nodes.nodes_with_tag("role=worker,zone=eu").await;
+    assert_eq!(
+        eu.iter().map(|n| n.addr()).collect::<Vec<_>>(),
+        [s.workers[0].addr]
+    );
+    assert!(eu[0].has_tag("role=worker,zone=eu") && !eu[0].has_tag("zone=eu,gpu"));
+    assert!(nodes.nodes_with_tag("role=worker,zone=us").await.is_empty());
+    assert!(nodes.nodes_with_tag("role=worker,,").await.is_empty());
+    assert_eq!(nodes.nodes_with_tag("role=worker").await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,7 +567,8 @@ async fn a_call_a_dead_worker_may_have_run_is_retried_only_if_idempotent() {
             Err(RpcError::Failover { attempts, stopped }) => {
                 refused += 1;
                 assert_eq!(attempts.len(), 1, "{attempts:?}");
-                assert!(stopped.contains("not idempotent"), "{stopped}");
+                assert!(matches!(stopped, StopReason::MayHaveRun), "{stopped:?}");
+                assert!(stopped.to_string().contains("not idempotent"), "{stopped}");
             }
             Err(other) => panic!("{other:?}"),
         }

@@ -23,12 +23,11 @@ impl NodeInfo {
         self.id.addr
     }
 
-    /// Whether it has the tag `key` (any value), or `key=value` exactly.
+    /// Whether its tags match `filter`, in the language of worker filters:
+    /// a key (`"gpu"`, any value), `"key=value"`, or several that must all
+    /// hold (`"role=worker,zone=eu"`). False for a malformed filter.
     pub fn has_tag(&self, filter: &str) -> bool {
-        match filter.split_once('=') {
-            Some((k, v)) => self.tags.get(k).is_some_and(|have| have == v),
-            None => self.tags.contains_key(filter),
-        }
+        crate::cluster::WorkerFilter::parse(Some(filter)).is_ok_and(|f| f.matches(&self.tags))
     }
 }
 

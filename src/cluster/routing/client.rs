@@ -1,123 +1,35 @@
 //! [`ClusterClient`]: calls to any worker of a cluster, with safe failover.
 //!
-//! One path serves every call mode: [`ClusterClient::route`] selects a
-//! worker, gets its pooled connection, runs the attempt, records the
-//! outcome for passive ejection, and decides whether another worker may
-//! try (see `retry`). Connections are opened lazily, one per worker
-//! identity, and dropped when the worker leaves the pool, fails a
-//! connection, or comes back under a new generation.
+//! Every call mode takes one path, [`ClusterClient::route`]: select a
+//! worker, get its pooled connection, make the attempt, and let
+//! `failover::decide` say what a failure means (what to record for passive
+//! ejection; retry on another worker, or stop). Connections are opened
+//! lazily, one per worker identity, and dropped when the worker leaves the
+//! pool, fails a connection, or comes back under a new generation.
+//! The call modes (`modes`) differ only in the attempt they give `route`.
 
-use std::collections::HashMap;
+mod modes;
+mod pool;
+
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::Stream;
-use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use super::budget::RetryBudget;
+use super::config::ClusterClientConfig;
 use super::discover::{Worker, WorkerRegistry};
 use super::eject::Outcome;
+use super::failover::{self, CallState, FailedAttempt, Next, StopReason};
 use super::filter::WorkerFilter;
-use super::retry::{verdict, RetryBudget, RetryBudgetConfig, Verdict};
 use crate::cluster::NodeId;
-use crate::{Body, CallOptions, ResponseStream, RpcClient, RpcConfig, RpcError};
-
-/// PINGs per idle timeout on worker connections: calls caught by a dead
-/// worker move on within `idle_timeout * (1 + 1 / KEEP_ALIVE_DIVISOR)`
-/// (see [`ClusterClientConfig::with_idle_timeout`]). With a third (as for
-/// ordinary keep-alive) the worst of 20 kills took 800 + 267 = 1,066 ms.
-const KEEP_ALIVE_DIVISOR: u32 = 8;
-
-/// How a [`ClusterClient`] connects to workers and retries.
-#[derive(Debug, Clone)]
-pub struct ClusterClientConfig {
-    rpc: RpcConfig,
-    max_attempts: usize,
-    budget: RetryBudgetConfig,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
-}
-
-impl From<RpcConfig> for ClusterClientConfig {
-    /// Worker connections use `rpc` (CA, server name, limits, default
-    /// timeout) with the liveness settings below, at 3 attempts per call and
-    /// Finagle's retry budget.
-    fn from(rpc: RpcConfig) -> Self {
-        Self {
-            rpc,
-            max_attempts: 3,
-            budget: RetryBudgetConfig::default(),
-            connect_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_millis(800),
-        }
-    }
-}
-
-impl ClusterClientConfig {
-    /// Workers tried per call at most, the first included (default 3, at least 1).
-    pub fn with_max_attempts(mut self, attempts: usize) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
-    }
-
-    /// The retry budget (default: Finagle's, 20% of calls plus 10 per
-    /// second over 10 s).
-    pub fn with_retry_budget(mut self, budget: RetryBudgetConfig) -> Self {
-        self.budget = budget;
-        self
-    }
-
-    /// How long connecting to a worker may take before the call moves on
-    /// to another worker (default 1 s; the QUIC handshake timeout).
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Silence after which a worker connection counts as dead (default
-    /// 800 ms). Connections send QUIC PINGs every eighth of it, which the
-    /// worker's QUIC stack answers even while its handlers are busy, so
-    /// only a worker that stopped (killed, frozen, unreachable) goes quiet;
-    /// its calls then fail and move on within this time plus one PING
-    /// interval (900 ms by default): QUIC restarts the idle timer when it
-    /// sends its first ack-eliciting packet after the last one received
-    /// (RFC 9000, section 10.1), and with every call stuck on the dead
-    /// worker that packet is the next PING.
-    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
-        self
-    }
-
-    /// The RPC configuration worker connections use, liveness settings applied.
-    fn worker_rpc(&self) -> RpcConfig {
-        self.rpc
-            .clone()
-            .with_handshake_timeout(self.connect_timeout)
-            .with_idle_timeout(self.idle_timeout)
-            .with_keep_alive_interval(self.idle_timeout / KEEP_ALIVE_DIVISOR)
-    }
-}
-
-/// One worker that failed a call, and how.
-#[derive(Debug)]
-pub struct FailedAttempt {
-    /// The worker.
-    pub worker: NodeId,
-    /// What went wrong there.
-    pub error: RpcError,
-}
-
-impl std::fmt::Display for FailedAttempt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.worker, self.error)
-    }
-}
-
-type Connection = Arc<OnceCell<RpcClient>>;
+use crate::sync::lock;
+use crate::wire::CallKind;
+use crate::{CallOptions, ResponseStream, RpcClient, RpcError};
+use pool::{Connection, Pool};
 
 /// Calls into a cluster: each call goes to a worker chosen by the
 /// registry's strategy, and moves to another worker when that is safe.
@@ -126,24 +38,24 @@ type Connection = Arc<OnceCell<RpcClient>>;
 ///   it, e.g. while draining) is retried on another worker.
 /// * Any other failure (connection lost mid-call, timeout) is retried only
 ///   for calls declared idempotent ([`CallOptions::idempotent`]).
-/// * Retries are capped per call (`with_max_attempts`) and by a retry
-///   budget across calls (`with_retry_budget`).
+/// * A streaming call moves on only while connecting: its request is not
+///   sent twice.
+/// * Retries are capped per call (`with_max_attempts`), by the call's
+///   timeout, and by a retry budget across calls (`with_retry_budget`).
 /// * A worker whose connection fails, or that refuses calls, is ejected
 ///   from rotation at once; repeated timeouts eject it too (see
-///   [`EjectionPolicy`](super::EjectionPolicy)).
+///   [`EjectionPolicy`](super::EjectionPolicy), set on the registry).
 ///
 /// # Errors
 /// A worker's own answer (handler error, unknown method, message too
 /// large) is returned as it is. A routing failure is
 /// [`RpcError::Failover`], listing every worker tried and why each failed,
-/// and why no further worker was tried.
+/// and why no further worker was tried ([`StopReason`]).
 pub struct ClusterClient {
     registry: Arc<WorkerRegistry>,
     config: ClusterClientConfig,
-    rpc: RpcConfig,
-    connections: Mutex<HashMap<NodeId, Connection>>,
+    pool: Pool,
     budget: Mutex<RetryBudget>,
-    pruned_at: AtomicU64,
 }
 
 impl std::fmt::Debug for ClusterClient {
@@ -162,18 +74,16 @@ struct AttemptError {
 }
 
 impl ClusterClient {
-    /// A client routing through `registry`; `config` is an [`RpcConfig`]
-    /// for the worker connections (CA, server name) or a
-    /// [`ClusterClientConfig`].
+    /// A client routing through `registry`; `config` is an
+    /// [`RpcConfig`](crate::RpcConfig) for the worker connections (CA,
+    /// server name) or a [`ClusterClientConfig`].
     pub fn new(registry: Arc<WorkerRegistry>, config: impl Into<ClusterClientConfig>) -> Self {
         let config = config.into();
         Self {
-            rpc: config.worker_rpc(),
+            pool: Pool::new(config.worker_rpc()),
             budget: Mutex::new(RetryBudget::new(config.budget, Instant::now())),
             registry,
             config,
-            connections: Mutex::new(HashMap::new()),
-            pruned_at: AtomicU64::new(0),
         }
     }
 
@@ -182,111 +92,15 @@ impl ClusterClient {
         &self.registry
     }
 
-    /// Calls unary `method` on a worker matching `filter` (see
-    /// [`WorkerRegistry::select_worker`]) with default options: not
-    /// idempotent, the configuration's default timeout.
-    ///
-    /// # Errors
-    /// See [`ClusterClient`].
-    pub async fn call_worker(
-        &self,
-        method: &str,
-        data: Vec<u8>,
-        filter: Option<&str>,
-    ) -> Result<Vec<u8>, RpcError> {
-        self.call_worker_with(method, data, filter, CallOptions::new())
-            .await
-    }
-
-    /// [`call_worker`](Self::call_worker) with call options: metadata, a
-    /// timeout for the whole call (retries included) and whether the call
-    /// is idempotent.
-    ///
-    /// # Errors
-    /// See [`ClusterClient`].
-    pub async fn call_worker_with(
-        &self,
-        method: &str,
-        data: Vec<u8>,
-        filter: Option<&str>,
-        options: CallOptions,
-    ) -> Result<Vec<u8>, RpcError> {
-        let (response, _worker) = self
-            .route(filter, &options, true, |client, options| {
-                client.call_with_options(method, data.clone(), &options)
-            })
-            .await?;
-        Ok(response)
-    }
-
-    /// Server streaming on a worker matching `filter`: one request, a
-    /// stream of responses. The call moves to another worker only while
-    /// connecting; once the request is sent, failures arrive in the stream.
-    /// The worker counts the call as in flight until the stream is dropped.
-    ///
-    /// # Errors
-    /// See [`ClusterClient`].
-    pub async fn call_worker_server_streaming(
-        &self,
-        method: &str,
-        request: Vec<u8>,
-        filter: Option<&str>,
-    ) -> Result<WorkerStream, RpcError> {
-        let (inner, worker) = self
-            .route(filter, &CallOptions::new(), false, |client, _| {
-                // The stream itself has no deadline (as `call_server_streaming`).
-                client.invoke(method, &CallOptions::new(), Body::Message(request.clone()))
-            })
-            .await?;
-        Ok(WorkerStream { inner, worker })
-    }
-
-    /// Bidirectional streaming on a worker matching `filter`. A request
-    /// stream cannot be replayed, so the call moves to another worker only
-    /// if connecting fails.
-    ///
-    /// # Errors
-    /// See [`ClusterClient`].
-    pub async fn call_worker_streaming<S>(
-        &self,
-        method: &str,
-        requests: S,
-        filter: Option<&str>,
-    ) -> Result<WorkerStream, RpcError>
-    where
-        S: Stream<Item = Vec<u8>> + Send + 'static,
-    {
-        let mut requests = Some(requests);
-        let (inner, worker) = self
-            .route(filter, &CallOptions::new(), false, |client, _| {
-                let requests = requests.take();
-                async move {
-                    match requests {
-                        Some(requests) => {
-                            client
-                                .invoke(method, &CallOptions::new(), Body::stream(requests))
-                                .await
-                        }
-                        // Only reached if an attempt failed after taking the
-                        // stream, which `route` never retries (see `connected`).
-                        None => Err(RpcError::StreamError(
-                            "the request stream was already sent".into(),
-                        )),
-                    }
-                }
-            })
-            .await?;
-        Ok(WorkerStream { inner, worker })
-    }
-
-    /// The one call path: select, connect, attempt, record, maybe retry.
-    /// `replayable`: whether `attempt` may run again after a connected
-    /// attempt failed (unary calls; not a consumed request stream).
+    /// The one call path: select → connect → attempt → decide, until an
+    /// answer or a reason to stop. `kind` says whether the request can be
+    /// sent again (unary) and whether the responses are read as a stream
+    /// (then without a timeout in `options` they have no deadline).
     async fn route<T, F, Fut>(
         &self,
         filter_text: Option<&str>,
         options: &CallOptions,
-        replayable: bool,
+        kind: CallKind,
         mut attempt: F,
     ) -> Result<(T, Worker), RpcError>
     where
@@ -295,100 +109,66 @@ impl ClusterClient {
     {
         let filter = WorkerFilter::parse(filter_text)?;
         let start = Instant::now();
-        let deadline = start + options.timeout().unwrap_or(self.rpc.default_timeout());
-        self.prune();
+        let deadline = start
+            + options
+                .timeout()
+                .unwrap_or(self.pool.rpc().default_timeout());
+        self.pool.prune(&self.registry);
         lock(&self.budget).deposit(start);
         let mut failed: Vec<FailedAttempt> = Vec::new();
         let stopped = loop {
             let now = Instant::now();
             let tried: Vec<NodeId> = failed.iter().map(|a| a.worker).collect();
-            let worker = match self
-                .registry
-                .select(&filter, filter_text.unwrap_or(""), &tried, now)
-            {
+            let text = filter_text.unwrap_or("");
+            let worker = match self.registry.select(&filter, text, &tried, now) {
                 Ok(worker) => worker,
                 Err(e) if failed.is_empty() => return Err(e),
-                Err(e) => break e.to_string(),
+                Err(e) => break StopReason::NoMoreWorkers(Box::new(e)),
             };
-            let remaining = deadline.saturating_duration_since(now);
-            if remaining.is_zero() {
+            if deadline <= now {
+                // Not even a connection can be tried (a zero timeout, or
+                // the time went while selecting).
                 failed.push(FailedAttempt {
                     worker: worker.id(),
                     error: RpcError::Timeout,
                 });
-                break "the call's timeout passed".into();
+                break StopReason::DeadlinePassed;
             }
             let mut cell = None;
-            let result = async {
-                let client = self
-                    .connection(&worker, remaining, &mut cell)
-                    .await
-                    .map_err(|error| AttemptError {
-                        error,
-                        connected: false,
-                    })?;
-                let left = deadline.saturating_duration_since(Instant::now());
-                attempt(client, options.clone().with_timeout(left))
-                    .await
-                    .map_err(|error| AttemptError {
-                        error,
-                        connected: true,
-                    })
-            }
-            .await;
-            let AttemptError { error, connected } = match result {
+            let attempted = self
+                .attempt(&worker, deadline, options, kind, &mut cell, &mut attempt)
+                .await;
+            let AttemptError { error, connected } = match attempted {
                 Ok(value) => {
-                    self.registry
-                        .record(&worker, Outcome::Answered, Instant::now());
+                    let now = Instant::now();
+                    self.registry.record(&worker, Outcome::Answered, now);
                     return Ok((value, worker));
                 }
                 Err(e) => e,
             };
-            let verdict = verdict(&error, connected);
-            let outcome = match (&error, connected) {
-                (_, false) => Outcome::ConnectionFailed,
-                (RpcError::Unavailable(_), _) => Outcome::Refused,
-                (RpcError::Timeout, _) => Outcome::TimedOut,
-                (RpcError::ConnectionError(_) | RpcError::IoError(_), _) => {
-                    Outcome::ConnectionFailed
-                }
-                _ => Outcome::Answered,
-            };
             let now = Instant::now();
-            self.registry.record(&worker, outcome, now);
-            if let (Outcome::ConnectionFailed, Some(cell)) = (outcome, &cell) {
-                self.forget(&worker.id(), cell);
-            }
-            if verdict == Verdict::Final {
-                if failed.is_empty() {
-                    return Err(error);
-                }
-                failed.push(FailedAttempt {
-                    worker: worker.id(),
-                    error,
-                });
-                break "the worker's answer is final".into();
-            }
-            failed.push(FailedAttempt {
-                worker: worker.id(),
-                error,
+            let call = CallState {
+                attempts: failed.len() + 1,
+                max_attempts: self.config.max_attempts,
+                idempotent: options.is_idempotent(),
+                replayable: kind == CallKind::Unary,
+                deadline,
+            };
+            let decision = failover::decide(&error, connected, &call, now, || {
+                lock(&self.budget).try_withdraw(now)
             });
-            drop(worker);
-            if verdict == Verdict::MayHaveRun && !options.is_idempotent() {
-                break "the call may have run and is not idempotent".into();
+            self.registry.record(&worker, decision.outcome, now);
+            if let (Outcome::ConnectionFailed, Some(cell)) = (decision.outcome, &cell) {
+                self.pool.forget(&worker.id(), cell);
             }
-            // A streaming call's request stream is consumed once connected.
-            if connected && !replayable {
-                break "a streaming call is not repeated once sent".into();
-            }
-            if failed.len() >= self.config.max_attempts {
-                break format!("{} attempts made (max_attempts)", failed.len());
-            }
-            if deadline <= now {
-                break "the call's timeout passed".into();
-            }
-            if !lock(&self.budget).try_withdraw(now) {
-                break "retry budget exhausted".into();
+            let worker = worker.id();
+            match decision.next {
+                Next::Return => return Err(error),
+                Next::RetryElsewhere => failed.push(FailedAttempt { worker, error }),
+                Next::Stop(reason) => {
+                    failed.push(FailedAttempt { worker, error });
+                    break reason;
+                }
             }
         };
         Err(RpcError::Failover {
@@ -397,45 +177,44 @@ impl ClusterClient {
         })
     }
 
-    /// The worker's pooled connection, opened on first use.
-    /// `used` receives the pool entry, for [`forget`](Self::forget).
-    async fn connection(
+    /// One attempt on `worker`: its pooled connection (`cell` receives the
+    /// pool entry), then `attempt` with `options` bounded by what is left
+    /// of the call's time (a stream without a timeout stays without one).
+    async fn attempt<T, F, Fut>(
         &self,
         worker: &Worker,
-        within: Duration,
-        used: &mut Option<Connection>,
-    ) -> Result<RpcClient, RpcError> {
-        let cell = lock(&self.connections)
-            .entry(worker.id())
-            .or_default()
-            .clone();
-        *used = Some(cell.clone());
-        let addr = worker.addr();
-        let connect = cell.get_or_try_init(|| RpcClient::connect(addr, self.rpc.clone()));
-        match tokio::time::timeout(within, connect).await {
-            Ok(Ok(client)) => Ok(client.clone()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(RpcError::Timeout),
-        }
-    }
-
-    /// Drops the connection `cell` to `id` (it failed) unless another call
-    /// already replaced it; the next call reconnects.
-    fn forget(&self, id: &NodeId, cell: &Connection) {
-        let mut pool = lock(&self.connections);
-        if pool.get(id).is_some_and(|c| Arc::ptr_eq(c, cell)) {
-            pool.remove(id);
-        }
-    }
-
-    /// Drops connections to workers no longer in the pool (left, failed,
-    /// or replaced by a new generation), once per pool change.
-    fn prune(&self) {
-        let version = self.registry.version();
-        if self.pruned_at.swap(version, Ordering::Relaxed) == version {
-            return;
-        }
-        lock(&self.connections).retain(|id, _| self.registry.contains(id));
+        deadline: Instant,
+        options: &CallOptions,
+        kind: CallKind,
+        cell: &mut Option<Connection>,
+        attempt: &mut F,
+    ) -> Result<T, AttemptError>
+    where
+        F: FnMut(RpcClient, CallOptions) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let client = self
+            .pool
+            .connection(worker, remaining, cell)
+            .await
+            .map_err(|error| AttemptError {
+                error,
+                connected: false,
+            })?;
+        let streamed = matches!(kind, CallKind::ServerStreaming | CallKind::Bidirectional);
+        let options = if streamed && options.timeout().is_none() {
+            options.clone()
+        } else {
+            let left = deadline.saturating_duration_since(Instant::now());
+            options.clone().with_timeout(left)
+        };
+        attempt(client, options)
+            .await
+            .map_err(|error| AttemptError {
+                error,
+                connected: true,
+            })
     }
 }
 
@@ -461,17 +240,4 @@ impl Stream for WorkerStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         Pin::new(&mut self.inner).poll_next(cx)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// `a; b; c` for [`RpcError::Failover`]'s message.
-pub(crate) fn format_attempts(attempts: &[FailedAttempt]) -> String {
-    attempts
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }

@@ -19,7 +19,9 @@ use super::balance::{LoadBalancingStrategy, Picker};
 use super::eject::{EjectionPolicy, Outcome};
 use super::filter::WorkerFilter;
 use super::load::{InFlight, WorkerCell};
+use super::status::{WorkerState, WorkerStatus};
 use crate::cluster::{ClusterMembership, ClusterView, NodeId, NodeStatus, Tags};
+use crate::sync::lock;
 use crate::RpcError;
 
 /// The tag a worker sets while it drains (see
@@ -30,43 +32,6 @@ pub const DRAINING_TAG: &str = "rpcnet.draining";
 /// The tag whose value [`Worker::label`] and [`WorkerStatus::label`] report
 /// (the guide's workers set `label=worker-a`).
 pub const LABEL_TAG: &str = "label";
-
-/// Where a worker stands in this registry's rotation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WorkerState {
-    /// Selectable.
-    Available,
-    /// SWIM suspects it; not selected until it is confirmed alive.
-    Suspect,
-    /// It announced that it is draining; not selected.
-    Draining,
-    /// A client using this registry took it out of rotation after a
-    /// connection failure or repeated timeouts (see [`EjectionPolicy`]).
-    Ejected,
-}
-
-/// A snapshot of one worker in the pool, for status displays.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkerStatus {
-    /// Identity (address and generation).
-    pub id: NodeId,
-    /// Its tags.
-    pub tags: Tags,
-    /// The value of its [`LABEL_TAG`] tag, if any.
-    pub label: Option<String>,
-    /// Calls in flight to it from this registry's selections.
-    pub in_flight: usize,
-    /// Its place in the rotation.
-    pub state: WorkerState,
-}
-
-impl WorkerStatus {
-    /// Its RPC address.
-    pub fn addr(&self) -> std::net::SocketAddr {
-        self.id.addr
-    }
-}
 
 /// A selected worker. While it exists it counts as one call in flight on
 /// that worker (for [`LoadBalancingStrategy::LeastConnections`]); drop it
@@ -176,7 +141,8 @@ struct Shared {
     picker: Mutex<Picker>,
     changes: watch::Sender<u64>,
     follower: Mutex<Option<tokio::task::AbortHandle>>,
-    policy: EjectionPolicy,
+    /// Read (copied) on every selection and record.
+    policy: Mutex<EjectionPolicy>,
 }
 
 impl Drop for Shared {
@@ -240,9 +206,40 @@ impl WorkerRegistry {
                 picker: Mutex::new(Picker::new(strategy, seed)),
                 changes: watch::channel(0).0,
                 follower: Mutex::new(None),
-                policy: EjectionPolicy::default(),
+                policy: Mutex::new(EjectionPolicy::default()),
             }),
         }
+    }
+
+    /// This registry with `policy` for passive ejection: when a
+    /// [`ClusterClient`](super::ClusterClient) routing through it takes a
+    /// worker out of rotation, and for how long (default
+    /// [`EjectionPolicy::default`]). Ejection is this registry's record of
+    /// each worker, shared by every client routing through it, so the
+    /// policy is set here, once for all of them. It applies from the next
+    /// selection, also on a started registry.
+    ///
+    /// ```no_run
+    /// # fn f(cluster: rpcnet::cluster::ClusterMembership) {
+    /// use std::time::Duration;
+    /// use rpcnet::cluster::{EjectionPolicy, LoadBalancingStrategy, WorkerRegistry};
+    ///
+    /// let registry = WorkerRegistry::new(cluster, LoadBalancingStrategy::LeastConnections)
+    ///     .with_ejection_policy(EjectionPolicy {
+    ///         base_ejection: Duration::from_secs(5),
+    ///         ..EjectionPolicy::default()
+    ///     });
+    /// # }
+    /// ```
+    pub fn with_ejection_policy(self, policy: EjectionPolicy) -> Self {
+        *lock(&self.shared.policy) = policy;
+        self
+    }
+
+    /// The ejection policy in force (see
+    /// [`with_ejection_policy`](Self::with_ejection_policy)).
+    pub fn ejection_policy(&self) -> EjectionPolicy {
+        *lock(&self.shared.policy)
     }
 
     /// Starts following the membership: from now on every membership
@@ -313,11 +310,7 @@ impl WorkerRegistry {
     }
 
     fn pool(&self) -> Arc<Pool> {
-        self.shared
-            .pool
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        crate::sync::read(&self.shared.pool).clone()
     }
 
     /// Selects among matching, selectable workers other than `avoid`.
@@ -351,7 +344,8 @@ impl WorkerRegistry {
             });
         };
         let member = candidates[index].0.clone();
-        member.cell.health().on_selected(now, &self.shared.policy);
+        let policy = self.ejection_policy();
+        member.cell.health().on_selected(now, &policy);
         let in_flight = InFlight::new(member.cell.clone());
         Ok(Worker {
             member,
@@ -361,10 +355,8 @@ impl WorkerRegistry {
 
     /// Records how a call to `worker` ended, for passive ejection.
     pub(crate) fn record(&self, worker: &Worker, outcome: Outcome, now: Instant) {
-        let changed = worker
-            .cell()
-            .health()
-            .record(outcome, now, &self.shared.policy);
+        let policy = self.ejection_policy();
+        let changed = worker.cell().health().record(outcome, now, &policy);
         if changed {
             tracing::info!(worker = %worker.id(), ?outcome, "worker rotation changed by the client's health check");
             self.shared.changes.send_modify(|v| *v += 1);
@@ -395,10 +387,7 @@ fn state_of(m: &Member, now: Instant) -> WorkerState {
 }
 
 fn apply(shared: &Shared, view: &ClusterView) {
-    let mut current = shared
-        .pool
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut current = crate::sync::write(&shared.pool);
     let next = Pool::from_view(view, &current);
     if next.same_as(&current) {
         return;
@@ -406,8 +395,4 @@ fn apply(shared: &Shared, view: &ClusterView) {
     *current = Arc::new(next);
     drop(current);
     shared.changes.send_modify(|v| *v += 1);
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -16,14 +16,25 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// When the client ejects a worker and for how long.
+/// When a worker is taken out of rotation and for how long; set on the
+/// registry that keeps each worker's record
+/// ([`WorkerRegistry::with_ejection_policy`](super::WorkerRegistry::with_ejection_policy)),
+/// for every client routing through it.
+///
+/// The n-th ejection in a row lasts `base_ejection × n`, at most
+/// `max_ejection` (Envoy's rule). Connection failures and refusals eject
+/// at once, whatever the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EjectionPolicy {
-    /// Timeouts in a row that eject a worker (default 5, Envoy's `consecutive_5xx`).
+    /// Timeouts in a row that eject a worker (default 5, Envoy's
+    /// `consecutive_5xx` default; 0 counts as 1).
     pub consecutive_failures: u32,
-    /// First ejection's length (default 1 s).
+    /// First ejection's length (default 1 s; Envoy's `base_ejection_time`
+    /// defaults to 30 s, this library takes a worker back sooner, after one
+    /// successful probe call).
     pub base_ejection: Duration,
-    /// Longest ejection (default 30 s).
+    /// Longest ejection (default 30 s; Envoy's `max_ejection_time`
+    /// defaults to 300 s).
     pub max_ejection: Duration,
 }
 

@@ -1,5 +1,8 @@
 //! Worker filters: `"role=worker"`, a bare key (`"gpu"`), or several
-//! conditions at once (`"role=worker,zone=eu"`, all must hold). Pure.
+//! conditions at once (`"role=worker,zone=eu"`, all must hold). Pure. The
+//! one tag-filter language of the crate: worker selection and
+//! [`NodeInfo::has_tag`](crate::cluster::NodeInfo::has_tag) (so
+//! `NodeRegistry::nodes_with_tag`) both read filters here.
 
 use crate::cluster::Tags;
 use crate::RpcError;
@@ -99,6 +102,29 @@ mod tests {
         assert!(f("role=").matches(&tags(&[("role", "")])));
         assert!(!f("role=").matches(&us));
         assert!(WorkerFilter::parse(None).unwrap().matches(&Tags::new()));
+    }
+
+    #[test]
+    fn membership_tag_queries_read_the_same_language() {
+        use crate::cluster::{NodeId, NodeInfo, NodeStatus};
+        let node = NodeInfo {
+            id: NodeId::new("127.0.0.1:1".parse().unwrap(), 1),
+            status: NodeStatus::Alive,
+            tags: tags(&[("role", "worker"), ("zone", "eu")]),
+            phi: 0.0,
+        };
+        assert!(node.has_tag("role=worker,zone=eu"), "a conjunction");
+        assert!(!node.has_tag("role=worker,zone=us"));
+        assert!(node.has_tag("role") && node.has_tag(" zone = eu "));
+        for malformed in ["", "role=worker,,", "=eu"] {
+            assert!(!node.has_tag(malformed), "{malformed:?}");
+        }
+        // Read before as one key and the rest as its value.
+        let odd = NodeInfo {
+            tags: tags(&[("role", "worker,zone=eu")]),
+            ..node
+        };
+        assert!(!odd.has_tag("role=worker,zone=eu"));
     }
 
     #[test]

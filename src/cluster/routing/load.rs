@@ -24,9 +24,7 @@ impl WorkerCell {
     }
 
     pub(crate) fn health(&self) -> MutexGuard<'_, Health> {
-        self.health
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.health)
     }
 }
 

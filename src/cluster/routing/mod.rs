@@ -2,12 +2,15 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | `filter` | worker filters (`"role=worker,zone=eu"`, `"gpu"`), pure |
+//! | `filter` | worker filters (`"role=worker,zone=eu"`, `"gpu"`), pure; also [`NodeInfo::has_tag`](super::NodeInfo::has_tag)'s language |
 //! | `balance` | [`LoadBalancingStrategy`]: pure pickers over a snapshot of loads, seeded RNG |
 //! | `load` | per-worker calls in flight, counted by RAII guards |
-//! | `eject` | passive outlier ejection: the client's own fast view of worker health, sans-IO |
-//! | `discover` | [`WorkerRegistry`]: workers from the membership's view, selection |
-//! | `retry` | what is safe to retry (gRFC A6), the retry budget (Finagle), sans-IO |
+//! | `eject` | passive outlier ejection (Envoy): the client's own fast view of worker health, sans-IO |
+//! | `discover` | [`WorkerRegistry`]: workers from the membership's view, selection, the ejection policy |
+//! | `status` | [`WorkerStatus`], [`WorkerState`]: what a registry reports about its workers |
+//! | `failover` | what follows a failed attempt: one classification of errors, one decision (gRFC A6), [`StopReason`], pure |
+//! | `budget` | the retry budget (Finagle), sans-IO |
+//! | `config` | [`ClusterClientConfig`] |
 //! | `client` | [`ClusterClient`]: the one call path, pooled worker connections |
 //! | `drain` | [`drain_and_leave`]: a worker's graceful departure |
 //!
@@ -16,18 +19,25 @@
 //! routing (see `docs/CLUSTER.md`, "Routing calls").
 
 mod balance;
+mod budget;
 mod client;
+mod config;
 mod discover;
 mod drain;
 mod eject;
+mod failover;
 mod filter;
 mod load;
-mod retry;
+mod status;
 
 pub use balance::LoadBalancingStrategy;
-pub(crate) use client::format_attempts;
-pub use client::{ClusterClient, ClusterClientConfig, FailedAttempt, WorkerStream};
-pub use discover::{Worker, WorkerRegistry, WorkerState, WorkerStatus, DRAINING_TAG, LABEL_TAG};
+pub use budget::RetryBudgetConfig;
+pub use client::{ClusterClient, WorkerStream};
+pub use config::ClusterClientConfig;
+pub use discover::{Worker, WorkerRegistry, DRAINING_TAG, LABEL_TAG};
 pub use drain::drain_and_leave;
 pub use eject::EjectionPolicy;
-pub use retry::RetryBudgetConfig;
+pub(crate) use failover::format_attempts;
+pub use failover::{FailedAttempt, StopReason};
+pub(crate) use filter::WorkerFilter;
+pub use status::{WorkerState, WorkerStatus};

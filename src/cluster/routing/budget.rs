@@ -1,20 +1,12 @@
-//! What is safe to retry, and how much retrying a client may do.
-//!
-//! Safety follows gRPC's retry design (gRFC A6): a call that provably never
-//! ran on a worker (no connection, the worker refused it) is retried on
-//! another worker transparently; any other failure only when the call is
-//! declared idempotent and the error says another worker could do better.
-//!
-//! The budget is Finagle's `RetryBudget`: retries may add up to
-//! `percent_can_retry` of the calls made in the last `ttl`, plus
+//! How much retrying a client may do: Finagle's `RetryBudget`. Retries may
+//! add up to `percent_can_retry` of the calls made in the last `ttl`, plus
 //! `min_retries_per_sec` per second of it as a floor for quiet clients.
-//! Sans-IO: the caller passes `now`.
+//! What is safe to retry at all is `failover`'s decision. Sans-IO: the
+//! caller passes `now`.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-use crate::RpcError;
 
 /// Finagle's retry budget parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,38 +87,6 @@ impl RetryBudget {
     }
 }
 
-/// What a failed attempt means for the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// The worker never ran the call: any call may go elsewhere.
-    NeverRan,
-    /// It may have run: only an idempotent call may go elsewhere.
-    MayHaveRun,
-    /// Another worker would fail the same way (unknown method, too large,
-    /// handler error, bad filter): give up.
-    Final,
-}
-
-/// Classifies an attempt's error; `connected` is false when the failure
-/// happened while connecting (nothing was sent).
-pub(crate) fn verdict(error: &RpcError, connected: bool) -> Verdict {
-    if !connected {
-        return match error {
-            RpcError::ConfigError(_) => Verdict::Final,
-            _ => Verdict::NeverRan,
-        };
-    }
-    match error {
-        // The worker said it did not take the call (draining, over a limit).
-        RpcError::Unavailable(_) => Verdict::NeverRan,
-        RpcError::ConnectionError(_)
-        | RpcError::StreamError(_)
-        | RpcError::IoError(_)
-        | RpcError::Timeout => Verdict::MayHaveRun,
-        _ => Verdict::Final,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,27 +127,6 @@ mod tests {
         assert!(
             b.try_withdraw(t + Duration::from_secs(11)),
             "the spent retries aged out"
-        );
-    }
-
-    #[test]
-    fn only_what_never_ran_is_safe_for_every_call() {
-        let conn = || RpcError::ConnectionError("x".into());
-        assert_eq!(verdict(&conn(), false), Verdict::NeverRan);
-        assert_eq!(verdict(&RpcError::Timeout, false), Verdict::NeverRan);
-        assert_eq!(
-            verdict(&RpcError::Unavailable("draining".into()), true),
-            Verdict::NeverRan
-        );
-        assert_eq!(verdict(&conn(), true), Verdict::MayHaveRun);
-        assert_eq!(verdict(&RpcError::Timeout, true), Verdict::MayHaveRun);
-        assert_eq!(
-            verdict(&RpcError::RemoteError("boom".into()), true),
-            Verdict::Final
-        );
-        assert_eq!(
-            verdict(&RpcError::UnknownMethod("m".into()), true),
-            Verdict::Final
         );
     }
 }
