@@ -136,21 +136,11 @@ async fn server_enforces_the_deadline_it_was_told() {
 
 #[tokio::test]
 async fn graceful_shutdown_lets_in_flight_calls_finish() {
-    let release = Arc::new(Notify::new());
-    let started = Arc::new(Notify::new());
-    let server = RpcServer::new(server_config().with_drain_timeout(Duration::from_secs(20)));
-    let (r, s) = (release.clone(), started.clone());
-    server
-        .register("slow", move |p| {
-            let (r, s) = (r.clone(), s.clone());
-            async move {
-                s.notify_one();
-                r.notified().await;
-                Ok(p)
-            }
-        })
-        .await;
-    let mut server = spawn(server);
+    let Gated {
+        mut server,
+        started,
+        release,
+    } = gated_server().await;
     let client = server.client().await;
     let in_flight = tokio::spawn({
         let client = client.clone();

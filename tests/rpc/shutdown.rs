@@ -134,21 +134,11 @@ async fn a_shutdown_under_load_loses_no_answer_and_reports_no_call_that_ran_as_u
 /// connects is told `Unavailable` at once, not after its deadline.
 #[tokio::test]
 async fn a_draining_servers_new_clients_are_told_unavailable_within_300_ms() {
-    let release = Arc::new(Notify::new());
-    let started = Arc::new(Notify::new());
-    let server = RpcServer::new(server_config().with_drain_timeout(Duration::from_secs(20)));
-    let (r, s) = (release.clone(), started.clone());
-    server
-        .register("slow", move |p| {
-            let (r, s) = (r.clone(), s.clone());
-            async move {
-                s.notify_one();
-                r.notified().await;
-                Ok(p)
-            }
-        })
-        .await;
-    let server = spawn(server);
+    let Gated {
+        server,
+        started,
+        release,
+    } = gated_server().await;
     let client = server.client().await;
     let in_flight = tokio::spawn({
         let client = client.clone();

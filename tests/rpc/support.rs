@@ -76,3 +76,35 @@ impl Drop for DropSignal {
         }
     }
 }
+
+/// A server whose "slow" handler tells `started` when it runs and answers
+/// its request once `release` is notified; drain timeout 20 s.
+pub struct Gated {
+    pub server: TestServer,
+    pub started: std::sync::Arc<tokio::sync::Notify>,
+    pub release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+pub async fn gated_server() -> Gated {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+    let release = Arc::new(Notify::new());
+    let started = Arc::new(Notify::new());
+    let server = RpcServer::new(server_config().with_drain_timeout(Duration::from_secs(20)));
+    let (r, s) = (release.clone(), started.clone());
+    server
+        .register("slow", move |p| {
+            let (r, s) = (r.clone(), s.clone());
+            async move {
+                s.notify_one();
+                r.notified().await;
+                Ok(p)
+            }
+        })
+        .await;
+    Gated {
+        server: spawn(server),
+        started,
+        release,
+    }
+}
