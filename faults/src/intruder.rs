@@ -15,7 +15,7 @@
 //! this host from a CA the cluster does not trust, and never talks to the
 //! cluster. Then, on one connection per target with its application
 //! identity, it sends every target that announcement (a join: "I am a
-//! member at <this host>") and a packet of random bytes, both to the
+//! member at `<this host>`") and a packet of random bytes, both to the
 //! gossip method.
 //!
 //! Lines: `READY <addr>`, `CAPTURED <bytes>`, one

@@ -2,7 +2,7 @@
 //! candidate loads. The picker owns its cursor and a seeded RNG, so a test
 //! (or a simulation) replays exactly the same choices.
 //!
-//! [`least_loaded_of_two`] (power of two choices) is here too, measured
+//! `least_loaded_of_two` (power of two choices) is here too, measured
 //! against `LeastConnections` by the benchmark (`bench/src/routing.rs`
 //! compiles this file into the harness) and not offered as a strategy:
 //! it did not beat `LeastConnections` under skew (`docs/CLUSTER.md`).
