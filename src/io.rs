@@ -284,6 +284,17 @@ impl SendHalf {
         Ok(self.tx.close().await?)
     }
 
+    /// Whether the peer has acknowledged everything sent on this finished
+    /// stream (or the stream ended otherwise: nothing more will arrive),
+    /// without waiting.
+    pub(crate) fn is_settled(&mut self) -> bool {
+        self.done = true;
+        let waker = futures::task::noop_waker();
+        self.tx
+            .poll_close(&mut Context::from_waker(&waker))
+            .is_ready()
+    }
+
     /// Abandons the stream with an application error code.
     ///
     /// s2n-quic (0.91) frees a stream's slot only once the application

@@ -17,8 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 
-use futures::stream::FuturesUnordered;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use s2n_quic::Connection;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{AbortHandle, JoinSet};
@@ -339,7 +338,7 @@ async fn serve_connection(
     // `call::Answered`): a shutdown closes the connection only once the
     // client has every answer the server gave, so no call that ran is
     // lost to the close.
-    let mut unacked = FuturesUnordered::new();
+    let mut unacked = Unacked::default();
     // Keep-alive held on while calls wait (see `keep_alive_linger`), and
     // switched off once none has waited for that long.
     let keep_alive = ctx
@@ -374,7 +373,7 @@ async fn serve_connection(
                 match ended {
                 Ok((_, (id, answer))) => {
                     book.finished(id);
-                    unacked.extend(answer.map(SendHalf::acknowledged));
+                    unacked.extend(answer);
                 }
                 Err(e) => {
                     let task = e.id();
@@ -401,7 +400,6 @@ async fn serve_connection(
                 Ok(None) | Err(_) => break,
             },
             _ = shutdown.wait_for(|stop| *stop), if !draining => draining = true,
-            Some(_) = unacked.next(), if !unacked.is_empty() => {}
             _ = tokio::time::sleep_until(quiet_since.unwrap_or_else(tokio::time::Instant::now)), if quiet_since.is_some() => {
                 if let Some((keep_alive, _)) = &keep_alive {
                     keep_alive.sweep();
@@ -422,7 +420,7 @@ async fn serve_connection(
                 draining,
             ));
             match futures::poll!(call.as_mut()) {
-                Poll::Ready(answer) => unacked.extend(answer.map(SendHalf::acknowledged)),
+                Poll::Ready(answer) => unacked.extend(answer),
                 Poll::Pending => {
                     if let Some((keep_alive, _)) = &keep_alive {
                         keep_alive.begin();
@@ -436,10 +434,38 @@ async fn serve_connection(
     if draining {
         // Closing discards stream data still in flight: let the last
         // answers arrive first (the drain timeout in `start` bounds this).
-        while unacked.next().await.is_some() {}
+        unacked.acknowledged().await;
         handle.close(reset::SHUTDOWN.into());
     }
     while calls.join_next().await.is_some() {}
+}
+
+/// Answers written on a connection whose acknowledgement by the client has
+/// not been seen yet. Settled ones are swept out when the list doubles
+/// (with a floor of [`Unacked::FLOOR`]), so keeping them costs one poll per
+/// answer on average and holds at most a few dozen finished streams.
+#[derive(Default)]
+struct Unacked {
+    answers: Vec<SendHalf>,
+    sweep_at: usize,
+}
+
+impl Unacked {
+    const FLOOR: usize = 32;
+
+    fn extend(&mut self, answer: call::Answered) {
+        let Some(tx) = answer else { return };
+        self.answers.push(tx);
+        if self.answers.len() >= self.sweep_at.max(Self::FLOOR) {
+            self.answers.retain_mut(|tx| !tx.is_settled());
+            self.sweep_at = self.answers.len() * 2;
+        }
+    }
+
+    /// Waits until the client has acknowledged every answer.
+    async fn acknowledged(self) {
+        futures::future::join_all(self.answers.into_iter().map(SendHalf::acknowledged)).await;
+    }
 }
 
 /// Applies one control-stream frame: `Ok(true)` when the client closed the
