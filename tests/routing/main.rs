@@ -4,6 +4,7 @@
 
 mod options;
 mod processes;
+mod shutdown;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
