@@ -12,6 +12,7 @@ mod load;
 mod report;
 mod routing;
 mod systems;
+mod typed;
 mod udp;
 
 use std::io::{BufRead, BufReader, Write};
@@ -316,6 +317,11 @@ async fn run(plan: &Plan) -> Report {
             .extend(unary_rows(plan, &clients, size, &[1, 16, 64, 256], "").await);
     }
     report.rows.extend(stream_rows(plan, &clients, "").await);
+    if let Some((_, systems::Client::Rpcnet(client))) =
+        clients.iter().find(|(s, _)| *s == System::Rpcnet)
+    {
+        report.typed = Some(typed::measure(client, plan.repeats, plan.unary_duration).await);
+    }
     // The clients above stay connected, so an rpcnet client connecting now
     // finds a running endpoint to share; tonic opens a new channel either way.
     for (name, new_endpoint) in [(report::CONNECT_SHARED, false), (report::CONNECT_NEW, true)] {

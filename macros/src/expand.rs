@@ -9,8 +9,12 @@ use syn::{ItemTrait, TraitItem, Type};
 
 use crate::model::{self, Method, Mode, ServiceOptions};
 
-pub fn expand(options: ServiceOptions, mut item: ItemTrait) -> TokenStream {
-    let mut errors: Option<syn::Error> = None;
+pub fn expand(
+    options: ServiceOptions,
+    options_error: Option<syn::Error>,
+    mut item: ItemTrait,
+) -> TokenStream {
+    let mut errors: Option<syn::Error> = options_error;
     let mut push = |e: syn::Error| match &mut errors {
         Some(first) => first.combine(e),
         None => errors = Some(e),
@@ -77,12 +81,14 @@ impl Generator {
         let client = self.client();
         let cluster = self.cluster_client();
         let checks = self.type_checks();
+        // The checks first: a type without serde's traits is then
+        // reported at the type before the uses that need it.
         quote! {
+            #checks
             #trait_def
             #server
             #client
             #cluster
-            #checks
         }
     }
 

@@ -14,9 +14,8 @@ mod model;
 pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut options = model::ServiceOptions::default();
     let parser = syn::meta::parser(|meta| options.parse(meta));
-    if let Err(e) = syn::parse::Parser::parse(parser, args) {
-        return e.to_compile_error().into();
-    }
+    // Reported together with the trait's own problems.
+    let options_error = syn::parse::Parser::parse(parser, args).err();
     let item = match syn::parse::<syn::ItemTrait>(input.clone()) {
         Ok(item) => item,
         Err(e) => {
@@ -29,5 +28,5 @@ pub fn service(args: TokenStream, input: TokenStream) -> TokenStream {
             return out.into();
         }
     };
-    expand::expand(options, item).into()
+    expand::expand(options, options_error, item).into()
 }
