@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release -p rpcnet-bench            # full run (~7 min), writes docs/BENCHMARKS.md
 //! cargo run --release -p rpcnet-bench -- --quick # quick run (< 2 min)
+//! cargo run --release -p rpcnet-bench -- typed    # the typed-layer row alone (seconds)
 //! ```
 
 mod load;
@@ -44,6 +45,19 @@ fn main() {
         Some("routing") => {
             let plan = Plan::new(args.iter().any(|a| a == "--quick"));
             let figures = Shape::Default.runtime().block_on(routing_figures(&plan));
+            println!("{}", figures.markdown());
+        }
+        // The typed-layer row alone: `rpcnet-bench typed [--quick]`.
+        Some("typed") => {
+            let plan = Plan::new(args.iter().any(|a| a == "--quick"));
+            let figures = Shape::Default.runtime().block_on(async {
+                let server = ServerProcess::spawn_in(Shape::Default, &["serve", "rpcnet"]);
+                let Client::Rpcnet(client) = Client::connect(System::Rpcnet, server.addr).await
+                else {
+                    unreachable!("an rpcnet client")
+                };
+                typed::measure(&client, plan.repeats, plan.unary_duration).await
+            });
             println!("{}", figures.markdown());
         }
         Some("udp-echo") => {

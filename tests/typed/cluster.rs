@@ -86,8 +86,8 @@ fn fast() -> ClusterConfig {
         .with_expected_cluster_size(8)
 }
 
-/// A node; a worker (`role=worker`) serving `Calc` and `Jobs` if `label`
-/// is given.
+/// A node; a worker (`role=worker`) serving `Calc` (registered on the
+/// server) and `Jobs` (on its handle) if `label` is given.
 async fn node(label: Option<&'static str>, trap: &Arc<Trap>, seed: Option<SocketAddr>) -> Node {
     let rpc = RpcConfig::new(cert("test_cert.pem"), "127.0.0.1:0")
         .with_key_path(cert("test_key.pem"))
@@ -99,14 +99,17 @@ async fn node(label: Option<&'static str>, trap: &Arc<Trap>, seed: Option<Socket
         })
         .register(&server)
         .await;
+    }
+    let quic = server.bind().unwrap();
+    let handle = server.handle();
+    if let Some(label) = label {
+        // Through the handle, as a running server would.
         let worker = Worker {
             label,
             trap: trap.clone(),
         };
-        JobsServer::new(worker).register(&server).await;
+        JobsServer::new(worker).register(&handle).await;
     }
-    let quic = server.bind().unwrap();
-    let handle = server.handle();
     let addr = handle.socket_addr().unwrap();
     let server = tokio::spawn(async move { server.start(quic).await });
     let mut config = fast().with_server(handle);
