@@ -29,7 +29,9 @@ pub enum RpcError {
     /// An IO error from the operating system.
     #[error("IO error: {0}")]
     IoError(#[from] std::io::Error),
-    /// Payload (de)serialization failed.
+    /// Payload (de)serialization failed (bincode, as in the guide; feature
+    /// `bincode`). The typed layer reports [`RpcError::Codec`] instead.
+    #[cfg(feature = "bincode")]
     #[error("serialization error: {0}")]
     SerializationError(#[from] bincode::Error),
     /// The call did not complete within its timeout (client side), or its
@@ -87,6 +89,10 @@ pub enum RpcError {
         /// budget exhausted, no other worker).
         stopped: crate::cluster::StopReason,
     },
+    /// A typed call's message could not be encoded or decoded: the codec,
+    /// what it was doing, the method, and the codec's own message.
+    #[error("codec error: {0}")]
+    Codec(String),
 }
 
 impl RpcError {

@@ -6,12 +6,14 @@
 //! ```text
 //! cargo run --release -p rpcnet-bench            # full run (~7 min), writes docs/BENCHMARKS.md
 //! cargo run --release -p rpcnet-bench -- --quick # quick run (< 2 min)
+//! cargo run --release -p rpcnet-bench -- typed    # the typed-layer row alone (seconds)
 //! ```
 
 mod load;
 mod report;
 mod routing;
 mod systems;
+mod typed;
 mod udp;
 
 use std::io::{BufRead, BufReader, Write};
@@ -43,6 +45,19 @@ fn main() {
         Some("routing") => {
             let plan = Plan::new(args.iter().any(|a| a == "--quick"));
             let figures = Shape::Default.runtime().block_on(routing_figures(&plan));
+            println!("{}", figures.markdown());
+        }
+        // The typed-layer row alone: `rpcnet-bench typed [--quick]`.
+        Some("typed") => {
+            let plan = Plan::new(args.iter().any(|a| a == "--quick"));
+            let figures = Shape::Default.runtime().block_on(async {
+                let server = ServerProcess::spawn_in(Shape::Default, &["serve", "rpcnet"]);
+                let Client::Rpcnet(client) = Client::connect(System::Rpcnet, server.addr).await
+                else {
+                    unreachable!("an rpcnet client")
+                };
+                typed::measure(&client, plan.repeats, plan.unary_duration).await
+            });
             println!("{}", figures.markdown());
         }
         Some("udp-echo") => {
@@ -316,6 +331,11 @@ async fn run(plan: &Plan) -> Report {
             .extend(unary_rows(plan, &clients, size, &[1, 16, 64, 256], "").await);
     }
     report.rows.extend(stream_rows(plan, &clients, "").await);
+    if let Some((_, systems::Client::Rpcnet(client))) =
+        clients.iter().find(|(s, _)| *s == System::Rpcnet)
+    {
+        report.typed = Some(typed::measure(client, plan.repeats, plan.unary_duration).await);
+    }
     // The clients above stay connected, so an rpcnet client connecting now
     // finds a running endpoint to share; tonic opens a new channel either way.
     for (name, new_endpoint) in [(report::CONNECT_SHARED, false), (report::CONNECT_NEW, true)] {

@@ -73,6 +73,8 @@ pub struct Report {
     pub udp_p50_us: f64,
     /// `ClusterClient` overhead and kill -9 recovery (`routing.rs`).
     pub routing: Option<crate::routing::Figures>,
+    /// A generated typed client against a raw `RpcClient` (`typed.rs`).
+    pub typed: Option<crate::typed::Figures>,
 }
 
 /// What the names of the second pass's rows carry.
@@ -236,6 +238,10 @@ impl Report {
                 "| {name} | {measured} | {} | {other} | {other_met} |",
                 yes(met)
             );
+        }
+        if let Some(typed) = &self.typed {
+            md.push('\n');
+            md.push_str(&typed.markdown());
         }
         if let Some(routing) = &self.routing {
             md.push('\n');

@@ -3,7 +3,8 @@
 //!
 //! Methods: `echo` (unary), `stream` (server streaming: request is
 //! `n: u32, size: u32`, response is `n` messages of `size` bytes), and
-//! `upload` (client streaming: the response is the number of messages).
+//! `upload` (client streaming: the response is the number of messages);
+//! rpcnet's server also serves the typed `bench.Echo.echo` (`typed.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -77,6 +78,9 @@ async fn serve_rpcnet(addr: SocketAddr, ready: impl FnOnce(SocketAddr)) {
             let count = reqs.count().await as u64;
             stream::iter([Ok(count.to_be_bytes().to_vec())])
         })
+        .await;
+    crate::typed::EchoServer::new(crate::typed::Echoer)
+        .register(&server)
         .await;
     let quic = server.bind().expect("bind");
     ready(server.socket_addr.unwrap());

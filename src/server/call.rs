@@ -173,6 +173,17 @@ fn handler_error_text(e: RpcError) -> String {
     }
 }
 
+/// The status for a unary handler's `Err`: `Unavailable` stays
+/// `Unavailable`, so a handler can refuse a call it did not run (callers
+/// and `ClusterClient` then treat it as never run, as when the server
+/// refuses it); anything else is a handler error.
+fn handler_error_status(e: RpcError) -> Status {
+    match e {
+        RpcError::Unavailable(reason) => Status::new(StatusCode::Unavailable, reason),
+        other => Status::new(StatusCode::HandlerError, handler_error_text(other)),
+    }
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
         .downcast_ref::<&str>()
@@ -232,10 +243,7 @@ async fn serve_unary(
     };
     let outcome = match outcome {
         Ok(Ok(Ok(response))) => Ok((Some(response), Status::ok())),
-        Ok(Ok(Err(e))) => Ok((
-            None,
-            Status::new(StatusCode::HandlerError, handler_error_text(e)),
-        )),
+        Ok(Ok(Err(e))) => Ok((None, handler_error_status(e))),
         Ok(Err(panic)) => Ok((
             None,
             Status::new(StatusCode::Internal, panic_message(&*panic)),
