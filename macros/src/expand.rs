@@ -122,7 +122,7 @@ impl Generator {
         )
     }
 
-    /// The name of the hidden constant describing method `i`.
+    /// The name of the hidden function giving the descriptor of method `i`.
     fn descriptor(i: usize) -> syn::Ident {
         format_ident!("__RPCNET_METHOD_{}", i)
     }
@@ -173,13 +173,16 @@ impl Generator {
             let idempotent = m.idempotent;
             quote! {
                 #[doc(hidden)]
-                pub const #desc: #krate::typed::__private::Method = #krate::typed::__private::Method::new(
-                    #wire,
-                    #signature,
-                    <#codec as #krate::typed::Codec>::NAME,
-                    #timeout,
-                    #idempotent,
-                );
+                pub fn #desc() -> &'static #krate::typed::__private::Method {
+                    static METHOD: #krate::typed::__private::Method = #krate::typed::__private::Method::new(
+                        #wire,
+                        #signature,
+                        <#codec as #krate::typed::Codec>::NAME,
+                        #timeout,
+                        #idempotent,
+                    );
+                    &METHOD
+                }
             }
         });
         quote!(#(#consts)*)
@@ -255,7 +258,7 @@ impl Generator {
                     let __rpcnet_service = ::std::sync::Arc::clone(&self.service);
                     #p::#function::<__R, #codec, #req_enc, #resp_enc, #req_ty, #ok, #err, _, _>(
                         server,
-                        &#client::#desc,
+                        #client::#desc(),
                         move |#input| {
                             let __rpcnet_service = ::std::sync::Arc::clone(&__rpcnet_service);
                             async move { #call }
@@ -392,7 +395,7 @@ impl Generator {
                     > + ::core::marker::Send + 'static {
                         #p::#function::<#codec, #req_enc, #resp_enc, #req_ty, #ok, #err #stream_param>(
                             #target,
-                            &#client::#desc,
+                            #client::#desc(),
                             &self.options,
                             #request,
                         )

@@ -2,6 +2,7 @@
 //! [`ClusterClient`]: options from the method's attributes, the schema
 //! hash in the metadata, requests encoded, responses decoded.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -20,7 +21,14 @@ use crate::{CallOptions, RpcClient, RpcError};
 
 /// The options of one call: `base` (the client's), the schema hash, the
 /// method's timeout unless `base` has one, and its idempotence.
-fn options(m: &Method, base: &CallOptions) -> CallOptions {
+fn options<'m>(m: &'m Method, base: &CallOptions) -> Cow<'m, CallOptions> {
+    if *base == CallOptions::default() {
+        return Cow::Borrowed(m.default_options(|| with_method(m, base)));
+    }
+    Cow::Owned(with_method(m, base))
+}
+
+fn with_method(m: &Method, base: &CallOptions) -> CallOptions {
     let mut options = base
         .clone()
         .with_metadata(SCHEMA_KEY, m.hash.to_be_bytes().to_vec());
@@ -68,7 +76,11 @@ where
     RespEnc: Encoding<T>,
     E: Wire,
 {
-    let (client, filter, options) = (client.clone(), filter.map(str::to_owned), options(m, base));
+    let (client, filter, options) = (
+        client.clone(),
+        filter.map(str::to_owned),
+        options(m, base).into_owned(),
+    );
     let payload = encode_request::<ReqEnc, Req>(m, request);
     async move {
         let response = client
@@ -116,7 +128,11 @@ where
     T: Send + 'static,
     E: Wire + Send + 'static,
 {
-    let (client, filter, options) = (client.clone(), filter.map(str::to_owned), options(m, base));
+    let (client, filter, options) = (
+        client.clone(),
+        filter.map(str::to_owned),
+        options(m, base).into_owned(),
+    );
     let payload = encode_request::<ReqEnc, Req>(m, request);
     async move {
         let responses = client
@@ -165,7 +181,11 @@ where
     Req: Send + 'static,
     S: Stream<Item = Req> + Send + 'static,
 {
-    let (client, filter, options) = (client.clone(), filter.map(str::to_owned), options(m, base));
+    let (client, filter, options) = (
+        client.clone(),
+        filter.map(str::to_owned),
+        options(m, base).into_owned(),
+    );
     let (requests, failure) = Encoded::<ReqEnc, Req, S>::new(m, requests);
     async move {
         let call =
@@ -216,7 +236,11 @@ where
     Req: Send + 'static,
     S: Stream<Item = Req> + Send + 'static,
 {
-    let (client, filter, options) = (client.clone(), filter.map(str::to_owned), options(m, base));
+    let (client, filter, options) = (
+        client.clone(),
+        filter.map(str::to_owned),
+        options(m, base).into_owned(),
+    );
     let (requests, failure) = Encoded::<ReqEnc, Req, S>::new(m, requests);
     async move {
         let responses = client

@@ -45,6 +45,8 @@ pub struct Method {
     pub timeout_ms: u64,
     /// `#[rpcnet(idempotent)]`.
     pub idempotent: bool,
+    /// The call options of a call that sets none of its own, made once.
+    options: std::sync::OnceLock<crate::CallOptions>,
 }
 
 impl Method {
@@ -63,7 +65,17 @@ impl Method {
             hash: schema_hash(signature, codec),
             timeout_ms,
             idempotent,
+            options: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The options of a call that sets none of its own, made by `make`
+    /// on first use.
+    pub(crate) fn default_options(
+        &self,
+        make: impl FnOnce() -> crate::CallOptions,
+    ) -> &crate::CallOptions {
+        self.options.get_or_init(make)
     }
 
     /// `signature [codec] #hash`, as schema mismatches show it.
@@ -128,7 +140,9 @@ pub struct Coded<C>(std::marker::PhantomData<fn() -> C>);
 
 impl<C: Codec, T: Wire> Encoding<T> for Coded<C> {
     fn encode(value: T) -> Result<Vec<u8>, CodecError> {
-        let mut out = Vec::new();
+        // Room for a small message and the response's tag byte without
+        // growing the buffer step by step.
+        let mut out = Vec::with_capacity(64);
         C::encode(&value, &mut out)?;
         Ok(out)
     }
