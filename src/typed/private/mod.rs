@@ -264,7 +264,7 @@ mod tests {
     use super::*;
     use crate::typed::Postcard;
 
-    const M: Method = Method::new(
+    static M: Method = Method::new(
         "svc.m",
         "svc.m(u32) -> Result<u32,String>",
         "postcard",
