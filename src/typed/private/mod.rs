@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn a_mismatch_names_both_sides() {
-        const OTHER: Method = Method::new(
+        static OTHER: Method = Method::new(
             "svc.m",
             "svc.m(u64) -> Result<u32,String>",
             "postcard",
