@@ -58,6 +58,10 @@ pub enum RpcError {
     /// The server is shutting down or over a limit and did not take the call.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The server refused the call: the caller may not make it (a server
+    /// layer's authentication or authorisation). The call did not run.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// A worker filter is malformed (`WorkerRegistry::select_worker`).
     #[error("invalid worker filter {filter:?}: {reason}")]
     InvalidFilter {
@@ -107,6 +111,7 @@ impl RpcError {
                 RpcError::ProtocolError(format!("rejected by server: {message}"))
             }
             StatusCode::Unavailable => RpcError::Unavailable(message),
+            StatusCode::PermissionDenied => RpcError::PermissionDenied(message),
             StatusCode::Other(code) => RpcError::RemoteError(format!("status {code}: {message}")),
         })
     }

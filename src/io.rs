@@ -288,11 +288,16 @@ impl SendHalf {
     /// stream (or the stream ended otherwise: nothing more will arrive),
     /// without waiting.
     pub(crate) fn is_settled(&mut self) -> bool {
-        self.done = true;
         let waker = futures::task::noop_waker();
-        self.tx
-            .poll_close(&mut Context::from_waker(&waker))
+        self.poll_settled(&mut Context::from_waker(&waker))
             .is_ready()
+    }
+
+    /// Ready once [`is_settled`](Self::is_settled) would be true; wakes
+    /// `cx` then.
+    pub(crate) fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.done = true;
+        self.tx.poll_close(cx).map(drop)
     }
 
     /// Abandons the stream with an application error code.

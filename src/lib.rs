@@ -68,7 +68,10 @@ pub use config::{
     DEFAULT_STREAM_WINDOW, DEFAULT_TIMEOUT,
 };
 pub use error::RpcError;
-pub use server::{CallInfo, RequestStream, RpcServer, ServerHandle, ShutdownHandle};
+pub use server::{
+    CallInfo, RequestStream, RpcServer, ServerBody, ServerHandle, ServerRequest, ServerResponse,
+    ServerService, ShutdownHandle,
+};
 pub use wire::Metadata;
 
 /// Typed services: a trait of `async fn`s becomes a server adapter, a

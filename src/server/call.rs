@@ -38,6 +38,7 @@ pub(crate) async fn serve_call(
     stream: BidirectionalStream,
     ctx: Arc<ConnContext>,
     peer: Option<Arc<[u8]>>,
+    remote: Option<std::net::SocketAddr>,
     draining: bool,
 ) -> Answered {
     let (rx, tx) = stream.split();
@@ -63,10 +64,36 @@ pub(crate) async fn serve_call(
     tracing::trace!(id = header.request_id, method = %header.method, kind = ?header.kind, "call");
 
     let single_request = header.kind.single_request();
+    // One span per call (OpenTelemetry's RPC conventions name the
+    // attributes); disabled spans cost a callsite check.
+    let span = tracing::info_span!(
+        "rpc.server",
+        rpc.method = %header.method,
+        rpc.request_id = header.request_id,
+        rpc.kind = ?header.kind,
+        net.peer = ?remote,
+        rpc.status = tracing::field::Empty,
+    );
     let call = Arc::new(CallInfo {
         peer_certificate: peer,
         ..header.into()
     });
+    let served = serve_admitted(call, handler, single_request, reader, tx, deadline);
+    if span.is_disabled() {
+        served.await
+    } else {
+        tracing::Instrument::instrument(served, span).await
+    }
+}
+
+async fn serve_admitted(
+    call: Arc<CallInfo>,
+    handler: Handler,
+    single_request: bool,
+    mut reader: FrameReader,
+    mut tx: SendHalf,
+    deadline: Option<Instant>,
+) -> Answered {
     match (handler, single_request) {
         (Handler::Unary(f), true) => serve_unary(call, f, reader, tx, deadline).await,
         (Handler::Streaming(f), _) => {
@@ -180,6 +207,7 @@ fn handler_error_text(e: RpcError) -> String {
 fn handler_error_status(e: RpcError) -> Status {
     match e {
         RpcError::Unavailable(reason) => Status::new(StatusCode::Unavailable, reason),
+        RpcError::PermissionDenied(reason) => Status::new(StatusCode::PermissionDenied, reason),
         other => Status::new(StatusCode::HandlerError, handler_error_text(other)),
     }
 }
@@ -329,7 +357,8 @@ async fn respond(
     out: &mut BytesMut,
 ) -> Result<Status, RpcError> {
     let items: ResponseItems = match AssertUnwindSafe(f(requests)).catch_unwind().await {
-        Ok(items) => items,
+        Ok(Ok(items)) => items,
+        Ok(Err(refused)) => return Ok(handler_error_status(refused)),
         Err(panic) => return Ok(Status::new(StatusCode::Internal, panic_message(&*panic))),
     };
     let items = AssertUnwindSafe(items)
@@ -420,6 +449,7 @@ async fn conclude(
     if status.code == StatusCode::Internal {
         tracing::warn!(method = %call.method, "{}", status.message);
     }
+    tracing::Span::current().record("rpc.status", tracing::field::debug(status.code));
     let sent = match response {
         Some(response) => {
             tx.send_message(out, response, |out| status.encode(out))

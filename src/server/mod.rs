@@ -10,6 +10,7 @@ mod call;
 mod context;
 mod control;
 mod handler;
+mod layer;
 mod limits;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use tokio::task::{AbortHandle, JoinSet};
 pub use context::CallInfo;
 use handler::Registry;
 pub use handler::RequestStream;
+pub use layer::{ServerBody, ServerRequest, ServerResponse, ServerService};
 
 use crate::io::{FrameReader, SendHalf};
 use crate::keepalive::CallKeepAlive;
@@ -70,6 +72,17 @@ impl ServerHandle {
         S: Stream<Item = Result<Vec<u8>, RpcError>> + Send + 'static,
     {
         self.registry.insert(method, handler::streaming(handler));
+    }
+
+    /// Registers one of rpcnet's own unary methods, which the
+    /// application's layers do not wrap.
+    pub(crate) fn register_internal<F, Fut>(&self, method: &str, handler: F)
+    where
+        F: Fn(Vec<u8>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static,
+    {
+        self.registry
+            .insert_internal(method, handler::unary(handler));
     }
 
     /// The bound address (`None` if the handle was taken before `bind`).
@@ -156,6 +169,50 @@ impl RpcServer {
         S: Stream<Item = Result<Vec<u8>, RpcError>> + Send + 'static,
     {
         self.registry.insert(method, handler::streaming(handler));
+    }
+
+    /// Wraps every method the application registered, or registers later,
+    /// in `layer` (tower middleware: authentication from metadata or the
+    /// peer certificate, concurrency and rate limits, timeouts; see
+    /// [`ServerRequest`]). Layers added later wrap those added earlier.
+    /// rpcnet's own methods (membership) are not wrapped.
+    ///
+    /// A layer's `Err` ends the call with a status in every call mode:
+    /// an [`RpcError::PermissionDenied`] or [`RpcError::Unavailable`] (the
+    /// call did not run; a `ClusterClient` tries another worker) reaches
+    /// the caller as itself, tower's timeout as [`RpcError::Timeout`],
+    /// anything else as [`RpcError::RemoteError`] with its text. A layer
+    /// wraps each method on its own: a concurrency limit for the whole
+    /// server is `tower::limit::GlobalConcurrencyLimitLayer`.
+    ///
+    /// ```no_run
+    /// use rpcnet::{RpcConfig, RpcError, RpcServer, ServerRequest};
+    ///
+    /// # async fn example() {
+    /// let server = RpcServer::new(RpcConfig::new("certs/test_cert.pem", "127.0.0.1:0"));
+    /// // Only calls carrying the right token reach a handler.
+    /// server.layer(tower::filter::FilterLayer::new(|request: ServerRequest| {
+    ///     match request.call.metadata_value("token") {
+    ///         Some(b"secret") => Ok(request),
+    ///         _ => Err(RpcError::PermissionDenied("a valid token is required".into())),
+    ///     }
+    /// }));
+    /// server.register("echo", |request| async move { Ok(request) }).await;
+    /// # }
+    /// ```
+    pub fn layer<L>(&self, layer: L) -> &Self
+    where
+        L: tower::Layer<ServerService> + Send + Sync + 'static,
+        L::Service: tower::Service<ServerRequest, Response = ServerResponse>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<ServerRequest>>::Error: Into<tower::BoxError>,
+        <L::Service as tower::Service<ServerRequest>>::Future: Send + 'static,
+    {
+        self.registry.layer(layer::wrap(layer));
+        self
     }
 
     /// Creates the QUIC endpoint from the configuration's TLS material and
@@ -327,6 +384,7 @@ async fn serve_connection(
         .query_event_context(|slot: &context::PeerCertificateSlot| slot.0.clone())
         .ok()
         .flatten();
+    let remote = connection.remote_addr().ok();
     let (handle, acceptor) = connection.split();
     let (mut calls_in, mut controls_in) = acceptor.split();
     let mut calls: JoinSet<(u64, call::Answered)> = JoinSet::new();
@@ -400,6 +458,7 @@ async fn serve_connection(
                 Ok(None) | Err(_) => break,
             },
             _ = shutdown.wait_for(|stop| *stop), if !draining => draining = true,
+            _ = std::future::poll_fn(|cx| unacked.poll_sweep(cx)), if !unacked.is_empty() => {}
             _ = tokio::time::sleep_until(quiet_since.unwrap_or_else(tokio::time::Instant::now)), if quiet_since.is_some() => {
                 if let Some((keep_alive, _)) = &keep_alive {
                     keep_alive.sweep();
@@ -417,6 +476,7 @@ async fn serve_connection(
                 stream,
                 ctx.clone(),
                 peer.clone(),
+                remote,
                 draining,
             ));
             match futures::poll!(call.as_mut()) {
@@ -442,12 +502,35 @@ async fn serve_connection(
 
 /// Answers written on a connection whose acknowledgement by the client has
 /// not been seen yet. Settled ones are swept out when the list doubles
-/// (with a floor of [`Unacked::FLOOR`]), so keeping them costs one poll per
-/// answer on average and holds at most a few dozen finished streams.
+/// (with a floor of [`Unacked::FLOOR`]) and whenever the oldest one
+/// settles (only it is watched: answers settle about in order), so keeping
+/// them costs about one poll per answer and never holds a stream slot
+/// longer than the oldest answer takes to be acknowledged.
 #[derive(Default)]
 struct Unacked {
     answers: Vec<SendHalf>,
     sweep_at: usize,
+    /// Watches the oldest answer: set when it may have settled.
+    watch: Option<Arc<OldestWatch>>,
+}
+
+/// A waker handed to the oldest answer's stream: notes that it fired and
+/// wakes the connection task, so the task checks the answer again only
+/// then (one atomic load per turn meanwhile).
+struct OldestWatch {
+    fired: std::sync::atomic::AtomicBool,
+    task: std::task::Waker,
+}
+
+impl std::task::Wake for OldestWatch {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, std::sync::atomic::Ordering::Release);
+        self.task.wake_by_ref();
+    }
 }
 
 impl Unacked {
@@ -457,9 +540,45 @@ impl Unacked {
         let Some(tx) = answer else { return };
         self.answers.push(tx);
         if self.answers.len() >= self.sweep_at.max(Self::FLOOR) {
-            self.answers.retain_mut(|tx| !tx.is_settled());
-            self.sweep_at = self.answers.len() * 2;
+            self.sweep();
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+
+    fn sweep(&mut self) {
+        self.answers.retain_mut(|tx| !tx.is_settled());
+        self.sweep_at = self.answers.len() * 2;
+        // The oldest answer may have changed: watch the new one.
+        self.watch = None;
+    }
+
+    /// Ready (after a sweep) once the oldest answer has settled.
+    fn poll_sweep(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if let Some(watch) = &self.watch {
+            if !watch.fired.load(std::sync::atomic::Ordering::Acquire) {
+                return Poll::Pending;
+            }
+        }
+        let Some(oldest) = self.answers.first_mut() else {
+            return Poll::Pending;
+        };
+        let watch = Arc::new(OldestWatch {
+            fired: std::sync::atomic::AtomicBool::new(false),
+            task: cx.waker().clone(),
+        });
+        let waker = std::task::Waker::from(watch.clone());
+        if oldest
+            .poll_settled(&mut std::task::Context::from_waker(&waker))
+            .is_pending()
+        {
+            self.watch = Some(watch);
+            return Poll::Pending;
+        }
+        self.sweep();
+        Poll::Ready(())
     }
 
     /// Waits until the client has acknowledged every answer.

@@ -22,6 +22,9 @@ pub enum StatusCode {
     ProtocolError,
     /// The server is shutting down or over a limit; retry elsewhere.
     Unavailable,
+    /// The server refused the call: the caller is not allowed to make it
+    /// (a layer's authentication or authorisation).
+    PermissionDenied,
     /// A code this version does not know (forward compatibility).
     Other(u8),
 }
@@ -38,6 +41,7 @@ impl StatusCode {
             StatusCode::MessageTooLarge => 5,
             StatusCode::ProtocolError => 6,
             StatusCode::Unavailable => 7,
+            StatusCode::PermissionDenied => 9,
             StatusCode::Other(b) => b,
         }
     }
@@ -53,6 +57,7 @@ impl StatusCode {
             5 => StatusCode::MessageTooLarge,
             6 => StatusCode::ProtocolError,
             7 => StatusCode::Unavailable,
+            9 => StatusCode::PermissionDenied,
             b => StatusCode::Other(b),
         }
     }

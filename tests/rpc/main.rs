@@ -3,6 +3,7 @@
 mod abuse;
 mod calls;
 mod lifecycle;
+mod middleware;
 mod resilience;
 mod shutdown;
 mod support;

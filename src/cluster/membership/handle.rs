@@ -97,7 +97,7 @@ impl ClusterMembership {
         let generation = config.generation.unwrap_or_else(initial_generation);
         let id = NodeId::new(addr, generation);
         let core = MembershipCore::new(id, config.clone(), seed_from_clock(), Duration::ZERO);
-        let inbound = transport::serve(&server, config.max_packet_size + 64).await;
+        let inbound = transport::serve(&server, config.max_packet_size + 64);
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let (view_tx, view) = watch::channel(Arc::new(ClusterView::default()));
         let (commands, driver) =

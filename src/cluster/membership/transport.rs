@@ -37,28 +37,26 @@ pub(super) type Inbound = mpsc::Receiver<(Vec<u8>, MemberCredential)>;
 
 /// Registers the gossip method on `server`: the receiving half. Packets
 /// over `max_packet` bytes are refused with a protocol error.
-pub(super) async fn serve(server: &ServerHandle, max_packet: usize) -> Inbound {
+pub(super) fn serve(server: &ServerHandle, max_packet: usize) -> Inbound {
     let (packets_tx, packets_rx) = mpsc::channel(INBOUND_QUEUE);
-    server
-        .register(GOSSIP_METHOD, move |packet| {
-            let packets = packets_tx.clone();
-            async move {
-                // Membership is for members: the caller's verified
-                // certificate must carry the member role.
-                let credential = CallInfo::current()
-                    .and_then(|call| call.peer_certificate.clone())
-                    .and_then(|der| MemberCredential::from_der(&der))
-                    .ok_or_else(|| {
-                        RpcError::RemoteError("gossip requires a member certificate".into())
-                    })?;
-                if packet.len() > max_packet {
-                    return Err(RpcError::ProtocolError("gossip packet too large".into()));
-                }
-                let _ = packets.try_send((packet, credential));
-                Ok(Vec::new())
+    server.register_internal(GOSSIP_METHOD, move |packet| {
+        let packets = packets_tx.clone();
+        async move {
+            // Membership is for members: the caller's verified
+            // certificate must carry the member role.
+            let credential = CallInfo::current()
+                .and_then(|call| call.peer_certificate.clone())
+                .and_then(|der| MemberCredential::from_der(&der))
+                .ok_or_else(|| {
+                    RpcError::RemoteError("gossip requires a member certificate".into())
+                })?;
+            if packet.len() > max_packet {
+                return Err(RpcError::ProtocolError("gossip packet too large".into()));
             }
-        })
-        .await;
+            let _ = packets.try_send((packet, credential));
+            Ok(Vec::new())
+        }
+    });
     packets_rx
 }
 
