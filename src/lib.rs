@@ -56,6 +56,7 @@ mod keepalive;
 mod quic;
 mod server;
 mod sync;
+pub mod telemetry;
 mod tls;
 pub mod typed;
 mod udp;

@@ -323,14 +323,20 @@ impl RpcClient {
     ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static {
         let prepared = self.prepare(kind, method, metadata, Some(timeout), &body);
         let this = self.clone();
+        let started =
+            crate::telemetry::is_enabled().then(|| (method.to_owned(), std::time::Instant::now()));
         async move {
             let header = prepared?;
             // Boxed: the call's state machine is then built once, in place,
             // instead of being moved with every future that awaits it.
             let call = Box::pin(async move { this.start(header, body).await?.single().await });
-            tokio::time::timeout(timeout, call)
+            let outcome = tokio::time::timeout(timeout, call)
                 .await
-                .unwrap_or(Err(RpcError::Timeout))
+                .unwrap_or(Err(RpcError::Timeout));
+            if let Some((method, started)) = started {
+                crate::telemetry::client_call(&method, &outcome, started.elapsed());
+            }
+            outcome
         }
     }
 

@@ -94,10 +94,11 @@ async fn serve_admitted(
     mut tx: SendHalf,
     deadline: Option<Instant>,
 ) -> Answered {
+    let record = CallRecord::start(&call);
     match (handler, single_request) {
-        (Handler::Unary(f), true) => serve_unary(call, f, reader, tx, deadline).await,
+        (Handler::Unary(f), true) => serve_unary(call, f, reader, tx, deadline, &record).await,
         (Handler::Streaming(f), _) => {
-            Box::pin(serve_streaming(call, f, reader, tx, deadline)).await
+            Box::pin(serve_streaming(call, f, reader, tx, deadline, &record)).await
         }
         (Handler::Unary(_), false) => {
             let status = Status::new(
@@ -240,6 +241,7 @@ async fn serve_unary(
     mut reader: FrameReader,
     mut tx: SendHalf,
     deadline: Option<Instant>,
+    record: &CallRecord,
 ) -> Answered {
     let request = match read_single_request(&mut reader).await {
         Ok(m) => m,
@@ -248,6 +250,7 @@ async fn serve_unary(
             return None;
         }
     };
+    record.request_size(request.len());
     let handler = CallInfo::scope(
         call.clone(),
         AssertUnwindSafe(f(Vec::from(request))).catch_unwind(),
@@ -278,7 +281,16 @@ async fn serve_unary(
         )),
         Err(interrupted) => Err(interrupted),
     };
-    conclude(&call, reader, tx, BytesMut::new(), outcome, client_open).await
+    conclude(
+        &call,
+        reader,
+        tx,
+        BytesMut::new(),
+        outcome,
+        client_open,
+        record,
+    )
+    .await
 }
 
 /// Waits for a unary handler that did not answer at once, watching the
@@ -380,6 +392,7 @@ async fn serve_streaming(
     mut reader: FrameReader,
     mut tx: SendHalf,
     deadline: Option<Instant>,
+    record: &CallRecord,
 ) -> Answered {
     let (queue, requests) = mpsc::channel(REQUEST_QUEUE);
     let requests = RequestStream::new(requests);
@@ -408,7 +421,7 @@ async fn serve_streaming(
         Ok((Err(e), client_open)) => (Err(Interrupted::Aborted(e)), client_open),
         Err((interrupted, client_open)) => (Err(interrupted), client_open),
     };
-    conclude(&call, reader, tx, out, outcome, client_open).await
+    conclude(&call, reader, tx, out, outcome, client_open, record).await
 }
 
 /// The one tail of every call: writes the final answer (`[MESSAGE]
@@ -423,6 +436,7 @@ async fn conclude(
     mut out: BytesMut,
     outcome: Result<(Option<Vec<u8>>, Status), Interrupted>,
     client_open: bool,
+    record: &CallRecord,
 ) -> Answered {
     let (response, status) = match outcome {
         Ok(answer) => answer,
@@ -450,6 +464,7 @@ async fn conclude(
         tracing::warn!(method = %call.method, "{}", status.message);
     }
     tracing::Span::current().record("rpc.status", tracing::field::debug(status.code));
+    record.ended(status.code, response.as_ref().map(Vec::len));
     let sent = match response {
         Some(response) => {
             tx.send_message(out, response, |out| status.encode(out))
@@ -467,4 +482,74 @@ async fn conclude(
         let _ = reader.closed().await;
     }
     Some(tx)
+}
+
+/// What the call metrics need to know of one call (see `crate::telemetry`);
+/// recorded when dropped, whatever way the call ended. Inert (no clock
+/// read, no labels) unless metrics are enabled.
+pub(crate) struct CallRecord {
+    /// The call and when it was admitted; `None` while metrics are off.
+    started: Option<(Arc<CallInfo>, std::time::Instant)>,
+    /// The final status's byte; `NONE` until the call is answered.
+    status: std::sync::atomic::AtomicU16,
+    request: std::sync::atomic::AtomicUsize,
+    response: std::sync::atomic::AtomicUsize,
+}
+
+impl CallRecord {
+    const NONE: u16 = u16::MAX;
+
+    fn start(call: &Arc<CallInfo>) -> Self {
+        let started =
+            crate::telemetry::is_enabled().then(|| (call.clone(), std::time::Instant::now()));
+        if started.is_some() {
+            crate::telemetry::active_calls(1.0);
+        }
+        Self {
+            started,
+            status: std::sync::atomic::AtomicU16::new(Self::NONE),
+            request: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            response: std::sync::atomic::AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    fn request_size(&self, bytes: usize) {
+        if self.started.is_some() {
+            self.request
+                .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn ended(&self, code: StatusCode, response: Option<usize>) {
+        if self.started.is_some() {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.status.store(u16::from(code.to_byte()), Relaxed);
+            self.response.store(response.unwrap_or(usize::MAX), Relaxed);
+        }
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some((call, started)) = &self.started else {
+            return;
+        };
+        let method = call.method.as_str();
+        crate::telemetry::active_calls(-1.0);
+        let status = match self.status.load(Relaxed) {
+            Self::NONE => "cancelled",
+            byte => crate::telemetry::status_label(StatusCode::from_byte(byte as u8)),
+        };
+        crate::telemetry::server_call(method, status, started.elapsed());
+        let request = self.request.load(Relaxed);
+        if request != usize::MAX {
+            let response = self.response.load(Relaxed);
+            crate::telemetry::server_sizes(
+                method,
+                request,
+                (response != usize::MAX).then_some(response),
+            );
+        }
+    }
 }

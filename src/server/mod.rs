@@ -311,6 +311,9 @@ impl RpcServer {
                     let Ok(slot) = connection_slots.clone().try_acquire_owned() else {
                         tracing::warn!("connection limit reached; refusing {:?}", connection.remote_addr());
                         connection.close(reset::CONNECTION_LIMIT.into());
+                        if crate::telemetry::is_enabled() {
+                            crate::telemetry::connection_refused("limit");
+                        }
                         continue;
                     };
                     if keep_alive {
@@ -319,6 +322,7 @@ impl RpcServer {
                     let ctx = ctx.clone();
                     let shutdown = self.shutdown.subscribe();
                     connections.spawn(async move {
+                        let _counted = crate::telemetry::ConnectionGauge::open();
                         serve_connection(connection, ctx, shutdown).await;
                         drop(slot);
                     });
@@ -335,7 +339,12 @@ impl RpcServer {
             loop {
                 tokio::select! {
                     accepted = server.accept() => match accepted {
-                        Some(connection) => connection.close(reset::DRAINING.into()),
+                        Some(connection) => {
+                            connection.close(reset::DRAINING.into());
+                            if crate::telemetry::is_enabled() {
+                                crate::telemetry::connection_refused("draining");
+                            }
+                        }
                         None => break,
                     },
                     ended = connections.join_next() => if ended.is_none() { break },

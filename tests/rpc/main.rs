@@ -7,4 +7,5 @@ mod middleware;
 mod resilience;
 mod shutdown;
 mod support;
+mod telemetry;
 mod tls;

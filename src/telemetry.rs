@@ -1,0 +1,139 @@
+//! Metrics through the [`metrics`] facade, named after OpenTelemetry's RPC
+//! semantic conventions where one applies.
+//!
+//! Nothing is recorded until [`enable`] is called (the admin endpoint
+//! calls it when it installs its Prometheus recorder; a program that
+//! installs its own recorder calls it too): until then every recording
+//! point costs one relaxed atomic load, and no label is built.
+//!
+//! | metric | kind | unit | labels | what |
+//! |---|---|---|---|---|
+//! | `rpc.server.call.duration` | histogram | s | `rpc.method`, `rpc.status` | from a call's admission to its final status |
+//! | `rpc.server.request.size` | histogram | By | `rpc.method` | a unary call's request message |
+//! | `rpc.server.response.size` | histogram | By | `rpc.method` | a unary call's response message |
+//! | `rpc.server.active_calls` | gauge | {call} | | calls being served |
+//! | `rpc.client.call.duration` | histogram | s | `rpc.method`, `rpc.status` | a unary or client-streaming call, as its caller waited |
+//! | `rpcnet.server.connections` | gauge | {connection} | | connections being served |
+//! | `rpcnet.server.connections.refused` | counter | {connection} | `reason` (`limit`, `draining`) | connections refused after their handshake |
+//!
+//! `rpc.status` is the wire status (`ok`, `handler_error`, `unavailable`,
+//! `deadline_exceeded`, ...) on the server and the outcome (`ok` or the
+//! [`RpcError`](crate::RpcError) variant, in snake case) on the client.
+//! Membership and routing metrics are listed in `docs/OPERATIONS.md`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::wire::StatusCode;
+use crate::RpcError;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Starts recording rpcnet's metrics through the `metrics` facade's
+/// recorder (install one first, for example `metrics-exporter-prometheus`).
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`enable`] was called.
+pub fn is_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// The `rpc.status` label of a wire status.
+pub(crate) fn status_label(code: StatusCode) -> &'static str {
+    match code {
+        StatusCode::Ok => "ok",
+        StatusCode::UnknownMethod => "unknown_method",
+        StatusCode::HandlerError => "handler_error",
+        StatusCode::DeadlineExceeded => "deadline_exceeded",
+        StatusCode::Internal => "internal",
+        StatusCode::MessageTooLarge => "message_too_large",
+        StatusCode::ProtocolError => "protocol_error",
+        StatusCode::Unavailable => "unavailable",
+        StatusCode::PermissionDenied => "permission_denied",
+        StatusCode::Other(_) => "other",
+    }
+}
+
+/// The `rpc.status` label of a client-side outcome.
+pub(crate) fn outcome_label(outcome: &Result<Vec<u8>, RpcError>) -> &'static str {
+    match outcome {
+        Ok(_) => "ok",
+        Err(e) => match e {
+            RpcError::ConnectionError(_) => "connection_error",
+            RpcError::StreamError(_) => "stream_error",
+            RpcError::TlsError(_) => "tls_error",
+            RpcError::ConfigError(_) => "config_error",
+            RpcError::IoError(_) => "io_error",
+            RpcError::Timeout => "timeout",
+            RpcError::UnknownMethod(_) => "unknown_method",
+            RpcError::RemoteError(_) => "remote_error",
+            RpcError::MessageTooLarge { .. } => "message_too_large",
+            RpcError::ProtocolError(_) => "protocol_error",
+            RpcError::Unavailable(_) => "unavailable",
+            RpcError::PermissionDenied(_) => "permission_denied",
+            _ => "other",
+        },
+    }
+}
+
+/// A call served: how it ended and how long it took.
+pub(crate) fn server_call(method: &str, status: &'static str, took: Duration) {
+    metrics::histogram!(
+        "rpc.server.call.duration",
+        "rpc.method" => method.to_owned(),
+        "rpc.status" => status
+    )
+    .record(took.as_secs_f64());
+}
+
+/// A unary call's message sizes on the server.
+pub(crate) fn server_sizes(method: &str, request: usize, response: Option<usize>) {
+    metrics::histogram!("rpc.server.request.size", "rpc.method" => method.to_owned())
+        .record(request as f64);
+    if let Some(response) = response {
+        metrics::histogram!("rpc.server.response.size", "rpc.method" => method.to_owned())
+            .record(response as f64);
+    }
+}
+
+/// Calls being served: +1 when one is admitted, -1 when it ends.
+pub(crate) fn active_calls(delta: f64) {
+    metrics::gauge!("rpc.server.active_calls").increment(delta);
+}
+
+/// A connection being served, counted in `rpcnet.server.connections`
+/// while it lives (also when its task is aborted).
+pub(crate) struct ConnectionGauge(());
+
+impl ConnectionGauge {
+    /// Counts a connection, if metrics are enabled.
+    pub(crate) fn open() -> Option<Self> {
+        is_enabled().then(|| {
+            metrics::gauge!("rpcnet.server.connections").increment(1.0);
+            Self(())
+        })
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("rpcnet.server.connections").decrement(1.0);
+    }
+}
+
+/// A connection refused after its handshake.
+pub(crate) fn connection_refused(reason: &'static str) {
+    metrics::counter!("rpcnet.server.connections.refused", "reason" => reason).increment(1);
+}
+
+/// A unary or client-streaming call made, as its caller saw it.
+pub(crate) fn client_call(method: &str, outcome: &Result<Vec<u8>, RpcError>, took: Duration) {
+    metrics::histogram!(
+        "rpc.client.call.duration",
+        "rpc.method" => method.to_owned(),
+        "rpc.status" => outcome_label(outcome)
+    )
+    .record(took.as_secs_f64());
+}
