@@ -384,3 +384,44 @@ async fn a_seed_given_by_name_is_resolved_again_while_the_node_is_alone() {
         assert!(matches!(err, RpcError::ConfigError(_)), "{bad:?}: {err:?}");
     }
 }
+
+/// Gossip traffic is counted on both sides once metrics are enabled (read
+/// back from a recorder installed here; only this test installs one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_traffic_is_counted_in_the_membership_metrics() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().expect("no other recorder");
+    rpcnet::telemetry::enable();
+    let _nodes = cluster_of(3).await;
+    // A snapshot takes what the counters gathered since the last one:
+    // keep the totals.
+    let mut totals = std::collections::HashMap::<String, u64>::new();
+    let take = |totals: &mut std::collections::HashMap<String, u64>| {
+        for (key, .., value) in snapshotter.snapshot().into_vec() {
+            if let DebugValue::Counter(n) = value {
+                *totals.entry(key.key().name().to_owned()).or_default() += n;
+            }
+        }
+    };
+    let count = |totals: &std::collections::HashMap<String, u64>, name: &str| {
+        totals.get(name).copied().unwrap_or(0)
+    };
+    // Counters are added on every health-check tick.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while count(&totals, "rpcnet.membership.gossip.received.packets") == 0
+            || count(&totals, "rpcnet.membership.gossip.sent.packets") == 0
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            take(&mut totals);
+        }
+    })
+    .await
+    .expect("gossip counted");
+    assert!(
+        count(&totals, "rpcnet.membership.gossip.sent.bytes")
+            > count(&totals, "rpcnet.membership.gossip.sent.packets")
+    );
+    assert!(count(&totals, "rpcnet.membership.gossip.received.bytes") > 0);
+}

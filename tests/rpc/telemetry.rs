@@ -104,7 +104,7 @@ async fn calls_are_counted_and_timed_per_method_and_status_on_both_sides() {
         ),
         2
     );
-    let connections = snapshot.iter().find_map(|(key, .., value)| {
+    let connections = snapshot.iter().rev().find_map(|(key, .., value)| {
         (key.key().name() == "rpcnet.server.connections").then_some(value)
     });
     assert!(

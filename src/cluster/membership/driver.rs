@@ -60,6 +60,69 @@ pub(super) struct Driver {
     transport: Transport,
     events: broadcast::Sender<ClusterEvent>,
     view: watch::Sender<Arc<ClusterView>>,
+    /// Gossip packets handed to the core.
+    received: Received,
+    /// What `export_stats` last added to the counters.
+    exported: Counted,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Received {
+    packets: u64,
+    bytes: u64,
+}
+
+/// The core's counters and the received traffic, as exported.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counted {
+    sent_packets: u64,
+    sent_bytes: u64,
+    received_packets: u64,
+    received_bytes: u64,
+    rejected: u64,
+    forged: u64,
+    renewals: u64,
+    generation_jumps: u64,
+    own_pauses: u64,
+    refutations: u64,
+}
+
+impl Counted {
+    fn of(stats: &super::core::CoreStats, received: Received) -> Self {
+        Self {
+            sent_packets: stats.packets_sent,
+            sent_bytes: stats.bytes_sent,
+            received_packets: received.packets,
+            received_bytes: received.bytes,
+            rejected: stats.packets_rejected,
+            forged: stats.packets_forged,
+            renewals: stats.renewals,
+            generation_jumps: stats.generation_jumps,
+            own_pauses: stats.own_pauses,
+            refutations: stats.refutations,
+        }
+    }
+
+    fn named(self) -> [(&'static str, u64); 10] {
+        [
+            ("rpcnet.membership.gossip.sent.packets", self.sent_packets),
+            ("rpcnet.membership.gossip.sent.bytes", self.sent_bytes),
+            (
+                "rpcnet.membership.gossip.received.packets",
+                self.received_packets,
+            ),
+            (
+                "rpcnet.membership.gossip.received.bytes",
+                self.received_bytes,
+            ),
+            ("rpcnet.membership.gossip.rejected", self.rejected),
+            ("rpcnet.membership.gossip.forged", self.forged),
+            ("rpcnet.membership.renewals", self.renewals),
+            ("rpcnet.membership.generation_jumps", self.generation_jumps),
+            ("rpcnet.membership.own_pauses", self.own_pauses),
+            ("rpcnet.membership.refutations", self.refutations),
+        ]
+    }
 }
 
 impl Driver {
@@ -87,6 +150,8 @@ impl Driver {
             transport,
             events,
             view,
+            received: Received::default(),
+            exported: Counted::default(),
         };
         let task = tokio::spawn(driver.run(inbound, commands_rx, config.health_check_interval));
         (commands, task.abort_handle())
@@ -113,6 +178,8 @@ impl Driver {
             tokio::select! {
                 Some((packet, from)) = packets.recv() => {
                     let now = self.now();
+                    self.received.packets += 1;
+                    self.received.bytes += packet.len() as u64;
                     self.core.handle_packet(&packet, &from, now);
                 }
                 command = commands.recv() => {
@@ -151,6 +218,7 @@ impl Driver {
                     self.read_queued(&mut packets);
                     let now = self.now();
                     self.core.tick(now);
+                    self.export_stats();
                     self.rejoin_through_seeds(now);
                     // φ values move with time: refresh the snapshot every tick.
                     self.publish_view();
@@ -196,12 +264,33 @@ impl Driver {
                 break;
             };
             let now = self.now();
+            self.received.packets += 1;
+            self.received.bytes += packet.len() as u64;
             self.core.handle_packet(&packet, &from, now);
             budget -= 1;
         }
     }
 
     /// Sends what the core produced, schedules its timers, publishes events and the view.
+    /// Adds what the core counted since the last tick to the membership
+    /// counters (`rpcnet.membership.*`, see `docs/OPERATIONS.md`), when
+    /// metrics are enabled.
+    fn export_stats(&mut self) {
+        if !crate::telemetry::is_enabled() {
+            return;
+        }
+        let now = Counted::of(&self.core.stats, self.received);
+        let before = std::mem::replace(&mut self.exported, now);
+        for (name, value, was) in now
+            .named()
+            .into_iter()
+            .zip(before.named())
+            .map(|((n, v), (_, w))| (n, v, w))
+        {
+            metrics::counter!(name).increment(value.saturating_sub(was));
+        }
+    }
+
     fn pump(&mut self) {
         for (addr, packet) in self.core.drain_sends() {
             self.transport.send(addr, packet);
