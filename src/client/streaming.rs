@@ -30,6 +30,9 @@ pub struct ResponseStream {
     done: bool,
     /// Keeps the connection open (and alive) while the call runs.
     busy: Busy,
+    /// Response metadata the handler set (`CallInfo::set_trailer`), once
+    /// the call ended.
+    trailers: crate::wire::Metadata,
 }
 
 /// Where the request side of a call stands.
@@ -115,7 +118,15 @@ impl ResponseStream {
             stream_id,
             done: false,
             busy,
+            trailers: Vec::new(),
         }
+    }
+
+    /// The response metadata the handler set (`CallInfo::set_trailer`),
+    /// available once the stream has ended (empty before, and when the
+    /// handler set none).
+    pub fn trailers(&self) -> &crate::wire::Metadata {
+        &self.trailers
     }
 
     /// The error to report when sending the request failed: the server's
@@ -195,7 +206,17 @@ impl Stream for ResponseStream {
         if this.done {
             return Poll::Ready(None);
         }
-        let item = match std::task::ready!(this.reader.poll_frame(cx)) {
+        let mut frame = std::task::ready!(this.reader.poll_frame(cx));
+        if let Ok(Some(Frame::Trailers(trailers))) = frame {
+            this.trailers = trailers;
+            frame = std::task::ready!(this.reader.poll_frame(cx));
+            if !matches!(frame, Ok(Some(Frame::Status(_))) | Err(_)) {
+                frame = Err(RpcError::ProtocolError(
+                    "trailers not followed by the status".into(),
+                ));
+            }
+        }
+        let item = match frame {
             Ok(Some(Frame::Message(m))) => return Poll::Ready(Some(Ok(Vec::from(m)))),
             Ok(Some(Frame::Error(text))) => {
                 return Poll::Ready(Some(Err(RpcError::RemoteError(text))))

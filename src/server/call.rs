@@ -265,13 +265,14 @@ async fn serve_unary(
         // The waiting state (timer, request-side watch) lives in its own
         // allocation, so calls answered at once do not carry it.
         Box::pin(wait_for_handler(
-            handler,
+            handler.as_mut(),
             &mut reader,
             deadline,
             &mut client_open,
         ))
         .await
     };
+    let trailers = super::context::take_trailers(handler);
     let outcome = match outcome {
         Ok(Ok(Ok(response))) => Ok((Some(response), Status::ok())),
         Ok(Ok(Err(e))) => Ok((None, handler_error_status(e))),
@@ -287,7 +288,7 @@ async fn serve_unary(
         tx,
         BytesMut::new(),
         outcome,
-        client_open,
+        (client_open, trailers),
         record,
     )
     .await
@@ -404,7 +405,7 @@ async fn serve_streaming(
         let mut pump = std::pin::pin!(pump);
         let mut respond = std::pin::pin!(respond);
         let mut client_open = true;
-        loop {
+        let outcome = loop {
             tokio::select! {
                 biased;
                 status = &mut respond => break Ok((status, client_open)),
@@ -414,14 +415,25 @@ async fn serve_streaming(
                 },
                 _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => break Err((Interrupted::Deadline, true)),
             }
-        }
+        };
+        (outcome, super::context::take_trailers(respond))
     };
+    let (outcome, trailers) = outcome;
     let (outcome, client_open) = match outcome {
         Ok((Ok(status), client_open)) => (Ok((None, status)), client_open),
         Ok((Err(e), client_open)) => (Err(Interrupted::Aborted(e)), client_open),
         Err((interrupted, client_open)) => (Err(interrupted), client_open),
     };
-    conclude(&call, reader, tx, out, outcome, client_open, record).await
+    conclude(
+        &call,
+        reader,
+        tx,
+        out,
+        outcome,
+        (client_open, trailers),
+        record,
+    )
+    .await
 }
 
 /// The one tail of every call: writes the final answer (`[MESSAGE]
@@ -435,7 +447,7 @@ async fn conclude(
     mut tx: SendHalf,
     mut out: BytesMut,
     outcome: Result<(Option<Vec<u8>>, Status), Interrupted>,
-    client_open: bool,
+    (client_open, trailers): (bool, crate::wire::Metadata),
     record: &CallRecord,
 ) -> Answered {
     let (response, status) = match outcome {
@@ -465,13 +477,22 @@ async fn conclude(
     }
     tracing::Span::current().record("rpc.status", tracing::field::debug(status.code));
     record.ended(status.code, response.as_ref().map(Vec::len));
-    let sent = match response {
-        Some(response) => {
-            tx.send_message(out, response, |out| status.encode(out))
-                .await
+    let fits = crate::wire::header::metadata_fits(&trailers)
+        && crate::wire::header::metadata_len(&trailers) <= crate::config::DEFAULT_MAX_HEADER_SIZE;
+    if !fits {
+        tracing::warn!(method = %call.method, "trailers over the header limit dropped");
+    }
+    let trailers = (fits && !trailers.is_empty()).then_some(Frame::Trailers(trailers));
+    let tail = |out: &mut BytesMut| {
+        if let Some(trailers) = &trailers {
+            trailers.encode(out);
         }
+        status.encode(out)
+    };
+    let sent = match response {
+        Some(response) => tx.send_message(out, response, tail).await,
         None => {
-            status.encode(&mut out);
+            tail(&mut out);
             tx.send(out.freeze()).await
         }
     };

@@ -6,6 +6,23 @@ use crate::wire::{CallKind, Metadata, RequestHeader};
 
 tokio::task_local! {
     static CURRENT: Arc<CallInfo>;
+    static TRAILERS: std::cell::RefCell<Metadata>;
+}
+
+/// A handler's future within its call's scope (see [`CallInfo::scope`]).
+pub(crate) type Scoped<F> = tokio::task::futures::TaskLocalFuture<
+    std::cell::RefCell<Metadata>,
+    tokio::task::futures::TaskLocalFuture<Arc<CallInfo>, F>,
+>;
+
+/// The trailers a scoped handler set, once it finished.
+pub(crate) fn take_trailers<F: std::future::Future>(
+    scoped: std::pin::Pin<&mut Scoped<F>>,
+) -> Metadata {
+    scoped
+        .take_value()
+        .map(std::cell::RefCell::into_inner)
+        .unwrap_or_default()
 }
 
 /// The request header of the call being handled: method, id, deadline and
@@ -46,12 +63,20 @@ impl CallInfo {
             .map(|(_, v)| v.as_slice())
     }
 
-    /// Runs `f` with `info` as the current call.
-    pub(crate) fn scope<F: std::future::Future>(
-        info: Arc<CallInfo>,
-        f: F,
-    ) -> impl std::future::Future<Output = F::Output> {
-        CURRENT.scope(info, f)
+    /// Sets response metadata (a trailer) on the call being handled: it
+    /// reaches the caller with the call's final status, in every call mode
+    /// (`ResponseStream::trailers`). Returns `false` outside a handler.
+    /// Trailers that do not fit the peer's header limit (16 KiB by
+    /// default) are dropped with a warning.
+    pub fn set_trailer(key: impl Into<String>, value: impl Into<Vec<u8>>) -> bool {
+        TRAILERS
+            .try_with(|trailers| trailers.borrow_mut().push((key.into(), value.into())))
+            .is_ok()
+    }
+
+    /// Runs `f` with `info` as the current call, collecting its trailers.
+    pub(crate) fn scope<F: std::future::Future>(info: Arc<CallInfo>, f: F) -> Scoped<F> {
+        TRAILERS.scope(std::cell::RefCell::new(Vec::new()), CURRENT.scope(info, f))
     }
 }
 

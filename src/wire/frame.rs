@@ -29,6 +29,9 @@ pub enum FrameType {
     /// Cancels a call (client → server, on the connection's control stream
     /// only): the payload is the call's QUIC stream id, a big-endian `u64`.
     Cancel = 0x06,
+    /// Response metadata the handler set (server → client), just before
+    /// the status; encoded as the header's metadata.
+    Trailers = 0x07,
 }
 
 impl FrameType {
@@ -40,6 +43,7 @@ impl FrameType {
             0x04 => Self::Error,
             0x05 => Self::Status,
             0x06 => Self::Cancel,
+            0x07 => Self::Trailers,
             _ => return None,
         })
     }
@@ -60,6 +64,8 @@ pub enum Frame {
     Status(Status),
     /// See [`FrameType::Cancel`]: the QUIC stream id of the call to cancel.
     Cancel(u64),
+    /// See [`FrameType::Trailers`].
+    Trailers(super::Metadata),
 }
 
 /// Why a byte sequence is not a valid frame. Decoding errors leave the
@@ -165,6 +171,7 @@ impl FrameDecoder {
             FrameType::Status => Frame::Status(Status::decode(payload)?),
             FrameType::Error => Frame::Error(decode_text(FrameType::Error, payload)?),
             FrameType::End => Frame::End,
+            FrameType::Trailers => Frame::Trailers(super::header::decode_trailers(payload)?),
             FrameType::Cancel => Frame::Cancel(
                 payload
                     .try_into()
@@ -188,10 +195,12 @@ impl FrameDecoder {
                     limit: self.max_message_size,
                 })
             }
-            FrameType::Header if size > self.max_header_size => Err(FrameError::HeaderTooLarge {
-                size,
-                limit: self.max_header_size,
-            }),
+            FrameType::Header | FrameType::Trailers if size > self.max_header_size => {
+                Err(FrameError::HeaderTooLarge {
+                    size,
+                    limit: self.max_header_size,
+                })
+            }
             FrameType::End if size != 0 => Err(FrameError::UnexpectedPayload(kind)),
             FrameType::Cancel if size != CANCEL_LEN => Err(FrameError::UnexpectedPayload(kind)),
             FrameType::Status | FrameType::Error if size > MAX_STATUS_LEN => {
@@ -252,6 +261,12 @@ impl Frame {
             Frame::Cancel(stream_id) => {
                 encode_frame_header(FrameType::Cancel, CANCEL_LEN, dst);
                 dst.put_u64(*stream_id);
+            }
+            Frame::Trailers(metadata) => {
+                let len = super::header::metadata_len(metadata);
+                dst.reserve(FRAME_HEADER_LEN + len);
+                encode_frame_header(FrameType::Trailers, len, dst);
+                super::header::encode_metadata(metadata, dst);
             }
         }
     }

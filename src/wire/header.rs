@@ -95,13 +95,7 @@ impl<'a> Reader<'a> {
 impl RequestHeader {
     /// Encoded payload length (without the frame header).
     pub fn encoded_len(&self) -> usize {
-        FIXED_LEN
-            + self.method.len()
-            + self
-                .metadata
-                .iter()
-                .map(|(k, v)| 4 + k.len() + v.len())
-                .sum::<usize>()
+        FIXED_LEN - 2 + self.method.len() + metadata_len(&self.metadata)
     }
 
     /// Appends the whole frame (frame header and payload).
@@ -119,13 +113,7 @@ impl RequestHeader {
         dst.put_u32(self.deadline_ms);
         dst.put_u16(self.method.len() as u16);
         dst.extend_from_slice(self.method.as_bytes());
-        dst.put_u16(self.metadata.len() as u16);
-        for (k, v) in &self.metadata {
-            dst.put_u16(k.len() as u16);
-            dst.extend_from_slice(k.as_bytes());
-            dst.put_u16(v.len() as u16);
-            dst.extend_from_slice(v);
-        }
+        encode_metadata(&self.metadata, dst);
     }
 
     /// Checks that the header can be encoded and will be accepted by a
@@ -142,12 +130,7 @@ impl RequestHeader {
         if self.method.is_empty() || self.method.len() > MAX_METHOD_LEN {
             return Err(malformed("method name must be 1..=1024 bytes"));
         }
-        if self.metadata.len() > u16::MAX as usize
-            || self
-                .metadata
-                .iter()
-                .any(|(k, v)| k.len() > u16::MAX as usize || v.len() > u16::MAX as usize)
-        {
+        if !metadata_fits(&self.metadata) {
             return Err(malformed("metadata entry too long"));
         }
         let size = self.encoded_len();
@@ -183,17 +166,7 @@ impl RequestHeader {
         if method.is_empty() || method.len() > MAX_METHOD_LEN {
             return Err(malformed("method name must be 1..=1024 bytes"));
         }
-        let count = r.u16()? as usize;
-        // Each entry needs at least 4 bytes, so `count` is bounded by the payload.
-        if count * 4 > r.0.len() {
-            return Err(malformed("truncated"));
-        }
-        let mut metadata = Vec::with_capacity(count);
-        for _ in 0..count {
-            let key = r.string16()?;
-            let len = r.u16()? as usize;
-            metadata.push((key, r.take(len)?.to_vec()));
-        }
+        let metadata = decode_metadata(&mut r)?;
         if !r.0.is_empty() {
             return Err(malformed("trailing bytes"));
         }
@@ -205,6 +178,66 @@ impl RequestHeader {
             metadata,
         })
     }
+}
+
+/// Encoded length of `metadata`: a `u16` count, then per entry a `u16`
+/// key length, the key, a `u16` value length, the value.
+pub(crate) fn metadata_len(metadata: &Metadata) -> usize {
+    2 + metadata
+        .iter()
+        .map(|(k, v)| 4 + k.len() + v.len())
+        .sum::<usize>()
+}
+
+/// Whether `metadata` can be encoded (counts and lengths fit `u16`).
+pub(crate) fn metadata_fits(metadata: &Metadata) -> bool {
+    metadata.len() <= u16::MAX as usize
+        && metadata
+            .iter()
+            .all(|(k, v)| k.len() <= u16::MAX as usize && v.len() <= u16::MAX as usize)
+}
+
+/// Appends `metadata` (see [`metadata_len`]); callers check [`metadata_fits`].
+pub(crate) fn encode_metadata(metadata: &Metadata, dst: &mut BytesMut) {
+    dst.put_u16(metadata.len() as u16);
+    for (k, v) in metadata {
+        dst.put_u16(k.len() as u16);
+        dst.extend_from_slice(k.as_bytes());
+        dst.put_u16(v.len() as u16);
+        dst.extend_from_slice(v);
+    }
+}
+
+fn decode_metadata(r: &mut Reader<'_>) -> Result<Metadata, FrameError> {
+    let count = r.u16()? as usize;
+    // Each entry needs at least 4 bytes, so `count` is bounded by the payload.
+    if count * 4 > r.0.len() {
+        return Err(malformed("truncated"));
+    }
+    let mut metadata = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key = r.string16()?;
+        let len = r.u16()? as usize;
+        metadata.push((key, r.take(len)?.to_vec()));
+    }
+    Ok(metadata)
+}
+
+/// Parses a complete trailers payload (metadata; trailing bytes are an
+/// error).
+pub(crate) fn decode_trailers(payload: &[u8]) -> Result<Metadata, FrameError> {
+    let mut r = Reader(payload);
+    let metadata = decode_metadata(&mut r).map_err(|_| FrameError::Malformed {
+        kind: FrameType::Trailers,
+        reason: "malformed trailers",
+    })?;
+    if !r.0.is_empty() {
+        return Err(FrameError::Malformed {
+            kind: FrameType::Trailers,
+            reason: "trailing bytes",
+        });
+    }
+    Ok(metadata)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! by announcing a huge length.
 
 mod frame;
-mod header;
+pub(crate) mod header;
 #[cfg(test)]
 mod proptests;
 mod status;

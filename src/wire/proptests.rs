@@ -50,6 +50,11 @@ fn frame() -> impl Strategy<Value = Frame> {
         ".{0,100}".prop_map(Frame::Error),
         (0u8..=255, ".{0,100}")
             .prop_map(|(c, m)| Frame::Status(Status::new(StatusCode::from_byte(c), m))),
+        prop::collection::vec(
+            ("[a-z-]{0,12}", prop::collection::vec(any::<u8>(), 0..64)),
+            0..4
+        )
+        .prop_map(Frame::Trailers),
     ]
 }
 

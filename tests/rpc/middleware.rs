@@ -167,3 +167,52 @@ async fn a_concurrency_limit_layer_holds_across_methods() {
     }
     assert_eq!(most.load(Ordering::SeqCst), 2);
 }
+
+/// Handlers send response metadata (trailers) with the final status, in
+/// every call mode.
+#[tokio::test]
+async fn trailers_reach_the_caller_in_every_mode() {
+    let server = RpcServer::new(server_config());
+    server
+        .register("echo", |request| async move {
+            rpcnet::CallInfo::set_trailer("served-by", b"unary".to_vec());
+            Ok(request)
+        })
+        .await;
+    server
+        .register_streaming("stream", |requests| async move {
+            rpcnet::CallInfo::set_trailer("served-by", b"stream".to_vec());
+            futures::stream::once(async move { Ok(requests.concat().await) })
+        })
+        .await;
+    let server = spawn(server);
+    let client = server.client().await;
+    let options = rpcnet::CallOptions::new();
+    let modes: [(&str, rpcnet::Body, &[u8]); 4] = [
+        ("echo", rpcnet::Body::Message(b"u".to_vec()), b"unary"),
+        ("stream", rpcnet::Body::Message(b"s".to_vec()), b"stream"),
+        (
+            "stream",
+            rpcnet::Body::stream(futures::stream::iter(vec![b"a".to_vec()])),
+            b"stream",
+        ),
+        (
+            "stream",
+            rpcnet::Body::stream(futures::stream::iter(vec![b"b".to_vec(), b"c".to_vec()])),
+            b"stream",
+        ),
+    ];
+    for (method, body, expected) in modes {
+        let mut responses = client.invoke(method, &options, body).await.unwrap();
+        while let Some(item) = responses.next().await {
+            item.unwrap();
+        }
+        assert_eq!(
+            responses.trailers(),
+            &vec![("served-by".to_owned(), expected.to_vec())],
+            "{method}"
+        );
+    }
+    // Outside a handler there is no call to set a trailer on.
+    assert!(!rpcnet::CallInfo::set_trailer("k", b"v".to_vec()));
+}
