@@ -14,13 +14,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rpcnet::{ResponseStream, RpcClient, RpcConfig, RpcError};
+use rpcnet::{RpcClient, RpcConfig, RpcError};
 
 use crate::certs::{CertDir, CLIENT_FILES};
 use crate::ledger::{Delivery, StreamLedger};
+use rpcnet::typed::CallError;
+
 use crate::protocol::{
-    decode, encode, AssignRequest, Assignment, GenerateRequest, Token, ASSIGN_METHOD,
-    GENERATE_METHOD,
+    AssignRequest, Assignment, DirectorClient, GenerateRequest, Refusal, WorkerClient,
 };
 use crate::settings;
 
@@ -37,7 +38,7 @@ struct Session {
     assignment: Assignment,
     /// The director's call that counts this client on the worker; dropped
     /// when the session ends.
-    _lease: ResponseStream,
+    _lease: rpcnet::typed::Streaming<Result<Assignment, CallError<Refusal>>>,
 }
 
 /// Why a session with a worker ended.
@@ -131,13 +132,14 @@ impl Client {
             avoid: self.avoid.iter().map(|(addr, _)| *addr).collect(),
         };
         let answer = within(async {
-            let mut lease = director
-                .call_server_streaming(ASSIGN_METHOD, encode(&request)?)
-                .await?;
+            let mut lease = DirectorClient::new(director)
+                .assign_worker(request)
+                .await
+                .map_err(rpc_error)?;
             let first = lease.next().await.ok_or_else(|| {
                 RpcError::StreamError("the director ended the assignment without an answer".into())
-            })??;
-            Ok((decode::<Assignment>(&first)?, lease))
+            })?;
+            Ok((first.map_err(rpc_error)?, lease))
         })
         .await;
         match answer {
@@ -176,23 +178,22 @@ impl Client {
         );
         println!("📤 creating request stream");
         let from_sequence = self.ledger.next_sequence();
-        let request = match encode(&GenerateRequest { from_sequence }) {
-            Ok(request) => request,
+        let worker_client = WorkerClient::new(connection);
+        let started = async {
+            worker_client
+                .generate(GenerateRequest { from_sequence })
+                .await
+                .map_err(rpc_error)
+        };
+        let mut tokens = match within(started).await {
+            Ok(tokens) => tokens,
             Err(e) => return fail(e),
         };
-        let mut tokens =
-            match within(connection.call_server_streaming(GENERATE_METHOD, request)).await {
-                Ok(tokens) => tokens,
-                Err(e) => return fail(e),
-            };
         println!("🌊 stream opened successfully, starting to consume responses");
         loop {
             let token = match tokens.next().await {
-                Some(Ok(bytes)) => match decode::<Token>(&bytes) {
-                    Ok(token) => token,
-                    Err(e) => return fail(e),
-                },
-                Some(Err(e)) => return fail(e),
+                Some(Ok(token)) => token,
+                Some(Err(e)) => return fail(rpc_error(e)),
                 None => return fail(RpcError::StreamError("the worker ended the stream".into())),
             };
             let now = Instant::now();
@@ -215,6 +216,17 @@ impl Client {
                 Delivery::Gap(n) => println!("❗ {n} tokens missing before {}", token.sequence),
             }
         }
+    }
+}
+
+/// A typed call's error as the client reports it: a director's or
+/// worker's [`Refusal`] as the `RemoteError` it answered with, an RPC
+/// failure as itself.
+fn rpc_error(error: CallError<Refusal>) -> RpcError {
+    match error {
+        CallError::Rpc(e) => e,
+        CallError::Service(refusal) => RpcError::RemoteError(refusal.0),
+        other => RpcError::RemoteError(other.to_string()),
     }
 }
 

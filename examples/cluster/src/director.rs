@@ -13,8 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_stream::try_stream;
-use futures::StreamExt;
+use async_stream::stream;
 use rpcnet::cluster::{
     ClusterConfig, ClusterMembership, LoadBalancingStrategy, Worker, WorkerRegistry, WorkerState,
     WorkerStatus,
@@ -23,7 +22,11 @@ use rpcnet::{RpcError, RpcServer};
 use tokio::sync::watch;
 
 use crate::certs::{CertDir, NODE_FILES};
-use crate::protocol::{decode, encode, AssignRequest, Assignment, ASSIGN_METHOD, WORKER_FILTER};
+use rpcnet::typed::Streaming;
+
+use crate::protocol::{
+    AssignRequest, Assignment, Director, DirectorServer, Refusal, WORKER_FILTER,
+};
 use crate::settings;
 
 /// Runs the director with settings from the environment until Ctrl+C / SIGTERM.
@@ -94,34 +97,47 @@ impl Drop for Lease {
     }
 }
 
+/// The [`Director`] service: assignments from the registry, each holding a
+/// lease on its worker while the call stays open.
+struct Assigner {
+    registry: Arc<WorkerRegistry>,
+    leases: Arc<watch::Sender<u64>>,
+}
+
+impl Director for Assigner {
+    async fn assign_worker(
+        &self,
+        request: AssignRequest,
+    ) -> Streaming<Result<Assignment, Refusal>> {
+        let (registry, leases) = (self.registry.clone(), self.leases.clone());
+        Streaming::new(stream! {
+            let worker = match pick(&registry, &request.avoid).await {
+                Ok(worker) => worker,
+                Err(e) => {
+                    yield Err(Refusal(e.to_string()));
+                    return;
+                }
+            };
+            let assignment = Assignment {
+                addr: worker.addr(),
+                label: worker.label().unwrap_or("unlabelled").to_owned(),
+            };
+            tracing::info!(worker = %assignment.label, addr = %assignment.addr, avoid = ?request.avoid, "assigned");
+            let _lease = Lease::new(worker, leases);
+            yield Ok(assignment);
+            // Held until the client drops the call.
+            futures::future::pending::<()>().await;
+        })
+    }
+}
+
 async fn register_assignments(
     server: &RpcServer,
     registry: Arc<WorkerRegistry>,
     leases: Arc<watch::Sender<u64>>,
 ) {
-    server
-        .register_streaming(ASSIGN_METHOD, move |mut requests| {
-            let registry = registry.clone();
-            let leases = leases.clone();
-            async move {
-                try_stream! {
-                    let request: AssignRequest = match requests.next().await {
-                        Some(bytes) => decode(&bytes)?,
-                        None => Err(RpcError::ProtocolError("assign: no request".into()))?,
-                    };
-                    let worker = pick(&registry, &request.avoid).await?;
-                    let assignment = Assignment {
-                        addr: worker.addr(),
-                        label: worker.label().unwrap_or("unlabelled").to_owned(),
-                    };
-                    tracing::info!(worker = %assignment.label, addr = %assignment.addr, avoid = ?request.avoid, "assigned");
-                    let _lease = Lease::new(worker, leases);
-                    yield encode(&assignment)?;
-                    // Held until the client drops the call.
-                    futures::future::pending::<()>().await;
-                }
-            }
-        })
+    DirectorServer::new(Assigner { registry, leases })
+        .register(server)
         .await;
 }
 

@@ -1,19 +1,43 @@
-//! What client, director and worker say to each other. Messages are
-//! bincode-encoded, as in the guide.
+//! What client, director and worker say to each other: two typed services
+//! (`#[rpcnet::service]`), so the messages, their encoding (postcard) and
+//! their errors are declared once and checked on both sides. The wire
+//! names stay `director.assign_worker` and `worker.generate`.
 
 use std::net::SocketAddr;
 
-use rpcnet::RpcError;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use rpcnet::typed::Streaming;
+use serde::{Deserialize, Serialize};
 
-/// Director, server streaming: the first response is an [`Assignment`];
-/// the call then stays open and counts as one connection to that worker in
-/// the director's pool until the client drops it (or its connection dies).
-pub const ASSIGN_METHOD: &str = "director.assign_worker";
+/// The director: hands out workers.
+#[rpcnet::service(name = "director")]
+pub trait Director {
+    /// Server streaming: the first item is an [`Assignment`]; the call
+    /// then stays open and counts as one connection to that worker in the
+    /// director's pool until the client drops it (or its connection dies).
+    async fn assign_worker(&self, request: AssignRequest)
+        -> Streaming<Result<Assignment, Refusal>>;
+}
 
-/// Worker, server streaming: a [`GenerateRequest`] in, [`Token`]s out, one
-/// per token interval, until the client drops the call or the worker fails.
-pub const GENERATE_METHOD: &str = "worker.generate";
+/// A worker: generates tokens.
+#[rpcnet::service(name = "worker")]
+pub trait Worker {
+    /// Server streaming: [`Token`]s from `request.from_sequence`, one per
+    /// token interval, until the client drops the call or the worker fails
+    /// (the stream then ends with a [`Refusal`], so the client fails over).
+    async fn generate(&self, request: GenerateRequest) -> Streaming<Result<Token, Refusal>>;
+}
+
+/// Why a director or worker cannot serve a call: no worker to assign, or
+/// a worker that is failed or shutting down. Its text is what the client
+/// prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// The tag filter the director selects workers with.
 pub const WORKER_FILTER: &str = "role=worker";
@@ -65,58 +89,14 @@ impl Token {
     }
 }
 
-/// Encodes a message.
-///
-/// # Errors
-/// `RpcError::SerializationError` if bincode refuses the value.
-pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, RpcError> {
-    Ok(bincode::serialize(message)?)
-}
-
-/// Decodes a message. Every message here is small; anything longer than
-/// 64 KiB is refused before decoding.
-///
-/// # Errors
-/// `RpcError::SerializationError` for bytes that are not a `T`, or
-/// `RpcError::MessageTooLarge`.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
-    const LIMIT: usize = 64 * 1024;
-    if bytes.len() > LIMIT {
-        return Err(RpcError::MessageTooLarge {
-            size: bytes.len(),
-            limit: LIMIT,
-        });
-    }
-    Ok(bincode::deserialize(bytes)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn messages_round_trip_and_garbage_is_a_typed_error() {
-        let request = AssignRequest {
-            avoid: vec!["127.0.0.1:62001".parse().unwrap()],
-        };
-        assert_eq!(
-            decode::<AssignRequest>(&encode(&request).unwrap()).unwrap(),
-            request
-        );
-        let token = Token::at(7);
-        assert_eq!(token.text, "token-7");
-        assert_eq!(decode::<Token>(&encode(&token).unwrap()).unwrap(), token);
-        assert!(matches!(
-            decode::<Token>(&[0xff; 3]),
-            Err(RpcError::SerializationError(_))
-        ));
-        // A length prefix claiming a huge string must not allocate it.
-        let mut lying = 1u64.to_le_bytes().to_vec();
-        lying.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(decode::<Token>(&lying).is_err());
-        assert!(matches!(
-            decode::<Token>(&vec![0; 70_000]),
-            Err(RpcError::MessageTooLarge { .. })
-        ));
+    fn the_wire_names_are_the_guides() {
+        assert_eq!(DirectorClient::NAME, "director");
+        assert_eq!(WorkerClient::NAME, "worker");
+        assert_eq!(Token::at(7).text, "token-7");
     }
 }

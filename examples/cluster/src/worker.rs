@@ -14,16 +14,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_stream::try_stream;
-use futures::StreamExt;
+use async_stream::stream;
 use rpcnet::cluster::{
     drain_and_leave, ClusterConfig, ClusterEvent, ClusterMembership, DRAINING_TAG,
 };
-use rpcnet::{RpcError, RpcServer};
+use rpcnet::RpcServer;
 use tokio::sync::watch;
 
 use crate::certs::{CertDir, NODE_FILES};
-use crate::protocol::{decode, encode, GenerateRequest, Token, GENERATE_METHOD};
+use rpcnet::typed::Streaming;
+
+use crate::protocol::{GenerateRequest, Refusal, Token, Worker, WorkerServer};
 use crate::settings;
 
 /// How long one attempt to join through the director waits.
@@ -118,15 +119,13 @@ enum Health {
 }
 
 impl Health {
-    fn refusal(self, label: &str) -> Option<RpcError> {
+    fn refusal(self, label: &str) -> Option<Refusal> {
         match self {
             Health::Serving => None,
-            Health::Failed => Some(RpcError::RemoteError(format!(
+            Health::Failed => Some(Refusal(format!(
                 "worker '{label}' failed (simulated failure)"
             ))),
-            Health::ShuttingDown => Some(RpcError::Unavailable(format!(
-                "worker '{label}' is shutting down"
-            ))),
+            Health::ShuttingDown => Some(Refusal(format!("worker '{label}' is shutting down"))),
         }
     }
 }
@@ -221,61 +220,63 @@ async fn join_until_up(cluster: &ClusterMembership, director: SocketAddr) {
     }
 }
 
-/// `worker.generate`: tokens from the requested sequence on, one per
-/// `interval`, until the caller drops the call or the worker fails or stops
-/// (then the stream ends with an error, so the client knows to fail over).
+/// The [`Worker`] service: a token stream from any starting sequence, one
+/// token per `interval`, until the caller drops the call or the worker
+/// fails or stops (then the stream ends with a [`Refusal`], so the client
+/// knows to fail over).
+struct Generator {
+    label: String,
+    interval: Duration,
+    health: Arc<watch::Sender<Health>>,
+}
+
+impl Worker for Generator {
+    async fn generate(&self, request: GenerateRequest) -> Streaming<Result<Token, Refusal>> {
+        let (label, interval) = (self.label.clone(), self.interval);
+        let mut health = self.health.subscribe();
+        Streaming::new(stream! {
+            let refusal = health.borrow_and_update().refusal(&label);
+            if let Some(refusal) = refusal {
+                yield Err(refusal);
+                return;
+            }
+            tracing::info!(from = request.from_sequence, "token stream opened");
+            let mut sequence = request.from_sequence.max(1);
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let refusal = tokio::select! {
+                    _ = ticks.tick() => None,
+                    changed = health.changed() => match changed {
+                        Ok(()) => health.borrow_and_update().refusal(&label),
+                        Err(_) => Health::ShuttingDown.refusal(&label),
+                    },
+                };
+                if let Some(refusal) = refusal {
+                    tracing::info!(at = sequence, "token stream ended: {refusal}");
+                    yield Err(refusal);
+                    return;
+                }
+                yield Ok(Token::at(sequence));
+                let Some(next) = sequence.checked_add(1) else { return };
+                sequence = next;
+            }
+        })
+    }
+}
+
 async fn register_generator(
     server: &RpcServer,
     label: &str,
     interval: Duration,
     health: Arc<watch::Sender<Health>>,
 ) {
-    let label = label.to_owned();
-    server
-        .register_streaming(GENERATE_METHOD, move |mut requests| {
-            let label = label.clone();
-            let mut health = health.subscribe();
-            async move {
-                try_stream! {
-                    let request: GenerateRequest = match requests.next().await {
-                        Some(bytes) => decode(&bytes)?,
-                        None => Err(RpcError::ProtocolError("generate: no request".into()))?,
-                    };
-                    let refusal = health.borrow_and_update().refusal(&label);
-                    if let Some(refusal) = refusal {
-                        Err(refusal)?;
-                    }
-                    tracing::info!(from = request.from_sequence, "token stream opened");
-                    let mut sequence = request.from_sequence.max(1);
-                    let mut ticks = tokio::time::interval(interval);
-                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        // Decide inside `select!`, act outside it: the
-                        // stream macro cannot see a `?` inside another macro.
-                        let next = tokio::select! {
-                            _ = ticks.tick() => Ok(()),
-                            changed = health.changed() => match changed {
-                                Ok(()) => health.borrow_and_update().refusal(&label).map_or(Err(None), |r| Err(Some(r))),
-                                Err(_) => Err(Health::ShuttingDown.refusal(&label)),
-                            },
-                        };
-                        match next {
-                            Err(None) => {}
-                            Err(Some(refusal)) => {
-                                tracing::info!(at = sequence, "token stream ended: {refusal}");
-                                Err(refusal)?;
-                            }
-                            Ok(()) => {
-                                yield encode(&Token::at(sequence))?;
-                                let Some(next) = sequence.checked_add(1) else { break };
-                                sequence = next;
-                            }
-                        }
-                    }
-                }
-            }
-        })
-        .await;
+    let generator = Generator {
+        label: label.to_owned(),
+        interval,
+        health,
+    };
+    WorkerServer::new(generator).register(server).await;
 }
 
 /// The guide's failure cycle, forever: run, warn, fail (draining tag on,
