@@ -142,14 +142,7 @@ async fn graceful_shutdown_lets_in_flight_calls_finish() {
         release,
     } = gated_server().await;
     let client = server.client().await;
-    let in_flight = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .call_with_timeout("slow", b"done".to_vec(), Duration::from_secs(20))
-                .await
-        }
-    });
+    let in_flight = slow_call(&client);
     started.notified().await;
     server.shutdown.shutdown();
 

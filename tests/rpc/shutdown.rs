@@ -142,14 +142,7 @@ async fn a_draining_servers_new_clients_are_told_unavailable_within_300_ms() {
         release,
     } = gated_server().await;
     let client = server.client().await;
-    let in_flight = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .call_with_timeout("slow", b"done".to_vec(), Duration::from_secs(20))
-                .await
-        }
-    });
+    let in_flight = slow_call(&client);
     promptly("handler start", started.notified()).await;
     server.shutdown.shutdown();
 

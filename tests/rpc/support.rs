@@ -108,3 +108,14 @@ pub async fn gated_server() -> Gated {
         release,
     }
 }
+
+/// A call to the gated server's `slow` method, in flight in the background
+/// (20 s timeout); it answers `done` once released.
+pub fn slow_call(client: &RpcClient) -> tokio::task::JoinHandle<Result<Vec<u8>, RpcError>> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        client
+            .call_with_timeout("slow", b"done".to_vec(), Duration::from_secs(20))
+            .await
+    })
+}
