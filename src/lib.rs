@@ -41,10 +41,13 @@
 //! | `server` | [`RpcServer`]: accept loop, per-connection and per-call tasks, graceful shutdown |
 //! | `client` | [`RpcClient`] and [`ResponseStream`] |
 //! | `udp` | the UDP socket and the endpoint's event loop: s2n-quic's packet rings, with packets sent from the endpoint's own task |
+//! | `admin` | the admin HTTP endpoint (feature `admin`): metrics, readiness, members, a live status page (`docs/OPERATIONS.md`) |
 //! | [`cluster`] | membership: Phi Accrual detector, SWIM core (foca), deterministic simulator, QUIC shell, registries; routing: `WorkerRegistry`, `ClusterClient` (`docs/CLUSTER.md`) |
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod call;
 mod client;
 pub mod cluster;
