@@ -42,10 +42,14 @@
 //! | `client` | [`RpcClient`] and [`ResponseStream`] |
 //! | `udp` | the UDP socket and the endpoint's event loop: s2n-quic's packet rings, with packets sent from the endpoint's own task |
 //! | [`typed`] | typed services: [`service`] generates a server adapter, a client and a cluster client from a trait; [`typed::CallError`], [`typed::Streaming`], codecs |
+//! | `admin` | the admin HTTP endpoint (feature `admin`): metrics, readiness, members, a live status page (`docs/OPERATIONS.md`) |
+//! | [`telemetry`] | metrics through the `metrics` facade, off until `telemetry::enable()` |
 //! | [`cluster`] | membership: Phi Accrual detector, SWIM core (foca), deterministic simulator, QUIC shell, registries; routing: `WorkerRegistry`, `ClusterClient` (`docs/CLUSTER.md`) |
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod call;
 mod client;
 pub mod cluster;

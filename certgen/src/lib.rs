@@ -19,6 +19,8 @@ use rcgen::{
 
 pub use rcgen::Error;
 
+pub mod cli;
+
 /// A development certificate authority.
 pub struct DevCa {
     cert_pem: String,

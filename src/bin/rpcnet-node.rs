@@ -6,7 +6,7 @@
 //! ```text
 //! rpcnet-node --listen 127.0.0.1:7001 [--seed 127.0.0.1:7000 | --seed host:port]... [--tag key=value]...
 //!             [--cert certs/test_cert.pem --key certs/test_key.pem --ca certs/ca.pem]
-//!             [--generation N]
+//!             [--generation N] [--admin 127.0.0.1:9090]
 //! ```
 //!
 //! The certificate must be a member certificate (`rpcnet-certs --member`);
@@ -17,7 +17,15 @@
 //! Output lines: `READY <addr>`, then `EVENT <event>` per membership
 //! event, in `ClusterEvent`'s display form (`EVENT failed <addr>
 //! <generation>`; kinds: joined, left, failed, recovered, tags, partition,
-//! healed).
+//! healed). With `--admin ADDR` (or `$RPCNET_ADMIN_ADDR`) it serves the
+//! admin endpoint there (`docs/OPERATIONS.md`) and prints `ADMIN <addr>`
+//! after `READY`. Methods: `echo` (unary) and `echo.stream` (every call
+//! mode), for trying calls with `rpcnet call`.
+
+#[path = "shared/admin.rs"]
+mod admin;
+#[path = "shared/echo.rs"]
+mod echo;
 
 use rpcnet::cluster::{ClusterConfig, ClusterMembership};
 use rpcnet::{RpcConfig, RpcServer};
@@ -30,6 +38,7 @@ struct Args {
     key: String,
     ca: String,
     generation: Option<u64>,
+    admin: Option<String>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -41,6 +50,7 @@ fn parse() -> Result<Args, String> {
         key: "certs/test_key.pem".into(),
         ca: "certs/ca.pem".into(),
         generation: None,
+        admin: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -56,6 +66,7 @@ fn parse() -> Result<Args, String> {
             "--cert" => args.cert = value()?,
             "--key" => args.key = value()?,
             "--ca" => args.ca = value()?,
+            "--admin" => args.admin = Some(value()?),
             "--generation" => {
                 args.generation = Some(value()?.parse().map_err(|e| format!("--generation: {e}"))?)
             }
@@ -67,11 +78,17 @@ fn parse() -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse().map_err(|e| format!("{e}\nusage: rpcnet-node --listen ADDR [--seed ADDR]... [--tag k=v]... [--cert F --key F --ca F] [--generation N]"))?;
+    let args = parse().map_err(|e| format!("{e}\nusage: rpcnet-node --listen ADDR [--seed ADDR]... [--tag k=v]... [--cert F --key F --ca F] [--generation N] [--admin ADDR]"))?;
     let rpc = RpcConfig::new(&args.cert, args.listen.as_str())
         .with_key_path(&args.key)
         .with_optional_client_ca_path(&args.ca);
     let mut server = RpcServer::new(rpc);
+    server
+        .register("echo", |request| async move { Ok(request) })
+        .await;
+    server
+        .register_streaming(echo::METHOD, echo::echo_stream)
+        .await;
     let quic = server.bind()?;
     let handle = server.handle();
     let addr = handle.socket_addr().expect("bound");
@@ -87,10 +104,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = ClusterMembership::new(config).await?;
     let mut events = cluster.subscribe();
     println!("READY {addr}");
+    let admin = admin::Admin::start(args.admin.as_deref(), &cluster, None).await?;
+    let seedless = args.seeds.is_empty();
     if let Err(e) = cluster.join_named(args.seeds).await {
         eprintln!("join failed: {e}");
         println!("JOIN-FAILED {e}");
     }
+    admin.serving(seedless);
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -104,6 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ = sigterm.recv() => break,
         }
     }
+    admin.draining();
     cluster.leave().await?;
     println!("LEFT");
     serving.abort();

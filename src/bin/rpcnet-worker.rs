@@ -6,6 +6,7 @@
 //! ```text
 //! rpcnet-worker --listen 127.0.0.1:0 --seed ADDR --label worker-a [--drain-ms 10000]
 //!               [--cert certs/test_cert.pem --key certs/test_key.pem --ca certs/ca.pem]
+//!               [--admin 127.0.0.1:9091]
 //! ```
 //!
 //! The certificate must be a member certificate for the listen address
@@ -16,6 +17,11 @@
 //! ASCII digits; sleeps, then answers the label), `echo`.
 //! Output lines: `READY <addr>`, `EVENT <event>` per membership event (as
 //! `rpcnet-node` prints them), `DRAINING`, `SERVED <calls completed>`, `LEFT`.
+//! `--admin ADDR` (or `$RPCNET_ADMIN_ADDR`) serves the admin endpoint
+//! there and prints `ADMIN <addr>` after `READY` (`docs/OPERATIONS.md`).
+
+#[path = "shared/admin.rs"]
+mod admin;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +39,7 @@ struct Args {
     cert: String,
     key: String,
     ca: String,
+    admin: Option<String>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -44,6 +51,7 @@ fn parse() -> Result<Args, String> {
         cert: "certs/test_cert.pem".into(),
         key: "certs/test_key.pem".into(),
         ca: "certs/ca.pem".into(),
+        admin: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +65,7 @@ fn parse() -> Result<Args, String> {
             "--cert" => args.cert = value()?,
             "--key" => args.key = value()?,
             "--ca" => args.ca = value()?,
+            "--admin" => args.admin = Some(value()?),
             "--drain-ms" => {
                 args.drain =
                     Duration::from_millis(value()?.parse().map_err(|e| format!("--drain-ms: {e}"))?)
@@ -71,7 +80,7 @@ fn parse() -> Result<Args, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse().map_err(|e| {
         format!(
-            "{e}\nusage: rpcnet-worker --listen ADDR [--seed ADDR]... [--label L] [--drain-ms N] [--cert F --key F --ca F]"
+            "{e}\nusage: rpcnet-worker --listen ADDR [--seed ADDR]... [--label L] [--drain-ms N] [--cert F --key F --ca F] [--admin ADDR]"
         )
     })?;
     let rpc = RpcConfig::new(&args.cert, args.listen.as_str())
@@ -144,15 +153,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     println!("READY {addr}");
+    let admin = admin::Admin::start(args.admin.as_deref(), &cluster, None).await?;
+    let seedless = args.seeds.is_empty();
     if let Err(e) = cluster.join(args.seeds).await {
         println!("JOIN-FAILED {e}");
     }
+    admin.serving(seedless);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = sigterm.recv() => {}
     }
     println!("DRAINING");
+    admin.draining();
     let drained = drain_and_leave(&cluster, &shutdown, serving, args.drain).await;
     println!("SERVED {}", served.load(Ordering::Relaxed));
     if let Err(e) = drained {

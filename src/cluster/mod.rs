@@ -16,6 +16,7 @@ pub use membership::{
     ClusterConfig, ClusterMembership, ClusterView, HealthChecker, NodeId, NodeInfo, NodeRegistry,
     PhiAccrualDetector, PhiConfig, Tags, GOSSIP_METHOD, MAX_TAGS, MAX_TAG_LEN, MEMBER_URI_SCHEME,
 };
+pub use membership::{MemberReport, MembershipReport, MEMBERSHIP_REPORT_VERSION, MEMBERS_METHOD};
 pub use routing::*;
 
 /// A member's status as this node sees it.

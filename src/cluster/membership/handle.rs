@@ -100,6 +100,7 @@ impl ClusterMembership {
         let inbound = transport::serve(&server, config.max_packet_size + 64);
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let (view_tx, view) = watch::channel(Arc::new(ClusterView::default()));
+        super::query::serve(&server, view.clone(), config.phi.threshold);
         let (commands, driver) =
             Driver::spawn(core, &config, transport, inbound, events.clone(), view_tx);
         Ok(Self {

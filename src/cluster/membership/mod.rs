@@ -15,6 +15,7 @@
 //! | `driver` | the task that feeds the core packets, timers and commands |
 //! | `handle` | [`ClusterMembership`]: the public API over the driver |
 //! | `view` | [`ClusterView`], [`NodeInfo`]: snapshots for readers |
+//! | `query` | [`MEMBERS_METHOD`]: the read-only membership query any client may call |
 //! | `registry` | [`NodeRegistry`], [`HealthChecker`] |
 //! | `sim` | a deterministic, virtual-time simulator of many cores (tests) |
 
@@ -25,6 +26,7 @@ pub mod detector;
 mod driver;
 mod handle;
 mod node;
+mod query;
 mod registry;
 mod tags;
 mod transport;
@@ -38,6 +40,7 @@ pub use credential::MEMBER_URI_SCHEME;
 pub use detector::{PhiAccrualDetector, PhiConfig};
 pub use handle::ClusterMembership;
 pub use node::NodeId;
+pub use query::{MemberReport, MembershipReport, MEMBERSHIP_REPORT_VERSION, MEMBERS_METHOD};
 pub use registry::{HealthChecker, NodeRegistry};
 pub use tags::{Tags, MAX_TAGS, MAX_TAG_LEN};
 pub use transport::GOSSIP_METHOD;
