@@ -2,8 +2,10 @@
 //! (membership only) and workers (membership + handlers), all in this
 //! process; `processes.rs` does the same with worker processes.
 
+mod attempts;
 mod options;
 mod processes;
+mod streams;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

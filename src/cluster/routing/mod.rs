@@ -10,6 +10,7 @@
 //! | `status` | [`WorkerStatus`], [`WorkerState`]: what a registry reports about its workers |
 //! | `failover` | what follows a failed attempt: one classification of errors, one decision (gRFC A6), [`StopReason`], pure |
 //! | `budget` | the retry budget (Finagle), sans-IO |
+//! | `attempt` | [`AttemptTimeout`]: how long one attempt may take (Envoy's per-try timeout), answer times per method, sans-IO |
 //! | `config` | [`ClusterClientConfig`] |
 //! | `client` | [`ClusterClient`]: the one call path, pooled worker connections |
 //! | `drain` | [`drain_and_leave`]: a worker's graceful departure |
@@ -18,6 +19,7 @@
 //! balance, and Finagle's and Envoy's view that failure handling belongs to
 //! routing (see `docs/CLUSTER.md`, "Routing calls").
 
+mod attempt;
 mod balance;
 mod budget;
 mod client;
@@ -30,10 +32,11 @@ mod filter;
 mod load;
 mod status;
 
+pub use attempt::{AdaptiveTimeout, AttemptTimeout};
 pub use balance::LoadBalancingStrategy;
 pub use budget::RetryBudgetConfig;
 pub use client::{ClusterClient, WorkerStream};
-pub use config::ClusterClientConfig;
+pub use config::{ClusterClientConfig, DEFAULT_REPLAY_LIMIT};
 pub use discover::{Worker, WorkerRegistry, DRAINING_TAG, LABEL_TAG};
 pub use drain::drain_and_leave;
 pub use eject::EjectionPolicy;
