@@ -87,6 +87,12 @@ impl ServerHandle {
     pub fn shutdown(&self) {
         self.shutdown.shutdown();
     }
+
+    /// Becomes `true` when the server starts shutting down: for handlers
+    /// of endless streams, which would otherwise hold the drain.
+    pub(crate) fn shutting_down(&self) -> watch::Receiver<bool> {
+        self.shutdown.0.subscribe()
+    }
 }
 
 impl std::fmt::Debug for ServerHandle {

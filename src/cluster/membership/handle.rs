@@ -100,6 +100,9 @@ impl ClusterMembership {
         let inbound = transport::serve(&server, config.max_packet_size + 64).await;
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let (view_tx, view) = watch::channel(Arc::new(ClusterView::default()));
+        if config.serve_view {
+            super::view_rpc::serve(&server, view.clone()).await;
+        }
         let (commands, driver) =
             Driver::spawn(core, &config, transport, inbound, events.clone(), view_tx);
         Ok(Self {

@@ -15,6 +15,7 @@
 //! | `driver` | the task that feeds the core packets, timers and commands |
 //! | `handle` | [`ClusterMembership`]: the public API over the driver |
 //! | `view` | [`ClusterView`], [`NodeInfo`]: snapshots for readers |
+//! | `view_rpc` | [`VIEW_METHOD`]: a member's view, read-only, over RPC for processes that are not members |
 //! | `registry` | [`NodeRegistry`], [`HealthChecker`] |
 //! | `sim` | a deterministic, virtual-time simulator of many cores (tests) |
 
@@ -29,6 +30,7 @@ mod registry;
 mod tags;
 mod transport;
 mod view;
+pub(crate) mod view_rpc;
 
 #[cfg(test)]
 mod sim;
@@ -42,3 +44,4 @@ pub use registry::{HealthChecker, NodeRegistry};
 pub use tags::{Tags, MAX_TAGS, MAX_TAG_LEN};
 pub use transport::GOSSIP_METHOD;
 pub use view::{ClusterView, NodeInfo};
+pub use view_rpc::VIEW_METHOD;

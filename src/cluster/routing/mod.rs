@@ -14,6 +14,7 @@
 //! | `config` | [`ClusterClientConfig`] |
 //! | `client` | [`ClusterClient`]: the one call path, pooled worker connections |
 //! | `drain` | [`drain_and_leave`]: a worker's graceful departure |
+//! | `remote` | [`RemoteView`]: a member's view followed over RPC, for applications that are not members |
 //!
 //! After tower's split of load balancing into discovery, load and
 //! balance, and Finagle's and Envoy's view that failure handling belongs to
@@ -30,6 +31,7 @@ mod eject;
 mod failover;
 mod filter;
 mod load;
+mod remote;
 mod status;
 
 pub use attempt::{AdaptiveTimeout, AttemptTimeout};
@@ -43,4 +45,5 @@ pub use eject::EjectionPolicy;
 pub(crate) use failover::format_attempts;
 pub use failover::{FailedAttempt, StopReason};
 pub(crate) use filter::WorkerFilter;
+pub use remote::{RemoteView, VIEW_IDLE_TIMEOUT};
 pub use status::{WorkerState, WorkerStatus};
