@@ -5,6 +5,7 @@
 mod attempts;
 mod options;
 mod processes;
+mod remote;
 mod streams;
 
 use std::collections::HashMap;

@@ -30,7 +30,8 @@ const TICK: Duration = Duration::from_millis(10);
 ///   worker's label, one per [`TICK`];
 /// * `echo` (bidirectional): each request back, after the label and `:`;
 /// * `sum` (client streaming): the label, `:`, the number of requests;
-/// * `hold` (server streaming): one item, then nothing until cancelled.
+/// * `hold` (server streaming): one item, then nothing until cancelled;
+/// * `label` (unary): the label.
 ///
 /// `started` counts the `count`, `echo` and `sum` calls its handlers began.
 pub(super) async fn member(
@@ -92,6 +93,12 @@ pub(super) async fn member(
                     })
                 }
             })
+            .await;
+        server
+            .register(
+                "label",
+                move |_| async move { Ok(label.as_bytes().to_vec()) },
+            )
             .await;
         server
             .register_streaming("hold", |_| async {
