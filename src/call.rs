@@ -79,6 +79,7 @@ impl fmt::Debug for Body {
 pub struct CallOptions {
     metadata: Metadata,
     timeout: Option<Duration>,
+    attempt_timeout: Option<Duration>,
     idempotent: bool,
 }
 
@@ -98,6 +99,22 @@ impl CallOptions {
     /// bounded by the default timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// How long one attempt of the call may take when a `ClusterClient`
+    /// routes it, before the attempt is abandoned (cancelled on the
+    /// worker) and the call moves to another worker: Envoy's
+    /// `per_try_timeout`. It applies to idempotent unary calls only (any
+    /// other call cannot be sent again after it may have run, so cutting
+    /// its one attempt short would only turn a late answer into a
+    /// failure), never beyond the call's own timeout, and not to the last
+    /// attempt the client allows, which has what is left of the call's
+    /// timeout. Default: the client's
+    /// [`AttemptTimeout`](crate::cluster::AttemptTimeout) policy.
+    /// `RpcClient` ignores it.
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
         self
     }
 
@@ -125,6 +142,12 @@ impl CallOptions {
     /// The timeout, if one was set.
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// The per-attempt timeout, if one was set (see
+    /// [`with_attempt_timeout`](Self::with_attempt_timeout)).
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.attempt_timeout
     }
 
     /// Whether the call may run more than once.

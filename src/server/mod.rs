@@ -74,6 +74,18 @@ impl ServerHandle {
         self.registry.insert(method, handler::streaming(handler));
     }
 
+    /// Registers one of rpcnet's own streaming methods, which the
+    /// application's layers do not wrap.
+    pub(crate) fn register_streaming_internal<F, Fut, S>(&self, method: &str, handler: F)
+    where
+        F: Fn(RequestStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = S> + Send + 'static,
+        S: Stream<Item = Result<Vec<u8>, RpcError>> + Send + 'static,
+    {
+        self.registry
+            .insert_internal(method, handler::streaming(handler));
+    }
+
     /// Registers one of rpcnet's own unary methods, which the
     /// application's layers do not wrap.
     pub(crate) fn register_internal<F, Fut>(&self, method: &str, handler: F)
@@ -98,6 +110,12 @@ impl ServerHandle {
     /// Starts a graceful shutdown (see [`ShutdownHandle::shutdown`]).
     pub fn shutdown(&self) {
         self.shutdown.shutdown();
+    }
+
+    /// Becomes `true` when the server starts shutting down: for handlers
+    /// of endless streams, which would otherwise hold the drain.
+    pub(crate) fn shutting_down(&self) -> watch::Receiver<bool> {
+        self.shutdown.0.subscribe()
     }
 }
 

@@ -2,9 +2,12 @@
 //! (membership only) and workers (membership + handlers), all in this
 //! process; `processes.rs` does the same with worker processes.
 
+mod attempts;
 mod options;
 mod processes;
+mod remote;
 mod shutdown;
+mod streams;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -101,6 +101,11 @@ pub struct ClusterConfig {
     pub gossip_idle_timeout: Duration,
     /// QUIC keep-alive interval of those connections (default 15 s).
     pub gossip_keep_alive_interval: Duration,
+    /// Serve this node's view of the membership, read-only, to any client
+    /// its server accepts ([`VIEW_METHOD`](super::VIEW_METHOD): members'
+    /// addresses, generations, statuses and tags), so that applications
+    /// that are not members can route calls (`RemoteView`). Default true.
+    pub serve_view: bool,
 }
 
 impl Default for ClusterConfig {
@@ -147,6 +152,7 @@ impl Default for ClusterConfig {
             gossip_max_in_flight: 256,
             gossip_idle_timeout: Duration::from_secs(60),
             gossip_keep_alive_interval: Duration::from_secs(15),
+            serve_view: true,
         }
     }
 }
@@ -252,6 +258,12 @@ impl ClusterConfig {
     /// Sets [`join_timeout`](Self::join_timeout).
     pub fn with_join_timeout(mut self, timeout: Duration) -> Self {
         self.join_timeout = timeout;
+        self
+    }
+
+    /// Sets [`serve_view`](Self::serve_view).
+    pub fn with_serve_view(mut self, serve: bool) -> Self {
+        self.serve_view = serve;
         self
     }
 

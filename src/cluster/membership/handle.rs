@@ -101,6 +101,9 @@ impl ClusterMembership {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let (view_tx, view) = watch::channel(Arc::new(ClusterView::default()));
         super::query::serve(&server, view.clone(), config.phi.threshold);
+        if config.serve_view {
+            super::view_rpc::serve(&server, view.clone());
+        }
         let (commands, driver) =
             Driver::spawn(core, &config, transport, inbound, events.clone(), view_tx);
         Ok(Self {

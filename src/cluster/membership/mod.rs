@@ -16,6 +16,7 @@
 //! | `handle` | [`ClusterMembership`]: the public API over the driver |
 //! | `view` | [`ClusterView`], [`NodeInfo`]: snapshots for readers |
 //! | `query` | [`MEMBERS_METHOD`]: the read-only membership query any client may call |
+//! | `view_rpc` | [`VIEW_METHOD`]: a member's view, read-only, over RPC for processes that are not members |
 //! | `registry` | [`NodeRegistry`], [`HealthChecker`] |
 //! | `sim` | a deterministic, virtual-time simulator of many cores (tests) |
 
@@ -31,6 +32,7 @@ mod registry;
 mod tags;
 mod transport;
 mod view;
+pub(crate) mod view_rpc;
 
 #[cfg(test)]
 mod sim;
@@ -45,3 +47,4 @@ pub use registry::{HealthChecker, NodeRegistry};
 pub use tags::{Tags, MAX_TAGS, MAX_TAG_LEN};
 pub use transport::GOSSIP_METHOD;
 pub use view::{ClusterView, NodeInfo};
+pub use view_rpc::VIEW_METHOD;

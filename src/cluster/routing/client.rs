@@ -1,24 +1,29 @@
 //! [`ClusterClient`]: calls to any worker of a cluster, with safe failover.
 //!
-//! Every call mode takes one path, [`ClusterClient::route`]: select a
-//! worker, get its pooled connection, make the attempt, and let
-//! `failover::decide` say what a failure means (what to record for passive
-//! ejection; retry on another worker, or stop). Connections are opened
-//! lazily, one per worker identity, and dropped when the worker leaves the
-//! pool, fails a connection, or comes back under a new generation.
+//! Every call mode takes one path, `Shared::route`: select a worker, get
+//! its pooled connection, make the attempt, and let `failover::decide`
+//! say what a failure means (what to record for passive ejection; retry
+//! on another worker, or stop). A routed stream (`stream`) feeds the
+//! failures it meets before its first response, and a resumable stream
+//! those that break it later, to the same decision (`Shared::failed`)
+//! and opens itself again through the same path. Connections are opened
+//! lazily, one per worker identity, and dropped when the worker leaves
+//! the pool, fails a connection, or comes back under a new generation.
 //! The call modes (`modes`) differ only in the attempt they give `route`.
 
 mod modes;
 mod pool;
+mod replay;
+mod stream;
 
+use std::borrow::Cow;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::time::Duration;
 
-use futures::Stream;
 use tokio::time::Instant;
 
+use super::attempt::Latencies;
 use super::budget::RetryBudget;
 use super::config::ClusterClientConfig;
 use super::discover::{Worker, WorkerRegistry};
@@ -28,23 +33,30 @@ use super::filter::WorkerFilter;
 use crate::cluster::NodeId;
 use crate::sync::lock;
 use crate::wire::CallKind;
-use crate::{CallOptions, ResponseStream, RpcClient, RpcError};
+use crate::{CallOptions, RpcClient, RpcError};
 use pool::{Connection, Pool};
+use replay::Requests;
+pub use stream::WorkerStream;
 
 /// Calls into a cluster: each call goes to a worker chosen by the
 /// registry's strategy, and moves to another worker when that is safe.
 ///
 /// * A call that provably never ran (no connection; the worker refused
-///   it, e.g. while draining) is retried on another worker.
+///   it, e.g. while draining) is retried on another worker, a streaming
+///   call too (until its first response, and while its request stream
+///   is within the replay buffer, `with_replay_limit`).
 /// * Any other failure (connection lost mid-call, timeout) is retried only
-///   for calls declared idempotent ([`CallOptions::idempotent`]).
-/// * A streaming call moves on only while connecting: its request is not
-///   sent twice.
+///   for calls declared idempotent ([`CallOptions::idempotent`]); an
+///   idempotent unary call also gives up on a worker that does not answer
+///   within its per-attempt timeout ([`AttemptTimeout`](super::AttemptTimeout)).
+/// * A stream that delivered a response stays with its worker, unless it
+///   is resumable ([`call_worker_resumable`](Self::call_worker_resumable)).
 /// * Retries are capped per call (`with_max_attempts`), by the call's
 ///   timeout, and by a retry budget across calls (`with_retry_budget`).
 /// * A worker whose connection fails, or that refuses calls, is ejected
 ///   from rotation at once; repeated timeouts eject it too (see
 ///   [`EjectionPolicy`](super::EjectionPolicy), set on the registry).
+///   Streams count like calls.
 ///
 /// # Errors
 /// A worker's own answer (handler error, unknown method, message too
@@ -52,16 +64,22 @@ use pool::{Connection, Pool};
 /// [`RpcError::Failover`], listing every worker tried and why each failed,
 /// and why no further worker was tried ([`StopReason`]).
 pub struct ClusterClient {
+    shared: Arc<Shared>,
+}
+
+/// What the client's calls and streams share.
+struct Shared {
     registry: Arc<WorkerRegistry>,
     config: ClusterClientConfig,
     pool: Pool,
     budget: Mutex<RetryBudget>,
+    latencies: Mutex<Latencies>,
 }
 
 impl std::fmt::Debug for ClusterClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterClient")
-            .field("registry", &self.registry)
+            .field("registry", &self.shared.registry)
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +91,100 @@ struct AttemptError {
     connected: bool,
 }
 
+/// A successful attempt: its value, the worker, and the pool entry used.
+struct Attempted<T> {
+    value: T,
+    worker: Worker,
+    cell: Option<Connection>,
+}
+
+/// One routed call's progress across attempts: what `failover::decide`
+/// reads, and what the next attempt needs. A stream owns its route
+/// (`'static`) to open itself again later.
+struct Route<'a> {
+    method: Cow<'a, str>,
+    filter: Option<Cow<'a, str>>,
+    options: Cow<'a, CallOptions>,
+    kind: CallKind,
+    /// Whether the call may run more than once (a resumable stream may,
+    /// from its position).
+    idempotent: bool,
+    /// When the call's timeout passes; for a stream without one, the
+    /// bound on finding a worker that takes it.
+    deadline: Instant,
+    /// The workers that failed this round of attempts.
+    failed: Vec<FailedAttempt>,
+    /// A request stream, kept while it can be sent again.
+    requests: Option<Requests>,
+    /// Whether the call was counted for the retry budget.
+    counted: bool,
+}
+
+impl<'a> Route<'a> {
+    fn new(
+        method: &'a str,
+        filter: Option<&'a str>,
+        options: &'a CallOptions,
+        kind: CallKind,
+        default_timeout: Duration,
+    ) -> Self {
+        Self {
+            method: Cow::Borrowed(method),
+            filter: filter.map(Cow::Borrowed),
+            idempotent: options.is_idempotent(),
+            deadline: Instant::now() + options.timeout().unwrap_or(default_timeout),
+            options: Cow::Borrowed(options),
+            kind,
+            failed: Vec::new(),
+            requests: None,
+            counted: false,
+        }
+    }
+
+    fn into_owned(self) -> Route<'static> {
+        Route {
+            method: Cow::Owned(self.method.into_owned()),
+            filter: self.filter.map(|f| Cow::Owned(f.into_owned())),
+            options: Cow::Owned(self.options.into_owned()),
+            kind: self.kind,
+            idempotent: self.idempotent,
+            deadline: self.deadline,
+            failed: self.failed,
+            requests: self.requests,
+            counted: self.counted,
+        }
+    }
+
+    /// A new round of attempts (a stream that delivered responses is
+    /// opened again): nothing failed yet, and a stream without a timeout
+    /// gets a fresh bound on finding a worker.
+    fn restart(&mut self, default_timeout: Duration) {
+        self.failed.clear();
+        if self.options.timeout().is_none() {
+            self.deadline = Instant::now() + default_timeout;
+        }
+    }
+
+    /// The round of attempts succeeded: later failures start a new one.
+    fn succeeded(&mut self) {
+        self.failed.clear();
+    }
+
+    /// Whether the request can be sent again: a single message always,
+    /// a request stream while every request taken is kept.
+    fn replayable(&self) -> bool {
+        self.requests.as_ref().is_none_or(Requests::replayable)
+    }
+
+    /// Ends the round: the routing failure listing the workers tried.
+    fn stop(&mut self, stopped: StopReason) -> RpcError {
+        RpcError::Failover {
+            attempts: std::mem::take(&mut self.failed),
+            stopped,
+        }
+    }
+}
+
 impl ClusterClient {
     /// A client routing through `registry`; `config` is an
     /// [`RpcConfig`](crate::RpcConfig) for the worker connections (CA,
@@ -80,112 +192,153 @@ impl ClusterClient {
     pub fn new(registry: Arc<WorkerRegistry>, config: impl Into<ClusterClientConfig>) -> Self {
         let config = config.into();
         Self {
-            pool: Pool::new(config.worker_rpc()),
-            budget: Mutex::new(RetryBudget::new(config.budget, Instant::now())),
-            registry,
-            config,
+            shared: Arc::new(Shared {
+                pool: Pool::new(config.worker_rpc()),
+                budget: Mutex::new(RetryBudget::new(config.budget, Instant::now())),
+                latencies: Mutex::new(Latencies::default()),
+                registry,
+                config,
+            }),
         }
     }
 
     /// The registry this client routes through.
     pub fn registry(&self) -> &Arc<WorkerRegistry> {
-        &self.registry
+        &self.shared.registry
+    }
+}
+
+impl Shared {
+    fn default_timeout(&self) -> Duration {
+        self.pool.rpc().default_timeout()
     }
 
     /// The one call path: select → connect → attempt → decide, until an
-    /// answer or a reason to stop. `kind` says whether the request can be
-    /// sent again (unary) and whether the responses are read as a stream
-    /// (then without a timeout in `options` they have no deadline).
+    /// attempt succeeds or a reason to stop. A unary or client-streaming
+    /// attempt succeeds with the answer; a streaming one once its stream
+    /// is open (the stream records its worker's outcome at its first
+    /// response).
     async fn route<T, F, Fut>(
         &self,
-        filter_text: Option<&str>,
-        options: &CallOptions,
-        kind: CallKind,
+        route: &mut Route<'_>,
         mut attempt: F,
-    ) -> Result<(T, Worker), RpcError>
+    ) -> Result<Attempted<T>, RpcError>
     where
         F: FnMut(RpcClient, CallOptions) -> Fut,
         Fut: Future<Output = Result<T, RpcError>>,
     {
-        let filter = WorkerFilter::parse(filter_text)?;
-        let start = Instant::now();
-        let deadline = start
-            + options
-                .timeout()
-                .unwrap_or(self.pool.rpc().default_timeout());
+        // A copy (a pointer for a call's borrowed filter): the route is
+        // updated below while the filter is in use.
+        let filter_text = route.filter.clone();
+        let filter = WorkerFilter::parse(filter_text.as_deref())?;
+        let text = filter_text.as_deref().unwrap_or("");
         self.pool.prune(&self.registry);
-        lock(&self.budget).deposit(start);
-        let mut failed: Vec<FailedAttempt> = Vec::new();
-        let stopped = loop {
+        if !route.counted {
+            // A call counts once for the budget; a stream opened again
+            // draws on it instead.
+            route.counted = true;
+            lock(&self.budget).deposit(Instant::now());
+        }
+        loop {
             let now = Instant::now();
-            let tried: Vec<NodeId> = failed.iter().map(|a| a.worker).collect();
-            let text = filter_text.unwrap_or("");
+            let tried: Vec<NodeId> = route.failed.iter().map(|a| a.worker).collect();
             let worker = match self.registry.select(&filter, text, &tried, now) {
                 Ok(worker) => worker,
-                Err(e) if failed.is_empty() => return Err(e),
-                Err(e) => break StopReason::NoMoreWorkers(Box::new(e)),
+                Err(e) if route.failed.is_empty() => return Err(e),
+                Err(e) => return Err(route.stop(StopReason::NoMoreWorkers(Box::new(e)))),
             };
-            if deadline <= now {
+            if route.deadline <= now {
                 // Not even a connection can be tried (a zero timeout, or
                 // the time went while selecting).
-                failed.push(FailedAttempt {
+                route.failed.push(FailedAttempt {
                     worker: worker.id(),
                     error: RpcError::Timeout,
                 });
-                break StopReason::DeadlinePassed;
+                return Err(route.stop(StopReason::DeadlinePassed));
             }
             let mut cell = None;
-            let attempted = self
-                .attempt(&worker, deadline, options, kind, &mut cell, &mut attempt)
-                .await;
-            let AttemptError { error, connected } = match attempted {
+            let attempted = self.attempt(&worker, route, &mut cell, &mut attempt).await;
+            match attempted {
                 Ok(value) => {
-                    let now = Instant::now();
-                    self.registry.record(&worker, Outcome::Answered, now);
-                    return Ok((value, worker));
+                    if matches!(route.kind, CallKind::Unary | CallKind::ClientStreaming) {
+                        let answered = Instant::now();
+                        self.registry.record(&worker, Outcome::Answered, answered);
+                        if route.kind == CallKind::Unary {
+                            let took = answered.saturating_duration_since(now);
+                            lock(&self.latencies).record(&route.method, took);
+                        }
+                    }
+                    return Ok(Attempted {
+                        value,
+                        worker,
+                        cell,
+                    });
                 }
-                Err(e) => e,
-            };
-            let now = Instant::now();
-            let call = CallState {
-                attempts: failed.len() + 1,
-                max_attempts: self.config.max_attempts,
-                idempotent: options.is_idempotent(),
-                replayable: kind == CallKind::Unary,
-                deadline,
-            };
-            let decision = failover::decide(&error, connected, &call, now, || {
-                lock(&self.budget).try_withdraw(now)
-            });
-            self.registry.record(&worker, decision.outcome, now);
-            if let (Outcome::ConnectionFailed, Some(cell)) = (decision.outcome, &cell) {
-                self.pool.forget(&worker.id(), cell);
-            }
-            let worker = worker.id();
-            match decision.next {
-                Next::Return => return Err(error),
-                Next::RetryElsewhere => failed.push(FailedAttempt { worker, error }),
-                Next::Stop(reason) => {
-                    failed.push(FailedAttempt { worker, error });
-                    break reason;
+                Err(AttemptError { error, connected }) => {
+                    self.failed(route, &worker, cell.as_ref(), error, connected)?;
                 }
             }
+        }
+    }
+
+    /// What follows an attempt on `worker` that failed with `error`:
+    /// records the worker's outcome for ejection (dropping the connection
+    /// `cell` if it failed) and applies `failover::decide`. `Ok` when the
+    /// call goes on to another worker (the failure is kept in `route`),
+    /// otherwise the error the call ends with.
+    fn failed(
+        &self,
+        route: &mut Route<'_>,
+        worker: &Worker,
+        cell: Option<&Connection>,
+        error: RpcError,
+        connected: bool,
+    ) -> Result<(), RpcError> {
+        let now = Instant::now();
+        let call = CallState {
+            attempts: route.failed.len() + 1,
+            max_attempts: self.config.max_attempts,
+            idempotent: route.idempotent,
+            replayable: route.replayable(),
+            deadline: route.deadline,
         };
-        Err(RpcError::Failover {
-            attempts: failed,
-            stopped,
-        })
+        let decision = failover::decide(&error, connected, &call, now, || {
+            lock(&self.budget).try_withdraw(now)
+        });
+        self.record(worker, cell, decision.outcome, now);
+        let failed = FailedAttempt {
+            worker: worker.id(),
+            error,
+        };
+        match decision.next {
+            Next::Return => Err(failed.error),
+            Next::RetryElsewhere => {
+                route.failed.push(failed);
+                Ok(())
+            }
+            Next::Stop(reason) => {
+                route.failed.push(failed);
+                Err(route.stop(reason))
+            }
+        }
+    }
+
+    /// Records `outcome` for `worker`, and drops its connection `cell`
+    /// when the connection failed.
+    fn record(&self, worker: &Worker, cell: Option<&Connection>, outcome: Outcome, now: Instant) {
+        self.registry.record(worker, outcome, now);
+        if let (Outcome::ConnectionFailed, Some(cell)) = (outcome, cell) {
+            self.pool.forget(&worker.id(), cell);
+        }
     }
 
     /// One attempt on `worker`: its pooled connection (`cell` receives the
-    /// pool entry), then `attempt` with `options` bounded by what is left
-    /// of the call's time (a stream without a timeout stays without one).
+    /// pool entry), then `attempt` with the route's options bounded by the
+    /// attempt's time (a stream without a timeout stays without one).
     async fn attempt<T, F, Fut>(
         &self,
         worker: &Worker,
-        deadline: Instant,
-        options: &CallOptions,
-        kind: CallKind,
+        route: &Route<'_>,
         cell: &mut Option<Connection>,
         attempt: &mut F,
     ) -> Result<T, AttemptError>
@@ -193,21 +346,28 @@ impl ClusterClient {
         F: FnMut(RpcClient, CallOptions) -> Fut,
         Fut: Future<Output = Result<T, RpcError>>,
     {
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let until = match self.attempt_limit(route) {
+            Some(limit) => route.deadline.min(now + limit),
+            None => route.deadline,
+        };
         let client = self
             .pool
-            .connection(worker, remaining, cell)
+            .connection(worker, until.saturating_duration_since(now), cell)
             .await
             .map_err(|error| AttemptError {
                 error,
                 connected: false,
             })?;
-        let streamed = matches!(kind, CallKind::ServerStreaming | CallKind::Bidirectional);
+        let streamed = matches!(
+            route.kind,
+            CallKind::ServerStreaming | CallKind::Bidirectional
+        );
+        let options = route.options.clone().into_owned();
         let options = if streamed && options.timeout().is_none() {
-            options.clone()
+            options
         } else {
-            let left = deadline.saturating_duration_since(Instant::now());
-            options.clone().with_timeout(left)
+            options.with_timeout(until.saturating_duration_since(Instant::now()))
         };
         attempt(client, options)
             .await
@@ -216,28 +376,25 @@ impl ClusterClient {
                 connected: true,
             })
     }
-}
 
-/// The responses of a streaming call to a worker; the worker counts the
-/// call as in flight until this is dropped. Dropping it before the end
-/// cancels the call.
-#[derive(Debug)]
-pub struct WorkerStream {
-    inner: ResponseStream,
-    worker: Worker,
-}
-
-impl WorkerStream {
-    /// The worker serving the call.
-    pub fn worker(&self) -> &Worker {
-        &self.worker
-    }
-}
-
-impl Stream for WorkerStream {
-    type Item = Result<Vec<u8>, RpcError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.inner).poll_next(cx)
+    /// The per-attempt timeout of the route's next attempt: for an
+    /// idempotent unary call that has another attempt after this one, the
+    /// call's own or the configured [`AttemptTimeout`](super::AttemptTimeout).
+    fn attempt_limit(&self, route: &Route<'_>) -> Option<Duration> {
+        let last = route.failed.len() + 1 >= self.config.max_attempts;
+        if route.kind != CallKind::Unary || !route.idempotent || last {
+            return None;
+        }
+        if let Some(limit) = route.options.attempt_timeout() {
+            return Some(limit);
+        }
+        let timeout = route
+            .options
+            .timeout()
+            .unwrap_or_else(|| self.default_timeout());
+        let p99 = lock(&self.latencies).p99(&route.method);
+        self.config
+            .attempt_timeout
+            .limit(timeout, self.config.max_attempts, p99)
     }
 }

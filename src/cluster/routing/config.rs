@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::attempt::AttemptTimeout;
 use super::budget::RetryBudgetConfig;
 use crate::RpcConfig;
 
@@ -20,12 +21,19 @@ pub struct ClusterClientConfig {
     pub(super) budget: RetryBudgetConfig,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    pub(super) attempt_timeout: AttemptTimeout,
+    pub(super) replay_limit: usize,
 }
+
+/// Bytes of a request stream kept for sending it again (see
+/// [`ClusterClientConfig::with_replay_limit`]).
+pub const DEFAULT_REPLAY_LIMIT: usize = 64 * 1024;
 
 impl From<RpcConfig> for ClusterClientConfig {
     /// Worker connections use `rpc` (CA, server name, limits, default
-    /// timeout) with the liveness settings below, at 3 attempts per call and
-    /// Finagle's retry budget.
+    /// timeout) with the liveness settings below, at 3 attempts per call,
+    /// Finagle's retry budget, the adaptive per-attempt timeout and a
+    /// 64 KiB replay buffer per request stream.
     fn from(rpc: RpcConfig) -> Self {
         Self {
             rpc,
@@ -33,6 +41,8 @@ impl From<RpcConfig> for ClusterClientConfig {
             budget: RetryBudgetConfig::default(),
             connect_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_millis(800),
+            attempt_timeout: AttemptTimeout::default(),
+            replay_limit: DEFAULT_REPLAY_LIMIT,
         }
     }
 }
@@ -70,6 +80,35 @@ impl ClusterClientConfig {
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
+    }
+
+    /// How long one attempt of an idempotent unary call may take before it
+    /// is abandoned and the call moves to another worker (default
+    /// [`AttemptTimeout::Adaptive`]: a share of the call's timeout,
+    /// shortened by the method's recent answer times; see
+    /// [`AdaptiveTimeout`](super::AdaptiveTimeout)). A call's own
+    /// [`CallOptions::with_attempt_timeout`](crate::CallOptions::with_attempt_timeout)
+    /// wins over it.
+    pub fn with_attempt_timeout(mut self, policy: AttemptTimeout) -> Self {
+        self.attempt_timeout = policy;
+        self
+    }
+
+    /// Bytes of a client- or bidirectional-streaming call's request stream
+    /// kept so that the stream can be sent again to another worker when
+    /// the first refused the call before running it (draining, shutting
+    /// down), or lost it and the call is idempotent (default
+    /// [`DEFAULT_REPLAY_LIMIT`], 64 KiB). Once the requests sent exceed it,
+    /// or the worker's first response arrives, nothing is kept and the call
+    /// stays with its worker: gRFC A6's retry buffer and its commit rule.
+    pub fn with_replay_limit(mut self, bytes: usize) -> Self {
+        self.replay_limit = bytes;
+        self
+    }
+
+    /// The RPC configuration as given (CA, server name, limits).
+    pub(super) fn rpc(&self) -> &RpcConfig {
+        &self.rpc
     }
 
     /// The RPC configuration worker connections use, liveness settings applied.

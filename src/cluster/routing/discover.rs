@@ -19,6 +19,7 @@ use super::balance::{LoadBalancingStrategy, Picker};
 use super::eject::{EjectionPolicy, Outcome};
 use super::filter::WorkerFilter;
 use super::load::{InFlight, WorkerCell};
+use super::remote::ViewSource;
 use super::status::{WorkerState, WorkerStatus};
 use crate::cluster::{ClusterMembership, ClusterView, NodeId, NodeStatus, Tags};
 use crate::sync::lock;
@@ -136,7 +137,7 @@ impl Pool {
 }
 
 struct Shared {
-    cluster: ClusterMembership,
+    source: ViewSource,
     pool: RwLock<Arc<Pool>>,
     picker: Mutex<Picker>,
     changes: watch::Sender<u64>,
@@ -177,7 +178,7 @@ impl std::fmt::Debug for WorkerRegistry {
     }
 }
 
-fn seed() -> u64 {
+pub(super) fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     std::collections::hash_map::RandomState::new()
         .build_hasher()
@@ -198,10 +199,19 @@ impl WorkerRegistry {
         strategy: LoadBalancingStrategy,
         seed: u64,
     ) -> Self {
-        let pool = Pool::from_view(&cluster.view(), &Pool::default());
+        Self::from_source(ViewSource::Member(cluster), strategy, seed)
+    }
+
+    /// A registry over the members `source` shows.
+    pub(super) fn from_source(
+        source: ViewSource,
+        strategy: LoadBalancingStrategy,
+        seed: u64,
+    ) -> Self {
+        let pool = Pool::from_view(&source.view(), &Pool::default());
         Self {
             shared: Arc::new(Shared {
-                cluster,
+                source,
                 pool: RwLock::new(Arc::new(pool)),
                 picker: Mutex::new(Picker::new(strategy, seed)),
                 changes: watch::channel(0).0,
@@ -251,7 +261,7 @@ impl WorkerRegistry {
         if follower.is_some() {
             return;
         }
-        let mut views = self.shared.cluster.watch();
+        let mut views = self.shared.source.watch();
         let weak = Arc::downgrade(&self.shared);
         // The view current now may be newer than the one `new` read.
         apply(&self.shared, &views.borrow_and_update());
@@ -304,9 +314,10 @@ impl WorkerRegistry {
         self.shared.changes.subscribe()
     }
 
-    /// The membership this registry follows.
-    pub fn cluster(&self) -> &ClusterMembership {
-        &self.shared.cluster
+    /// The membership this registry follows; `None` for a registry that
+    /// follows a member's view over RPC ([`WorkerRegistry::following`]).
+    pub fn cluster(&self) -> Option<&ClusterMembership> {
+        self.shared.source.membership()
     }
 
     fn pool(&self) -> Arc<Pool> {

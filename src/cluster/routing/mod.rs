@@ -10,14 +10,17 @@
 //! | `status` | [`WorkerStatus`], [`WorkerState`]: what a registry reports about its workers |
 //! | `failover` | what follows a failed attempt: one classification of errors, one decision (gRFC A6), [`StopReason`], pure |
 //! | `budget` | the retry budget (Finagle), sans-IO |
+//! | `attempt` | [`AttemptTimeout`]: how long one attempt may take (Envoy's per-try timeout), answer times per method, sans-IO |
 //! | `config` | [`ClusterClientConfig`] |
 //! | `client` | [`ClusterClient`]: the one call path, pooled worker connections |
 //! | `drain` | [`drain_and_leave`]: a worker's graceful departure |
+//! | `remote` | [`RemoteView`]: a member's view followed over RPC, for applications that are not members |
 //!
 //! After tower's split of load balancing into discovery, load and
 //! balance, and Finagle's and Envoy's view that failure handling belongs to
 //! routing (see `docs/CLUSTER.md`, "Routing calls").
 
+mod attempt;
 mod balance;
 mod budget;
 mod client;
@@ -28,16 +31,19 @@ mod eject;
 mod failover;
 mod filter;
 mod load;
+mod remote;
 mod status;
 
+pub use attempt::{AdaptiveTimeout, AttemptTimeout};
 pub use balance::LoadBalancingStrategy;
 pub use budget::RetryBudgetConfig;
 pub use client::{ClusterClient, WorkerStream};
-pub use config::ClusterClientConfig;
+pub use config::{ClusterClientConfig, DEFAULT_REPLAY_LIMIT};
 pub use discover::{Worker, WorkerRegistry, DRAINING_TAG, LABEL_TAG};
 pub use drain::drain_and_leave;
 pub use eject::EjectionPolicy;
 pub(crate) use failover::format_attempts;
 pub use failover::{FailedAttempt, StopReason};
 pub(crate) use filter::WorkerFilter;
+pub use remote::{RemoteView, VIEW_IDLE_TIMEOUT};
 pub use status::{WorkerState, WorkerStatus};

@@ -4,16 +4,19 @@
 //!
 //! | mode | methods | moves to another worker | deadline without a timeout |
 //! |---|---|---|---|
-//! | unary | `call_worker`, `call_worker_with` | as `failover` rules | the default timeout |
-//! | server streaming | `call_worker_server_streaming(_with)` | only while connecting | none for the stream |
-//! | client streaming | `call_worker_client_streaming(_with)` | only while connecting | the default timeout |
-//! | bidirectional | `call_worker_streaming(_with)` | only while connecting | none for the stream |
+//! | unary | `call_worker`, `call_worker_with` | as `failover` rules, per-attempt timeout if idempotent | the default timeout |
+//! | server streaming | `call_worker_server_streaming(_with)` | until its first response | none for the stream |
+//! | client streaming | `call_worker_client_streaming(_with)` | while its requests are kept | the default timeout |
+//! | bidirectional | `call_worker_streaming(_with)` | until its first response, while its requests are kept | none for the stream |
+//! | resumable server streaming | `call_worker_resumable` | whenever its worker fails, from the last item | none for the stream |
 //!
 //! With a timeout, the whole call is bounded by it, a stream included.
 
 use futures::Stream;
 
-use super::{ClusterClient, WorkerStream};
+use super::replay::Requests;
+use super::stream::{self, Reopen, Request, Resume};
+use super::{ClusterClient, Route, WorkerStream};
 use crate::wire::CallKind;
 use crate::{CallOptions, RpcError};
 
@@ -36,8 +39,10 @@ impl ClusterClient {
     }
 
     /// [`call_worker`](Self::call_worker) with call options: metadata, a
-    /// timeout for the whole call (retries included) and whether the call
-    /// is idempotent.
+    /// timeout for the whole call (retries included), whether the call
+    /// is idempotent, and for an idempotent call how long one attempt may
+    /// take ([`CallOptions::with_attempt_timeout`]; default: the client's
+    /// [`AttemptTimeout`](crate::cluster::AttemptTimeout)).
     ///
     /// # Errors
     /// See [`ClusterClient`].
@@ -48,19 +53,28 @@ impl ClusterClient {
         filter: Option<&str>,
         options: CallOptions,
     ) -> Result<Vec<u8>, RpcError> {
-        let (response, _worker) = self
-            .route(filter, &options, CallKind::Unary, |client, options| {
+        let shared = &self.shared;
+        let mut route = Route::new(
+            method,
+            filter,
+            &options,
+            CallKind::Unary,
+            shared.default_timeout(),
+        );
+        let answered = shared
+            .route(&mut route, |client, options| {
                 client.call_with_options(method, data.clone(), &options)
             })
             .await?;
-        Ok(response)
+        Ok(answered.value)
     }
 
     /// Server streaming on a worker matching `filter`: one request, a
     /// stream of responses, with default options (no deadline for the
-    /// stream). The call moves to another worker only while connecting;
-    /// once the request is sent, failures arrive in the stream. The worker
-    /// counts the call as in flight until the stream is dropped.
+    /// stream). Until its first response the stream moves to another
+    /// worker when its worker refused it or could not be reached; once a
+    /// response arrived, failures arrive in the stream. The worker counts
+    /// the call as in flight until the stream is dropped.
     ///
     /// # Errors
     /// See [`ClusterClient`].
@@ -75,9 +89,11 @@ impl ClusterClient {
     }
 
     /// [`call_worker_server_streaming`](Self::call_worker_server_streaming)
-    /// with call options: the worker's handler sees the metadata, and a
+    /// with call options: the worker's handler sees the metadata, a
     /// timeout bounds the whole call, stream included (the worker ends the
-    /// stream with [`RpcError::Timeout`] when it passes).
+    /// stream with [`RpcError::Timeout`] when it passes), and an
+    /// idempotent stream also moves on when its worker's connection is
+    /// lost before the first response.
     ///
     /// # Errors
     /// See [`ClusterClient`].
@@ -88,19 +104,77 @@ impl ClusterClient {
         filter: Option<&str>,
         options: CallOptions,
     ) -> Result<WorkerStream, RpcError> {
-        let kind = CallKind::ServerStreaming;
-        let (inner, worker) = self
-            .route(filter, &options, kind, |client, options| {
-                client.call_server_streaming_with_options(method, request.clone(), &options)
-            })
-            .await?;
-        Ok(WorkerStream { inner, worker })
+        self.open_stream(method, filter, &options, Request::Message(request), None)
+            .await
+    }
+
+    /// A resumable server stream: `method`'s handler takes, in its
+    /// request, the position to start from, and every item it yields
+    /// carries its position, so `resume(last)` makes the request that
+    /// starts the stream right after `last`, the last item the caller
+    /// received (`request` starts it from the beginning).
+    ///
+    /// When the stream's worker fails (refuses it, drains, loses its
+    /// connection, resets the stream), the stream opens itself on another
+    /// worker matching `filter` with `resume`'s request: the caller sees
+    /// every item once, in order, and no error. Each resumption is a
+    /// round of attempts under the call's rules (at most `max_attempts`
+    /// workers, the retry budget, the call's timeout if `options` has
+    /// one); when one fails, the stream delivers the
+    /// [`RpcError::Failover`] and ends, and
+    /// [`WorkerStream::resume_on`] can resume it later. An error item from
+    /// the handler is delivered as it is, the stream staying with its
+    /// worker. A resumable stream is idempotent from its position: it is
+    /// opened again after failures that may have run it, whatever
+    /// `options` say.
+    ///
+    /// ```no_run
+    /// # async fn f(client: rpcnet::cluster::ClusterClient) -> Result<(), rpcnet::RpcError> {
+    /// use futures::StreamExt;
+    /// use rpcnet::CallOptions;
+    ///
+    /// // Items are 8-byte big-endian sequence numbers; the request is the first wanted.
+    /// let after = |last: &[u8]| -> Result<Vec<u8>, rpcnet::RpcError> {
+    ///     let n = u64::from_be_bytes(last.try_into().map_err(|_| rpcnet::RpcError::ProtocolError("item".into()))?);
+    ///     Ok((n + 1).to_be_bytes().to_vec())
+    /// };
+    /// let mut items = client
+    ///     .call_worker_resumable("count", 1u64.to_be_bytes().to_vec(), Some("role=worker"), CallOptions::new(), after)
+    ///     .await?;
+    /// while let Some(item) = items.next().await {
+    ///     println!("{:?} from {}", item?, items.worker().addr());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// See [`ClusterClient`], for opening the stream.
+    pub async fn call_worker_resumable<F>(
+        &self,
+        method: &str,
+        request: Vec<u8>,
+        filter: Option<&str>,
+        options: CallOptions,
+        resume: F,
+    ) -> Result<WorkerStream, RpcError>
+    where
+        F: FnMut(&[u8]) -> Result<Vec<u8>, RpcError> + Send + 'static,
+    {
+        let resume = Resume {
+            next: Box::new(resume),
+            last: None,
+        };
+        let request = Request::Message(request);
+        self.open_stream(method, filter, &options, request, Some(resume))
+            .await
     }
 
     /// Client streaming on a worker matching `filter`: uploads `requests`,
     /// then returns the single response, bounded as a whole by the default
-    /// timeout. A request stream cannot be replayed, so the call moves to
-    /// another worker only if connecting fails.
+    /// timeout. The requests sent are kept up to
+    /// [`with_replay_limit`](crate::cluster::ClusterClientConfig::with_replay_limit),
+    /// so the call moves to another worker when its worker refused it (or
+    /// could not be reached) before more was sent.
     ///
     /// # Errors
     /// See [`ClusterClient`].
@@ -118,7 +192,9 @@ impl ClusterClient {
     }
 
     /// [`call_worker_client_streaming`](Self::call_worker_client_streaming)
-    /// with call options: metadata, and a timeout for the whole call.
+    /// with call options: metadata, a timeout for the whole call, and
+    /// idempotence (an idempotent call also moves on when its connection
+    /// is lost, while its requests are kept).
     ///
     /// # Errors
     /// See [`ClusterClient`].
@@ -132,23 +208,25 @@ impl ClusterClient {
     where
         S: Stream<Item = Vec<u8>> + Send + 'static,
     {
-        let mut requests = Some(requests);
+        let shared = &self.shared;
+        let requests = Requests::new(requests, shared.config.replay_limit);
         let kind = CallKind::ClientStreaming;
-        let (response, _worker) = self
-            .route(filter, &options, kind, |client, options| {
-                let call = take_once(&mut requests).map(|requests| {
-                    client.call_client_streaming_with_options(method, requests, &options)
-                });
-                async move { call?.await }
+        let mut route = Route::new(method, filter, &options, kind, shared.default_timeout());
+        route.requests = Some(requests.clone());
+        let answered = shared
+            .route(&mut route, |client, options| {
+                client.call_client_streaming_with_options(method, requests.attempt(), &options)
             })
-            .await?;
-        Ok(response)
+            .await;
+        requests.commit();
+        Ok(answered?.value)
     }
 
     /// Bidirectional streaming on a worker matching `filter`, with default
-    /// options (no deadline for the stream). A request stream cannot be
-    /// replayed, so the call moves to another worker only if connecting
-    /// fails.
+    /// options (no deadline for the stream). Until its first response, and
+    /// while the requests sent are kept (see
+    /// [`call_worker_client_streaming`](Self::call_worker_client_streaming)),
+    /// the call moves to another worker when its worker refused it.
     ///
     /// # Errors
     /// See [`ClusterClient`].
@@ -166,8 +244,8 @@ impl ClusterClient {
     }
 
     /// [`call_worker_streaming`](Self::call_worker_streaming) with call
-    /// options: metadata, and a timeout bounding the whole call, stream
-    /// included.
+    /// options: metadata, a timeout bounding the whole call, stream
+    /// included, and idempotence.
     ///
     /// # Errors
     /// See [`ClusterClient`].
@@ -181,24 +259,39 @@ impl ClusterClient {
     where
         S: Stream<Item = Vec<u8>> + Send + 'static,
     {
-        let mut requests = Some(requests);
-        let kind = CallKind::Bidirectional;
-        let (inner, worker) = self
-            .route(filter, &options, kind, |client, options| {
-                let call = take_once(&mut requests)
-                    .map(|requests| client.call_streaming_with_options(method, requests, &options));
-                async move { call?.await }
-            })
-            .await?;
-        Ok(WorkerStream { inner, worker })
+        let requests = Requests::new(requests, self.shared.config.replay_limit);
+        let request = Request::Stream(requests);
+        self.open_stream(method, filter, &options, request, None)
+            .await
     }
-}
 
-/// A request stream for `route`'s attempts: the first attempt that has a
-/// connection takes it. `failover::decide` never repeats a streaming call
-/// once connected, so the error below is not expected to be seen.
-fn take_once<S>(requests: &mut Option<S>) -> Result<S, RpcError> {
-    requests
-        .take()
-        .ok_or_else(|| RpcError::StreamError("the request stream was already sent".into()))
+    /// Opens a routed stream: the route's first round of attempts, then a
+    /// [`WorkerStream`] that owns the route to go on with it.
+    async fn open_stream(
+        &self,
+        method: &str,
+        filter: Option<&str>,
+        options: &CallOptions,
+        request: Request,
+        resume: Option<Resume>,
+    ) -> Result<WorkerStream, RpcError> {
+        let shared = &self.shared;
+        let kind = match request {
+            Request::Message(_) => CallKind::ServerStreaming,
+            Request::Stream(_) => CallKind::Bidirectional,
+        };
+        let mut route = Route::new(method, filter, options, kind, shared.default_timeout());
+        // A resumable stream is repeatable from its position.
+        route.idempotent |= resume.is_some();
+        if let Request::Stream(requests) = &request {
+            route.requests = Some(requests.clone());
+        }
+        let mut reopen = Reopen {
+            route: route.into_owned(),
+            request,
+            resume,
+        };
+        let opened = stream::open(shared, &mut reopen).await?;
+        Ok(WorkerStream::new(shared.clone(), opened, reopen))
+    }
 }
