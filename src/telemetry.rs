@@ -40,6 +40,82 @@ pub fn is_enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
+/// Describes every metric above (help text and unit) to the installed
+/// recorder; exporters such as Prometheus's show the descriptions.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_histogram!(
+        "rpc.server.call.duration",
+        Unit::Seconds,
+        "Calls served, from admission to the final status, by method and status"
+    );
+    describe_histogram!(
+        "rpc.server.request.size",
+        Unit::Bytes,
+        "Request message of unary calls served, by method"
+    );
+    describe_histogram!(
+        "rpc.server.response.size",
+        Unit::Bytes,
+        "Response message of unary calls served, by method"
+    );
+    describe_gauge!("rpc.server.active_calls", "Calls being served");
+    describe_histogram!(
+        "rpc.client.call.duration",
+        Unit::Seconds,
+        "Unary and client-streaming calls made, as their callers waited, by method and outcome"
+    );
+    describe_gauge!("rpcnet.server.connections", "Connections being served");
+    describe_counter!(
+        "rpcnet.server.connections.refused",
+        "Connections refused after their handshake, by reason (limit, draining)"
+    );
+    for (name, help) in [
+        (
+            "rpcnet.membership.gossip.sent.packets",
+            "Gossip packets handed to the transport",
+        ),
+        (
+            "rpcnet.membership.gossip.sent.bytes",
+            "Gossip bytes handed to the transport",
+        ),
+        (
+            "rpcnet.membership.gossip.received.packets",
+            "Gossip packets received from members",
+        ),
+        (
+            "rpcnet.membership.gossip.received.bytes",
+            "Gossip bytes received from members",
+        ),
+        (
+            "rpcnet.membership.gossip.rejected",
+            "Gossip packets refused (malformed, stale, not for this node)",
+        ),
+        (
+            "rpcnet.membership.gossip.forged",
+            "Gossip packets that spoke for an address their sender's certificate does not cover",
+        ),
+        (
+            "rpcnet.membership.renewals",
+            "Times this node renewed its identity after the cluster declared it down",
+        ),
+        (
+            "rpcnet.membership.generation_jumps",
+            "Times this node moved its generation above an earlier life's",
+        ),
+        (
+            "rpcnet.membership.own_pauses",
+            "Times this node noticed it had itself been paused",
+        ),
+        (
+            "rpcnet.membership.refutations",
+            "Suspicions of this node it refuted (Lifeguard's buddy system)",
+        ),
+    ] {
+        describe_counter!(name, help);
+    }
+}
+
 /// The `rpc.status` label of a wire status.
 pub(crate) fn status_label(code: StatusCode) -> &'static str {
     match code {

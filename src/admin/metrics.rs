@@ -40,6 +40,7 @@ pub const ROUTING_WORKER_IN_FLIGHT: &str = "rpcnet.routing.worker.in_flight";
 
 /// Registers the help text of every metric above with the current recorder.
 pub fn describe() {
+    crate::telemetry::describe();
     describe_gauge!(
         CLUSTER_MEMBERS,
         "Cluster members by status as this node sees them, this node included"
