@@ -93,7 +93,7 @@ impl ClusterMembership {
         let addr = server.socket_addr().ok_or_else(|| {
             RpcError::ConfigError("bind the RPC server before starting membership".into())
         })?;
-        let transport = Transport::for_node(&server.config(), addr, &config)?;
+        let transport = Transport::for_node(server.config(), addr, &config)?;
         let generation = config.generation.unwrap_or_else(initial_generation);
         let id = NodeId::new(addr, generation);
         let core = MembershipCore::new(id, config.clone(), seed_from_clock(), Duration::ZERO);
