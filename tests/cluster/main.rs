@@ -198,6 +198,114 @@ async fn a_graceful_leave_is_reported_as_left() {
     leaver.kill();
 }
 
+/// Every event received so far.
+fn received(rx: &mut tokio::sync::broadcast::Receiver<ClusterEvent>) -> Vec<ClusterEvent> {
+    let mut events = Vec::new();
+    loop {
+        match rx.try_recv() {
+            Ok(e) => events.push(e),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => continue,
+            Err(_) => return events,
+        }
+    }
+}
+
+/// A worker whose drain (a call in flight) outlasts SWIM's suspicion
+/// timeout, φ's verdict time and the partition grace. A server that shuts
+/// down refuses every new call, the gossip method's included, so the
+/// draining node hears nobody from then on: it must have announced its
+/// departure before that, or the others judge its silence (and it judges
+/// theirs) while it drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_longer_than_failure_detection_is_reported_as_a_leave() {
+    let config = fast().with_partition_grace(Duration::from_secs(2));
+    let drain = Duration::from_secs(5);
+    // φ passes 8 about half a second after an acceptable pause of silence.
+    let phi_verdict = config.phi.acceptable_pause + Duration::from_millis(500);
+    assert!(
+        drain > 2 * config.suspicion_timeout()
+            && drain > 2 * phi_verdict
+            && drain > 2 * config.partition_grace,
+        "the drain must outlast failure detection"
+    );
+    let a = node(config.clone()).await;
+    let b = node(config.clone()).await;
+
+    let rpc = RpcConfig::new(cert("test_cert.pem"), "127.0.0.1:0")
+        .with_key_path(cert("test_key.pem"))
+        .with_optional_client_ca_path(cert("ca.pem"))
+        .with_drain_timeout(Duration::from_secs(30));
+    let mut server = RpcServer::new(rpc);
+    let (started_tx, started) = tokio::sync::mpsc::unbounded_channel::<()>();
+    server
+        .register("slow", move |_| {
+            let started = started_tx.clone();
+            async move {
+                let _ = started.send(());
+                tokio::time::sleep(drain).await;
+                Ok(b"done".to_vec())
+            }
+        })
+        .await;
+    let quic = server.bind().unwrap();
+    let handle = server.handle();
+    let shutdown = server.shutdown_handle();
+    let addr = handle.socket_addr().unwrap();
+    let serving = tokio::spawn(async move { server.start(quic).await });
+    let worker = ClusterMembership::new(config.with_server(handle))
+        .await
+        .unwrap();
+    for n in [&b.cluster, &worker] {
+        n.join(vec![a.addr]).await.unwrap();
+    }
+    let all = [a.addr, b.addr, addr];
+    for n in [&a.cluster, &b.cluster, &worker] {
+        sees_alive(n, &all).await;
+    }
+    let mut others: Vec<_> = [&a.cluster, &b.cluster]
+        .iter()
+        .map(|c| c.subscribe())
+        .collect();
+    let mut own = worker.subscribe();
+
+    // A call in flight keeps the drain going for `drain`.
+    let client = RpcClient::connect(addr, RpcConfig::new(cert("ca.pem"), "127.0.0.1:0"))
+        .await
+        .unwrap();
+    let call = tokio::spawn(async move { client.call("slow", Vec::new()).await });
+    let mut started = started;
+    started.recv().await.expect("the call is running");
+    let began = std::time::Instant::now();
+    let drained =
+        rpcnet::cluster::drain_and_leave(&worker, &shutdown, serving, Duration::from_secs(30))
+            .await;
+    let took = began.elapsed();
+    drained.expect("drained within the timeout");
+    assert_eq!(call.await.unwrap().unwrap(), b"done");
+    assert!(
+        took >= drain - Duration::from_millis(500),
+        "drained in {took:?}"
+    );
+
+    for rx in &mut others {
+        let e = event(rx, |e| {
+            matches!(e, ClusterEvent::NodeLeft(id) | ClusterEvent::NodeFailed(id) if id.addr == addr)
+        })
+        .await;
+        assert!(matches!(e, ClusterEvent::NodeLeft(_)), "got {e:?}");
+    }
+    let [a_rx, b_rx] = &mut others[..] else {
+        unreachable!()
+    };
+    for (who, rx) in [("a", a_rx), ("b", b_rx), ("the worker", &mut own)] {
+        let failed: Vec<_> = received(rx)
+            .into_iter()
+            .filter(|e| matches!(e, ClusterEvent::NodeFailed(_)))
+            .collect();
+        assert!(failed.is_empty(), "{who} reported {failed:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_a_certificate_from_another_ca_is_refused() {
     let member = node(fast()).await;

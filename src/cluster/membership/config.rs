@@ -38,9 +38,11 @@ pub struct ClusterConfig {
     /// alike on every node: a node with it off sends no heartbeats, and a
     /// node with it on would judge that node by its SWIM traffic alone.
     pub phi_monitoring: bool,
-    /// Lifeguard local health awareness: a node whose own timers run late
-    /// or whose probes fail scales its probe and suspicion timeouts up (by
-    /// 1 + its local health score, at most 9×) before accusing others.
+    /// Lifeguard local health awareness: a node whose own timers run late,
+    /// whose probes fail or that has to refute a suspicion of itself raises
+    /// a local health score (0–8; successful probe cycles lower it) and
+    /// stretches its probe interval, probe timeout and suspicion timeout
+    /// by 1 + that score (at most 9×) before accusing others.
     pub local_health_awareness: bool,
     /// How often a node re-announces itself to members it believes down,
     /// so a partition heals without restarting anyone.
@@ -371,18 +373,17 @@ impl ClusterConfig {
             .mul_f64(self.suspicion_multiplier * n.log10())
     }
 
-    /// The foca configuration these settings imply, scaled by the local
-    /// health multiplier (Lifeguard): a node that is itself slow waits
-    /// longer before suspecting others.
-    pub(crate) fn foca_config(&self, local_health: u32) -> foca::Config {
+    /// The foca configuration these settings imply. foca cannot change its
+    /// probe timers once it runs: Lifeguard's local health stretches them
+    /// as they leave the membership core instead (`core/awareness.rs`).
+    pub(crate) fn foca_config(&self) -> foca::Config {
         use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
-        let scale = 1 + local_health;
         let mut c =
             foca::Config::new_lan(NonZeroU32::new(self.expected_cluster_size.max(1)).unwrap());
-        c.probe_period = self.probe_interval * scale;
-        c.probe_rtt = (self.probe_timeout * scale).min(c.probe_period / 2);
+        c.probe_period = self.probe_interval;
+        c.probe_rtt = self.probe_timeout.min(c.probe_period / 2);
         c.num_indirect_probes = NonZeroUsize::new(self.indirect_probes.max(1)).unwrap();
-        c.suspect_to_down_after = self.suspicion_timeout() * scale;
+        c.suspect_to_down_after = self.suspicion_timeout();
         c.max_packet_size = NonZeroUsize::new(self.max_packet_size.max(512)).unwrap();
         let retransmit = (f64::from(self.expected_cluster_size.max(2)).log10()
             * self.retransmit_multiplier)

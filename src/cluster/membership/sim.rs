@@ -53,6 +53,11 @@ pub(crate) struct SimNode {
     /// Until then the node is stopped (SIGSTOP): its timers, ticks and
     /// packets wait, then run late, in order.
     pub paused_until: Duration,
+    /// Extra time this node takes to handle each packet it receives, drawn
+    /// per packet uniformly from this range (a member that processes
+    /// messages slowly: an overloaded receive loop). Its timers and ticks
+    /// are not delayed. `None`: packets are handled on arrival.
+    pub processing: Option<(Duration, Duration)>,
 }
 
 pub(crate) struct Sim {
@@ -103,6 +108,7 @@ impl Sim {
             events: Vec::new(),
             slowness: Duration::ZERO,
             paused_until: Duration::ZERO,
+            processing: None,
         });
         self.start(i);
         i
@@ -220,10 +226,18 @@ impl Sim {
                 }
             }
             let (lo, hi) = self.latency;
-            let delay = Duration::from_micros(
+            let mut delay = Duration::from_micros(
                 self.rng
                     .random_range(lo.as_micros() as u64..=hi.as_micros() as u64),
             );
+            // Drawn only for slow receivers, so runs without them keep
+            // their random sequence.
+            if let Some((lo, hi)) = self.nodes[j].processing {
+                delay += Duration::from_micros(
+                    self.rng
+                        .random_range(lo.as_micros() as u64..=hi.as_micros() as u64),
+                );
+            }
             self.schedule(
                 self.now + delay,
                 Event::Deliver {

@@ -63,6 +63,9 @@ impl MembershipCore {
         }
         self.refuted = Some((self.id, suspicion.incarnation));
         self.stats.refutations += 1;
+        // Lifeguard: a node suspected by a member that evidently hears
+        // from it is likely slow itself.
+        self.adjust_local_health(1);
         let update = foca::Member::new(self.id, suspicion.incarnation, foca::State::Suspect);
         let _ = self
             .foca

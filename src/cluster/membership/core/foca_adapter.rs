@@ -64,9 +64,11 @@ impl MembershipCore {
                 self.broadcast_tags();
                 self.announce_renewal();
             }
-            OwnedNotification::ProbeFailed(..) => {
+            OwnedNotification::ProbeFailed(_, member) => {
                 self.probe_failed = true;
-                self.adjust_local_health(1);
+                if self.heard_during_probe(&member) {
+                    self.adjust_local_health(1);
+                }
             }
             OwnedNotification::DataReceived(header) => self.heard_from(header.src, false),
             OwnedNotification::Active

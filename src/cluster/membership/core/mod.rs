@@ -99,7 +99,10 @@ pub(crate) struct MembershipCore {
     tags: Tags,
     tag_version: u64,
     leaving: bool,
+    /// Lifeguard's local health score (0..=8): foca's probe and suspicion
+    /// timers are stretched `1 + local_health` times (awareness.rs).
     local_health: u32,
+    /// foca reported `ProbeFailed` while handling the current timer.
     probe_failed: bool,
     partitioned: bool,
     /// The last suspicion of this node handed to foca (identity,
@@ -121,7 +124,7 @@ impl MembershipCore {
         let book = TagBook::with_capacity(config.max_members.saturating_add(1));
         let foca = Foca::with_custom_broadcast(
             id,
-            config.foca_config(0),
+            config.foca_config(),
             StdRng::seed_from_u64(seed),
             PostcardCodec,
             book.clone(),
@@ -307,24 +310,28 @@ impl MembershipCore {
         if now.saturating_sub(due) > self.config.probe_timeout / 2 {
             self.adjust_local_health(1);
         }
-        if let Timer::ProbeRandomMember(_) = timer {
-            if !std::mem::take(&mut self.probe_failed) {
-                self.adjust_local_health(-1);
-            }
-        }
         let sends_before = self.out.sends.len();
         let notes_before = self.out.notes.len();
         let suspect = match &timer {
             Timer::ChangeSuspectToDown { member_id, .. } => Some(*member_id),
             _ => None,
         };
+        let probe_cycle = matches!(timer, Timer::ProbeRandomMember(_));
+        self.probe_failed = false;
         if let Err(e) = self.foca.handle_timer(timer, &mut self.out) {
             tracing::trace!("timer: {e}");
         }
         if let Some(member) = suspect {
             self.drop_courtesy_turn_undead(member, sends_before, notes_before);
         }
+        // The timers foca scheduled just now (the next probe, a suspicion)
+        // are stretched by the health before this cycle's outcome counts.
         self.flush();
+        // foca ends a probe cycle when it starts the next: the one that
+        // ended here succeeded unless it reported `ProbeFailed`.
+        if probe_cycle && !self.probe_failed {
+            self.adjust_local_health(-1);
+        }
     }
 
     /// Periodic health check (every `health_check_interval`): heartbeats
@@ -371,7 +378,10 @@ impl MembershipCore {
                 self.stats.bytes_sent += packet.len() as u64;
                 self.sends.push((to.addr, packet));
             }
-            for (timer, after) in self.out.timers.drain(..) {
+            let timers = std::mem::take(&mut self.out.timers);
+            for (timer, after) in timers {
+                // Lifeguard's local health takes effect here (awareness.rs).
+                let after = self.stretch(&timer, after);
                 self.timers.push((self.now + after, timer));
             }
             let notes = std::mem::take(&mut self.out.notes);

@@ -2,6 +2,7 @@
 
 mod convergence;
 mod detection;
+mod local_health;
 mod partitions;
 mod pauses;
 mod report;

@@ -123,7 +123,7 @@ fn cluster_report() {
 }
 
 /// Seconds until every other node of 10 marked a killed node failed, one sample per seed.
-fn detection_samples(c: &ClusterConfig, kills: u64) -> Vec<f64> {
+pub(super) fn detection_samples(c: &ClusterConfig, kills: u64) -> Vec<f64> {
     (0..kills)
         .map(|seed| {
             let n = 10;
