@@ -6,9 +6,9 @@
 //! draining tag, so the director stops assigning it.
 //!
 //! Ctrl+C or SIGTERM: open streams end with an error (so clients fail over
-//! at once), then `drain_and_leave`: the draining tag, the server's
-//! graceful shutdown, and a goodbye (peers report the worker left, not
-//! failed).
+//! at once), then `drain_and_leave`: the draining tag, a goodbye (peers
+//! report the worker left, not failed), then the server's graceful
+//! shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
