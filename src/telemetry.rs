@@ -15,6 +15,12 @@
 //! | `rpc.client.call.duration` | histogram | s | `rpc.method`, `rpc.status` | a unary or client-streaming call, as its caller waited |
 //! | `rpcnet.server.connections` | gauge | {connection} | | connections being served |
 //! | `rpcnet.server.connections.refused` | counter | {connection} | `reason` (`limit`, `draining`) | connections refused after their handshake |
+//! | `rpcnet.routing.calls` | counter | {call} | `worker` | routed calls answered |
+//! | `rpcnet.routing.retries` | counter | {attempt} | `error` | failed attempts that moved to another worker |
+//! | `rpcnet.routing.stops` | counter | {call} | `reason` | calls that stopped after a failed attempt (`retry_budget_exhausted`: the budget refused) |
+//! | `rpcnet.routing.failovers` | counter | {call} | | calls answered by another worker than the first |
+//! | `rpcnet.routing.failover.duration` | histogram | s | | from such a call's start to its answer |
+//! | `rpcnet.routing.ejections`, `rpcnet.routing.returns` | counter | {worker} | `worker` | passive ejection taking a worker out of rotation, and back |
 //!
 //! `rpc.status` is the wire status (`ok`, `handler_error`, `unavailable`,
 //! `deadline_exceeded`, ...) on the server and the outcome (`ok` or the
@@ -66,6 +72,29 @@ pub fn describe() {
         "Unary and client-streaming calls made, as their callers waited, by method and outcome"
     );
     describe_gauge!("rpcnet.server.connections", "Connections being served");
+    describe_counter!("rpcnet.routing.calls", "Routed calls answered, by worker");
+    describe_counter!(
+        "rpcnet.routing.retries",
+        "Routed attempts that failed and moved to another worker, by error"
+    );
+    describe_counter!("rpcnet.routing.stops", "Routed calls that stopped after a failed attempt, by reason (retry_budget_exhausted counts the budget's refusals)");
+    describe_counter!(
+        "rpcnet.routing.failovers",
+        "Routed calls answered by a worker other than the first tried"
+    );
+    describe_histogram!(
+        "rpcnet.routing.failover.duration",
+        Unit::Seconds,
+        "Time from a failed-over call's start to its answer"
+    );
+    describe_counter!(
+        "rpcnet.routing.ejections",
+        "Workers taken out of rotation by a client's passive health check, by worker"
+    );
+    describe_counter!(
+        "rpcnet.routing.returns",
+        "Workers returned to rotation, by worker"
+    );
     describe_counter!(
         "rpcnet.server.connections.refused",
         "Connections refused after their handshake, by reason (limit, draining)"
@@ -136,7 +165,14 @@ pub(crate) fn status_label(code: StatusCode) -> &'static str {
 pub(crate) fn outcome_label(outcome: &Result<Vec<u8>, RpcError>) -> &'static str {
     match outcome {
         Ok(_) => "ok",
-        Err(e) => match e {
+        Err(e) => error_label(e),
+    }
+}
+
+/// The label of an error: its variant, in snake case.
+pub(crate) fn error_label(e: &RpcError) -> &'static str {
+    {
+        match e {
             RpcError::ConnectionError(_) => "connection_error",
             RpcError::StreamError(_) => "stream_error",
             RpcError::TlsError(_) => "tls_error",
@@ -150,7 +186,7 @@ pub(crate) fn outcome_label(outcome: &Result<Vec<u8>, RpcError>) -> &'static str
             RpcError::Unavailable(_) => "unavailable",
             RpcError::PermissionDenied(_) => "permission_denied",
             _ => "other",
-        },
+        }
     }
 }
 
@@ -202,6 +238,36 @@ impl Drop for ConnectionGauge {
 /// A connection refused after its handshake.
 pub(crate) fn connection_refused(reason: &'static str) {
     metrics::counter!("rpcnet.server.connections.refused", "reason" => reason).increment(1);
+}
+
+/// A routed call answered by the worker at `worker`, after `failed`
+/// attempts on others (a failover when any), `started` when it began.
+pub(crate) fn routed(worker: std::net::SocketAddr, failed: usize, started: tokio::time::Instant) {
+    metrics::counter!("rpcnet.routing.calls", "worker" => worker.to_string()).increment(1);
+    if failed > 0 {
+        metrics::counter!("rpcnet.routing.failovers").increment(1);
+        metrics::histogram!("rpcnet.routing.failover.duration")
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// A routed attempt failed with an error labelled `error`; `stopped` is
+/// why the call ended there (`None`: it went on to another worker).
+pub(crate) fn attempt_failed(error: &'static str, stopped: Option<&'static str>) {
+    match stopped {
+        None => metrics::counter!("rpcnet.routing.retries", "error" => error).increment(1),
+        Some(reason) => metrics::counter!("rpcnet.routing.stops", "reason" => reason).increment(1),
+    }
+}
+
+/// A worker was taken out of rotation (`ejected`) or returned to it.
+pub(crate) fn rotation_changed(worker: std::net::SocketAddr, ejected: bool) {
+    let name = if ejected {
+        "rpcnet.routing.ejections"
+    } else {
+        "rpcnet.routing.returns"
+    };
+    metrics::counter!(name, "worker" => worker.to_string()).increment(1);
 }
 
 /// A unary or client-streaming call made, as its caller saw it.

@@ -3,6 +3,7 @@
 //! process; `processes.rs` does the same with worker processes.
 
 mod attempts;
+mod metrics;
 mod options;
 mod processes;
 mod remote;

@@ -118,6 +118,8 @@ struct Route<'a> {
     requests: Option<Requests>,
     /// Whether the call was counted for the retry budget.
     counted: bool,
+    /// When the call began (for the time a failover took).
+    started: Instant,
 }
 
 impl<'a> Route<'a> {
@@ -138,6 +140,7 @@ impl<'a> Route<'a> {
             failed: Vec::new(),
             requests: None,
             counted: false,
+            started: Instant::now(),
         }
     }
 
@@ -152,6 +155,7 @@ impl<'a> Route<'a> {
             failed: self.failed,
             requests: self.requests,
             counted: self.counted,
+            started: self.started,
         }
     }
 
@@ -260,6 +264,9 @@ impl Shared {
             let attempted = self.attempt(&worker, route, &mut cell, &mut attempt).await;
             match attempted {
                 Ok(value) => {
+                    if crate::telemetry::is_enabled() {
+                        crate::telemetry::routed(worker.addr(), route.failed.len(), route.started);
+                    }
                     if matches!(route.kind, CallKind::Unary | CallKind::ClientStreaming) {
                         let answered = Instant::now();
                         self.registry.record(&worker, Outcome::Answered, answered);
@@ -310,6 +317,16 @@ impl Shared {
             worker: worker.id(),
             error,
         };
+        if crate::telemetry::is_enabled() {
+            crate::telemetry::attempt_failed(
+                crate::telemetry::error_label(&failed.error),
+                match &decision.next {
+                    Next::RetryElsewhere => None,
+                    Next::Return => Some("final_answer"),
+                    Next::Stop(reason) => Some(reason.label()),
+                },
+            );
+        }
         match decision.next {
             Next::Return => Err(failed.error),
             Next::RetryElsewhere => {

@@ -371,6 +371,10 @@ impl WorkerRegistry {
         if changed {
             tracing::info!(worker = %worker.id(), ?outcome, "worker rotation changed by the client's health check");
             self.shared.changes.send_modify(|v| *v += 1);
+            if crate::telemetry::is_enabled() {
+                let ejected = worker.cell().health().is_ejected(now);
+                crate::telemetry::rotation_changed(worker.addr(), ejected);
+            }
         }
     }
 

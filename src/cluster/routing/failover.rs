@@ -82,6 +82,23 @@ pub enum StopReason {
     NoMoreWorkers(Box<RpcError>),
 }
 
+impl StopReason {
+    /// A short name for metrics (`reason` label).
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            StopReason::FinalAnswer => "final_answer",
+            StopReason::MayHaveRun => "may_have_run",
+            StopReason::StreamAlreadySent => "stream_already_sent",
+            StopReason::MaxAttempts(_) => "max_attempts",
+            StopReason::DeadlinePassed => "deadline_passed",
+            StopReason::RetryBudgetExhausted => "retry_budget_exhausted",
+            StopReason::NoMoreWorkers(_) => "no_more_workers",
+            #[allow(unreachable_patterns)]
+            _ => "other",
+        }
+    }
+}
+
 impl fmt::Display for StopReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
