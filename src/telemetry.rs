@@ -24,7 +24,7 @@
 //!
 //! `rpc.status` is the wire status (`ok`, `handler_error`, `unavailable`,
 //! `deadline_exceeded`, ...) on the server and the outcome (`ok` or the
-//! [`RpcError`](crate::RpcError) variant, in snake case) on the client.
+//! [`RpcError`] variant, in snake case) on the client.
 //! Membership and routing metrics are listed in `docs/OPERATIONS.md`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
