@@ -1,22 +1,26 @@
-//! The client: asks the director for a worker, connects to it directly and
-//! consumes its token stream. When the worker fails (an error in the
-//! stream, a refused call, a connection that goes silent for
-//! [`CLIENT_IDLE_TIMEOUT`](crate::certs::CLIENT_IDLE_TIMEOUT)), it goes back
-//! to the director, asks it to avoid that worker, and resumes from the
-//! token after the last one it received. On Ctrl+C / SIGTERM it prints a
-//! summary.
+//! The client: asks the director for a worker and streams tokens from it
+//! through a `ClusterClient` that follows the director's view of the
+//! cluster (`ClusterClient::following`: the client is not a member). The
+//! token stream is a resumable stream (`call_worker_resumable`): every
+//! token carries its sequence number, and the library resumes the stream
+//! right after the last token received. When the worker fails (an error
+//! in the stream, a refused call, a connection that goes silent for
+//! [`CLIENT_IDLE_TIMEOUT`]), the client goes back to the director, asks it
+//! to avoid that worker, and moves the stream to the worker assigned
+//! (`WorkerStream::resume_on`). On Ctrl+C / SIGTERM it prints a summary.
 //!
 //! The client is not a cluster member: it trusts the cluster CA
 //! (`certs/ca.pem`) and holds no certificate or key, so the nodes' gossip
-//! endpoint refuses it.
+//! endpoint refuses it; it may only read the director's view.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rpcnet::{ResponseStream, RpcClient, RpcConfig, RpcError};
+use rpcnet::cluster::{ClusterClient, ClusterClientConfig, LoadBalancingStrategy, WorkerStream};
+use rpcnet::{CallOptions, ResponseStream, RpcClient, RpcConfig, RpcError};
 
-use crate::certs::{CertDir, CLIENT_FILES};
+use crate::certs::{CertDir, CLIENT_FILES, CLIENT_IDLE_TIMEOUT};
 use crate::ledger::{Delivery, StreamLedger};
 use crate::protocol::{
     decode, encode, AssignRequest, Assignment, GenerateRequest, Token, ASSIGN_METHOD,
@@ -51,6 +55,10 @@ struct Client {
     config: RpcConfig,
     director_addr: SocketAddr,
     director: Option<RpcClient>,
+    /// Routes the token stream; follows the director's view.
+    cluster: Option<ClusterClient>,
+    /// The token stream, once opened; it resumes where it stopped.
+    tokens: Option<WorkerStream>,
     ledger: StreamLedger,
     avoid: Vec<(SocketAddr, Instant)>,
     /// Set when a failure is noticed; cleared by the next token.
@@ -72,6 +80,8 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
         config: certs.client_config(),
         director_addr,
         director: None,
+        cluster: None,
+        tokens: None,
         ledger: StreamLedger::new(),
         avoid: Vec::new(),
         switching: None,
@@ -82,6 +92,14 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("{}", client.ledger.summary());
     Ok(())
+}
+
+/// The request that resumes the token stream right after `last`.
+fn resume_after(last: &[u8]) -> Result<Vec<u8>, RpcError> {
+    let token: Token = decode(last)?;
+    encode(&GenerateRequest {
+        from_sequence: token.sequence + 1,
+    })
 }
 
 impl Client {
@@ -155,7 +173,24 @@ impl Client {
         }
     }
 
-    /// Connects to the assigned worker and consumes tokens until it fails.
+    /// The routing client, following the director's view (made once).
+    async fn cluster(&mut self) -> Result<&ClusterClient, RpcError> {
+        if self.cluster.is_none() {
+            let config =
+                ClusterClientConfig::from(self.config.clone().with_default_timeout(STEP_TIMEOUT))
+                    .with_idle_timeout(CLIENT_IDLE_TIMEOUT);
+            let following = ClusterClient::following(
+                vec![self.director_addr],
+                config,
+                LoadBalancingStrategy::LeastConnections,
+            );
+            self.cluster = Some(within(following).await?);
+        }
+        Ok(self.cluster.as_ref().expect("made above"))
+    }
+
+    /// Moves the token stream to the assigned worker (opening it the
+    /// first time) and consumes tokens until the worker fails.
     async fn consume(&mut self, session: Session) -> Failure {
         let worker = session.assignment.clone();
         println!(
@@ -166,27 +201,31 @@ impl Client {
             worker: worker.clone(),
             error,
         };
-        let connection = match within(RpcClient::connect(worker.addr, self.config.clone())).await {
-            Ok(connection) => connection,
-            Err(e) => return fail(e),
+        // The worker the director named, by its label.
+        let filter = format!("label={}", worker.label);
+        let opened = match self.tokens.as_mut() {
+            Some(tokens) => tokens.resume_on(Some(&filter)).await,
+            None => match self.open(&filter).await {
+                Ok(tokens) => {
+                    self.tokens = Some(tokens);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
         };
+        if let Err(e) = opened {
+            return fail(e);
+        }
         println!(
             "✅ direct connection established to worker {} at {}",
             worker.label, worker.addr
         );
         println!("📤 creating request stream");
-        let from_sequence = self.ledger.next_sequence();
-        let request = match encode(&GenerateRequest { from_sequence }) {
-            Ok(request) => request,
-            Err(e) => return fail(e),
-        };
-        let mut tokens =
-            match within(connection.call_server_streaming(GENERATE_METHOD, request)).await {
-                Ok(tokens) => tokens,
-                Err(e) => return fail(e),
-            };
         println!("🌊 stream opened successfully, starting to consume responses");
         loop {
+            let Some(tokens) = self.tokens.as_mut() else {
+                return fail(RpcError::StreamError("no token stream".into()));
+            };
             let token = match tokens.next().await {
                 Some(Ok(bytes)) => match decode::<Token>(&bytes) {
                     Ok(token) => token,
@@ -215,6 +254,24 @@ impl Client {
                 Delivery::Gap(n) => println!("❗ {n} tokens missing before {}", token.sequence),
             }
         }
+    }
+
+    /// Opens the resumable token stream from the first token on the
+    /// worker `filter` names.
+    async fn open(&mut self, filter: &str) -> Result<WorkerStream, RpcError> {
+        let request = encode(&GenerateRequest {
+            from_sequence: self.ledger.next_sequence(),
+        })?;
+        let cluster = self.cluster().await?;
+        cluster
+            .call_worker_resumable(
+                GENERATE_METHOD,
+                request,
+                Some(filter),
+                CallOptions::new(),
+                resume_after,
+            )
+            .await
     }
 }
 
