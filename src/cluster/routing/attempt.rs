@@ -55,7 +55,7 @@ impl Default for AttemptTimeout {
 /// The adaptive per-attempt timeout: the call's timeout divided by the
 /// attempts it is allowed (`with_max_attempts`, default 3: each attempt an
 /// equal share), shortened to `latency_multiple` × the p99 of the
-/// method's recent answer times once `MIN_SAMPLES` answers of that
+/// method's recent answer times once 20 answers of that
 /// method have been seen, but never below `floor`.
 ///
 /// With the defaults, a call with a 2 s timeout whose method usually
@@ -86,7 +86,7 @@ impl Default for AdaptiveTimeout {
 
 /// Answers of a method needed before its p99 is used (fewer say too
 /// little about its tail).
-pub const MIN_SAMPLES: usize = 20;
+pub(crate) const MIN_SAMPLES: usize = 20;
 /// Answer times kept per method (the most recent).
 const WINDOW: usize = 128;
 /// Methods whose answer times are kept; calls of further methods use the
@@ -168,7 +168,7 @@ impl Latencies {
     }
 
     /// The p99 of `method`'s recent answer times, once
-    /// [`MIN_SAMPLES`] were recorded (refreshed every few answers).
+    /// `MIN_SAMPLES` were recorded (refreshed every few answers).
     pub(crate) fn p99(&self, method: &str) -> Option<Duration> {
         self.methods.get(method).and_then(|w| w.p99)
     }

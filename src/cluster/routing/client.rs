@@ -14,9 +14,9 @@
 mod modes;
 mod pool;
 mod replay;
+mod route;
 mod stream;
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,7 +35,7 @@ use crate::sync::lock;
 use crate::wire::CallKind;
 use crate::{CallOptions, RpcClient, RpcError};
 use pool::{Connection, Pool};
-use replay::Requests;
+use route::Route;
 pub use stream::WorkerStream;
 
 /// Calls into a cluster: each call goes to a worker chosen by the
@@ -96,97 +96,6 @@ struct Attempted<T> {
     value: T,
     worker: Worker,
     cell: Option<Connection>,
-}
-
-/// One routed call's progress across attempts: what `failover::decide`
-/// reads, and what the next attempt needs. A stream owns its route
-/// (`'static`) to open itself again later.
-struct Route<'a> {
-    method: Cow<'a, str>,
-    filter: Option<Cow<'a, str>>,
-    options: Cow<'a, CallOptions>,
-    kind: CallKind,
-    /// Whether the call may run more than once (a resumable stream may,
-    /// from its position).
-    idempotent: bool,
-    /// When the call's timeout passes; for a stream without one, the
-    /// bound on finding a worker that takes it.
-    deadline: Instant,
-    /// The workers that failed this round of attempts.
-    failed: Vec<FailedAttempt>,
-    /// A request stream, kept while it can be sent again.
-    requests: Option<Requests>,
-    /// Whether the call was counted for the retry budget.
-    counted: bool,
-    /// When the call began (for the time a failover took).
-    started: Instant,
-}
-
-impl<'a> Route<'a> {
-    fn new(
-        method: &'a str,
-        filter: Option<&'a str>,
-        options: &'a CallOptions,
-        kind: CallKind,
-        default_timeout: Duration,
-    ) -> Self {
-        Self {
-            method: Cow::Borrowed(method),
-            filter: filter.map(Cow::Borrowed),
-            idempotent: options.is_idempotent(),
-            deadline: Instant::now() + options.timeout().unwrap_or(default_timeout),
-            options: Cow::Borrowed(options),
-            kind,
-            failed: Vec::new(),
-            requests: None,
-            counted: false,
-            started: Instant::now(),
-        }
-    }
-
-    fn into_owned(self) -> Route<'static> {
-        Route {
-            method: Cow::Owned(self.method.into_owned()),
-            filter: self.filter.map(|f| Cow::Owned(f.into_owned())),
-            options: Cow::Owned(self.options.into_owned()),
-            kind: self.kind,
-            idempotent: self.idempotent,
-            deadline: self.deadline,
-            failed: self.failed,
-            requests: self.requests,
-            counted: self.counted,
-            started: self.started,
-        }
-    }
-
-    /// A new round of attempts (a stream that delivered responses is
-    /// opened again): nothing failed yet, and a stream without a timeout
-    /// gets a fresh bound on finding a worker.
-    fn restart(&mut self, default_timeout: Duration) {
-        self.failed.clear();
-        if self.options.timeout().is_none() {
-            self.deadline = Instant::now() + default_timeout;
-        }
-    }
-
-    /// The round of attempts succeeded: later failures start a new one.
-    fn succeeded(&mut self) {
-        self.failed.clear();
-    }
-
-    /// Whether the request can be sent again: a single message always,
-    /// a request stream while every request taken is kept.
-    fn replayable(&self) -> bool {
-        self.requests.as_ref().is_none_or(Requests::replayable)
-    }
-
-    /// Ends the round: the routing failure listing the workers tried.
-    fn stop(&mut self, stopped: StopReason) -> RpcError {
-        RpcError::Failover {
-            attempts: std::mem::take(&mut self.failed),
-            stopped,
-        }
-    }
 }
 
 impl ClusterClient {

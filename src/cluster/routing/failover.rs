@@ -23,8 +23,11 @@
 //! 1. Final: the worker's own answer, returned as it is on the first
 //!    attempt, [`StopReason::FinalAnswer`] after others failed.
 //! 2. May have run and not idempotent: [`StopReason::MayHaveRun`].
-//! 3. A request that cannot be sent again (a request stream, or a
-//!    streaming call's start) reached a connection: [`StopReason::StreamAlreadySent`].
+//! 3. A request that cannot be sent again reached a connection (a request
+//!    stream gone past the replay buffer, a stream committed to its worker
+//!    by its first response): [`StopReason::StreamAlreadySent`]. A single
+//!    message, and a request stream still kept whole, can be sent again:
+//!    so a stream a worker refused before running it moves on.
 //! 4. `max_attempts` workers tried: [`StopReason::MaxAttempts`].
 //! 5. The call's deadline passed: [`StopReason::DeadlinePassed`].
 //! 6. The retry budget refuses: [`StopReason::RetryBudgetExhausted`] (asked
@@ -65,8 +68,9 @@ pub enum StopReason {
     /// reset, timed out after the request was sent) and the call is not
     /// declared idempotent. "the call may have run and is not idempotent"
     MayHaveRun,
-    /// A streaming call reached a worker: its request is not sent again.
-    /// "a streaming call is not repeated once sent"
+    /// A streaming call reached a worker and its request can no longer be
+    /// sent again (the request stream went past the replay buffer, or the
+    /// stream delivered a response). "a streaming call is not repeated once sent"
     StreamAlreadySent,
     /// This many workers were tried, the most
     /// [`with_max_attempts`](super::ClusterClientConfig::with_max_attempts)
@@ -179,9 +183,10 @@ pub(crate) struct CallState {
     pub(crate) max_attempts: usize,
     /// Whether the call may run more than once.
     pub(crate) idempotent: bool,
-    /// Whether the request can be sent again once a connection took it
-    /// (a unary call's one message; not a request stream, which the
-    /// attempt consumed, nor a streaming call's start).
+    /// Whether the request can be sent again once a connection took it:
+    /// a unary or server-streaming call's one message (a stream until its
+    /// first response, a resumable one with its resume request), a request
+    /// stream while every request taken is kept (`with_replay_limit`).
     pub(crate) replayable: bool,
     /// When the call's timeout passes.
     pub(crate) deadline: Instant,

@@ -239,6 +239,8 @@ impl WorkerStream {
                 return Some(error);
             }
             reopen.route.restart(self.shared.default_timeout());
+        } else {
+            reopen.route.rebound(self.shared.default_timeout());
         }
         let decided = self.shared.failed(
             &mut reopen.route,

@@ -151,8 +151,9 @@ fn a_final_answer_is_returned_as_is_first_and_stops_later() {
 }
 
 #[test]
-fn a_streaming_call_moves_on_only_before_it_was_sent() {
+fn a_request_that_cannot_be_sent_again_stays_once_connected() {
     let now = Instant::now();
+    // A request stream past its replay buffer, or a stream that delivered.
     let stream = CallState {
         idempotent: true,
         replayable: false,
@@ -167,6 +168,13 @@ fn a_streaming_call_moves_on_only_before_it_was_sent() {
             "{d:?}"
         );
     }
+    // A stream whose request is kept moves on when refused, idempotent or not.
+    let kept = CallState {
+        replayable: true,
+        ..unary(now)
+    };
+    let d = decide_granting(&refused(), true, &kept, now);
+    assert!(matches!(d.next, Next::RetryElsewhere), "{d:?}");
 }
 
 #[test]
