@@ -173,6 +173,16 @@ fn handler_error_text(e: RpcError) -> String {
     }
 }
 
+/// The status for a unary handler's `Err`: `RESOURCE_EXHAUSTED` for
+/// [`RpcError::ResourceExhausted`] (the handler says the fault is the
+/// server's, and that it did nothing), `HANDLER_ERROR` for anything else.
+fn handler_error_status(e: RpcError) -> Status {
+    match e {
+        RpcError::ResourceExhausted(reason) => Status::new(StatusCode::ResourceExhausted, reason),
+        other => Status::new(StatusCode::HandlerError, handler_error_text(other)),
+    }
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
         .downcast_ref::<&str>()
@@ -232,10 +242,7 @@ async fn serve_unary(
     };
     let outcome = match outcome {
         Ok(Ok(Ok(response))) => Ok((Some(response), Status::ok())),
-        Ok(Ok(Err(e))) => Ok((
-            None,
-            Status::new(StatusCode::HandlerError, handler_error_text(e)),
-        )),
+        Ok(Ok(Err(e))) => Ok((None, handler_error_status(e))),
         Ok(Err(panic)) => Ok((
             None,
             Status::new(StatusCode::Internal, panic_message(&*panic)),

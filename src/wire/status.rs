@@ -22,6 +22,9 @@ pub enum StatusCode {
     ProtocolError,
     /// The server is shutting down or over a limit; retry elsewhere.
     Unavailable,
+    /// The handler lacked the resources to serve the call and did nothing
+    /// (new in 0.2: an older client reads it as `Other(8)`).
+    ResourceExhausted,
     /// A code this version does not know (forward compatibility).
     Other(u8),
 }
@@ -38,6 +41,7 @@ impl StatusCode {
             StatusCode::MessageTooLarge => 5,
             StatusCode::ProtocolError => 6,
             StatusCode::Unavailable => 7,
+            StatusCode::ResourceExhausted => 8,
             StatusCode::Other(b) => b,
         }
     }
@@ -53,6 +57,7 @@ impl StatusCode {
             5 => StatusCode::MessageTooLarge,
             6 => StatusCode::ProtocolError,
             7 => StatusCode::Unavailable,
+            8 => StatusCode::ResourceExhausted,
             b => StatusCode::Other(b),
         }
     }
