@@ -2,6 +2,7 @@
 //! (membership only) and workers (membership + handlers), all in this
 //! process; `processes.rs` does the same with worker processes.
 
+mod ejection;
 mod options;
 mod processes;
 
