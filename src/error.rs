@@ -8,8 +8,10 @@ use crate::wire::{reset, FrameError, Status, StatusCode};
 /// can `match` instead of parsing strings. Remote outcomes (the server's
 /// terminal status) map onto the same variants: an unknown method is
 /// [`RpcError::UnknownMethod`], a handler's `Err` is
-/// [`RpcError::RemoteError`] with the handler's message, a passed deadline
-/// is [`RpcError::Timeout`].
+/// [`RpcError::RemoteError`] with the handler's message (a handler's
+/// `Err(ResourceExhausted)` stays [`RpcError::ResourceExhausted`]), a
+/// panicking handler is [`RpcError::Internal`], a passed deadline is
+/// [`RpcError::Timeout`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
@@ -41,9 +43,24 @@ pub enum RpcError {
     /// The server has no handler for this method name.
     #[error("unknown method: {0}")]
     UnknownMethod(String),
-    /// The remote handler returned an error (or panicked); the text is the handler's message.
+    /// The remote handler returned an error; the text is the handler's message.
     #[error("remote handler error: {0}")]
     RemoteError(String),
+    /// The remote handler panicked, or the server failed internally while
+    /// serving the call (wire status `INTERNAL`). The server's fault, not
+    /// the request's: a `ClusterClient` counts it against the worker
+    /// toward ejection, and does not retry it.
+    #[error("remote internal error: {0}")]
+    Internal(String),
+    /// The server lacked the resources to serve the call (a full queue,
+    /// memory, a local quota) and did nothing (wire status
+    /// `RESOURCE_EXHAUSTED`). A handler answers it with
+    /// `Err(RpcError::ResourceExhausted(reason))`, and only before the call
+    /// had any effect: a `ClusterClient` retries the call on another
+    /// worker as one that never ran, and counts it against the worker
+    /// toward ejection.
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
     /// A message exceeded `max_message_size` (see `RpcConfig::with_max_message_size`).
     #[error("message of {size} bytes exceeds the limit of {limit} bytes (max_message_size)")]
     MessageTooLarge {
@@ -105,7 +122,9 @@ impl RpcError {
         Some(match code {
             StatusCode::Ok => return None,
             StatusCode::UnknownMethod => RpcError::UnknownMethod(method.to_owned()),
-            StatusCode::HandlerError | StatusCode::Internal => RpcError::RemoteError(message),
+            StatusCode::HandlerError => RpcError::RemoteError(message),
+            StatusCode::Internal => RpcError::Internal(message),
+            StatusCode::ResourceExhausted => RpcError::ResourceExhausted(message),
             StatusCode::DeadlineExceeded => RpcError::Timeout,
             StatusCode::MessageTooLarge | StatusCode::ProtocolError => {
                 RpcError::ProtocolError(format!("rejected by server: {message}"))

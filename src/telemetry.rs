@@ -157,6 +157,7 @@ pub(crate) fn status_label(code: StatusCode) -> &'static str {
         StatusCode::ProtocolError => "protocol_error",
         StatusCode::Unavailable => "unavailable",
         StatusCode::PermissionDenied => "permission_denied",
+        StatusCode::ResourceExhausted => "resource_exhausted",
         StatusCode::Other(_) => "other",
     }
 }
@@ -185,6 +186,8 @@ pub(crate) fn error_label(e: &RpcError) -> &'static str {
             RpcError::ProtocolError(_) => "protocol_error",
             RpcError::Unavailable(_) => "unavailable",
             RpcError::PermissionDenied(_) => "permission_denied",
+            RpcError::ResourceExhausted(_) => "resource_exhausted",
+            RpcError::Internal(_) => "internal",
             _ => "other",
         }
     }

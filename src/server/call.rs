@@ -201,14 +201,15 @@ fn handler_error_text(e: RpcError) -> String {
     }
 }
 
-/// The status for a unary handler's `Err`: `Unavailable` stays
-/// `Unavailable`, so a handler can refuse a call it did not run (callers
-/// and `ClusterClient` then treat it as never run, as when the server
-/// refuses it); anything else is a handler error.
+/// The status for a unary handler's (or a layer's) `Err`: `Unavailable`,
+/// `PermissionDenied` and `ResourceExhausted` keep their own status (the
+/// handler says it did not run the call: callers and `ClusterClient` treat
+/// it as never run), anything else is a handler error.
 fn handler_error_status(e: RpcError) -> Status {
     match e {
         RpcError::Unavailable(reason) => Status::new(StatusCode::Unavailable, reason),
         RpcError::PermissionDenied(reason) => Status::new(StatusCode::PermissionDenied, reason),
+        RpcError::ResourceExhausted(reason) => Status::new(StatusCode::ResourceExhausted, reason),
         other => Status::new(StatusCode::HandlerError, handler_error_text(other)),
     }
 }

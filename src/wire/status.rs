@@ -25,6 +25,9 @@ pub enum StatusCode {
     /// The server refused the call: the caller is not allowed to make it
     /// (a layer's authentication or authorisation).
     PermissionDenied,
+    /// The handler lacked the resources to serve the call and did nothing
+    /// (new in 0.2: an older client reads it as `Other(8)`).
+    ResourceExhausted,
     /// A code this version does not know (forward compatibility).
     Other(u8),
 }
@@ -42,6 +45,7 @@ impl StatusCode {
             StatusCode::ProtocolError => 6,
             StatusCode::Unavailable => 7,
             StatusCode::PermissionDenied => 9,
+            StatusCode::ResourceExhausted => 8,
             StatusCode::Other(b) => b,
         }
     }
@@ -58,6 +62,7 @@ impl StatusCode {
             6 => StatusCode::ProtocolError,
             7 => StatusCode::Unavailable,
             9 => StatusCode::PermissionDenied,
+            8 => StatusCode::ResourceExhausted,
             b => StatusCode::Other(b),
         }
     }

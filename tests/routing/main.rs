@@ -3,6 +3,7 @@
 //! process; `processes.rs` does the same with worker processes.
 
 mod attempts;
+mod ejection;
 mod metrics;
 mod options;
 mod processes;
@@ -307,7 +308,7 @@ async fn in_flight_counts_return_to_zero_after_every_kind_of_ending() {
     ));
     assert!(matches!(
         s.client.call_worker("panic", vec![], f).await,
-        Err(RpcError::RemoteError(_))
+        Err(RpcError::Internal(_))
     ));
     assert!(matches!(
         s.client.call_worker("nope", vec![], f).await,

@@ -121,9 +121,12 @@ async fn the_registrys_ejection_policy_decides_when_and_for_how_long_a_worker_is
     let s = setup(LoadBalancingStrategy::RoundRobin, &[("a", Duration::ZERO)]).await;
     let f = Some("role=worker");
     let base = Duration::from_secs(4);
+    // No limit on ejections: with its only worker ejected, the registry
+    // has nothing to route to (by default it would route to it anyway).
     let policy = EjectionPolicy {
         consecutive_failures: 1,
         base_ejection: base,
+        max_ejection_percent: 100,
         ..EjectionPolicy::default()
     };
     let registry = Arc::new(

@@ -8,12 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rpcnet::cluster::{
-    ClusterClient, ClusterMembership, LoadBalancingStrategy, WorkerRegistry, WorkerState,
+    ClusterClient, ClusterConfig, ClusterMembership, LoadBalancingStrategy, WorkerRegistry,
+    WorkerState,
 };
 use rpcnet::{CallOptions, RpcConfig, RpcServer};
 
 use super::{cert, client_rpc, fast, PATIENCE};
 
+mod blips;
 #[path = "../support/process.rs"]
 mod process;
 
@@ -39,6 +41,11 @@ async fn worker(listen: &str, seed: SocketAddr, label: &str) -> Proc {
 
 /// The director: membership only, in this process.
 async fn director() -> (ClusterMembership, SocketAddr) {
+    director_with(fast()).await
+}
+
+/// A director with membership settings `config`.
+async fn director_with(config: ClusterConfig) -> (ClusterMembership, SocketAddr) {
     let rpc = RpcConfig::new(cert("test_cert.pem"), "127.0.0.1:0")
         .with_key_path(cert("test_key.pem"))
         .with_client_ca_path(cert("ca.pem"));
@@ -47,7 +54,7 @@ async fn director() -> (ClusterMembership, SocketAddr) {
     let handle = server.handle();
     let addr = handle.socket_addr().unwrap();
     tokio::spawn(async move { server.start(quic).await });
-    let cluster = ClusterMembership::new(fast().with_server(handle))
+    let cluster = ClusterMembership::new(config.with_server(handle))
         .await
         .unwrap();
     (cluster, addr)
@@ -102,6 +109,13 @@ async fn two_workers() -> TwoWorkers {
     }
 }
 
+/// One call of a [`Load`]: when it started, and the label of the worker
+/// that answered or the error.
+struct Record {
+    started: Instant,
+    result: Result<String, String>,
+}
+
 /// Steady load: `concurrency` loops calling `sleep` with `ms` until stopped.
 struct Load {
     stop: Arc<AtomicBool>,
@@ -110,6 +124,7 @@ struct Load {
     ok: Arc<Mutex<Vec<(Instant, String)>>>,
     failed: Arc<Mutex<Vec<String>>>,
     calls: Arc<AtomicUsize>,
+    records: Arc<Mutex<Vec<Record>>>,
 }
 
 impl Load {
@@ -118,22 +133,25 @@ impl Load {
         let ok = Arc::new(Mutex::new(Vec::new()));
         let failed = Arc::new(Mutex::new(Vec::new()));
         let calls = Arc::new(AtomicUsize::new(0));
+        let records = Arc::new(Mutex::new(Vec::new()));
         let tasks = (0..concurrency)
             .map(|_| {
-                let (client, stop, ok, failed, calls) = (
+                let (client, stop, ok, failed, calls, records) = (
                     client.clone(),
                     stop.clone(),
                     ok.clone(),
                     failed.clone(),
                     calls.clone(),
+                    records.clone(),
                 );
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
                         calls.fetch_add(1, Ordering::Relaxed);
+                        let started = Instant::now();
                         let options = CallOptions::new()
                             .idempotent(idempotent)
                             .with_timeout(Duration::from_secs(10));
-                        match client
+                        let result = client
                             .call_worker_with(
                                 "sleep",
                                 ms.to_string().into_bytes(),
@@ -141,13 +159,13 @@ impl Load {
                                 options,
                             )
                             .await
-                        {
-                            Ok(label) => ok
-                                .lock()
-                                .unwrap()
-                                .push((Instant::now(), String::from_utf8(label).unwrap())),
-                            Err(e) => failed.lock().unwrap().push(e.to_string()),
+                            .map(|label| String::from_utf8(label).unwrap())
+                            .map_err(|e| e.to_string());
+                        match &result {
+                            Ok(label) => ok.lock().unwrap().push((Instant::now(), label.clone())),
+                            Err(e) => failed.lock().unwrap().push(e.clone()),
                         }
+                        records.lock().unwrap().push(Record { started, result });
                     }
                 })
             })
@@ -158,7 +176,16 @@ impl Load {
             ok,
             failed,
             calls,
+            records,
         }
+    }
+
+    /// Stops the load; every call, in order of completion.
+    async fn stop_records(self) -> Vec<Record> {
+        let records = self.records.clone();
+        self.stop().await;
+        let records = std::mem::take(&mut *records.lock().unwrap());
+        records
     }
 
     async fn stop(self) -> (Vec<(Instant, String)>, Vec<String>, usize) {

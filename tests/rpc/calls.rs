@@ -254,7 +254,7 @@ async fn handler_panic_gives_a_prompt_error_and_the_server_keeps_serving() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, RpcError::RemoteError(m) if m.contains("handler exploded")),
+        matches!(&err, RpcError::Internal(m) if m.contains("handler exploded")),
         "{err:?}"
     );
 
@@ -265,7 +265,7 @@ async fn handler_panic_gives_a_prompt_error_and_the_server_keeps_serving() {
         .collect()
         .await;
     assert_eq!(items[0].as_ref().unwrap(), b"before");
-    assert!(matches!(&items[1], Err(RpcError::RemoteError(m)) if m.contains("stream exploded")));
+    assert!(matches!(&items[1], Err(RpcError::Internal(m)) if m.contains("stream exploded")));
 
     assert_eq!(
         client.call("echo", b"still here".to_vec()).await.unwrap(),

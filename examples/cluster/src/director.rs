@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use async_stream::stream;
 use rpcnet::cluster::{
-    ClusterConfig, ClusterMembership, LoadBalancingStrategy, Worker, WorkerRegistry, WorkerState,
-    WorkerStatus,
+    ClusterConfig, ClusterMembership, EjectionPolicy, LoadBalancingStrategy, Worker,
+    WorkerRegistry, WorkerState, WorkerStatus,
 };
 use rpcnet::{RpcError, RpcServer};
 use tokio::sync::watch;
@@ -49,10 +49,19 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // No seeds: the director starts the cluster and is the workers' seed.
     cluster.join(Vec::new()).await?;
     println!("✅ Director registered itself in cluster");
-    let registry = Arc::new(WorkerRegistry::new(
-        cluster.clone(),
-        LoadBalancingStrategy::LeastConnections,
-    ));
+    // Each selection here is a client's assignment, held for as long as
+    // the client stays: a handful of long sessions, not a stream of calls.
+    // Slow start thins a new worker's selections to 10% at first, which
+    // would send every client that arrives in its first seconds to the
+    // others however loaded they are, so it is off; least-connections
+    // alone fills a (re)started worker first.
+    let registry = Arc::new(
+        WorkerRegistry::new(cluster.clone(), LoadBalancingStrategy::LeastConnections)
+            .with_ejection_policy(EjectionPolicy {
+                slow_start_window: Duration::ZERO,
+                ..EjectionPolicy::default()
+            }),
+    );
     registry.start().await;
     println!("✅ Cluster enabled - Director is now discoverable");
     println!("🔄 Load balancing strategy: LeastConnections");

@@ -1,6 +1,19 @@
 //! Load-balancing strategies as small pure pickers over a snapshot of
-//! candidate loads. The picker owns its cursor and a seeded RNG, so a test
-//! (or a simulation) replays exactly the same choices.
+//! candidate loads and weights. The picker owns its cursor and a seeded
+//! RNG, so a test (or a simulation) replays exactly the same choices.
+//!
+//! * **Start**: the round-robin cursor (which also breaks
+//!   least-connections ties) starts at a random position drawn from the
+//!   seed, so fresh registries, each seeded from the OS, do not all send
+//!   their first call to the same worker.
+//! * **Weights** (slow start, a worker held back, panic routing): a
+//!   candidate of weight `w` takes part in a selection with probability
+//!   `w / w_max`, the heaviest always; the strategy then chooses among
+//!   those taking part. With equal weights nothing is drawn and every
+//!   strategy is exactly as without weights. The share of a candidate of
+//!   weight `w` is thus at most about `w` times its share at full weight,
+//!   and a worker whose calls end fast (failing fast) is no more favoured
+//!   by least-connections than its weight allows.
 //!
 //! `least_loaded_of_two` (power of two choices) is here too, measured
 //! against `LeastConnections` by the benchmark (`bench/src/routing.rs`
@@ -15,16 +28,17 @@ use rand::{Rng, RngExt, SeedableRng};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum LoadBalancingStrategy {
-    /// Each worker in turn: over `k·n` selections among `n` unchanged
-    /// workers, each is chosen exactly `k` times.
+    /// Each worker in turn, from a random first one: over `k·n` selections
+    /// among `n` unchanged workers at full weight, each is chosen exactly
+    /// `k` times.
     RoundRobin,
     /// A uniformly random worker (for stateless work; no shared state
     /// between selections apart from the RNG).
     Random,
     /// The worker with the fewest calls in flight from this registry
     /// (counted by the RAII guard in each selected `Worker`); ties are
-    /// broken in round-robin order, so an idle pool is still spread evenly.
-    /// The guide's recommended default.
+    /// broken in round-robin order from a random first worker, so an idle
+    /// pool is still spread evenly. The guide's recommended default.
     #[default]
     LeastConnections,
 }
@@ -38,35 +52,67 @@ pub(crate) struct Picker {
 }
 
 impl Picker {
-    /// A picker whose random choices come from `seed`.
+    /// A picker whose random choices, first position included, come from `seed`.
     pub(crate) fn new(strategy: LoadBalancingStrategy, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
         Self {
             strategy,
-            cursor: 0,
-            rng: StdRng::seed_from_u64(seed),
+            cursor: rng.random_range(0..u32::MAX) as usize,
+            rng,
         }
     }
 
-    /// Chooses one of the candidates, given each one's calls in flight;
-    /// `None` when there is no candidate. O(n).
+    /// Chooses one of the candidates, given each one's calls in flight,
+    /// all at full weight; `None` when there is no candidate. O(n).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn pick(&mut self, loads: &[usize]) -> Option<usize> {
+        self.pick_weighted(loads, &[])
+    }
+
+    /// Chooses one of the candidates, given each one's calls in flight and
+    /// weight in (0, 1] (`weights` empty: all equal); `None` when there is
+    /// no candidate. O(n).
+    pub(crate) fn pick_weighted(&mut self, loads: &[usize], weights: &[f64]) -> Option<usize> {
         let n = loads.len();
         if n == 0 {
             return None;
         }
+        let taking_part = self.draw(weights, n);
+        let part = |i: usize| taking_part.as_ref().is_none_or(|t| t[i]);
         let start = self.cursor % n;
         self.cursor = self.cursor.wrapping_add(1);
+        // Candidates taking part, in round-robin order from the cursor.
+        let mut order = (0..n).map(|k| (start + k) % n).filter(|&i| part(i));
         Some(match self.strategy {
-            LoadBalancingStrategy::RoundRobin => start,
-            LoadBalancingStrategy::Random => self.rng.random_range(0..n),
+            LoadBalancingStrategy::RoundRobin => order.next().unwrap_or(start),
+            LoadBalancingStrategy::Random => {
+                let count = (0..n).filter(|&i| part(i)).count();
+                let nth = self.rng.random_range(0..count.max(1));
+                (0..n).filter(|&i| part(i)).nth(nth).unwrap_or(start)
+            }
+            // The first least-loaded candidate at or after the cursor.
             LoadBalancingStrategy::LeastConnections => {
-                // The first least-loaded candidate at or after the cursor.
-                (0..n)
-                    .map(|k| (start + k) % n)
-                    .min_by_key(|&i| loads[i])
-                    .unwrap_or(start)
+                order.min_by_key(|&i| loads[i]).unwrap_or(start)
             }
         })
+    }
+
+    /// Which candidates take part, drawn by weight; `None` when all do
+    /// (no weights, or all equal).
+    fn draw(&mut self, weights: &[f64], n: usize) -> Option<Vec<bool>> {
+        if weights.len() != n {
+            return None;
+        }
+        let max = weights.iter().copied().fold(0.0, f64::max);
+        if max <= 0.0 || weights.iter().all(|&w| w >= max) {
+            return None;
+        }
+        Some(
+            weights
+                .iter()
+                .map(|&w| w >= max || self.rng.random::<f64>() * max < w)
+                .collect(),
+        )
     }
 }
 
@@ -110,6 +156,59 @@ mod tests {
             LoadBalancingStrategy::LeastConnections,
         ] {
             assert_eq!(Picker::new(s, 1).pick(&[]), None);
+        }
+    }
+
+    #[test]
+    fn fresh_pickers_start_at_random_positions() {
+        for strategy in [
+            LoadBalancingStrategy::RoundRobin,
+            LoadBalancingStrategy::LeastConnections,
+        ] {
+            let first = |seed| Picker::new(strategy, seed).pick(&[0, 0, 0]).unwrap();
+            let c = counts((0..300).map(first), 3);
+            for n in &c {
+                assert!((70..=130).contains(n), "{strategy:?}: {c:?}");
+            }
+            assert_eq!(first(5), first(5), "the same seed starts at the same place");
+        }
+    }
+
+    #[test]
+    fn weights_thin_a_candidate_to_its_weight_and_equal_weights_change_nothing() {
+        for strategy in [
+            LoadBalancingStrategy::RoundRobin,
+            LoadBalancingStrategy::Random,
+            LoadBalancingStrategy::LeastConnections,
+        ] {
+            let mut p = Picker::new(strategy, 3);
+            // Candidate 2 at a tenth of the others' weight, and idle: it
+            // gets a tenth of what it would get at full weight (every call
+            // under least-connections, a third otherwise).
+            let loads = [1, 1, 0];
+            let c = counts(
+                (0..6000).map(|_| p.pick_weighted(&loads, &[1.0, 1.0, 0.1]).unwrap()),
+                3,
+            );
+            let full = match strategy {
+                LoadBalancingStrategy::LeastConnections => 6000,
+                _ => 2000,
+            };
+            let expected = full / 10;
+            assert!(
+                (expected / 2..=expected * 3 / 2).contains(&c[2]),
+                "{strategy:?}: {c:?}"
+            );
+            // Relative weights: all at the minimum is all equal.
+            let mut a = Picker::new(strategy, 9);
+            let mut b = Picker::new(strategy, 9);
+            for _ in 0..100 {
+                assert_eq!(
+                    a.pick_weighted(&loads, &[0.1, 0.1, 0.1]),
+                    b.pick(&loads),
+                    "{strategy:?}"
+                );
+            }
         }
     }
 

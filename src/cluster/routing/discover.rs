@@ -6,19 +6,28 @@
 //! is polled. A member is in the pool while it is `Alive` or `Suspect`; it
 //! is *selectable* while it is `Alive`, not draining (the
 //! [`DRAINING_TAG`] tag) and not ejected by a client's passive health
-//! check. A failed or departed member leaves the pool at once; if it comes
-//! back (recovered, or restarted under a new generation) it gets a fresh
-//! record.
+//! check; when too few matching members are selectable, selection routes
+//! among the ejected and suspect ones too (panic routing, see
+//! [`EjectionPolicy::max_ejection_percent`]). A failed or departed member
+//! leaves the pool at once; if it comes back (recovered, or restarted
+//! under a new generation) it gets a fresh record, in slow start if it
+//! joined after the registry's first selection; a life that ended without
+//! leaving costs its address a strike (`memory`). Selection and the
+//! recording of outcomes are in `select`.
 
+mod select;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::balance::{LoadBalancingStrategy, Picker};
-use super::eject::{EjectionPolicy, Outcome};
+use super::eject::{EjectionPolicy, Ticket};
 use super::filter::WorkerFilter;
 use super::load::{InFlight, WorkerCell};
+use super::memory::Memory;
 use super::remote::ViewSource;
 use super::status::{WorkerState, WorkerStatus};
 use crate::cluster::{ClusterMembership, ClusterView, NodeId, NodeStatus, Tags};
@@ -41,6 +50,8 @@ pub const LABEL_TAG: &str = "label";
 pub struct Worker {
     member: Member,
     _in_flight: InFlight,
+    /// How it was selected, for recording the call's outcome.
+    ticket: Ticket,
 }
 
 impl Worker {
@@ -100,8 +111,12 @@ struct Pool {
 
 impl Pool {
     /// The pool for `view`, reusing the cells of members already known
-    /// under the same identity.
-    fn from_view(view: &ClusterView, previous: &Pool) -> Pool {
+    /// under the same identity; `fresh` makes the cell of a new one.
+    fn from_view(
+        view: &ClusterView,
+        previous: &Pool,
+        mut fresh: impl FnMut(&NodeId) -> Arc<WorkerCell>,
+    ) -> Pool {
         let members = view
             .members
             .iter()
@@ -115,8 +130,7 @@ impl Pool {
                     .members
                     .iter()
                     .find(|p| p.id == m.id)
-                    .map(|p| p.cell.clone())
-                    .unwrap_or_default(),
+                    .map_or_else(|| fresh(&m.id), |p| p.cell.clone()),
             })
             .collect();
         Pool {
@@ -144,6 +158,12 @@ struct Shared {
     follower: Mutex<Option<tokio::task::AbortHandle>>,
     /// Read (copied) on every selection and record.
     policy: Mutex<EjectionPolicy>,
+    /// Strikes by address. Also serializes ejections, so that the limit
+    /// on how many workers are out holds.
+    memory: Mutex<Memory>,
+    /// Whether a selection was made: members that join later start in
+    /// slow start, those present before do not.
+    serving: AtomicBool,
 }
 
 impl Drop for Shared {
@@ -192,8 +212,10 @@ impl WorkerRegistry {
         Self::with_seed(cluster, strategy, seed())
     }
 
-    /// [`new`](Self::new) with the RNG of [`LoadBalancingStrategy::Random`]
-    /// seeded, for reproducible runs.
+    /// [`new`](Self::new) with the registry's randomness seeded (the
+    /// strategy's first position and ties, [`LoadBalancingStrategy::Random`],
+    /// the weighted draws of slow start), for reproducible runs. `new`
+    /// seeds each registry from the OS.
     pub fn with_seed(
         cluster: ClusterMembership,
         strategy: LoadBalancingStrategy,
@@ -208,7 +230,9 @@ impl WorkerRegistry {
         strategy: LoadBalancingStrategy,
         seed: u64,
     ) -> Self {
-        let pool = Pool::from_view(&source.view(), &Pool::default());
+        let pool = Pool::from_view(&source.view(), &Pool::default(), |_| {
+            Arc::new(WorkerCell::default())
+        });
         Self {
             shared: Arc::new(Shared {
                 source,
@@ -217,6 +241,8 @@ impl WorkerRegistry {
                 changes: watch::channel(0).0,
                 follower: Mutex::new(None),
                 policy: Mutex::new(EjectionPolicy::default()),
+                memory: Mutex::new(Memory::default()),
+                serving: AtomicBool::new(false),
             }),
         }
     }
@@ -276,15 +302,20 @@ impl WorkerRegistry {
     }
 
     /// Selects a worker whose tags match `filter` with the registry's
-    /// strategy. Filters: `"role=worker"`, a bare key (`"gpu"`, any value),
-    /// or several conditions that must all hold (`"role=worker,zone=eu"`);
-    /// `None` matches every member.
+    /// strategy and weights (slow start, failures in a row). Filters:
+    /// `"role=worker"`, a bare key (`"gpu"`, any value), or several
+    /// conditions that must all hold (`"role=worker,zone=eu"`); `None`
+    /// matches every member. When more than
+    /// [`EjectionPolicy::max_ejection_percent`] of the matching workers are
+    /// ejected or suspect, or none is selectable, it chooses among all of
+    /// them (panic routing), so ejection alone never fails a selection.
     ///
     /// # Errors
-    /// [`RpcError::NoWorkers`] when no selectable worker matches (the error
-    /// names the filter, how many members were seen and how many matched
-    /// but were draining, suspect or ejected); [`RpcError::InvalidFilter`]
-    /// for a malformed filter.
+    /// [`RpcError::NoWorkers`] when no worker matches, or every matching one
+    /// is draining (with `max_ejection_percent` at 100: also when every
+    /// matching one is ejected or suspect); the error names the filter, how
+    /// many members were seen and how many matched but were not
+    /// selectable. [`RpcError::InvalidFilter`] for a malformed filter.
     pub async fn select_worker(&self, filter: Option<&str>) -> Result<Worker, RpcError> {
         let parsed = WorkerFilter::parse(filter)?;
         self.select(&parsed, filter.unwrap_or(""), &[], Instant::now())
@@ -324,60 +355,6 @@ impl WorkerRegistry {
         crate::sync::read(&self.shared.pool).clone()
     }
 
-    /// Selects among matching, selectable workers other than `avoid`.
-    pub(crate) fn select(
-        &self,
-        filter: &WorkerFilter<'_>,
-        filter_text: &str,
-        avoid: &[NodeId],
-        now: Instant,
-    ) -> Result<Worker, RpcError> {
-        let pool = self.pool();
-        let mut matching = 0;
-        let mut candidates: Vec<(&Member, usize)> = Vec::with_capacity(pool.members.len());
-        for m in &pool.members {
-            if !filter.matches(&m.tags) || avoid.contains(&m.id) {
-                continue;
-            }
-            matching += 1;
-            if state_of(m, now) == WorkerState::Available {
-                candidates.push((m, m.cell.in_flight()));
-            }
-        }
-        let loads: Vec<usize> = candidates.iter().map(|(_, load)| *load).collect();
-        let chosen = lock(&self.shared.picker).pick(&loads);
-        let Some(index) = chosen else {
-            return Err(RpcError::NoWorkers {
-                filter: filter_text.to_owned(),
-                members: pool.seen,
-                unavailable: matching,
-                avoided: avoid.len(),
-            });
-        };
-        let member = candidates[index].0.clone();
-        let policy = self.ejection_policy();
-        member.cell.health().on_selected(now, &policy);
-        let in_flight = InFlight::new(member.cell.clone());
-        Ok(Worker {
-            member,
-            _in_flight: in_flight,
-        })
-    }
-
-    /// Records how a call to `worker` ended, for passive ejection.
-    pub(crate) fn record(&self, worker: &Worker, outcome: Outcome, now: Instant) {
-        let policy = self.ejection_policy();
-        let changed = worker.cell().health().record(outcome, now, &policy);
-        if changed {
-            tracing::info!(worker = %worker.id(), ?outcome, "worker rotation changed by the client's health check");
-            self.shared.changes.send_modify(|v| *v += 1);
-            if crate::telemetry::is_enabled() {
-                let ejected = worker.cell().health().is_ejected(now);
-                crate::telemetry::rotation_changed(worker.addr(), ejected);
-            }
-        }
-    }
-
     /// Whether `id` is still in the pool under that identity.
     pub(crate) fn contains(&self, id: &NodeId) -> bool {
         self.pool().members.iter().any(|m| m.id == *id)
@@ -402,8 +379,29 @@ fn state_of(m: &Member, now: Instant) -> WorkerState {
 }
 
 fn apply(shared: &Shared, view: &ClusterView) {
+    let now = Instant::now();
+    let policy = *lock(&shared.policy);
     let mut current = crate::sync::write(&shared.pool);
-    let next = Pool::from_view(view, &current);
+    let mut memory = lock(&shared.memory);
+    for m in &current.members {
+        let status = view.members.iter().find(|v| v.id == m.id).map(|v| v.status);
+        if matches!(status, Some(NodeStatus::Alive | NodeStatus::Suspect)) {
+            continue;
+        }
+        // Gone: gracefully (drained, or left) or not (failed, replaced).
+        let left = m.draining || status == Some(NodeStatus::Left);
+        if !left && !m.cell.health().struck() {
+            memory.strike(m.id.addr, now, &policy);
+        }
+    }
+    let serving = shared.serving.load(Ordering::Relaxed);
+    let next = Pool::from_view(view, &current, |id| {
+        let warmup = serving
+            .then(|| memory.warmup(id.addr, now, &policy))
+            .flatten();
+        Arc::new(WorkerCell::new(warmup))
+    });
+    drop(memory);
     if next.same_as(&current) {
         return;
     }

@@ -8,13 +8,25 @@
 //!
 //! | failure | verdict | recorded for ejection |
 //! |---|---|---|
-//! | connecting failed (refused, handshake timeout, TLS) | never ran | connection failed |
+//! | connecting failed (refused, handshake timeout, TLS) | never ran | connection failed (ejects at once) |
 //! | connecting failed on the local configuration (`ConfigError`) | final | connection failed |
-//! | `Unavailable` (the worker refused: draining, shutting down, over a limit) | never ran | refused |
-//! | connection lost, IO error after connecting | may have run | connection failed |
-//! | timeout after connecting | may have run | timed out |
-//! | stream reset | may have run | answered |
-//! | anything else: handler error, unknown method, message too large, ... | final | answered |
+//! | `Unavailable` (the worker refused: draining, shutting down, over a limit) | never ran | refused (ejects at once) |
+//! | `ResourceExhausted` (a handler had not the resources, and did nothing) | never ran | failed (the worker's fault) |
+//! | connection lost, IO error after connecting | may have run | connection failed (ejects at once) |
+//! | timeout after connecting | may have run | timed out (the worker's fault) |
+//! | stream reset | may have run | declined (the request's) |
+//! | `Internal`: the handler panicked, the server failed | final | failed (the worker's fault) |
+//! | anything else: handler error, unknown method, message too large, ... | final | declined (the request's) |
+//!
+//! The worker's faults count toward ejection in a row; the request's
+//! count only toward the success rate, which compares each worker with
+//! the others, so an error every worker gives ejects none (see `eject`).
+//! A handler says "the fault is mine" by answering
+//! `Err(RpcError::ResourceExhausted(..))` (before doing anything); a
+//! handler's other errors are the request's. `Err(Unavailable)` from a
+//! handler stays a handler error: it is what a handler relaying another
+//! server's refusal with `?` returns, perhaps after its own effects, and
+//! taking it as "never ran" would run such a call twice.
 //!
 //! [`decide`] then applies the stop rules in this order; the first that
 //! holds ends the call ([`StopReason`]), and a call none of them stops is
@@ -165,12 +177,14 @@ pub(crate) fn classify(error: &RpcError, connected: bool) -> (Verdict, Outcome) 
     }
     match error {
         RpcError::Unavailable(_) => (Verdict::NeverRan, Outcome::Refused),
+        RpcError::ResourceExhausted(_) => (Verdict::NeverRan, Outcome::Failed),
         RpcError::ConnectionError(_) | RpcError::IoError(_) => {
             (Verdict::MayHaveRun, Outcome::ConnectionFailed)
         }
         RpcError::Timeout => (Verdict::MayHaveRun, Outcome::TimedOut),
-        RpcError::StreamError(_) => (Verdict::MayHaveRun, Outcome::Answered),
-        _ => (Verdict::Final, Outcome::Answered),
+        RpcError::StreamError(_) => (Verdict::MayHaveRun, Outcome::Declined),
+        RpcError::Internal(_) => (Verdict::Final, Outcome::Failed),
+        _ => (Verdict::Final, Outcome::Declined),
     }
 }
 

@@ -1,13 +1,16 @@
 //! Per-worker state shared by every selection of that worker: the calls in
 //! flight, counted by RAII guards (after tower's `load::PendingRequests`),
 //! so a cancelled, timed-out, failed or panicking call, or a dropped
-//! stream, gives its count back when its guard is dropped; and the client's
-//! passive health record.
+//! stream, gives its count back when its guard is dropped; the client's
+//! passive health record; and the slow start of the worker's life.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::time::Instant;
+
 use super::eject::Health;
+use super::memory::Warmup;
 
 /// One worker identity's live state; a restarted worker (new generation)
 /// gets a new one.
@@ -15,9 +18,23 @@ use super::eject::Health;
 pub(crate) struct WorkerCell {
     in_flight: AtomicUsize,
     health: Mutex<Health>,
+    warmup: Option<Warmup>,
 }
 
 impl WorkerCell {
+    /// A cell for a new life, in slow start if `warmup` is given.
+    pub(crate) fn new(warmup: Option<Warmup>) -> Self {
+        Self {
+            warmup,
+            ..Self::default()
+        }
+    }
+
+    /// Its slow-start weight at `now` (1 outside slow start).
+    pub(crate) fn warmup_weight(&self, now: Instant, min: f64) -> f64 {
+        self.warmup.map_or(1.0, |w| w.weight(now, min))
+    }
+
     /// Calls in flight now.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)

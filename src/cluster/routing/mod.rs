@@ -5,8 +5,10 @@
 //! | `filter` | worker filters (`"role=worker,zone=eu"`, `"gpu"`), pure; also [`NodeInfo::has_tag`](super::NodeInfo::has_tag)'s language |
 //! | `balance` | [`LoadBalancingStrategy`]: pure pickers over a snapshot of loads, seeded RNG |
 //! | `load` | per-worker calls in flight, counted by RAII guards |
-//! | `eject` | passive outlier ejection (Envoy): the client's own fast view of worker health, sans-IO |
-//! | `discover` | [`WorkerRegistry`]: workers from the membership's view, selection, the ejection policy |
+//! | `eject` | passive outlier ejection (Envoy): [`EjectionPolicy`], what an outcome means, one worker's record, sans-IO |
+//! | `rate` | success-rate outlier detection: a sliding window per worker, the comparison with the others, sans-IO |
+//! | `memory` | strikes by address (recent ejections and crashes) and slow start, sans-IO |
+//! | `discover` | [`WorkerRegistry`]: workers from the membership's view, the ejection policy; `discover/select`: selection, panic routing, the ejection limit |
 //! | `status` | [`WorkerStatus`], [`WorkerState`]: what a registry reports about its workers |
 //! | `failover` | what follows a failed attempt: one classification of errors, one decision (gRFC A6), [`StopReason`], pure |
 //! | `budget` | the retry budget (Finagle), sans-IO |
@@ -31,6 +33,8 @@ mod eject;
 mod failover;
 mod filter;
 mod load;
+mod memory;
+mod rate;
 mod remote;
 mod status;
 

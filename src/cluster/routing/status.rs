@@ -10,12 +10,17 @@ use crate::cluster::{NodeId, Tags};
 pub enum WorkerState {
     /// Selectable.
     Available,
-    /// SWIM suspects it; not selected until it is confirmed alive.
+    /// SWIM suspects it; not selected until it is confirmed alive, except
+    /// by panic routing (see [`EjectionPolicy`](super::EjectionPolicy)).
     Suspect,
     /// It announced that it is draining; not selected.
     Draining,
-    /// A client using this registry took it out of rotation after a
-    /// connection failure or repeated timeouts (see [`EjectionPolicy`](super::EjectionPolicy)).
+    /// A client using this registry took it out of rotation: a connection
+    /// failure or a refusal, worker faults in a row (panics, timeouts,
+    /// `ResourceExhausted`), or a failure rate far above the other
+    /// workers' (see [`EjectionPolicy`](super::EjectionPolicy)). Selected
+    /// only by panic routing, and for the one probe call when the ejection
+    /// ends.
     Ejected,
 }
 

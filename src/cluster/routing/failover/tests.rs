@@ -71,17 +71,24 @@ fn the_classification_table() {
             RpcError::StreamError("reset".into()),
             true,
             MayHaveRun,
-            Answered,
+            Declined,
         ),
-        (RpcError::RemoteError("boom".into()), true, Final, Answered),
-        (RpcError::UnknownMethod("m".into()), true, Final, Answered),
+        (RpcError::RemoteError("boom".into()), true, Final, Declined),
+        (RpcError::UnknownMethod("m".into()), true, Final, Declined),
         (
             RpcError::MessageTooLarge { size: 2, limit: 1 },
             true,
             Final,
-            Answered,
+            Declined,
         ),
-        (RpcError::ProtocolError("x".into()), true, Final, Answered),
+        (RpcError::ProtocolError("x".into()), true, Final, Declined),
+        (RpcError::Internal("panicked".into()), true, Final, Failed),
+        (
+            RpcError::ResourceExhausted("queue full".into()),
+            true,
+            NeverRan,
+            Failed,
+        ),
     ];
     for (error, connected, verdict, outcome) in cases {
         assert_eq!(
@@ -135,7 +142,7 @@ fn a_final_answer_is_returned_as_is_first_and_stops_later() {
     let answer = RpcError::RemoteError("no".into());
     let d = decide_granting(&answer, true, &call, now);
     assert!(matches!(d.next, Next::Return), "{d:?}");
-    assert_eq!(d.outcome, Outcome::Answered, "the worker answered");
+    assert_eq!(d.outcome, Outcome::Declined, "the request's fault");
     let second = CallState {
         attempts: 2,
         ..call

@@ -1,0 +1,183 @@
+//! Selection and the recording of outcomes: where the registry applies
+//! each worker's record (`eject`) within the limits of the pool.
+//!
+//! * **Candidates**: the members matching the filter, not yet tried by the
+//!   call, not draining. The selectable ones are alive and not ejected;
+//!   their weight is their slow-start weight times their record's (halved
+//!   by each failure in a row; the minimum while held back), never below
+//!   the minimum.
+//! * **Panic routing** (Envoy's panic mode): when none is selectable, or
+//!   more than `max_ejection_percent` of the candidates are ejected or
+//!   suspect, the call is routed among all candidates, the ejected and
+//!   suspect ones at the minimum weight. Ejection alone never makes a
+//!   selection fail.
+//! * **The ejection limit** (Envoy's `max_ejection_percent`): an ejection
+//!   that would take more than that share of the pool out (at least one
+//!   worker may always be) holds the worker at the minimum weight instead.
+//! * **Success rate**: a worker whose failures are numerous enough is
+//!   compared with the other workers in rotation (`rate::is_outlier`).
+
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+
+use super::{state_of, Member, Worker, WorkerRegistry};
+use crate::cluster::routing::eject::{EjectionPolicy, Judgement, Outcome, Reason};
+use crate::cluster::routing::filter::WorkerFilter;
+use crate::cluster::routing::load::InFlight;
+use crate::cluster::routing::rate;
+use crate::cluster::routing::status::WorkerState;
+use crate::cluster::NodeId;
+use crate::sync::lock;
+use crate::RpcError;
+
+impl WorkerRegistry {
+    /// Selects among the workers matching `filter` other than `avoid`, at
+    /// `now` (see the module's rules).
+    pub(crate) fn select(
+        &self,
+        filter: &WorkerFilter<'_>,
+        filter_text: &str,
+        avoid: &[NodeId],
+        now: Instant,
+    ) -> Result<Worker, RpcError> {
+        self.shared.serving.store(true, Ordering::Relaxed);
+        let policy = self.ejection_policy();
+        let min = policy.min_weight();
+        let pool = self.pool();
+        let mut matching = 0;
+        // (member, in flight, weight, selectable)
+        let mut candidates: Vec<(&Member, usize, f64, bool)> =
+            Vec::with_capacity(pool.members.len());
+        for m in &pool.members {
+            if !filter.matches(&m.tags) || avoid.contains(&m.id) {
+                continue;
+            }
+            matching += 1;
+            let (selectable, weight) = match state_of(m, now) {
+                WorkerState::Available => {
+                    let health = m.cell.health().weight(now, min);
+                    (true, (health * m.cell.warmup_weight(now, min)).max(min))
+                }
+                WorkerState::Ejected | WorkerState::Suspect => (false, min),
+                _ => continue,
+            };
+            candidates.push((m, m.cell.in_flight(), weight, selectable));
+        }
+        let selectable = candidates.iter().filter(|c| c.3).count();
+        let out = candidates.len() - selectable;
+        let panic =
+            policy.limited() && (selectable == 0 || out > policy.ejectable(candidates.len()));
+        if !panic {
+            candidates.retain(|c| c.3);
+        }
+        let loads: Vec<usize> = candidates.iter().map(|c| c.1).collect();
+        let weights: Vec<f64> = candidates.iter().map(|c| c.2).collect();
+        let chosen = lock(&self.shared.picker).pick_weighted(&loads, &weights);
+        let Some(index) = chosen else {
+            return Err(RpcError::NoWorkers {
+                filter: filter_text.to_owned(),
+                members: pool.seen,
+                unavailable: matching,
+                avoided: avoid.len(),
+            });
+        };
+        if panic {
+            tracing::debug!(
+                selectable,
+                out,
+                "too few workers in rotation: routing among all"
+            );
+        }
+        let member = candidates[index].0.clone();
+        let ticket = member.cell.health().on_selected(now, &policy);
+        let in_flight = InFlight::new(member.cell.clone());
+        Ok(Worker {
+            member,
+            _in_flight: in_flight,
+            ticket,
+        })
+    }
+
+    /// Records how a call to `worker` ended, for passive ejection.
+    pub(crate) fn record(&self, worker: &Worker, outcome: Outcome, now: Instant) {
+        let policy = self.ejection_policy();
+        let judgement = worker
+            .cell()
+            .health()
+            .record(worker.ticket, outcome, now, &policy);
+        match judgement {
+            Judgement::Keep => {}
+            Judgement::Restored => {
+                tracing::info!(worker = %worker.id(), ?outcome, "worker back in rotation");
+                self.changed();
+                if crate::telemetry::is_enabled() {
+                    crate::telemetry::rotation_changed(worker.addr(), false);
+                }
+            }
+            Judgement::Eject(reason) => {
+                self.eject(worker, reason, now, &policy);
+                if crate::telemetry::is_enabled() {
+                    crate::telemetry::rotation_changed(worker.addr(), true);
+                }
+            }
+            Judgement::CompareRate => {
+                if self.is_rate_outlier(worker, now, &policy) {
+                    self.eject(worker, Reason::SuccessRate, now, &policy);
+                    if crate::telemetry::is_enabled() {
+                        crate::telemetry::rotation_changed(worker.addr(), true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ejects `worker`, or holds it back when the ejection limit is reached.
+    fn eject(&self, worker: &Worker, reason: Reason, now: Instant, policy: &EjectionPolicy) {
+        // The pool is read before the memory is locked (`apply` takes them
+        // in the other order).
+        let pool = self.pool();
+        let mut memory = lock(&self.shared.memory);
+        if !pool.members.iter().any(|m| m.id == worker.id()) {
+            return; // gone; its departure was counted by `apply`
+        }
+        let members = pool.members.iter().filter(|m| !m.draining);
+        let n = members.clone().count();
+        let out = members
+            .filter(|m| m.id != worker.id() && m.cell.health().is_ejected(now))
+            .count();
+        let addr = worker.addr();
+        if policy.limited() && out >= policy.ejectable(n) {
+            let period = policy.ejection_for(memory.strikes(addr, now, policy).max(1));
+            worker.cell().health().hold(now, period);
+            tracing::warn!(worker = %worker.id(), ?reason, out, "outlier held back at the minimum weight: the ejection limit is reached");
+            return;
+        }
+        let period = policy.ejection_for(memory.strike(addr, now, policy));
+        worker.cell().health().eject(now, period, reason);
+        drop(memory);
+        tracing::info!(worker = %worker.id(), ?reason, ?period, "worker ejected by the client's health check");
+        self.changed();
+    }
+
+    /// Whether `worker`'s failure rate is far above that of the other
+    /// workers in rotation.
+    fn is_rate_outlier(&self, worker: &Worker, now: Instant, policy: &EjectionPolicy) -> bool {
+        let own = worker.cell().health().rate(now, policy);
+        let mut others = Vec::new();
+        for m in &self.pool().members {
+            if m.id == worker.id() || m.draining {
+                continue;
+            }
+            let health = m.cell.health();
+            if !health.is_ejected(now) && !health.is_held(now) {
+                others.push(health.rate(now, policy));
+            }
+        }
+        rate::is_outlier(own, &others, policy)
+    }
+
+    fn changed(&self) {
+        self.shared.changes.send_modify(|v| *v += 1);
+    }
+}
