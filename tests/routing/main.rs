@@ -77,7 +77,7 @@ async fn node(label: Option<&'static str>, work_delay: Duration, seed: Option<So
         .with_key_path(cert("test_key.pem"))
         .with_client_ca_path(cert("ca.pem"))
         .with_drain_timeout(Duration::from_secs(5));
-    let mut server = RpcServer::new(rpc);
+    let server = RpcServer::new(rpc);
     if let Some(label) = label {
         server
             .register("work", move |_| async move {
@@ -129,6 +129,17 @@ async fn node(label: Option<&'static str>, work_delay: Duration, seed: Option<So
             })
             .await;
     }
+    start(server, label, seed).await
+}
+
+/// Binds and serves `server` and makes it a member: a worker
+/// (`role=worker`, `label=<label>`) if `label` is given, joined through
+/// `seed` if given.
+pub(crate) async fn start(
+    mut server: RpcServer,
+    label: Option<&'static str>,
+    seed: Option<SocketAddr>,
+) -> Node {
     let quic = server.bind().unwrap();
     let handle = server.handle();
     let shutdown = server.shutdown_handle();

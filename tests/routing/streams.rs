@@ -11,12 +11,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rpcnet::cluster::{
-    ClusterClient, ClusterMembership, LoadBalancingStrategy, StopReason, WorkerRegistry,
-    WorkerState, WorkerStream,
+    ClusterClient, LoadBalancingStrategy, StopReason, WorkerRegistry, WorkerState, WorkerStream,
 };
 use rpcnet::{CallOptions, RpcConfig, RpcError, RpcServer};
 
-use super::{available, cert, client_rpc, fast, node, Node};
+use super::{available, cert, client_rpc, node, Node};
 
 /// Time between two items of `count`.
 const TICK: Duration = Duration::from_millis(10);
@@ -43,7 +42,7 @@ pub(super) async fn member(
         .with_key_path(cert("test_key.pem"))
         .with_optional_client_ca_path(cert("ca.pem"))
         .with_drain_timeout(Duration::from_secs(10));
-    let mut server = RpcServer::new(rpc);
+    let server = RpcServer::new(rpc);
     if let Some(label) = label {
         let counted = started.clone();
         server
@@ -107,25 +106,7 @@ pub(super) async fn member(
             })
             .await;
     }
-    let quic = server.bind().unwrap();
-    let handle = server.handle();
-    let shutdown = server.shutdown_handle();
-    let addr = handle.socket_addr().unwrap();
-    let server = tokio::spawn(async move { server.start(quic).await });
-    let mut config = fast().with_server(handle);
-    if let Some(label) = label {
-        config = config.with_tag("role", "worker").with_tag("label", label);
-    }
-    let cluster = ClusterMembership::new(config).await.unwrap();
-    if let Some(seed) = seed {
-        cluster.join(vec![seed]).await.unwrap();
-    }
-    Node {
-        cluster,
-        addr,
-        server,
-        shutdown,
-    }
+    super::start(server, label, seed).await
 }
 
 /// The `count` request for positions `first..=last`.

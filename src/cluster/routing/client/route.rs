@@ -25,7 +25,7 @@ pub(super) struct Route<'a> {
     /// When the call's timeout passes; for a stream without one, the
     /// bound on finding a worker that takes it.
     pub(super) deadline: Instant,
-    /// The workers that failed this round of attempts.
+    /// The workers that failed since the call last started over.
     pub(super) failed: Vec<FailedAttempt>,
     /// A request stream, kept while it can be sent again.
     pub(super) requests: Option<Requests>,
