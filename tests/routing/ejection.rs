@@ -7,13 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rpcnet::cluster::{
-    ClusterClient, ClusterMembership, LoadBalancingStrategy, WorkerRegistry, WorkerState,
-};
+use rpcnet::cluster::{ClusterClient, LoadBalancingStrategy, WorkerRegistry, WorkerState};
 use rpcnet::{RpcConfig, RpcError, RpcServer};
 use tokio::time::Instant;
 
-use super::{available, cert, client_rpc, fast, in_flight, Node};
+use super::{available, cert, client_rpc, in_flight, Node};
 
 /// How a test worker answers `work`.
 #[derive(Clone, Copy, Debug)]
@@ -34,7 +32,7 @@ async fn worker(label: &'static str, answer: Answer, seed: std::net::SocketAddr)
     let rpc = RpcConfig::new(cert("test_cert.pem"), "127.0.0.1:0")
         .with_key_path(cert("test_key.pem"))
         .with_client_ca_path(cert("ca.pem"));
-    let mut server = RpcServer::new(rpc);
+    let server = RpcServer::new(rpc);
     server
         .register("work", move |_| async move {
             match answer {
@@ -48,23 +46,7 @@ async fn worker(label: &'static str, answer: Answer, seed: std::net::SocketAddr)
             }
         })
         .await;
-    let quic = server.bind().unwrap();
-    let handle = server.handle();
-    let shutdown = server.shutdown_handle();
-    let addr = handle.socket_addr().unwrap();
-    let server = tokio::spawn(async move { server.start(quic).await });
-    let config = fast()
-        .with_server(handle)
-        .with_tag("role", "worker")
-        .with_tag("label", label);
-    let cluster = ClusterMembership::new(config).await.unwrap();
-    cluster.join(vec![seed]).await.unwrap();
-    Node {
-        cluster,
-        addr,
-        server,
-        shutdown,
-    }
+    super::start(server, Some(label), Some(seed)).await
 }
 
 /// A director and one worker per `(label, answer)`, once the director's

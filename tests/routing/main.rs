@@ -137,7 +137,7 @@ async fn node(label: Option<&'static str>, work_delay: Duration, seed: Option<So
 /// `seed` if given.
 pub(crate) async fn start(
     mut server: RpcServer,
-    label: Option<&'static str>,
+    label: Option<&str>,
     seed: Option<SocketAddr>,
 ) -> Node {
     let quic = server.bind().unwrap();

@@ -8,29 +8,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rpcnet::cluster::{ClusterClient, ClusterMembership, LoadBalancingStrategy, WorkerRegistry};
-use rpcnet::{RpcConfig, RpcError, RpcServer, ShutdownHandle};
-use tokio::task::JoinHandle;
+use rpcnet::cluster::{ClusterClient, LoadBalancingStrategy, WorkerRegistry};
+use rpcnet::{RpcConfig, RpcServer};
 
-use super::{available, cert, client_rpc, fast, node};
+use super::{available, cert, client_rpc, node, Node};
 
 /// Executions per call id, across every worker.
 type Ledger = Arc<Mutex<HashMap<u64, usize>>>;
 
-struct Worker {
-    cluster: ClusterMembership,
-    shutdown: ShutdownHandle,
-    server: JoinHandle<Result<(), RpcError>>,
-}
-
 /// A worker whose `op` handler records each execution of the call id in
 /// its payload, then answers after 0-2 ms.
-async fn worker(label: String, seed: SocketAddr, ledger: Ledger) -> Worker {
+async fn worker(label: String, seed: SocketAddr, ledger: Ledger) -> Node {
     let rpc = RpcConfig::new(cert("test_cert.pem"), "127.0.0.1:0")
         .with_key_path(cert("test_key.pem"))
         .with_client_ca_path(cert("ca.pem"))
         .with_drain_timeout(Duration::from_secs(5));
-    let mut server = RpcServer::new(rpc);
+    let server = RpcServer::new(rpc);
     server
         .register("op", move |payload| {
             let ledger = ledger.clone();
@@ -42,21 +35,7 @@ async fn worker(label: String, seed: SocketAddr, ledger: Ledger) -> Worker {
             }
         })
         .await;
-    let quic = server.bind().unwrap();
-    let handle = server.handle();
-    let shutdown = server.shutdown_handle();
-    let server = tokio::spawn(async move { server.start(quic).await });
-    let config = fast()
-        .with_server(handle)
-        .with_tag("role", "worker")
-        .with_tag("label", label);
-    let cluster = ClusterMembership::new(config).await.unwrap();
-    cluster.join(vec![seed]).await.unwrap();
-    Worker {
-        cluster,
-        shutdown,
-        server,
-    }
+    super::start(server, Some(&label), Some(seed)).await
 }
 
 /// Twenty rounds: one of three workers is shut down (`ShutdownHandle`)
