@@ -386,7 +386,50 @@ impl Generator {
                 };
                 let wire = format!(" Calls `{}.{}`.", self.service_name, m.wire_name);
                 let spacer = if docs.is_empty() { quote!() } else { quote!(#[doc = ""]) };
+                let resumable = if cluster && m.mode == Mode::ServerStreaming {
+                    let name = format_ident!("{}_resumable", ident);
+                    let lead = if m.args.is_empty() {
+                        quote!()
+                    } else {
+                        quote!(#params,)
+                    };
+                    let doc = format!(
+                        " `{ident}` as a resumable stream (`{}.{}`): `resume(last)` makes \
+                         the request that starts the stream right after `last`, the last \
+                         value received (the arguments, as a tuple when there are \
+                         several). When the stream's worker fails, the stream reopens \
+                         itself on another worker matching the filter with that request, \
+                         so every value arrives once and in order; see \
+                         `ClusterClient::call_worker_resumable`.",
+                        self.service_name, m.wire_name
+                    );
+                    quote! {
+                        #[doc = #doc]
+                        pub fn #name(
+                            &self,
+                            #lead
+                            resume: impl FnMut(&#ok) -> #req_ty + ::core::marker::Send + 'static,
+                        ) -> impl ::core::future::Future<
+                            Output = ::core::result::Result<
+                                #krate::typed::Resumable<#ok, #err>,
+                                #call_error,
+                            >,
+                        > + ::core::marker::Send + 'static {
+                            #p::cluster_resumable::<#codec, #req_enc, #resp_enc, #req_ty, #ok, #err, _>(
+                                #target,
+                                #client::#desc(),
+                                &self.options,
+                                #request,
+                                resume,
+                            )
+                        }
+                    }
+                } else {
+                    quote!()
+                };
                 quote! {
+                    #resumable
+
                     #(#docs)*
                     #spacer
                     #[doc = #wire]

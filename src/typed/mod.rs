@@ -2,7 +2,7 @@
 //! [`#[rpcnet::service]`](crate::service) becomes a server adapter, a
 //! client and a cluster client, with serde types for requests, responses
 //! and errors. This module holds what they use: [`Streaming`],
-//! [`CallError`], the [`Codec`]s and [`Registrar`].
+//! [`Resumable`], [`CallError`], the [`Codec`]s and [`Registrar`].
 //!
 //! # On the wire
 //!
@@ -49,6 +49,7 @@
 mod codec;
 mod error;
 mod register;
+mod resumable;
 mod stream;
 
 #[doc(hidden)]
@@ -60,4 +61,5 @@ pub use codec::Bincode;
 pub use codec::{Codec, CodecError, Postcard};
 pub use error::CallError;
 pub use register::Registrar;
+pub use resumable::Resumable;
 pub use stream::Streaming;

@@ -11,7 +11,7 @@ use rpcnet::cluster::{
     ClusterClient, ClusterConfig, ClusterMembership, LoadBalancingStrategy, StopReason,
     WorkerRegistry, WorkerState,
 };
-use rpcnet::typed::CallError;
+use rpcnet::typed::{CallError, Streaming};
 use rpcnet::{RpcConfig, RpcError, RpcServer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -30,6 +30,15 @@ trait Jobs {
 
     /// Not declared idempotent.
     async fn risky(&self) -> Result<String, CalcError>;
+
+    /// `from..=to`, one number every 5 ms, each with the worker's label;
+    /// at `fail_at` (0: never) a service error instead, and the end.
+    async fn numbers(
+        &self,
+        from: u32,
+        to: u32,
+        fail_at: u32,
+    ) -> Streaming<Result<(u32, String), CalcError>>;
 }
 
 /// Shared by every worker: when armed, the next call to arrive reports
@@ -61,6 +70,27 @@ impl Jobs for Worker {
 
     async fn risky(&self) -> Result<String, CalcError> {
         self.run().await
+    }
+
+    async fn numbers(
+        &self,
+        from: u32,
+        to: u32,
+        fail_at: u32,
+    ) -> Streaming<Result<(u32, String), CalcError>> {
+        let label = self.label.to_string();
+        let paced = futures::stream::iter(from..=to).then(|n| async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            n
+        });
+        Streaming::new(
+            paced
+                .take_while(move |n| std::future::ready(*n != fail_at + 1 || fail_at == 0))
+                .map(move |n| match n == fail_at {
+                    true => Err(CalcError::TooMany { limit: n }),
+                    false => Ok((n, label.clone())),
+                }),
+        )
     }
 }
 
@@ -304,4 +334,68 @@ async fn an_idempotent_method_is_retried_after_its_worker_died_mid_call_and_a_pl
         answered != victim && answered != second,
         "answered by {answered}; {victim} and {second} were killed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_resumable_stream_arrives_complete_and_in_order_across_a_worker_kill() {
+    let mut s = setup(&["a", "b", "c"]).await;
+    let jobs = JobsClusterClient::new(s.client.clone(), Some("role=worker".into()));
+    const N: u32 = 120;
+    let mut numbers = jobs
+        .numbers_resumable(1, N, 0, |(last, _)| (last + 1, N, 0))
+        .await
+        .unwrap();
+    let (mut received, mut labels) = (Vec::new(), Vec::<String>::new());
+    while let Some(item) = numbers.next().await {
+        let (n, label) = item.expect("no error reaches the caller");
+        received.push(n);
+        if labels.last() != Some(&label) {
+            labels.push(label);
+        }
+        if n == 30 {
+            let serving = numbers.worker().label().unwrap().to_owned();
+            let index = s.workers.iter().position(|(l, _)| *l == serving).unwrap();
+            s.workers.remove(index).1.kill();
+        }
+    }
+    assert_eq!(
+        received,
+        (1..=N).collect::<Vec<_>>(),
+        "complete, in order, once each"
+    );
+    assert_eq!(
+        labels.len(),
+        2,
+        "resumed once, on another worker: {labels:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_resumable_stream_resumes_after_its_last_value_not_after_a_service_error() {
+    let s = setup(&["a", "b"]).await;
+    let jobs = JobsClusterClient::new(s.client.clone(), Some("label=a".into()));
+    let mut numbers = jobs
+        .numbers_resumable(1, 30, 10, |(last, _)| (last + 1, 30, 0))
+        .await
+        .unwrap();
+    let mut items = Vec::new();
+    while let Some(item) = numbers.next().await {
+        items.push(item);
+    }
+    // 1..=9, then the handler's error (its stream ends there).
+    assert_eq!(items.len(), 10, "{items:?}");
+    assert!(
+        matches!(
+            items[9],
+            Err(CallError::Service(CalcError::TooMany { limit: 10 }))
+        ),
+        "{items:?}"
+    );
+    // The caller moves it to worker b: it starts at 10, the number after
+    // the last value, not after the error item.
+    numbers.resume_on(Some("label=b")).await.unwrap();
+    assert_eq!(numbers.worker().label(), Some("b"));
+    let rest: Vec<(u32, String)> = numbers.map(Result::unwrap).collect().await;
+    let expected: Vec<(u32, String)> = (10..=30).map(|n| (n, "b".to_string())).collect();
+    assert_eq!(rest, expected);
 }

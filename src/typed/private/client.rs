@@ -14,9 +14,9 @@ use futures::channel::oneshot;
 use futures::future::Either;
 use futures::{Stream, StreamExt};
 
-use super::{decode_response, encode_request, Encoding, Method, Wire, SCHEMA_KEY};
+use super::{decode_response, encode_request, is_value, Encoding, Method, Wire, SCHEMA_KEY};
 use crate::cluster::ClusterClient;
-use crate::typed::{CallError, Codec, Streaming};
+use crate::typed::{CallError, Codec, Resumable, Streaming};
 use crate::{CallOptions, RpcClient, RpcError};
 
 /// The options of one call: `base` (the client's), the schema hash, the
@@ -139,6 +139,59 @@ where
             .call_worker_server_streaming_with(m.name, payload?, filter.as_deref(), options)
             .await?;
         Ok(decoded::<C, RespEnc, T, E>(m, responses, None))
+    }
+}
+
+/// A resumable server stream routed by a [`ClusterClient`]: `resume(last)`
+/// makes the request that starts the stream right after `last`, the last
+/// value the caller received.
+pub fn cluster_resumable<C, ReqEnc, RespEnc, Req, T, E, F>(
+    client: &Arc<ClusterClient>,
+    filter: Option<&str>,
+    m: &'static Method,
+    base: &CallOptions,
+    request: Req,
+    mut resume: F,
+) -> impl Future<Output = Result<Resumable<T, E>, CallError<E>>> + Send + 'static
+where
+    C: Codec,
+    ReqEnc: Encoding<Req>,
+    RespEnc: Encoding<T>,
+    T: Send + 'static,
+    E: Wire + Send + 'static,
+    F: FnMut(&T) -> Req + Send + 'static,
+{
+    let (client, filter, options) = (
+        client.clone(),
+        filter.map(str::to_owned),
+        options(m, base).into_owned(),
+    );
+    let payload = encode_request::<ReqEnc, Req>(m, request);
+    // Called with a position only, so the message is a value.
+    let next = move |last: &[u8]| match decode_response::<C, RespEnc, T, E>(m, last.to_vec()) {
+        Ok(value) => encode_request::<ReqEnc, Req>(m, resume(&value)),
+        Err(CallError::Rpc(e)) => Err(e),
+        Err(_) => Err(RpcError::Codec(format!(
+            "the last value of {} is not a value",
+            m.name
+        ))),
+    };
+    async move {
+        let stream = client
+            .open_resumable(
+                m.name,
+                payload?,
+                filter.as_deref(),
+                options,
+                Box::new(next),
+                is_value,
+            )
+            .await?;
+        Ok(Resumable::new(
+            stream,
+            m,
+            decode_response::<C, RespEnc, T, E>,
+        ))
     }
 }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 pub use client::{
     bidirectional, client_streaming, cluster_bidirectional, cluster_client_streaming,
-    cluster_server_streaming, cluster_unary, server_streaming, unary,
+    cluster_resumable, cluster_server_streaming, cluster_unary, server_streaming, unary,
 };
 pub use futures::Stream;
 pub use server::{
@@ -175,6 +175,11 @@ mod tag {
     /// A refusal for a schema mismatch: the server's hash (8 bytes,
     /// big-endian) and signature and codec text (`signature\0codec`).
     pub const SCHEMA_MISMATCH: u8 = 2;
+}
+
+/// Whether a response message is a value (a resumable stream's position).
+fn is_value(message: &[u8]) -> bool {
+    message.last() == Some(&tag::OK)
 }
 
 fn codec_error(m: &Method, what: &str, e: CodecError) -> RpcError {

@@ -15,7 +15,7 @@
 use futures::Stream;
 
 use super::replay::Requests;
-use super::stream::{self, Reopen, Request, Resume};
+use super::stream::{self, Reopen, Request, Resume, ResumeFn};
 use super::{ClusterClient, Route, WorkerStream};
 use crate::wire::CallKind;
 use crate::{CallOptions, RpcError};
@@ -160,8 +160,26 @@ impl ClusterClient {
     where
         F: FnMut(&[u8]) -> Result<Vec<u8>, RpcError> + Send + 'static,
     {
+        self.open_resumable(method, request, filter, options, Box::new(resume), |_| true)
+            .await
+    }
+
+    /// [`call_worker_resumable`](Self::call_worker_resumable) whose
+    /// positions are the items `is_position` accepts: the typed layer's
+    /// resumable streams, whose service errors are items but not
+    /// positions.
+    pub(crate) async fn open_resumable(
+        &self,
+        method: &str,
+        request: Vec<u8>,
+        filter: Option<&str>,
+        options: CallOptions,
+        next: ResumeFn,
+        is_position: fn(&[u8]) -> bool,
+    ) -> Result<WorkerStream, RpcError> {
         let resume = Resume {
-            next: Box::new(resume),
+            next,
+            is_position,
             last: None,
         };
         let request = Request::Message(request);

@@ -38,7 +38,7 @@ use crate::cluster::routing::failover::{classify, Verdict};
 use crate::{Body, ResponseStream, RpcError};
 
 /// Makes the request that resumes a stream right after the item given.
-pub(super) type ResumeFn = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, RpcError> + Send>;
+pub(crate) type ResumeFn = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, RpcError> + Send>;
 
 /// The request a stream is opened with.
 pub(super) enum Request {
@@ -60,7 +60,11 @@ impl Request {
 /// A resumable stream's position: how to make its next request.
 pub(super) struct Resume {
     pub(super) next: ResumeFn,
-    /// The last item delivered to the caller.
+    /// Which items are positions (every item of
+    /// [`call_worker_resumable`](super::ClusterClient::call_worker_resumable);
+    /// a typed stream's values, not its service errors).
+    pub(super) is_position: fn(&[u8]) -> bool,
+    /// The last position delivered to the caller.
     pub(super) last: Option<Vec<u8>>,
 }
 
@@ -72,12 +76,13 @@ pub(super) struct Reopen {
 }
 
 impl Reopen {
-    /// For a resumable stream that delivered items: the request resuming
-    /// after the last one.
+    /// For a resumable stream that delivered a position: the request
+    /// resuming after the last one.
     fn resume_request(&mut self) -> Result<(), RpcError> {
         if let Some(Resume {
             next,
             last: Some(last),
+            ..
         }) = &mut self.resume
         {
             self.request = Request::Message(next(last)?);
@@ -213,7 +218,9 @@ impl WorkerStream {
             }
         }
         if let Some(resume) = self.reopen.as_mut().and_then(|r| r.resume.as_mut()) {
-            resume.last = Some(item.to_vec());
+            if (resume.is_position)(item) {
+                resume.last = Some(item.to_vec());
+            }
         }
     }
 
