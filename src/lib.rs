@@ -93,7 +93,11 @@ pub use wire::Metadata;
 ///   method;
 /// * `FooClusterClient`: `FooClusterClient::new(Arc<ClusterClient>,
 ///   filter: Option<String>)`, the same methods, each call routed to a
-///   worker matching the filter, with failover.
+///   worker matching the filter, with failover; and for each
+///   server-streaming method `m`, `m_resumable(args.., resume)`: a
+///   [`typed::Resumable`] stream that reopens on another worker after the
+///   last value received, `resume(&last)` making the request
+///   ([`ClusterClient::call_worker_resumable`](cluster::ClusterClient::call_worker_resumable)).
 ///
 /// The trait itself is kept, with each `async fn` turned into
 /// `fn .. -> impl Future<Output = ..> + Send` (so the server can run

@@ -1,27 +1,32 @@
-//! The client: asks the director for a worker, connects to it directly and
-//! consumes its token stream. When the worker fails (an error in the
-//! stream, a refused call, a connection that goes silent for
-//! [`CLIENT_IDLE_TIMEOUT`](crate::certs::CLIENT_IDLE_TIMEOUT)), it goes back
-//! to the director, asks it to avoid that worker, and resumes from the
-//! token after the last one it received. On Ctrl+C / SIGTERM it prints a
+//! The client: asks the director for a worker and streams tokens from it
+//! over a resumable stream (`WorkerClusterClient::generate_resumable`,
+//! rpcnet's resumable server streams): the library keeps the stream's
+//! position and reopens it after the last token received, so no token is
+//! lost or repeated. When the worker fails (a refusal in the stream, a
+//! refused call, a connection that goes silent for
+//! [`CLIENT_IDLE_TIMEOUT`](crate::certs::CLIENT_IDLE_TIMEOUT)), the client
+//! goes back to the director, asks it to avoid that worker, and resumes
+//! the stream on the worker it assigns. On Ctrl+C / SIGTERM it prints a
 //! summary.
 //!
 //! The client is not a cluster member: it trusts the cluster CA
 //! (`certs/ca.pem`) and holds no certificate or key, so the nodes' gossip
-//! endpoint refuses it.
+//! endpoint refuses it. It follows the director's view of the workers
+//! (read-only, `ClusterClient::following`) to reach the one assigned.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use rpcnet::cluster::{ClusterClient, ClusterClientConfig, LoadBalancingStrategy, LABEL_TAG};
+use rpcnet::typed::{CallError, Resumable};
 use rpcnet::{RpcClient, RpcConfig, RpcError};
 
-use crate::certs::{CertDir, CLIENT_FILES};
+use crate::certs::{CertDir, CLIENT_FILES, CLIENT_IDLE_TIMEOUT};
 use crate::ledger::{Delivery, StreamLedger};
-use rpcnet::typed::CallError;
-
 use crate::protocol::{
-    AssignRequest, Assignment, DirectorClient, GenerateRequest, Refusal, WorkerClient,
+    AssignRequest, Assignment, DirectorClient, GenerateRequest, Refusal, Token, WorkerClusterClient,
 };
 use crate::settings;
 
@@ -32,6 +37,9 @@ const AVOID_FOR: Duration = Duration::from_secs(10);
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// The longest a connection attempt or the director's answer may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The token stream: resumed on each worker the director assigns.
+type Tokens = Resumable<Token, Refusal>;
 
 /// A worker this client has been assigned.
 struct Session {
@@ -52,6 +60,12 @@ struct Client {
     config: RpcConfig,
     director_addr: SocketAddr,
     director: Option<RpcClient>,
+    /// Routes the token stream to the assigned worker, following the
+    /// director's view of the cluster.
+    cluster: Option<Arc<ClusterClient>>,
+    /// `None` until the first stream opens (and after an open abandoned
+    /// midway: the next one starts from the ledger's position).
+    tokens: Option<Tokens>,
     ledger: StreamLedger,
     avoid: Vec<(SocketAddr, Instant)>,
     /// Set when a failure is noticed; cleared by the next token.
@@ -73,6 +87,8 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
         config: certs.client_config(),
         director_addr,
         director: None,
+        cluster: None,
+        tokens: None,
         ledger: StreamLedger::new(),
         avoid: Vec::new(),
         switching: None,
@@ -105,15 +121,21 @@ impl Client {
                 failure.error,
                 self.ledger.next_sequence()
             );
-            self.avoid.retain(|(addr, _)| *addr != failure.worker.addr);
-            self.avoid.push((failure.worker.addr, now));
+            if never_reached(&failure.error) {
+                // Not listed in this client's view yet: not the worker's fault.
+                tokio::time::sleep(RETRY_PAUSE).await;
+            } else {
+                self.avoid.retain(|(addr, _)| *addr != failure.worker.addr);
+                self.avoid.push((failure.worker.addr, now));
+            }
             if self.switching.is_none() {
                 self.switching = Some((now, failure.worker.label));
             }
         }
     }
 
-    /// Asks the director for a worker, reconnecting to it if needed.
+    /// Asks the director for a worker, reconnecting to it (and following
+    /// its view) if needed.
     async fn assign(&mut self) -> Result<Session, RpcError> {
         let director = match &self.director {
             Some(director) => director.clone(),
@@ -125,6 +147,17 @@ impl Client {
                 director
             }
         };
+        if self.cluster.is_none() {
+            let config = ClusterClientConfig::from(self.config.clone())
+                .with_idle_timeout(CLIENT_IDLE_TIMEOUT)
+                .with_connect_timeout(STEP_TIMEOUT)
+                // The director picks the worker: a failed one is reported
+                // to the client, which asks the director again.
+                .with_max_attempts(1);
+            let strategy = LoadBalancingStrategy::LeastConnections;
+            let following = ClusterClient::following(vec![self.director_addr], config, strategy);
+            self.cluster = Some(Arc::new(within(following).await?));
+        }
         let now = Instant::now();
         self.avoid
             .retain(|(_, at)| now.duration_since(*at) < AVOID_FOR);
@@ -157,7 +190,8 @@ impl Client {
         }
     }
 
-    /// Connects to the assigned worker and consumes tokens until it fails.
+    /// Opens the token stream on the assigned worker (or resumes it there
+    /// after the last token received) and consumes tokens until it fails.
     async fn consume(&mut self, session: Session) -> Failure {
         let worker = session.assignment.clone();
         println!(
@@ -168,33 +202,23 @@ impl Client {
             worker: worker.clone(),
             error,
         };
-        let connection = match within(RpcClient::connect(worker.addr, self.config.clone())).await {
-            Ok(connection) => connection,
+        let filter = format!("{LABEL_TAG}={}", worker.label);
+        println!("📤 creating request stream");
+        let mut tokens = match self.open(&filter).await {
+            Ok(tokens) => tokens,
             Err(e) => return fail(e),
         };
         println!(
             "✅ direct connection established to worker {} at {}",
-            worker.label, worker.addr
+            worker.label,
+            tokens.worker().addr()
         );
-        println!("📤 creating request stream");
-        let from_sequence = self.ledger.next_sequence();
-        let worker_client = WorkerClient::new(connection);
-        let started = async {
-            worker_client
-                .generate(GenerateRequest { from_sequence })
-                .await
-                .map_err(rpc_error)
-        };
-        let mut tokens = match within(started).await {
-            Ok(tokens) => tokens,
-            Err(e) => return fail(e),
-        };
         println!("🌊 stream opened successfully, starting to consume responses");
-        loop {
+        let failure = loop {
             let token = match tokens.next().await {
                 Some(Ok(token)) => token,
-                Some(Err(e)) => return fail(rpc_error(e)),
-                None => return fail(RpcError::StreamError("the worker ended the stream".into())),
+                Some(Err(e)) => break fail(rpc_error(e)),
+                None => break fail(RpcError::StreamError("the worker ended the stream".into())),
             };
             let now = Instant::now();
             if let Some((noticed, from)) = self.switching.take() {
@@ -215,8 +239,46 @@ impl Client {
                 Delivery::Duplicate => println!("❗ token {} received twice", token.sequence),
                 Delivery::Gap(n) => println!("❗ {n} tokens missing before {}", token.sequence),
             }
-        }
+        };
+        self.tokens = Some(tokens);
+        failure
     }
+
+    /// The token stream on a worker matching `filter`: the stream so far
+    /// resumed there, or a new one from the ledger's next sequence.
+    async fn open(&mut self, filter: &str) -> Result<Tokens, RpcError> {
+        let cluster = self
+            .cluster
+            .clone()
+            .expect("assign follows the director first");
+        if let Some(mut tokens) = self.tokens.take() {
+            return match tokio::time::timeout(STEP_TIMEOUT, tokens.resume_on(Some(filter))).await {
+                Ok(Ok(())) => Ok(tokens),
+                // A resumption that failed can be tried again.
+                Ok(Err(e)) => {
+                    self.tokens = Some(tokens);
+                    Err(e)
+                }
+                // One abandoned midway cannot: the next stream starts
+                // from the ledger's position.
+                Err(_) => Err(RpcError::Timeout),
+            };
+        }
+        let from_sequence = self.ledger.next_sequence();
+        let opened = WorkerClusterClient::new(cluster, Some(filter.to_owned())).generate_resumable(
+            GenerateRequest { from_sequence },
+            |last| GenerateRequest {
+                from_sequence: last.sequence + 1,
+            },
+        );
+        within(async { opened.await.map_err(rpc_error) }).await
+    }
+}
+
+/// Whether a routed call failed before reaching any worker (none matched
+/// the filter in the client's view).
+fn never_reached(error: &RpcError) -> bool {
+    matches!(error, RpcError::Failover { attempts, .. } if attempts.is_empty())
 }
 
 /// A typed call's error as the client reports it: a director's or
