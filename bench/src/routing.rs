@@ -538,18 +538,21 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
         let stop = Arc::new(AtomicBool::new(false));
         let calls = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(AtomicUsize::new(0));
+        // The first few errors, to say why calls failed.
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         // Completion times of calls started before `kill_at` (set below).
         let kill_at: Arc<Mutex<Option<Instant>>> = Arc::default();
         let caught: Arc<Mutex<Vec<Instant>>> = Arc::default();
         let tasks: Vec<_> = (0..8)
             .map(|_| {
-                let (cluster, stop, calls, failures, kill_at, caught) = (
+                let (cluster, stop, calls, failures, kill_at, caught, errors) = (
                     cluster.clone(),
                     stop.clone(),
                     calls.clone(),
                     failures.clone(),
                     kill_at.clone(),
                     caught.clone(),
+                    errors.clone(),
                 );
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
@@ -562,8 +565,12 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
                             .call_worker_with("echo", vec![1; 16], Some("role=worker"), options)
                             .await;
                         let done = Instant::now();
-                        if result.is_err() {
+                        if let Err(e) = result {
                             failures.fetch_add(1, Ordering::Relaxed);
+                            let mut errors = errors.lock().unwrap();
+                            if errors.len() < 3 {
+                                errors.push(e.to_string());
+                            }
                         }
                         if kill_at
                             .lock()
@@ -598,10 +605,11 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
         figures.kill_calls += calls.load(Ordering::Relaxed);
         figures.kill_failures += failures.load(Ordering::Relaxed);
         eprintln!(
-            "kill {k}: {} caught calls done after {:?}, {} failed so far",
+            "kill {k}: {} caught calls done after {:?}, {} failed so far {:?}",
             caught.lock().unwrap().len(),
             last.map(|l| l - killed),
-            figures.kill_failures
+            figures.kill_failures,
+            errors.lock().unwrap()
         );
         // Restart at the same address: the new generation replaces the
         // dead one in the pool.

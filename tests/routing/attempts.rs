@@ -151,3 +151,33 @@ async fn a_call_that_is_not_idempotent_stays_on_its_one_worker_until_its_deadlin
         "round robin: two of four calls on the hung worker"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_answer_from_the_last_worker_left_is_waited_for_not_failed() {
+    // Every worker answers in 300 ms, past the 100 ms per-attempt timeout,
+    // well inside the 3 s deadline.
+    let slow = Duration::from_millis(300);
+    let options = CallOptions::new()
+        .idempotent(true)
+        .with_timeout(Duration::from_secs(3))
+        .with_attempt_timeout(Duration::from_millis(100));
+    for labels in [&["only"][..], &["a", "b"][..]] {
+        let delays: Vec<_> = labels.iter().map(|l| (*l, slow)).collect();
+        let s = setup(LoadBalancingStrategy::RoundRobin, &delays).await;
+        let started = Instant::now();
+        let answer = s
+            .client
+            .call_worker_with("work", vec![], Some("role=worker"), options.clone())
+            .await;
+        let took = started.elapsed();
+        eprintln!("{labels:?}: {answer:?} after {took:?}");
+        // One worker: its answer. Two: the first is left at 100 ms, the
+        // second (the last left) answers.
+        assert!(answer.is_ok(), "{labels:?}: {answer:?} after {took:?}");
+        let bound = slow * labels.len() as u32;
+        assert!(
+            took < bound + Duration::from_millis(500),
+            "{labels:?}: {took:?}"
+        );
+    }
+}

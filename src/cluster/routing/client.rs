@@ -170,7 +170,9 @@ impl Shared {
                 return Err(route.stop(StopReason::DeadlinePassed));
             }
             let mut cell = None;
-            let attempted = self.attempt(&worker, route, &mut cell, &mut attempt).await;
+            let attempted = self
+                .attempt(&worker, route, (&filter, &tried), &mut cell, &mut attempt)
+                .await;
             match attempted {
                 Ok(value) => {
                     if crate::telemetry::is_enabled() {
@@ -260,11 +262,19 @@ impl Shared {
 
     /// One attempt on `worker`: its pooled connection (`cell` receives the
     /// pool entry), then `attempt` with the route's options bounded by the
-    /// attempt's time (a stream without a timeout stays without one).
+    /// call's deadline (a stream without a timeout stays without one).
+    ///
+    /// An attempt past its per-attempt limit is abandoned (dropped, which
+    /// cancels it) only when another worker matching the call's filter and
+    /// not yet tried (`others`: the filter and the workers tried) could
+    /// take the call; the only worker left keeps the attempt until the
+    /// call's deadline, so a slow answer is never turned into a failure
+    /// for want of somewhere else to go.
     async fn attempt<T, F, Fut>(
         &self,
         worker: &Worker,
         route: &Route<'_>,
+        others: (&WorkerFilter<'_>, &[NodeId]),
         cell: &mut Option<Connection>,
         attempt: &mut F,
     ) -> Result<T, AttemptError>
@@ -273,13 +283,14 @@ impl Shared {
         Fut: Future<Output = Result<T, RpcError>>,
     {
         let now = Instant::now();
-        let until = match self.attempt_limit(route) {
-            Some(limit) => route.deadline.min(now + limit),
-            None => route.deadline,
-        };
+        let limit = self
+            .attempt_limit(route)
+            .map(|limit| now + limit)
+            .filter(|limit| *limit < route.deadline);
+        let connect_by = limit.unwrap_or(route.deadline);
         let client = self
             .pool
-            .connection(worker, until.saturating_duration_since(now), cell)
+            .connection(worker, connect_by.saturating_duration_since(now), cell)
             .await
             .map_err(|error| AttemptError {
                 error,
@@ -293,14 +304,27 @@ impl Shared {
         let options = if streamed && options.timeout().is_none() {
             options
         } else {
-            options.with_timeout(until.saturating_duration_since(Instant::now()))
+            options.with_timeout(route.deadline.saturating_duration_since(Instant::now()))
         };
-        attempt(client, options)
-            .await
-            .map_err(|error| AttemptError {
-                error,
-                connected: true,
-            })
+        let connected = |error| AttemptError {
+            error,
+            connected: true,
+        };
+        let call = attempt(client, options);
+        let Some(limit) = limit else {
+            return call.await.map_err(connected);
+        };
+        let mut call = std::pin::pin!(call);
+        if let Ok(answer) = tokio::time::timeout_at(limit, &mut call).await {
+            return answer.map_err(connected);
+        }
+        let (filter, tried) = others;
+        let mut avoid = tried.to_vec();
+        avoid.push(worker.id());
+        if self.registry.could_select(filter, &avoid, Instant::now()) {
+            return Err(connected(RpcError::Timeout));
+        }
+        call.await.map_err(connected)
     }
 
     /// The per-attempt timeout of the route's next attempt: for an

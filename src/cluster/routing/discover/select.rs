@@ -99,6 +99,28 @@ impl WorkerRegistry {
         })
     }
 
+    /// Whether [`select`](Self::select) with the same arguments would find
+    /// a worker: one matching `filter`, not in `avoid`, available (or,
+    /// with an ejection limit, suspect or ejected: panic routing takes
+    /// those when nothing else is left). No side effects.
+    pub(crate) fn could_select(
+        &self,
+        filter: &WorkerFilter<'_>,
+        avoid: &[NodeId],
+        now: Instant,
+    ) -> bool {
+        let panic_routing = self.ejection_policy().limited();
+        self.pool().members.iter().any(|m| {
+            filter.matches(&m.tags)
+                && !avoid.contains(&m.id)
+                && match state_of(m, now) {
+                    WorkerState::Available => true,
+                    WorkerState::Ejected | WorkerState::Suspect => panic_routing,
+                    _ => false,
+                }
+        })
+    }
+
     /// Records how a call to `worker` ended, for passive ejection.
     pub(crate) fn record(&self, worker: &Worker, outcome: Outcome, now: Instant) {
         let policy = self.ejection_policy();
