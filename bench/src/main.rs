@@ -158,8 +158,13 @@ struct ServerProcess {
 
 impl ServerProcess {
     /// A server process that inherits the profiling variables.
+    /// A server process of this binary, or of `RPCNET_BENCH_SERVER_EXE`
+    /// when set (another build's servers, to tell client-side costs from
+    /// server-side ones in an A/B run).
     fn spawn(args: &[&str]) -> ServerProcess {
-        Self::spawn_command(Command::new(std::env::current_exe().unwrap()), args)
+        let exe = std::env::var_os("RPCNET_BENCH_SERVER_EXE")
+            .map_or_else(|| std::env::current_exe().unwrap(), Into::into);
+        Self::spawn_command(Command::new(exe), args)
     }
 
     /// A server process with `shape`'s runtime, whatever the environment says.
