@@ -110,6 +110,8 @@ impl CallOptions {
     /// its one attempt short would only turn a late answer into a
     /// failure), never beyond the call's own timeout, and not to the last
     /// attempt the client allows, which has what is left of the call's
+    /// timeout. An attempt past it is abandoned only when another worker
+    /// could take the call; otherwise it goes on until the call's
     /// timeout. Default: the client's
     /// [`AttemptTimeout`](crate::cluster::AttemptTimeout) policy.
     /// `RpcClient` ignores it.
