@@ -4,7 +4,7 @@
 //! position and reopens it after the last token received, so no token is
 //! lost or repeated. When the worker fails (a refusal in the stream, a
 //! refused call, a connection that goes silent for
-//! [`CLIENT_IDLE_TIMEOUT`](crate::certs::CLIENT_IDLE_TIMEOUT)), the client
+//! [`CLIENT_IDLE_TIMEOUT`]), the client
 //! goes back to the director, asks it to avoid that worker, and resumes
 //! the stream on the worker it assigns. On Ctrl+C / SIGTERM it prints a
 //! summary.
