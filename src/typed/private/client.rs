@@ -41,6 +41,18 @@ fn with_method(m: &Method, base: &CallOptions) -> CallOptions {
     options
 }
 
+/// What a routed call takes along: the client, the filter and the call's
+/// options, owned.
+fn routed(
+    client: &Arc<ClusterClient>,
+    filter: Option<&str>,
+    m: &Method,
+    base: &CallOptions,
+) -> (Arc<ClusterClient>, Option<String>, CallOptions) {
+    let options = options(m, base).into_owned();
+    (client.clone(), filter.map(str::to_owned), options)
+}
+
 /// Response items decoded; what `server_streaming` and `bidirectional` return.
 type Responses<T, E> = Streaming<Result<T, CallError<E>>>;
 
@@ -76,11 +88,7 @@ where
     RespEnc: Encoding<T>,
     E: Wire,
 {
-    let (client, filter, options) = (
-        client.clone(),
-        filter.map(str::to_owned),
-        options(m, base).into_owned(),
-    );
+    let (client, filter, options) = routed(client, filter, m, base);
     let payload = encode_request::<ReqEnc, Req>(m, request);
     async move {
         let response = client
@@ -128,11 +136,7 @@ where
     T: Send + 'static,
     E: Wire + Send + 'static,
 {
-    let (client, filter, options) = (
-        client.clone(),
-        filter.map(str::to_owned),
-        options(m, base).into_owned(),
-    );
+    let (client, filter, options) = routed(client, filter, m, base);
     let payload = encode_request::<ReqEnc, Req>(m, request);
     async move {
         let responses = client
@@ -161,11 +165,7 @@ where
     E: Wire + Send + 'static,
     F: FnMut(&T) -> Req + Send + 'static,
 {
-    let (client, filter, options) = (
-        client.clone(),
-        filter.map(str::to_owned),
-        options(m, base).into_owned(),
-    );
+    let (client, filter, options) = routed(client, filter, m, base);
     let payload = encode_request::<ReqEnc, Req>(m, request);
     // Called with a position only, so the message is a value.
     let next = move |last: &[u8]| match decode_response::<C, RespEnc, T, E>(m, last.to_vec()) {
@@ -234,11 +234,7 @@ where
     Req: Send + 'static,
     S: Stream<Item = Req> + Send + 'static,
 {
-    let (client, filter, options) = (
-        client.clone(),
-        filter.map(str::to_owned),
-        options(m, base).into_owned(),
-    );
+    let (client, filter, options) = routed(client, filter, m, base);
     let (requests, failure) = Encoded::<ReqEnc, Req, S>::new(m, requests);
     async move {
         let call =
@@ -289,11 +285,7 @@ where
     Req: Send + 'static,
     S: Stream<Item = Req> + Send + 'static,
 {
-    let (client, filter, options) = (
-        client.clone(),
-        filter.map(str::to_owned),
-        options(m, base).into_owned(),
-    );
+    let (client, filter, options) = routed(client, filter, m, base);
     let (requests, failure) = Encoded::<ReqEnc, Req, S>::new(m, requests);
     async move {
         let responses = client
