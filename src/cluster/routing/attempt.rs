@@ -55,7 +55,7 @@ impl Default for AttemptTimeout {
 /// The adaptive per-attempt timeout: the call's timeout divided by the
 /// attempts it is allowed (`with_max_attempts`, default 3: each attempt an
 /// equal share), shortened to `latency_multiple` × the p99 of the
-/// method's recent answer times once 20 answers of that
+/// method's recent answer times (idempotent calls) once 20 answers of that
 /// method have been seen, but never below `floor`.
 ///
 /// With the defaults, a call with a 2 s timeout whose method usually

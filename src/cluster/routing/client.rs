@@ -181,7 +181,7 @@ impl Shared {
                     if matches!(route.kind, CallKind::Unary | CallKind::ClientStreaming) {
                         let answered = Instant::now();
                         self.registry.record(&worker, Outcome::Answered, answered);
-                        if route.kind == CallKind::Unary {
+                        if self.records_latency(route) {
                             let took = answered.saturating_duration_since(now);
                             lock(&self.latencies).record(&route.method, took);
                         }
@@ -325,6 +325,18 @@ impl Shared {
             return Err(connected(RpcError::Timeout));
         }
         call.await.map_err(connected)
+    }
+
+    /// Whether the answer time of the route's call feeds the adaptive
+    /// attempt timeout: an idempotent unary call's, when that policy is in
+    /// force (the only calls it applies to; the others skip its lock).
+    fn records_latency(&self, route: &Route<'_>) -> bool {
+        route.kind == CallKind::Unary
+            && route.idempotent
+            && matches!(
+                self.config.attempt_timeout,
+                super::AttemptTimeout::Adaptive(_)
+            )
     }
 
     /// The per-attempt timeout of the route's next attempt: for an

@@ -52,6 +52,8 @@ pub struct Worker {
     _in_flight: InFlight,
     /// How it was selected, for recording the call's outcome.
     ticket: Ticket,
+    /// The ejection policy it was selected under, to record the outcome with.
+    policy: EjectionPolicy,
 }
 
 impl Worker {
@@ -107,6 +109,9 @@ struct Pool {
     members: Vec<Member>,
     /// Members in the view, any status (for error messages).
     seen: usize,
+    /// The ejection policy, read with the pool by every selection (so
+    /// the call path takes no lock of its own for it).
+    policy: EjectionPolicy,
 }
 
 impl Pool {
@@ -136,6 +141,7 @@ impl Pool {
         Pool {
             members,
             seen: view.members.len(),
+            policy: previous.policy,
         }
     }
 
@@ -156,8 +162,6 @@ struct Shared {
     picker: Mutex<Picker>,
     changes: watch::Sender<u64>,
     follower: Mutex<Option<tokio::task::AbortHandle>>,
-    /// Read (copied) on every selection and record.
-    policy: Mutex<EjectionPolicy>,
     /// Strikes by address. Also serializes ejections, so that the limit
     /// on how many workers are out holds.
     memory: Mutex<Memory>,
@@ -240,7 +244,6 @@ impl WorkerRegistry {
                 picker: Mutex::new(Picker::new(strategy, seed)),
                 changes: watch::channel(0).0,
                 follower: Mutex::new(None),
-                policy: Mutex::new(EjectionPolicy::default()),
                 memory: Mutex::new(Memory::default()),
                 serving: AtomicBool::new(false),
             }),
@@ -268,14 +271,20 @@ impl WorkerRegistry {
     /// # }
     /// ```
     pub fn with_ejection_policy(self, policy: EjectionPolicy) -> Self {
-        *lock(&self.shared.policy) = policy;
+        let mut pool = crate::sync::write(&self.shared.pool);
+        *pool = Arc::new(Pool {
+            members: pool.members.clone(),
+            seen: pool.seen,
+            policy,
+        });
+        drop(pool);
         self
     }
 
     /// The ejection policy in force (see
     /// [`with_ejection_policy`](Self::with_ejection_policy)).
     pub fn ejection_policy(&self) -> EjectionPolicy {
-        *lock(&self.shared.policy)
+        self.pool().policy
     }
 
     /// Starts following the membership: from now on every membership
@@ -380,8 +389,8 @@ fn state_of(m: &Member, now: Instant) -> WorkerState {
 
 fn apply(shared: &Shared, view: &ClusterView) {
     let now = Instant::now();
-    let policy = *lock(&shared.policy);
     let mut current = crate::sync::write(&shared.pool);
+    let policy = current.policy;
     let mut memory = lock(&shared.memory);
     for m in &current.members {
         let status = view.members.iter().find(|v| v.id == m.id).map(|v| v.status);

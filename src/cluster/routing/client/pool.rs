@@ -58,7 +58,11 @@ impl Pool {
     /// failed, or replaced by a new generation), once per pool change.
     pub(super) fn prune(&self, registry: &WorkerRegistry) {
         let version = registry.version();
-        if self.pruned_at.swap(version, Ordering::Relaxed) == version {
+        // A read first: a write on every call would bounce the cache line
+        // between the threads making calls.
+        if self.pruned_at.load(Ordering::Relaxed) == version
+            || self.pruned_at.swap(version, Ordering::Relaxed) == version
+        {
             return;
         }
         self.connections.retain(|id| registry.contains(id));

@@ -41,10 +41,12 @@ impl WorkerRegistry {
         avoid: &[NodeId],
         now: Instant,
     ) -> Result<Worker, RpcError> {
-        self.shared.serving.store(true, Ordering::Relaxed);
-        let policy = self.ejection_policy();
-        let min = policy.min_weight();
+        if !self.shared.serving.load(Ordering::Relaxed) {
+            self.shared.serving.store(true, Ordering::Relaxed);
+        }
         let pool = self.pool();
+        let policy = pool.policy;
+        let min = policy.min_weight();
         let mut matching = 0;
         // (member, in flight, weight, selectable)
         let mut candidates: Vec<(&Member, usize, f64, bool)> =
@@ -54,14 +56,18 @@ impl WorkerRegistry {
                 continue;
             }
             matching += 1;
-            let (selectable, weight) = match state_of(m, now) {
-                WorkerState::Available => {
-                    let health = m.cell.health().weight(now, min);
-                    (true, (health * m.cell.warmup_weight(now, min)).max(min))
-                }
-                WorkerState::Ejected | WorkerState::Suspect => (false, min),
-                _ => continue,
+            if m.draining {
+                continue;
+            }
+            // As `state_of`, with one look at the worker's health.
+            let health = m.cell.health();
+            let (selectable, weight) = if m.suspect || health.is_ejected(now) {
+                (false, min)
+            } else {
+                let health = health.weight(now, min);
+                (true, (health * m.cell.warmup_weight(now, min)).max(min))
             };
+            drop(health);
             candidates.push((m, m.cell.in_flight(), weight, selectable));
         }
         let selectable = candidates.iter().filter(|c| c.3).count();
@@ -96,6 +102,7 @@ impl WorkerRegistry {
             member,
             _in_flight: in_flight,
             ticket,
+            policy,
         })
     }
 
@@ -123,7 +130,7 @@ impl WorkerRegistry {
 
     /// Records how a call to `worker` ended, for passive ejection.
     pub(crate) fn record(&self, worker: &Worker, outcome: Outcome, now: Instant) {
-        let policy = self.ejection_policy();
+        let policy = worker.policy;
         let judgement = worker
             .cell()
             .health()
