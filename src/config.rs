@@ -38,6 +38,11 @@ pub const DEFAULT_MAX_HEADER_SIZE: usize = 16 * 1024;
 /// [`with_key_path`](Self::with_key_path) its private key. For a client,
 /// `cert_path` is the CA (or self-signed certificate) it trusts: the client
 /// trusts *only* that, never the operating system's store.
+///
+/// A trusted-CA file (a client's `cert_path`, a server's client CA) may
+/// hold several PEM certificates, each of them trusted: during a CA
+/// rotation, nodes and clients trust a bundle of the old and the new CA
+/// (`docs/PKI.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcConfig {
     cert_path: PathBuf,

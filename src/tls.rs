@@ -4,6 +4,9 @@
 //! certificate it was configured with, a server that requires client
 //! certificates trusts only the configured client CA. The operating
 //! system's store is never loaded (which also keeps connection set-up fast).
+//! A trusted-CA file may hold several certificates (a bundle, as during a
+//! CA rotation): s2n-tls adds every certificate of the PEM text to the
+//! trust store (`tests/rpc/tls.rs` shows it).
 
 use s2n_quic::provider::tls::default as s2n_tls;
 

@@ -5,7 +5,7 @@
 //! rpcnet call ADDR METHOD [PAYLOAD | @FILE | -] [--server-stream | --client-stream | --bidi] [--hex]
 //! rpcnet health ADDR                           exit 0: answers and in good standing; 1: answers, not in good standing; 2: no answer
 //!                                              (64 for every command: the command line cannot be run as given)
-//! rpcnet certs --out DIR [--member NAME]... [--node NAME]... [--san NAME]...   (rpcnet-certs)
+//! rpcnet certs [--out DIR] [--new-ca] [(--member|--node|--client) NAME [--san NAME|IP|IP:PORT]...]...   (rpcnet-certs)
 //!
 //! TLS: --ca PATH (default certs/ca.pem), --cert PATH --key PATH (an optional client
 //! certificate), --server-name NAME (default localhost); --timeout SECONDS (default 5).
@@ -79,9 +79,11 @@ enum Command {
         /// The node's RPC address (host:port).
         addr: String,
     },
-    /// Writes a development CA and certificates (the flags of rpcnet-certs).
+    /// A development CA and one certificate per node (the flags of
+    /// rpcnet-certs; `rpcnet certs --help` lists them).
+    #[command(disable_help_flag = true)]
     Certs {
-        /// --out DIR [--member NAME]... [--node NAME]... [--san NAME]...
+        /// [--out DIR] [--new-ca] [(--member|--node|--client) NAME [--san NAME|IP|IP:PORT]...]...
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -435,9 +437,7 @@ async fn call(tls: &Tls, args: &CallArgs) -> Result<(), Error> {
 }
 
 fn certs(args: Vec<String>) -> Result<(), Error> {
-    for path in rpcnet_certs::cli::run(args)? {
-        println!("wrote {}", path.display());
-    }
+    print!("{}", rpcnet_certs::cli::run(args)?);
     Ok(())
 }
 

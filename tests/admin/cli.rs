@@ -231,7 +231,9 @@ async fn certs_issues_a_ca_and_member_certificates_as_rpcnet_certs_does() {
     let out_dir = dir.to_string_lossy().to_string();
     let out = ok(
         rpcnet(
-            &["certs", "--out", &out_dir, "--member", "m", "--node", "c"],
+            &[
+                "certs", "--out", &out_dir, "--new-ca", "--member", "m", "--node", "c",
+            ],
             b"",
         )
         .await,
@@ -253,6 +255,17 @@ async fn certs_issues_a_ca_and_member_certificates_as_rpcnet_certs_does() {
     }
     let pem = std::fs::read_to_string(dir.join("m.pem")).unwrap();
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    // Later runs reuse the CA; asking for a new one over it is refused.
+    let ca = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
+    let out = ok(
+        rpcnet(&["certs", "--out", &out_dir, "--client", "app"], b"").await,
+        "certs",
+    );
+    assert!(out.contains("using the CA"), "{out}");
+    let again = rpcnet(&["certs", "--out", &out_dir, "--new-ca"], b"").await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has a CA"));
+    assert_eq!(std::fs::read_to_string(dir.join("ca.pem")).unwrap(), ca);
     let bad = rpcnet(&["certs", "--bogus", "x"], b"").await;
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("usage: rpcnet-certs"));

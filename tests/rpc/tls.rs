@@ -94,3 +94,102 @@ async fn missing_or_unreadable_tls_material_is_a_config_error() {
     .unwrap_err();
     assert!(matches!(err, RpcError::ConfigError(_)), "{err:?}");
 }
+
+/// Two CAs as in a rotation, each with a server and an application client
+/// certificate, and a bundle file holding both CA certificates; the
+/// directory is removed on drop.
+struct Rotation {
+    dir: std::path::PathBuf,
+}
+
+impl Rotation {
+    fn new(test: &str) -> Self {
+        use rpcnet_certs::{CaDir, CertSpec};
+        let dir =
+            std::env::temp_dir().join(format!("rpcnet-rotation-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut bundle = String::new();
+        for generation in ["old", "new"] {
+            let pki = CaDir::create(dir.join(generation), &format!("{generation} CA")).unwrap();
+            pki.issue(&[
+                CertSpec::node("server", ["localhost"]),
+                CertSpec::client("app", Vec::<String>::new()),
+            ])
+            .unwrap();
+            bundle.push_str(pki.ca().cert_pem());
+        }
+        std::fs::write(dir.join("ca-bundle.pem"), bundle).unwrap();
+        Self { dir }
+    }
+
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A server with `generation`'s certificate that trusts the bundle for
+    /// client certificates (and requires one).
+    async fn server(&self, generation: &str) -> TestServer {
+        echo(
+            RpcConfig::new(
+                self.file(&format!("{generation}/server.pem")),
+                "127.0.0.1:0",
+            )
+            .with_key_path(self.file(&format!("{generation}/server-key.pem")))
+            .with_client_ca_path(self.file("ca-bundle.pem")),
+        )
+        .await
+    }
+
+    /// A client trusting `trusted` with `generation`'s client certificate.
+    fn client(&self, trusted: &str, generation: &str) -> RpcConfig {
+        RpcConfig::new(self.file(trusted), "127.0.0.1:0").with_client_identity(
+            self.file(&format!("{generation}/app.pem")),
+            self.file(&format!("{generation}/app-key.pem")),
+        )
+    }
+}
+
+impl Drop for Rotation {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn during_a_ca_rotation_a_bundle_trusts_servers_and_clients_of_both_cas() {
+    let pki = Rotation::new("bundle");
+    let old_server = pki.server("old").await;
+    let new_server = pki.server("new").await;
+    for server in [&old_server, &new_server] {
+        for identity in ["old", "new"] {
+            let config = pki.client("ca-bundle.pem", identity);
+            assert_eq!(
+                promptly("call", connect_and_call(server.addr, config))
+                    .await
+                    .unwrap(),
+                b"x"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_trusting_only_the_old_ca_refuses_a_new_ca_server() {
+    let pki = Rotation::new("old-only");
+    let new_server = pki.server("new").await;
+    let err = promptly(
+        "refusal",
+        RpcClient::connect(new_server.addr, pki.client("old/ca.pem", "old")),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, RpcError::TlsError(_)), "{err:?}");
+    // After the rotation, the new CA alone is enough.
+    let config = pki.client("new/ca.pem", "new");
+    assert_eq!(
+        promptly("call", connect_and_call(new_server.addr, config))
+            .await
+            .unwrap(),
+        b"x"
+    );
+}
