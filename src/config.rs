@@ -69,6 +69,11 @@ pub struct RpcConfig {
     default_timeout: Duration,
     drain_timeout: Duration,
     stateless_reset_key: Option<StatelessResetKey>,
+    /// A client that checks only the server's chain to the trusted CA,
+    /// not its name: the gossip transport's first packet to a seed, whose
+    /// member name it does not know yet (crate-private: application
+    /// clients always verify the name).
+    pub(crate) any_server_name: bool,
 }
 
 /// The secret a server derives its stateless reset tokens from; its
@@ -92,6 +97,7 @@ impl RpcConfig {
             key_path: None,
             bind_address: bind_address.into(),
             server_name: "localhost".to_owned(),
+            any_server_name: false,
             keep_alive_interval: None,
             client_ca_path: None,
             client_auth_optional: false,

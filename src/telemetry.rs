@@ -245,7 +245,11 @@ pub(crate) fn connection_refused(reason: &'static str) {
 
 /// A routed call answered by the worker at `worker`, after `failed`
 /// attempts on others (a failover when any), `started` when it began.
-pub(crate) fn routed(worker: std::net::SocketAddr, failed: usize, started: tokio::time::Instant) {
+pub(crate) fn routed(
+    worker: crate::cluster::MemberAddr,
+    failed: usize,
+    started: tokio::time::Instant,
+) {
     metrics::counter!("rpcnet.routing.calls", "worker" => worker.to_string()).increment(1);
     if failed > 0 {
         metrics::counter!("rpcnet.routing.failovers").increment(1);
@@ -264,7 +268,7 @@ pub(crate) fn attempt_failed(error: &'static str, stopped: Option<&'static str>)
 }
 
 /// A worker was taken out of rotation (`ejected`) or returned to it.
-pub(crate) fn rotation_changed(worker: std::net::SocketAddr, ejected: bool) {
+pub(crate) fn rotation_changed(worker: crate::cluster::MemberAddr, ejected: bool) {
     let name = if ejected {
         "rpcnet.routing.ejections"
     } else {

@@ -43,7 +43,7 @@ pub(crate) fn server_tls(config: &RpcConfig) -> Result<s2n_tls::Server, RpcError
             .map_err(tls_err("load client CA"))?
             .with_client_authentication()
             .map_err(tls_err("require client certificates"))?
-            .with_verify_host_name_callback(AnyClientName)
+            .with_verify_host_name_callback(AnyName)
             .map_err(tls_err("set client name policy"))?;
         if config.client_auth_optional() {
             builder
@@ -55,12 +55,14 @@ pub(crate) fn server_tls(config: &RpcConfig) -> Result<s2n_tls::Server, RpcError
     builder.build().map_err(tls_err("build server TLS"))
 }
 
-/// Client certificates are authenticated by their chain to the client CA;
-/// s2n-tls would otherwise also match their names against a server name,
-/// which servers do not have.
-struct AnyClientName;
+/// A peer authenticated by its chain to the trusted CA alone. Servers use
+/// it for client certificates (s2n-tls would otherwise match their names
+/// against a server name, which servers do not have); the gossip
+/// transport for its first packet to a seed, whose member name it does not
+/// know yet (the seed then dials back by the name it learned, verified).
+struct AnyName;
 
-impl s2n_tls::callbacks::VerifyHostNameCallback for AnyClientName {
+impl s2n_tls::callbacks::VerifyHostNameCallback for AnyName {
     fn verify_host_name(&self, _host_name: &str) -> bool {
         true
     }
@@ -73,6 +75,8 @@ impl s2n_tls::callbacks::VerifyHostNameCallback for AnyClientName {
 pub(crate) struct ClientMaterial {
     trusted: String,
     identity: Option<(String, String)>,
+    /// [`RpcConfig::any_server_name`].
+    any_server_name: bool,
 }
 
 /// Reads the PEM files a client configuration names.
@@ -85,7 +89,11 @@ pub(crate) fn client_material(config: &RpcConfig) -> Result<ClientMaterial, RpcE
         )),
         None => None,
     };
-    Ok(ClientMaterial { trusted, identity })
+    Ok(ClientMaterial {
+        trusted,
+        identity,
+        any_server_name: config.any_server_name,
+    })
 }
 
 /// The client side: trusts only the configured certificate; presents a
@@ -107,6 +115,11 @@ pub(crate) fn client_tls(material: &ClientMaterial) -> Result<s2n_tls::Client, R
         builder = builder
             .with_client_identity(cert.as_str(), key.as_str())
             .map_err(tls_err("load client identity"))?;
+    }
+    if material.any_server_name {
+        builder = builder
+            .with_verify_host_name_callback(AnyName)
+            .map_err(tls_err("set server name policy"))?;
     }
     builder.build().map_err(tls_err("build client TLS"))
 }

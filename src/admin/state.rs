@@ -1,8 +1,8 @@
 //! What the admin endpoint keeps between requests: the readiness phase,
 //! a ring of recent membership events, and a ring of φ samples per member.
 
+use crate::cluster::MemberAddr;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,7 +59,7 @@ pub(crate) struct EventRecord {
     pub(crate) kind: &'static str,
     /// The member it is about, if one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) addr: Option<MemberAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) generation: Option<u64>,
     /// The event's one-line form (`failed 127.0.0.1:7002 1733...`).
@@ -107,7 +107,7 @@ impl EventLog {
     fn push(
         &self,
         kind: &'static str,
-        addr: Option<SocketAddr>,
+        addr: Option<MemberAddr>,
         generation: Option<u64>,
         text: String,
     ) {
@@ -158,13 +158,13 @@ pub(crate) struct PhiHistory {
 #[derive(Debug, Clone)]
 struct PhiSample {
     at_ms: u64,
-    points: Vec<(SocketAddr, f64, NodeStatus)>,
+    points: Vec<(MemberAddr, f64, NodeStatus)>,
 }
 
 /// One member's φ series in `/history`.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct PhiSeries {
-    pub(crate) addr: SocketAddr,
+    pub(crate) addr: MemberAddr,
     /// `[at_ms, phi]` pairs, oldest first (φ capped at `f64::MAX`).
     pub(crate) points: Vec<(u64, f64)>,
     /// Its status in the newest sample.
@@ -181,7 +181,7 @@ impl PhiHistory {
 
     /// Adds a sample of `view`: the newest generation at each address.
     pub(crate) fn push(&self, view: &ClusterView, at_ms: u64) {
-        let mut points: Vec<(SocketAddr, f64, NodeStatus, u64)> = Vec::new();
+        let mut points: Vec<(MemberAddr, f64, NodeStatus, u64)> = Vec::new();
         for m in &view.members {
             let phi = if m.phi > 0.0 {
                 m.phi.min(f64::MAX)

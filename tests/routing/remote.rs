@@ -63,7 +63,7 @@ async fn an_application_holding_only_the_ca_routes_fails_over_and_cannot_gossip(
     let view = RemoteView::connect(vec![director.addr], app.clone())
         .await
         .expect("the director serves its view");
-    assert_eq!(view.followed(), Some(director.addr));
+    assert_eq!(view.followed(), Some(director.addr.into()));
     let registry = Arc::new(WorkerRegistry::following(
         view.clone(),
         LoadBalancingStrategy::RoundRobin,

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rpcnet::cluster::{ClusterClient, ClusterClientConfig, LoadBalancingStrategy, LABEL_TAG};
+use rpcnet::cluster::{
+    ClusterClient, ClusterClientConfig, LoadBalancingStrategy, MemberAddr, LABEL_TAG,
+};
 use rpcnet::typed::{CallError, Resumable};
 use rpcnet::{RpcClient, RpcConfig, RpcError};
 
@@ -67,7 +69,7 @@ struct Client {
     /// midway: the next one starts from the ledger's position).
     tokens: Option<Tokens>,
     ledger: StreamLedger,
-    avoid: Vec<(SocketAddr, Instant)>,
+    avoid: Vec<(MemberAddr, Instant)>,
     /// Set when a failure is noticed; cleared by the next token.
     switching: Option<(Instant, String)>,
 }

@@ -9,13 +9,12 @@
 //! client that goes away (or fails over) releases its count: by dropping
 //! the call, or by its connection timing out.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_stream::stream;
 use rpcnet::cluster::{
-    ClusterConfig, ClusterMembership, EjectionPolicy, LoadBalancingStrategy, Worker,
+    ClusterConfig, ClusterMembership, EjectionPolicy, LoadBalancingStrategy, MemberAddr, Worker,
     WorkerRegistry, WorkerState, WorkerStatus,
 };
 use rpcnet::{RpcError, RpcServer};
@@ -156,7 +155,7 @@ async fn register_assignments(
 ///
 /// Each avoided pick is held while picking again, so `LeastConnections`
 /// moves on to the next least loaded worker; at most one pick per worker.
-async fn pick(registry: &WorkerRegistry, avoid: &[SocketAddr]) -> Result<Worker, RpcError> {
+async fn pick(registry: &WorkerRegistry, avoid: &[MemberAddr]) -> Result<Worker, RpcError> {
     let mut passed_over: Vec<Worker> = Vec::new();
     for _ in 0..=registry.workers().len() {
         match registry.select_worker(Some(WORKER_FILTER)).await {
@@ -275,7 +274,12 @@ mod tests {
         tags.insert("role".into(), "worker".into());
         tags.insert("label".into(), label.into());
         WorkerStatus {
-            id: NodeId::new(format!("127.0.0.1:{port}").parse().unwrap(), 1),
+            id: NodeId::new(
+                format!("127.0.0.1:{port}")
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap(),
+                1,
+            ),
             tags,
             label: Some(label.into()),
             in_flight,

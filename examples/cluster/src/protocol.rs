@@ -3,7 +3,7 @@
 //! their errors are declared once and checked on both sides. The wire
 //! names stay `director.assign_worker` and `worker.generate`.
 
-use std::net::SocketAddr;
+use rpcnet::cluster::MemberAddr;
 
 use rpcnet::typed::Streaming;
 use serde::{Deserialize, Serialize};
@@ -47,14 +47,14 @@ pub const WORKER_FILTER: &str = "role=worker";
 pub struct AssignRequest {
     /// Workers that just failed for this client: the director picks
     /// another one if it has any, and one of these only as a last resort.
-    pub avoid: Vec<SocketAddr>,
+    pub avoid: Vec<MemberAddr>,
 }
 
 /// The director's answer: the worker to connect to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
     /// The worker's RPC address.
-    pub addr: SocketAddr,
+    pub addr: MemberAddr,
     /// Its `label` tag.
     pub label: String,
 }

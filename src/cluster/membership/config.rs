@@ -85,9 +85,15 @@ pub struct ClusterConfig {
     pub generation: Option<u64>,
     /// Tags this node starts with.
     pub tags: Tags,
-    /// The RPC server whose endpoint carries this node's gossip (its
-    /// address is the node's address). Required by `ClusterMembership::new`.
+    /// The RPC server whose endpoint carries this node's gossip. Required
+    /// by `ClusterMembership::new`.
     pub server: Option<crate::ServerHandle>,
+    /// The address peers reach this node at, and know it by: `host:port`
+    /// or `host` (the server's bound port), the host an IP address or a
+    /// DNS name. `None` (the default): the server's bound address, which
+    /// must then be a specific one (not `0.0.0.0` or `[::]`). See
+    /// [`with_advertise_addr`](Self::with_advertise_addr).
+    pub advertise_addr: Option<String>,
     /// How long `join` waits for a seed to answer.
     pub join_timeout: Duration,
     /// How long sending one gossip packet to a peer (connecting included)
@@ -149,6 +155,7 @@ impl Default for ClusterConfig {
             generation: None,
             tags: Tags::new(),
             server: None,
+            advertise_addr: None,
             join_timeout: Duration::from_secs(10),
             gossip_send_timeout: Duration::from_secs(2),
             gossip_max_in_flight: 256,
@@ -254,6 +261,24 @@ impl ClusterConfig {
     /// the membership.
     pub fn with_server(mut self, server: crate::ServerHandle) -> Self {
         self.server = Some(server);
+        self
+    }
+
+    /// Advertises `addr` (`host:port`, or `host` for the server's bound
+    /// port) as this node's address: peers dial it there and know the node
+    /// by it, and the node's member certificate must name that host
+    /// (`rpcnet-member://<host>`). The server may then bind any local
+    /// address, a wildcard included; the advertised port may differ from
+    /// the bound one (a container's mapped port, a NAT's forwarded port).
+    /// A DNS name is resolved by each peer where it runs, at every
+    /// connect, and peers verify the node's certificate against it: a
+    /// node named `worker-0.workers.default.svc` that comes back with
+    /// another IP is the same member's new life (`docs/DEPLOY.md`).
+    ///
+    /// `ClusterMembership::new` returns `RpcError::ConfigError` for text
+    /// that is not a host with an optional port.
+    pub fn with_advertise_addr(mut self, addr: impl Into<String>) -> Self {
+        self.advertise_addr = Some(addr.into());
         self
     }
 

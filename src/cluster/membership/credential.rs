@@ -3,14 +3,17 @@
 //!
 //! A *member certificate* is a certificate from the cluster CA that carries
 //! one or more URI subject alternative names of the form
-//! `rpcnet-member://<ip>` (any port on that host) or
-//! `rpcnet-member://<ip>:<port>` (that one address); IPv6 in brackets.
+//! `rpcnet-member://<host>` (any port on that host) or
+//! `rpcnet-member://<host>:<port>` (that one address), the host an IP
+//! address (IPv6 in brackets) or a DNS name (compared ignoring case).
 //! `rpcnet-certs --member` issues them. The CA's signature makes the role
 //! and the bindings unforgeable; TLS proves the peer holds the key. An
 //! application client's certificate (or no certificate at all) carries no
 //! such name, so it cannot take part in gossip.
 
 use std::net::{IpAddr, SocketAddr};
+
+use super::node::MemberAddr;
 
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -22,11 +25,19 @@ pub const MEMBER_URI_SCHEME: &str = "rpcnet-member://";
 /// from costing more than a small, fixed amount of memory per packet).
 const MAX_BINDINGS: usize = 16;
 
+/// The host of a binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Host {
+    Ip(IpAddr),
+    /// Lowercase.
+    Name(String),
+}
+
 /// An address pattern a member certificate is valid for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Binding {
-    ip: IpAddr,
-    /// `None`: any port on `ip`.
+    host: Host,
+    /// `None`: any port on the host.
     port: Option<u16>,
 }
 
@@ -36,7 +47,7 @@ impl Binding {
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if let Ok(addr) = rest.parse::<SocketAddr>() {
             return Some(Self {
-                ip: addr.ip(),
+                host: Host::Ip(addr.ip()),
                 port: Some(addr.port()),
             });
         }
@@ -44,13 +55,31 @@ impl Binding {
             .strip_prefix('[')
             .and_then(|r| r.strip_suffix(']'))
             .unwrap_or(rest);
-        bare.parse::<IpAddr>()
-            .ok()
-            .map(|ip| Self { ip, port: None })
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Some(Self {
+                host: Host::Ip(ip),
+                port: None,
+            });
+        }
+        // A DNS name, with or without a port: parsed as a member address
+        // (which checks the name) without interning it.
+        let (name, port) = match rest.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port.parse::<u16>().ok()?)),
+            None => (rest, None),
+        };
+        super::node::dns_name(name).ok().map(|name| Self {
+            host: Host::Name(name),
+            port,
+        })
     }
 
-    fn covers(&self, addr: SocketAddr) -> bool {
-        self.ip == addr.ip() && self.port.is_none_or(|p| p == addr.port())
+    fn covers(&self, addr: &MemberAddr) -> bool {
+        let host = match (&self.host, addr.socket_addr(), addr.name()) {
+            (Host::Ip(ip), Some(sa), _) => *ip == sa.ip(),
+            (Host::Name(name), _, Some(theirs)) => name == theirs,
+            _ => false,
+        };
+        host && self.port.is_none_or(|p| p == addr.port())
     }
 }
 
@@ -87,18 +116,46 @@ impl MemberCredential {
 
     /// A credential valid for exactly `addr` (tests and the simulator).
     #[cfg(test)]
-    pub(crate) fn for_addr(addr: SocketAddr) -> Self {
+    pub(crate) fn for_addr(addr: impl Into<MemberAddr>) -> Self {
+        let addr = addr.into();
+        let host = match (addr.socket_addr(), addr.name()) {
+            (Some(sa), _) => Host::Ip(sa.ip()),
+            (None, name) => Host::Name(name.unwrap_or_default().to_owned()),
+        };
         Self {
             bindings: vec![Binding {
-                ip: addr.ip(),
+                host,
                 port: Some(addr.port()),
             }],
         }
     }
 
     /// Whether the holder may announce itself as the node at `addr`.
-    pub(crate) fn speaks_for(&self, addr: SocketAddr) -> bool {
-        self.bindings.iter().any(|b| b.covers(addr))
+    pub(crate) fn speaks_for(&self, addr: impl Into<MemberAddr>) -> bool {
+        let addr = addr.into();
+        self.bindings.iter().any(|b| b.covers(&addr))
+    }
+
+    /// The hosts other than `own`'s that this credential also speaks
+    /// for, loopback excepted (a development certificate for `127.0.0.1`
+    /// is shared by every node of one machine on purpose). A certificate
+    /// that binds other nodes' hosts lets its holder speak for them.
+    pub(crate) fn other_hosts(&self, own: &MemberAddr) -> Vec<String> {
+        self.bindings
+            .iter()
+            .filter(|b| !matches!(b.host, Host::Ip(ip) if ip.is_loopback()))
+            .filter(|b| {
+                !Binding {
+                    port: None,
+                    ..(*b).clone()
+                }
+                .covers(own)
+            })
+            .map(|b| match &b.host {
+                Host::Ip(ip) => ip.to_string(),
+                Host::Name(name) => name.clone(),
+            })
+            .collect()
     }
 }
 
@@ -113,17 +170,48 @@ mod tests {
     #[test]
     fn bindings_parse_host_and_exact_forms() {
         let any_port = Binding::parse("rpcnet-member://127.0.0.1").unwrap();
-        assert!(any_port.covers(sa("127.0.0.1:7000")));
-        assert!(!any_port.covers(sa("127.0.0.2:7000")));
+        assert!(any_port.covers(&sa("127.0.0.1:7000").into()));
+        assert!(!any_port.covers(&sa("127.0.0.2:7000").into()));
         let exact = Binding::parse("rpcnet-member://127.0.0.1:7001").unwrap();
-        assert!(exact.covers(sa("127.0.0.1:7001")));
-        assert!(!exact.covers(sa("127.0.0.1:7000")));
+        assert!(exact.covers(&sa("127.0.0.1:7001").into()));
+        assert!(!exact.covers(&sa("127.0.0.1:7000").into()));
         let v6 = Binding::parse("rpcnet-member://[::1]").unwrap();
-        assert!(v6.covers(sa("[::1]:9")));
+        assert!(v6.covers(&sa("[::1]:9").into()));
         let v6_exact = Binding::parse("rpcnet-member://[::1]:9").unwrap();
-        assert!(!v6_exact.covers(sa("[::1]:10")));
+        assert!(!v6_exact.covers(&sa("[::1]:10").into()));
         assert_eq!(Binding::parse("https://127.0.0.1"), None);
-        assert_eq!(Binding::parse("rpcnet-member://host.example"), None);
+        assert_eq!(Binding::parse("rpcnet-member://host_1.example"), None);
+        assert_eq!(Binding::parse("rpcnet-member://host.example:x"), None);
+    }
+
+    #[test]
+    fn names_bind_a_host_ignoring_case_and_never_an_ip() {
+        let named = |s: &str| s.parse::<MemberAddr>().unwrap();
+        let any_port = Binding::parse("rpcnet-member://Worker-0.workers.svc").unwrap();
+        assert!(any_port.covers(&named("worker-0.workers.svc:7000")));
+        assert!(any_port.covers(&named("WORKER-0.workers.svc:7001")));
+        assert!(!any_port.covers(&named("worker-1.workers.svc:7000")));
+        assert!(!any_port.covers(&named("workers.svc:7000")));
+        assert!(!any_port.covers(&named("127.0.0.1:7000")));
+        let exact = Binding::parse("rpcnet-member://worker-0.workers.svc:7000").unwrap();
+        assert!(exact.covers(&named("worker-0.workers.svc:7000")));
+        assert!(!exact.covers(&named("worker-0.workers.svc:7100")));
+        // An IP binding never covers a name, whatever it resolves to.
+        let ip = Binding::parse("rpcnet-member://10.0.0.5").unwrap();
+        assert!(!ip.covers(&named("worker-0.workers.svc:7000")));
+    }
+
+    #[test]
+    fn a_credential_for_many_hosts_names_the_others() {
+        let shared = MemberCredential {
+            bindings: ["a.example", "b.example", "10.0.0.3", "127.0.0.1"]
+                .iter()
+                .map(|h| Binding::parse(&format!("{MEMBER_URI_SCHEME}{h}")).unwrap())
+                .collect(),
+        };
+        let own: MemberAddr = "a.example:7000".parse().unwrap();
+        assert_eq!(shared.other_hosts(&own), ["b.example", "10.0.0.3"]);
+        assert!(MemberCredential::for_addr(own).other_hosts(&own).is_empty());
     }
 
     #[test]
@@ -132,6 +220,7 @@ mod tests {
         let member = MemberCredential::from_pem(&read("test_cert.pem")).expect("member role");
         assert!(member.speaks_for(sa("127.0.0.1:4567")));
         assert!(!member.speaks_for(sa("10.0.0.1:4567")));
+        assert!(!member.speaks_for("localhost:4567".parse::<MemberAddr>().unwrap()));
         assert_eq!(MemberCredential::from_pem(&read("client.pem")), None);
         assert_eq!(MemberCredential::from_pem(&read("other_cert.pem")), None);
         assert_eq!(MemberCredential::from_der(b"not a certificate"), None);

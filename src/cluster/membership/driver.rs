@@ -186,7 +186,7 @@ impl Driver {
                     let Some(command) = command else { break };
                     let now = self.now();
                     match command {
-                        Command::Join(seed) => self.core.join(seed, now),
+                        Command::Join(seed) => self.core.join(seed.into(), now),
                         Command::RememberSeeds(seeds) => {
                             self.seeds = seeds;
                             self.last_seed_lookup = Some(now);
@@ -293,7 +293,8 @@ impl Driver {
 
     fn pump(&mut self) {
         for (addr, packet) in self.core.drain_sends() {
-            self.transport.send(addr, packet);
+            let member = self.core.knows(&addr);
+            self.transport.send(addr, member, packet);
         }
         for (due, timer) in self.core.drain_timers() {
             self.next_timer += 1;

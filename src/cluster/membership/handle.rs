@@ -12,7 +12,7 @@ use super::core::MembershipCore;
 use super::driver::{resolve, Command, Driver};
 use super::transport::{self, Transport};
 use super::view::{ClusterView, NodeInfo};
-use super::{ClusterConfig, NodeId};
+use super::{ClusterConfig, MemberAddr, NodeId};
 use crate::cluster::{ClusterEvent, NodeStatus};
 use crate::RpcError;
 
@@ -57,6 +57,39 @@ fn initial_generation() -> u64 {
         .unwrap_or(1)
 }
 
+/// The address a node bound to `bound` advertises: `advertise` (`host:port`
+/// or `host`, then with the bound port), or the bound address itself.
+fn advertised(advertise: Option<&str>, bound: SocketAddr) -> Result<MemberAddr, RpcError> {
+    let Some(text) = advertise else {
+        if bound.ip().is_unspecified() {
+            return Err(RpcError::ConfigError(format!(
+                "the RPC server is bound to {bound}, which peers cannot dial: advertise the \
+                 address they reach this node at (ClusterConfig::with_advertise_addr)"
+            )));
+        }
+        return Ok(bound.into());
+    };
+    let text = text.trim();
+    let with_port = text
+        .parse::<MemberAddr>()
+        .or_else(|_| format!("{text}:{}", bound.port()).parse::<MemberAddr>())
+        .or_else(|_| format!("[{text}]:{}", bound.port()).parse::<MemberAddr>());
+    match with_port {
+        Ok(addr) if addr.socket_addr().is_some_and(|a| a.ip().is_unspecified()) => {
+            Err(RpcError::ConfigError(format!(
+                "advertise address {text:?}: peers cannot dial an unspecified address"
+            )))
+        }
+        Ok(addr) if addr.port() == 0 => Err(RpcError::ConfigError(format!(
+            "advertise address {text:?}: port 0"
+        ))),
+        Ok(addr) => Ok(addr),
+        Err(e) => Err(RpcError::ConfigError(format!(
+            "advertise address {text:?} is not host[:port]: {e}"
+        ))),
+    }
+}
+
 fn seed_from_clock() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -90,9 +123,10 @@ impl ClusterMembership {
                     .into(),
             )
         })?;
-        let addr = server.socket_addr().ok_or_else(|| {
+        let bound = server.socket_addr().ok_or_else(|| {
             RpcError::ConfigError("bind the RPC server before starting membership".into())
         })?;
+        let addr = advertised(config.advertise_addr.as_deref(), bound)?;
         let transport = Transport::for_node(server.config(), addr, &config)?;
         let generation = config.generation.unwrap_or_else(initial_generation);
         let id = NodeId::new(addr, generation);
@@ -121,7 +155,10 @@ impl ClusterMembership {
     /// waiting until at least one answers. An empty list starts a new cluster.
     pub async fn join(&self, seeds: Vec<SocketAddr>) -> Result<(), RpcError> {
         let me = self.local_node().map(|n| n.addr());
-        let seeds: Vec<SocketAddr> = seeds.into_iter().filter(|s| Some(*s) != me).collect();
+        let seeds: Vec<SocketAddr> = seeds
+            .into_iter()
+            .filter(|s| me.is_none_or(|me| me != *s))
+            .collect();
         if seeds.is_empty() {
             return Ok(());
         }

@@ -5,7 +5,7 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | `node` | [`NodeId`]: address + generation |
+//! | `node` | [`NodeId`]: advertised address ([`MemberAddr`]: IP or DNS name) + generation |
 //! | `config` | [`ClusterConfig`]: values, validated |
 //! | `credential` | member certificates: who may gossip, for which addresses |
 //! | `detector` | the Phi Accrual failure detector, pure |
@@ -41,7 +41,7 @@ pub use config::ClusterConfig;
 pub use credential::MEMBER_URI_SCHEME;
 pub use detector::{PhiAccrualDetector, PhiConfig};
 pub use handle::ClusterMembership;
-pub use node::NodeId;
+pub use node::{MemberAddr, NodeId, MAX_MEMBER_NAMES};
 pub use query::{MemberReport, MembershipReport, MEMBERSHIP_REPORT_VERSION, MEMBERS_METHOD};
 pub use registry::{HealthChecker, NodeRegistry};
 pub use tags::{Tags, MAX_TAGS, MAX_TAG_LEN};

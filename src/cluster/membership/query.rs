@@ -10,7 +10,6 @@
 //! [`GOSSIP_METHOD`](super::GOSSIP_METHOD)). `rpcnet members` and
 //! `rpcnet health` read it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -52,7 +51,7 @@ pub struct MembershipReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberReport {
     /// Its RPC (and gossip) address.
-    pub addr: SocketAddr,
+    pub addr: crate::cluster::MemberAddr,
     /// Its generation (grows on every restart).
     pub generation: u64,
     /// `alive`, `suspect`, `failed` or `left`, as the answering node sees it.
@@ -144,7 +143,7 @@ mod tests {
 
     fn info(port: u16, status: NodeStatus, phi: f64) -> NodeInfo {
         NodeInfo {
-            id: NodeId::new(SocketAddr::from(([127, 0, 0, 1], port)), 7),
+            id: NodeId::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)), 7),
             status,
             tags: [("role".to_string(), "worker".to_string())]
                 .into_iter()

@@ -5,6 +5,8 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::cluster::MemberAddr;
 use std::time::Duration;
 
 use foca::Timer;
@@ -16,11 +18,12 @@ use super::credential::MemberCredential;
 use super::{ClusterConfig, NodeId};
 use crate::cluster::{ClusterEvent, NodeStatus};
 
-pub(crate) fn addr(i: usize) -> SocketAddr {
+pub(crate) fn addr(i: usize) -> MemberAddr {
     SocketAddr::new(
         IpAddr::V4(Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1)),
         7000,
     )
+    .into()
 }
 
 enum Event {
@@ -43,6 +46,9 @@ enum Event {
 
 pub(crate) struct SimNode {
     pub core: Option<MembershipCore>,
+    /// The address it advertises (`addr(i)` unless added with
+    /// [`Sim::add_at`]).
+    pub addr: MemberAddr,
     /// Bumped on every (re)start; events of an earlier life are dropped.
     life: u64,
     generation: u64,
@@ -64,7 +70,7 @@ pub(crate) struct Sim {
     pub now: Duration,
     rng: StdRng,
     pub nodes: Vec<SimNode>,
-    by_addr: HashMap<SocketAddr, usize>,
+    by_addr: HashMap<MemberAddr, usize>,
     queue: BinaryHeap<Reverse<(Duration, u64)>>,
     pending: HashMap<u64, Event>,
     seq: u64,
@@ -75,7 +81,7 @@ pub(crate) struct Sim {
     pub delivered: u64,
     /// Node → the address its member credential names, where it is not
     /// its own (an impostor).
-    pub credential_override: HashMap<usize, SocketAddr>,
+    pub credential_override: HashMap<usize, MemberAddr>,
 }
 
 impl Sim {
@@ -98,10 +104,16 @@ impl Sim {
 
     /// Adds and starts a node (not yet joined).
     pub(crate) fn add(&mut self, config: ClusterConfig) -> usize {
+        self.add_at(config, addr(self.nodes.len()))
+    }
+
+    /// Adds and starts a node that advertises `at` (a DNS name, say).
+    pub(crate) fn add_at(&mut self, config: ClusterConfig, at: MemberAddr) -> usize {
         let i = self.nodes.len();
-        self.by_addr.insert(addr(i), i);
+        self.by_addr.insert(at, i);
         self.nodes.push(SimNode {
             core: None,
+            addr: at,
             life: 0,
             generation: 0,
             config,
@@ -118,7 +130,7 @@ impl Sim {
         let node = &mut self.nodes[i];
         node.life += 1;
         node.generation += 1;
-        let id = NodeId::new(addr(i), node.generation);
+        let id = NodeId::new(node.addr, node.generation);
         let seed = self.rng.random::<u64>();
         node.core = Some(MembershipCore::new(id, node.config.clone(), seed, self.now));
         let life = node.life;
@@ -133,11 +145,23 @@ impl Sim {
     }
 
     pub(crate) fn join(&mut self, i: usize, seed: usize) {
+        self.join_via(i, self.nodes[seed].addr);
+    }
+
+    /// Node `i` joins through the address `via` (a node's own, or an
+    /// [`alias`](Self::alias)).
+    pub(crate) fn join_via(&mut self, i: usize, via: MemberAddr) {
         let now = self.now;
         if let Some(core) = self.nodes[i].core.as_mut() {
-            core.join(addr(seed), now);
+            core.join(via, now);
         }
         self.collect(i);
+    }
+
+    /// Packets sent to `alias` reach node `i` (a service address in front
+    /// of it, or an IP its DNS name resolves to).
+    pub(crate) fn alias(&mut self, alias: MemberAddr, i: usize) {
+        self.by_addr.insert(alias, i);
     }
 
     /// Stops node `i` for `d` (SIGSTOP, then SIGCONT).
@@ -164,7 +188,7 @@ impl Sim {
 
     /// Delivers `data` to node `to` as if sent over a connection whose
     /// member credential names `credential` (after the usual latency).
-    pub(crate) fn inject(&mut self, credential: SocketAddr, to: usize, data: Vec<u8>) {
+    pub(crate) fn inject(&mut self, credential: MemberAddr, to: usize, data: Vec<u8>) {
         // A sender index of its own per injection (past the nodes), so
         // packets in flight together keep their own credentials.
         let from = self.nodes.len() + self.credential_override.len();
@@ -275,7 +299,7 @@ impl Sim {
                         self.credential_override
                             .get(&from)
                             .copied()
-                            .unwrap_or_else(|| addr(from)),
+                            .unwrap_or_else(|| self.nodes[from].addr),
                     );
                     if let Some(core) = self.nodes[to].core.as_mut() {
                         self.delivered += 1;
@@ -346,7 +370,7 @@ impl Sim {
             let Some(theirs) = self.nodes[j].core.as_ref() else {
                 return false;
             };
-            core.peer(&addr(j))
+            core.peer(&self.nodes[j].addr)
                 .is_some_and(|p| p.id == theirs.id() && p.status == NodeStatus::Alive)
         })
     }
@@ -361,7 +385,7 @@ impl Sim {
         self.nodes[observer]
             .core
             .as_ref()?
-            .peer(&addr(subject))
+            .peer(&self.nodes[subject].addr)
             .map(|p| p.status)
     }
 
@@ -370,7 +394,7 @@ impl Sim {
         self.nodes
             .iter()
             .flat_map(|n| n.events.iter())
-            .filter(|(_, e)| matches!(e, ClusterEvent::NodeFailed(id) if id.addr == addr(subject)))
+            .filter(|(_, e)| matches!(e, ClusterEvent::NodeFailed(id) if id.addr == self.nodes[subject].addr))
             .count()
     }
 

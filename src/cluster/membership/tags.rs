@@ -2,8 +2,8 @@
 //! whole tag map with a version, so the newest map always wins and a stale
 //! one is never re-disseminated.
 
+use crate::cluster::MemberAddr;
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -44,7 +44,7 @@ impl TagUpdate {
 /// Identifies a tag update for foca's dissemination backlog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TagKey {
-    addr: SocketAddr,
+    addr: MemberAddr,
     generation: u64,
     version: u64,
 }
@@ -71,7 +71,7 @@ pub(crate) enum TagError {
 /// reported as events.
 #[derive(Debug)]
 pub(crate) struct TagState {
-    latest: HashMap<SocketAddr, TagUpdate>,
+    latest: HashMap<MemberAddr, TagUpdate>,
     changed: Vec<TagUpdate>,
     /// Most addresses kept (the member table's bound, plus this node).
     capacity: usize,
@@ -94,7 +94,7 @@ impl TagBook {
     }
 
     /// Drops what is known about `addr` (a forgotten member).
-    pub(crate) fn forget(&self, addr: SocketAddr) {
+    pub(crate) fn forget(&self, addr: MemberAddr) {
         self.state().latest.remove(&addr);
     }
 

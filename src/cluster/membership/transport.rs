@@ -4,14 +4,20 @@
 //!
 //! * Sending ([`Transport`]): one lazily opened connection per peer,
 //!   packets sent in the background, failures drop the packet and the
-//!   connection (SWIM tolerates loss).
+//!   connection (SWIM tolerates loss). A member is dialed at its
+//!   advertised address (a name is resolved here) and its certificate is
+//!   verified against its own host, name or IP: a node holding another
+//!   member's certificate cannot receive what is meant for that member.
+//!   An address that is not a known member (a seed being joined through)
+//!   is verified by its chain to the cluster CA only: the joining node
+//!   does not know the seed's name yet, and sends it nothing but its
+//!   announce; the seed answers over its own, verified connection.
 //! * Receiving ([`serve`]): the gossip method on the node's own server
 //!   accepts a packet only from a caller whose verified certificate is a
 //!   member certificate, and queues it with that credential for the core,
 //!   which checks that the packet speaks only for addresses the credential
 //!   covers. Outsiders can neither join nor inject anything.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +25,8 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::credential::MemberCredential;
 use super::ClusterConfig;
-use crate::client::pool::ConnectionPool;
+use crate::client::pool::{ConnectionPool, ServerNames};
+use crate::cluster::MemberAddr;
 use crate::{CallInfo, RpcConfig, RpcError, ServerHandle};
 
 /// The method gossip packets are sent to.
@@ -63,14 +70,17 @@ pub(super) fn serve(server: &ServerHandle, max_packet: usize) -> Inbound {
 /// The sending half: one connection per peer, opened on first use.
 #[derive(Clone)]
 pub(crate) struct Transport {
-    pool: Arc<ConnectionPool<SocketAddr>>,
+    /// Connections to members, each verified against its own host.
+    members: Arc<ConnectionPool<MemberAddr>>,
+    /// Connections to addresses that are not known members (seeds).
+    seeds: Arc<ConnectionPool<MemberAddr>>,
     send_timeout: Duration,
     in_flight: Arc<Semaphore>,
 }
 
 impl Transport {
     /// The sending half for the node whose server is configured by `rpc`
-    /// and bound to `addr`: it connects to peers with the server's own
+    /// and that advertises `addr`: it connects to peers with the server's own
     /// certificate as its client identity, trusting the cluster CA (the
     /// CA the server verifies clients against), with the gossip settings
     /// of `cluster`.
@@ -82,7 +92,7 @@ impl Transport {
     /// certificate, key or CA does not load.
     pub(super) fn for_node(
         rpc: &RpcConfig,
-        addr: SocketAddr,
+        addr: MemberAddr,
         cluster: &ClusterConfig,
     ) -> Result<Self, RpcError> {
         let cluster_ca = rpc.client_ca_path().ok_or_else(|| {
@@ -95,12 +105,10 @@ impl Transport {
         let key = rpc
             .key_path()
             .ok_or_else(|| RpcError::ConfigError("the RPC server has no private key".into()))?;
-        let bind = if addr.is_ipv6() {
-            "[::]:0"
-        } else if addr.ip().is_loopback() {
-            "127.0.0.1:0"
-        } else {
-            "0.0.0.0:0"
+        let bind = match addr.socket_addr().map(|a| a.ip()) {
+            Some(ip) if ip.is_ipv6() => "[::]:0",
+            Some(ip) if ip.is_loopback() => "127.0.0.1:0",
+            _ => "0.0.0.0:0",
         };
         let config = RpcConfig::new(cluster_ca, bind)
             .with_server_name(rpc.server_name())
@@ -111,24 +119,41 @@ impl Transport {
         // Our own client identity and trust store must load before joining anyone.
         crate::tls::client_tls(&crate::tls::client_material(&config)?)?;
         let own_cert = crate::tls::read_pem(rpc.cert_path(), "certificate")?;
-        if !MemberCredential::from_pem(&own_cert).is_some_and(|c| c.speaks_for(addr)) {
+        let credential = MemberCredential::from_pem(&own_cert).filter(|c| c.speaks_for(addr));
+        let Some(credential) = credential else {
             return Err(RpcError::ConfigError(format!(
                 "the server certificate {} is not a member certificate for {addr}: it needs a URI name \
-                 rpcnet-member://{} (issue one with `rpcnet-certs --member`; certs/test_cert.pem is one for loopback)",
+                 rpcnet-member://{} (issue one with `rpcnet-certs --member NAME --san {}`; \
+                 certs/test_cert.pem is one for loopback)",
                 rpc.cert_path().display(),
-                addr.ip()
+                addr.host(),
+                addr.host(),
             )));
+        };
+        let others = credential.other_hosts(&addr);
+        if !others.is_empty() {
+            tracing::warn!(
+                node = %addr,
+                ?others,
+                "this node's member certificate also speaks for other hosts: whoever holds it \
+                 can speak for those nodes; issue one certificate per node (`rpcnet-certs --member`)"
+            );
         }
+        let mut seeds = config.clone();
+        seeds.any_server_name = true;
         Ok(Self {
-            pool: Arc::new(ConnectionPool::new(config)),
+            members: Arc::new(ConnectionPool::new(config, ServerNames::Member)),
+            seeds: Arc::new(ConnectionPool::new(seeds, ServerNames::Member)),
             send_timeout: cluster.gossip_send_timeout,
             in_flight: Arc::new(Semaphore::new(cluster.gossip_max_in_flight)),
         })
     }
 
     /// Sends `packet` to `addr` in the background; failures drop the packet
-    /// and the connection (the next packet reconnects).
-    pub(crate) fn send(&self, addr: SocketAddr, packet: Vec<u8>) {
+    /// and the connection (the next packet reconnects). `member`: `addr` is
+    /// a known member, verified against its own host; otherwise a seed,
+    /// verified by its chain to the CA only.
+    pub(crate) fn send(&self, addr: MemberAddr, member: bool, packet: Vec<u8>) {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             tracing::debug!(%addr, "gossip send queue full; dropping packet");
             return;
@@ -136,7 +161,8 @@ impl Transport {
         let this = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let (slot, client) = this.pool.get(addr, addr, this.send_timeout).await;
+            let pool = if member { &this.members } else { &this.seeds };
+            let (slot, client) = pool.get(addr, addr, this.send_timeout).await;
             let result = match client {
                 Ok(client) => client
                     .call_with_timeout(GOSSIP_METHOD, packet, this.send_timeout)
@@ -146,7 +172,7 @@ impl Transport {
             };
             if let Err(e) = result {
                 tracing::debug!(%addr, "gossip send failed: {e}");
-                this.pool.forget(&addr, &slot);
+                pool.forget(&addr, &slot);
             }
         });
     }
@@ -155,6 +181,8 @@ impl Transport {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+
+    use std::net::SocketAddr;
 
     use super::*;
     use crate::cluster::membership::core::MembershipCore;
@@ -176,7 +204,7 @@ mod tests {
             7,
             Duration::ZERO,
         );
-        core.join(to, Duration::ZERO);
+        core.join(to.into(), Duration::ZERO);
         let (dest, packet) = core.drain_sends().remove(0);
         assert_eq!(dest, to);
         packet

@@ -1,6 +1,6 @@
 //! Snapshots of the membership for readers: [`ClusterView`] and [`NodeInfo`].
 
-use std::net::SocketAddr;
+use crate::cluster::MemberAddr;
 
 use crate::cluster::{NodeId, NodeStatus, Tags};
 
@@ -19,7 +19,7 @@ pub struct NodeInfo {
 
 impl NodeInfo {
     /// The member's RPC address.
-    pub fn addr(&self) -> SocketAddr {
+    pub fn addr(&self) -> MemberAddr {
         self.id.addr
     }
 

@@ -169,7 +169,12 @@ mod tests {
             tags.insert(k.into(), v.into());
         }
         NodeInfo {
-            id: NodeId::new(format!("127.0.0.1:{port}").parse().unwrap(), 7),
+            id: NodeId::new(
+                format!("127.0.0.1:{port}")
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap(),
+                7,
+            ),
             status,
             tags,
             phi: 1.5,

@@ -58,7 +58,7 @@ pub struct Worker {
 
 impl Worker {
     /// Its RPC address.
-    pub fn addr(&self) -> std::net::SocketAddr {
+    pub fn addr(&self) -> crate::cluster::MemberAddr {
         self.member.id.addr
     }
 

@@ -108,7 +108,7 @@ mod tests {
     fn membership_tag_queries_read_the_same_language() {
         use crate::cluster::{NodeId, NodeInfo, NodeStatus};
         let node = NodeInfo {
-            id: NodeId::new("127.0.0.1:1".parse().unwrap(), 1),
+            id: NodeId::new("127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap(), 1),
             status: NodeStatus::Alive,
             tags: tags(&[("role", "worker"), ("zone", "eu")]),
             phi: 0.0,

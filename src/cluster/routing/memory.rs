@@ -12,8 +12,8 @@
 //! * **Slow start** (Envoy's `slow_start_config`, linear, aggression 1):
 //!   a worker's weight grows from the minimum weight to 1 over its window.
 
+use crate::cluster::MemberAddr;
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -30,7 +30,7 @@ const MAX_ADDRESSES: usize = 4096;
 /// Recent strikes by address.
 #[derive(Debug, Default)]
 pub(crate) struct Memory {
-    strikes: HashMap<SocketAddr, VecDeque<Instant>>,
+    strikes: HashMap<MemberAddr, VecDeque<Instant>>,
 }
 
 impl Memory {
@@ -38,7 +38,7 @@ impl Memory {
     /// the memory, this one included.
     pub(crate) fn strike(
         &mut self,
-        addr: SocketAddr,
+        addr: MemberAddr,
         now: Instant,
         policy: &EjectionPolicy,
     ) -> u32 {
@@ -62,7 +62,7 @@ impl Memory {
     }
 
     /// The strikes of `addr` within the memory at `now`.
-    pub(crate) fn strikes(&self, addr: SocketAddr, now: Instant, policy: &EjectionPolicy) -> u32 {
+    pub(crate) fn strikes(&self, addr: MemberAddr, now: Instant, policy: &EjectionPolicy) -> u32 {
         self.strikes.get(&addr).map_or(0, |times| {
             times
                 .iter()
@@ -86,7 +86,7 @@ impl Memory {
     /// The slow start of a life beginning at `now` at `addr`, if any.
     pub(crate) fn warmup(
         &self,
-        addr: SocketAddr,
+        addr: MemberAddr,
         now: Instant,
         policy: &EjectionPolicy,
     ) -> Option<Warmup> {
@@ -121,8 +121,8 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
+    fn addr(port: u16) -> MemberAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)).into()
     }
 
     #[test]

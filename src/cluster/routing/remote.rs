@@ -22,9 +22,10 @@ use super::balance::LoadBalancingStrategy;
 use super::client::ClusterClient;
 use super::config::ClusterClientConfig;
 use super::discover::WorkerRegistry;
+use crate::client::pool::{dial, ServerNames};
 use crate::cluster::membership::view_rpc;
-use crate::cluster::{ClusterMembership, ClusterView, NodeStatus, VIEW_METHOD};
-use crate::{RpcClient, RpcConfig, RpcError};
+use crate::cluster::{ClusterMembership, ClusterView, MemberAddr, NodeStatus, VIEW_METHOD};
+use crate::{RpcConfig, RpcError};
 
 /// Silence after which the connection to the followed member counts as
 /// dead and another member is followed (QUIC PINGs every quarter of it
@@ -60,7 +61,7 @@ pub struct RemoteView {
 
 struct Follower {
     views: watch::Receiver<Arc<ClusterView>>,
-    followed: watch::Receiver<Option<SocketAddr>>,
+    followed: watch::Receiver<Option<MemberAddr>>,
     task: tokio::task::AbortHandle,
 }
 
@@ -130,7 +131,7 @@ impl RemoteView {
     }
 
     /// The member followed now (`None` while looking for one).
-    pub fn followed(&self) -> Option<SocketAddr> {
+    pub fn followed(&self) -> Option<MemberAddr> {
         *self.shared.followed.borrow()
     }
 }
@@ -202,15 +203,15 @@ impl ClusterClient {
 fn candidates(
     given: &[SocketAddr],
     view: &ClusterView,
-    ended: Option<SocketAddr>,
-) -> Vec<SocketAddr> {
-    let mut list: Vec<SocketAddr> = view
+    ended: Option<MemberAddr>,
+) -> Vec<MemberAddr> {
+    let mut list: Vec<MemberAddr> = view
         .members
         .iter()
         .filter(|m| m.status == NodeStatus::Alive && Some(m.addr()) != ended)
         .map(|m| m.addr())
         .collect();
-    for addr in given.iter().copied().chain(ended) {
+    for addr in given.iter().map(|&a| MemberAddr::from(a)).chain(ended) {
         if !list.contains(&addr) {
             list.push(addr);
         }
@@ -223,7 +224,7 @@ async fn follow(
     given: Vec<SocketAddr>,
     rpc: RpcConfig,
     views: watch::Sender<Arc<ClusterView>>,
-    followed: watch::Sender<Option<SocketAddr>>,
+    followed: watch::Sender<Option<MemberAddr>>,
     first: oneshot::Sender<Result<(), RpcError>>,
 ) {
     let mut first = Some(first);
@@ -273,8 +274,8 @@ async fn follow(
     }
 }
 
-async fn open_view(addr: SocketAddr, rpc: &RpcConfig) -> Result<crate::ResponseStream, RpcError> {
-    let client = RpcClient::connect(addr, rpc.clone()).await?;
+async fn open_view(addr: MemberAddr, rpc: &RpcConfig) -> Result<crate::ResponseStream, RpcError> {
+    let client = dial(addr, rpc, ServerNames::Dialed).await?;
     client.call_server_streaming(VIEW_METHOD, Vec::new()).await
 }
 
@@ -304,7 +305,7 @@ mod tests {
             ..ClusterView::default()
         };
         assert_eq!(
-            candidates(&[a(9), a(3)], &view, Some(a(1))),
+            candidates(&[a(9), a(3)], &view, Some(a(1).into())),
             [a(3), a(9), a(1)]
         );
         assert_eq!(candidates(&[a(9)], &ClusterView::default(), None), [a(9)]);

@@ -41,7 +41,7 @@ pub struct WorkerStatus {
 
 impl WorkerStatus {
     /// Its RPC address.
-    pub fn addr(&self) -> std::net::SocketAddr {
+    pub fn addr(&self) -> crate::cluster::MemberAddr {
         self.id.addr
     }
 }

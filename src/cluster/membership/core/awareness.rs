@@ -130,14 +130,18 @@ impl MembershipCore {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
+    use crate::cluster::MemberAddr;
 
     use super::*;
     use crate::cluster::membership::credential::MemberCredential;
     use crate::cluster::ClusterConfig;
 
-    fn addr(i: u8) -> SocketAddr {
-        SocketAddr::from(([10, 0, 0, i], 7000))
+    fn addr(i: u8) -> MemberAddr {
+        MemberAddr::from(sock(i))
+    }
+
+    fn sock(i: u8) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([10, 0, 0, i], 7000))
     }
 
     /// Delivers every packet `from` has for `to`, at `now`.

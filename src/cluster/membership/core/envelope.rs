@@ -5,7 +5,7 @@
 //! covered by the sender's member credential, and that the sender is not
 //! an earlier life of an address whose later life this node has seen.
 
-use std::net::SocketAddr;
+use crate::cluster::MemberAddr;
 
 use super::MembershipCore;
 use crate::cluster::membership::credential::MemberCredential;
@@ -90,7 +90,7 @@ impl MembershipCore {
     }
 
     /// Hands a packet of this core's own envelopes to the transport.
-    pub(super) fn send(&mut self, to: SocketAddr, packet: Vec<u8>) {
+    pub(super) fn send(&mut self, to: MemberAddr, packet: Vec<u8>) {
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += packet.len() as u64;
         self.sends.push((to, packet));

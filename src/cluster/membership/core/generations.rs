@@ -3,7 +3,7 @@
 //! generation is told to move above it (`STALE`), and a restarted node
 //! that is told so moves above it once.
 
-use std::net::SocketAddr;
+use crate::cluster::MemberAddr;
 use std::time::Duration;
 
 use super::envelope::Stale;
@@ -17,7 +17,7 @@ pub(super) const GENERATION_MEMORY: usize = 4;
 
 impl MembershipCore {
     /// The highest generation remembered for `addr` (0: none).
-    pub(super) fn remembered(&self, addr: SocketAddr) -> u64 {
+    pub(super) fn remembered(&self, addr: MemberAddr) -> u64 {
         self.generations.get(&addr).map_or(0, |&(g, _)| g)
     }
 
@@ -52,7 +52,7 @@ impl MembershipCore {
         let cap = self.config.max_members.saturating_mul(GENERATION_MEMORY);
         if self.generations.len() > cap {
             // Forget the least recently seen tenth of the non-members.
-            let mut old: Vec<(Duration, SocketAddr)> = self
+            let mut old: Vec<(Duration, MemberAddr)> = self
                 .generations
                 .iter()
                 .filter(|(addr, _)| !self.peers.contains_key(addr))

@@ -3,7 +3,7 @@
 //! `NodeFailed`, `NodeLeft`), pruning of departed members, and this
 //! node's own graceful leave.
 
-use std::net::SocketAddr;
+use crate::cluster::MemberAddr;
 use std::time::Duration;
 
 use super::peer::Peer;
@@ -110,7 +110,7 @@ impl MembershipCore {
     /// Their generations stay remembered.
     pub(super) fn forget_departed(&mut self, now: Duration) {
         let forget_after = self.config.forget_after;
-        let gone: Vec<SocketAddr> = self
+        let gone: Vec<MemberAddr> = self
             .peers
             .values()
             .filter(|p| p.swim_down && now.saturating_sub(p.since) >= forget_after)

@@ -31,8 +31,8 @@ mod peer;
 mod tag_sync;
 mod verdicts;
 
+use crate::cluster::MemberAddr;
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use foca::{Foca, PostcardCodec, Timer};
@@ -86,15 +86,15 @@ pub(crate) struct MembershipCore {
     now: Duration,
     /// Ordered, so iteration (heartbeat order, and with it the
     /// simulator's random draws) is the same in every run.
-    peers: BTreeMap<SocketAddr, Peer>,
+    peers: BTreeMap<MemberAddr, Peer>,
     /// The highest generation seen per address, and when, so an earlier
     /// life that comes back under a lower generation is told to move above
     /// it. Kept after a member is forgotten; bounded by
     /// `GENERATION_MEMORY × max_members` (the least recently seen
     /// addresses that are not members go first).
-    generations: HashMap<SocketAddr, (u64, Duration)>,
+    generations: HashMap<MemberAddr, (u64, Duration)>,
     events: Vec<ClusterEvent>,
-    sends: Vec<(SocketAddr, Vec<u8>)>,
+    sends: Vec<(MemberAddr, Vec<u8>)>,
     timers: Vec<(Duration, Timer<NodeId>)>,
     tags: Tags,
     tag_version: u64,
@@ -168,8 +168,14 @@ impl MembershipCore {
     }
 
     #[cfg(test)]
-    pub(crate) fn peer(&self, addr: &SocketAddr) -> Option<&Peer> {
+    pub(crate) fn peer(&self, addr: &MemberAddr) -> Option<&Peer> {
         self.peers.get(addr)
+    }
+
+    /// Whether `addr` is a member this node knows (not a seed it is
+    /// joining through).
+    pub(crate) fn knows(&self, addr: &MemberAddr) -> bool {
+        self.peers.contains_key(addr)
     }
 
     pub(crate) fn tags_of(&self, id: &NodeId) -> Option<Tags> {
@@ -214,7 +220,7 @@ impl MembershipCore {
 
     /// The incarnation foca holds for the member at `addr` (tests).
     #[cfg(test)]
-    pub(crate) fn incarnation_of(&self, addr: &SocketAddr) -> Option<foca::Incarnation> {
+    pub(crate) fn incarnation_of(&self, addr: &MemberAddr) -> Option<foca::Incarnation> {
         self.foca
             .iter_members()
             .find(|m| m.id().addr == *addr)
@@ -231,13 +237,13 @@ impl MembershipCore {
         self.local_health
     }
 
-    pub(crate) fn phi(&self, addr: &SocketAddr) -> Option<f64> {
+    pub(crate) fn phi(&self, addr: &MemberAddr) -> Option<f64> {
         self.peers.get(addr).map(|p| p.detector.phi(self.now))
     }
 
     /// Asks the member at `seed` to let us in (its generation is unknown;
     /// foca accepts an announce addressed to any identity at its address).
-    pub(crate) fn join(&mut self, seed: SocketAddr, now: Duration) {
+    pub(crate) fn join(&mut self, seed: MemberAddr, now: Duration) {
         self.now = now;
         if seed == self.id.addr {
             return;
@@ -255,15 +261,18 @@ impl MembershipCore {
         match data.split_first() {
             Some((&SWIM, rest)) => {
                 use foca::Codec;
-                let src = match PostcardCodec.decode_header(rest) {
-                    Ok(header) => header.src,
+                let mut body = rest;
+                let header = match PostcardCodec.decode_header(&mut body) {
+                    Ok(header) => header,
                     Err(_) => {
                         self.stats.packets_rejected += 1;
                         return;
                     }
                 };
-                if self.admit(src, from) {
-                    if let Err(e) = self.foca.handle_data(rest, &mut self.out) {
+                if self.admit(header.src, from) {
+                    let addressed = self.addressed_to_me(header, body);
+                    let data = addressed.as_deref().unwrap_or(rest);
+                    if let Err(e) = self.foca.handle_data(data, &mut self.out) {
                         self.stats.packets_rejected += 1;
                         tracing::trace!("gossip packet rejected: {e}");
                     }
@@ -293,6 +302,28 @@ impl MembershipCore {
             _ => self.stats.packets_rejected += 1,
         }
         self.flush();
+    }
+
+    /// An announce addressed to another member's address, re-addressed to
+    /// this node (`None`: the packet stands as it is). A node joins
+    /// through a seed's address, which need not be the address the seed
+    /// advertises (a Kubernetes service name resolves to any member's IP;
+    /// a member named by DNS is dialed there by IP): whoever answers at
+    /// that address lets it in. foca takes an announce only when it is
+    /// addressed to one of its own identities.
+    fn addressed_to_me(&self, header: foca::Header<NodeId>, body: &[u8]) -> Option<Vec<u8>> {
+        use foca::Codec;
+        if header.message != foca::Message::Announce || header.dst.addr == self.id.addr {
+            return None;
+        }
+        let mut packet = Vec::with_capacity(body.len() + 64);
+        let header = foca::Header {
+            dst: self.id,
+            ..header
+        };
+        PostcardCodec.encode_header(&header, &mut packet).ok()?;
+        packet.extend_from_slice(body);
+        Some(packet)
     }
 
     /// A timer previously returned by `drain_timers` is due.
@@ -355,7 +386,7 @@ impl MembershipCore {
         self.flush();
     }
 
-    pub(crate) fn drain_sends(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+    pub(crate) fn drain_sends(&mut self) -> Vec<(MemberAddr, Vec<u8>)> {
         std::mem::take(&mut self.sends)
     }
 

@@ -2,7 +2,7 @@
 //! direct tag packets to newcomers, and anti-entropy refreshes at a
 //! constant load per node.
 
-use std::net::SocketAddr;
+use crate::cluster::MemberAddr;
 
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ impl MembershipCore {
         packet
     }
 
-    pub(super) fn send_tags_to(&mut self, addr: SocketAddr) {
+    pub(super) fn send_tags_to(&mut self, addr: MemberAddr) {
         self.send(addr, self.tags_packet(TAGS));
     }
 
@@ -43,8 +43,8 @@ impl MembershipCore {
     /// a member missed.
     pub(super) fn refresh_tags(&mut self) {
         self.last_tag_refresh = self.now;
-        let alive: Vec<SocketAddr> = {
-            let mut a: Vec<SocketAddr> = self
+        let alive: Vec<MemberAddr> = {
+            let mut a: Vec<MemberAddr> = self
                 .peers
                 .values()
                 .filter(|p| p.status == NodeStatus::Alive)

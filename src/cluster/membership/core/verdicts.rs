@@ -2,7 +2,7 @@
 //! silence waiting for `partition_grace`), recoveries when a member failed
 //! on φ alone is heard again, and partition detection.
 
-use std::net::SocketAddr;
+use crate::cluster::MemberAddr;
 use std::time::Duration;
 
 use super::envelope::HEARTBEAT;
@@ -13,7 +13,7 @@ use crate::cluster::{ClusterEvent, NodeId, NodeStatus};
 impl MembershipCore {
     pub(super) fn monitor(&mut self, now: Duration) {
         let heartbeat = self.tags_packet(HEARTBEAT);
-        let targets: Vec<SocketAddr> = self
+        let targets: Vec<MemberAddr> = self
             .peers
             .values()
             .filter(|p| matches!(p.status, NodeStatus::Alive | NodeStatus::Suspect))
@@ -31,7 +31,7 @@ impl MembershipCore {
         let threshold = self.config.phi.threshold;
         // Members silent longer than an acceptable pause (usually none).
         let pause = self.config.phi.acceptable_pause;
-        let quiet: Vec<(SocketAddr, Duration)> = self
+        let quiet: Vec<(MemberAddr, Duration)> = self
             .peers
             .values()
             // Members already judged are not paired with: a crash a second
@@ -51,7 +51,7 @@ impl MembershipCore {
             }
         }
         let grace = self.config.partition_grace;
-        let due: Vec<SocketAddr> = self
+        let due: Vec<MemberAddr> = self
             .peers
             .values()
             .filter(|p| p.status == NodeStatus::Alive && p.detector.phi(now) >= threshold)

@@ -7,8 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::client::pool::ConnectionPool;
 pub(super) use crate::client::pool::Slot as Connection;
+use crate::client::pool::{ConnectionPool, ServerNames};
 use crate::cluster::{NodeId, Worker, WorkerRegistry};
 use crate::{RpcClient, RpcConfig, RpcError};
 
@@ -22,7 +22,7 @@ pub(super) struct Pool {
 impl Pool {
     pub(super) fn new(rpc: RpcConfig) -> Self {
         Self {
-            connections: ConnectionPool::new(rpc),
+            connections: ConnectionPool::new(rpc, ServerNames::Dialed),
             pruned_at: AtomicU64::new(0),
         }
     }

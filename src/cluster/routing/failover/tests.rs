@@ -299,7 +299,7 @@ fn reasons_read_as_before_in_the_error_message() {
     );
     let failover = RpcError::Failover {
         attempts: vec![FailedAttempt {
-            worker: NodeId::new("127.0.0.1:1".parse().unwrap(), 1),
+            worker: NodeId::new("127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap(), 1),
             error: RpcError::Timeout,
         }],
         stopped: StopReason::MayHaveRun,

@@ -3,6 +3,7 @@
 mod convergence;
 mod detection;
 mod local_health;
+mod names;
 mod partitions;
 mod pauses;
 mod report;
