@@ -12,13 +12,14 @@ use crate::{CaDir, CertSpec, Error, Role};
 
 /// The usage line of the flags [`run`] takes.
 pub const USAGE: &str = "rpcnet-certs [--out DIR] [--new-ca [--ca-name NAME]] \
-     [(--member|--node|--client) NAME [--san NAME|IP|IP:PORT]...]...";
+     [(--member|--node|--client) NAME [--san NAME|NAME:PORT|IP|IP:PORT]...]...";
 
 /// `--help`: the flags and examples.
 pub const HELP: &str = include_str!("help.txt");
 
 /// The names a member or node certificate carries when given no `--san`:
-/// this host's loopback names.
+/// this host's loopback names. A member so made speaks for `127.0.0.1`
+/// and `::1` (`localhost` names every host, so it names no member).
 pub const DEFAULT_SANS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// The name of a CA made without `--ca-name`.
@@ -110,8 +111,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
     {
         return Err(usage(format_args!(
             "member {} has no --san of its own: with several members, each needs its own \
-             addresses (each --san belongs to the certificate before it: --member a --san IP \
-             --member b --san IP)",
+             addresses or host names (each --san belongs to the certificate before it: \
+             --member a --san IP|NAME --member b --san IP|NAME)",
             bare.name
         )));
     }

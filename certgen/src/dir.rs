@@ -7,7 +7,8 @@
 //! (renewal). Before anything is written, the member certificates of a run
 //! are checked against each other and against the member certificates
 //! this CA already issued into the directory: no two may speak for one
-//! address.
+//! address, and no two may be named by one host name (compared ignoring
+//! case).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -113,8 +114,9 @@ impl CaDir {
     /// (`ca`, `*-key`) or appears twice; [`Error::SharedAddress`] when two
     /// members (of `specs`, or one of `specs` and one this CA issued into
     /// the directory earlier under another name) would speak for one
-    /// address; [`Error::MemberWithoutAddress`]; [`Error::Certificate`],
-    /// [`Error::Io`].
+    /// address (the same IP address or host name, ignoring case, with a
+    /// port in common); [`Error::MemberWithoutAddress`];
+    /// [`Error::BadMemberSan`]; [`Error::Certificate`], [`Error::Io`].
     pub fn issue(&self, specs: &[CertSpec]) -> Result<Vec<PathBuf>, Error> {
         check(specs, self.members_on_disk(specs)?)?;
         let issued = specs
@@ -163,9 +165,9 @@ impl CaDir {
     }
 }
 
-/// The checks of [`CaDir::issue`] before anything is issued: names, and
-/// that no member of `specs` shares an address with another or with
-/// `members` (already issued).
+/// The checks of [`CaDir::issue`] before anything is issued: names, each
+/// member's addresses, and that no member of `specs` shares an address or
+/// a host name with another or with `members` (already issued).
 pub(crate) fn check(
     specs: &[CertSpec],
     mut members: Vec<(String, Vec<MemberAddress>)>,
@@ -180,7 +182,7 @@ pub(crate) fn check(
         }
     }
     for spec in specs {
-        let addresses = spec.member_addresses();
+        let addresses = spec.member_addresses()?;
         if spec.role == Role::Member && addresses.is_empty() {
             return Err(Error::MemberWithoutAddress(spec.name.clone()));
         }
@@ -192,7 +194,7 @@ pub(crate) fn check(
                 return Err(Error::SharedAddress {
                     member: spec.name.clone(),
                     other: other.clone(),
-                    address: *address,
+                    address: address.clone(),
                 });
             }
         }

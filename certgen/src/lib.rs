@@ -5,10 +5,12 @@
 //!
 //! * a *member* certificate ([`Role::Member`]) is a server and client
 //!   identity that also carries the cluster member role: a URI name
-//!   `rpcnet-member://<ip>` (any port on that host) or
-//!   `rpcnet-member://<ip>:<port>` (that one address) for each of *its
-//!   own* addresses. A member speaks only for itself, so two members never
-//!   share an address (see [`MemberAddress::overlaps`]);
+//!   `rpcnet-member://<host>` (any port on that host) or
+//!   `rpcnet-member://<host>:<port>` (that one address) for each of *its
+//!   own* addresses, the host being an IP address or a DNS name
+//!   ([`MemberHost`]). A member speaks only for itself, so two members
+//!   never share an address or a host name (see
+//!   [`MemberAddress::overlaps`]);
 //! * a *node* certificate ([`Role::Node`]) is a server or client identity
 //!   without the member role;
 //! * a *client* certificate ([`Role::Client`]) is an application client's
@@ -16,10 +18,10 @@
 //!   clients may also present no certificate at all and only trust the CA.
 //!
 //! Layout: this file holds the CA ([`DevCa`]) and what one certificate is
-//! made of ([`CertSpec`], [`MemberAddress`]); [`CaDir`] (`dir.rs`) keeps a
-//! CA and its certificates in a directory, refusing to replace a CA and to
-//! let two members speak for one address; [`cli`] is the command line of
-//! `rpcnet-certs` and `rpcnet certs`.
+//! made of ([`CertSpec`], [`MemberAddress`], [`MemberHost`]); [`CaDir`]
+//! (`dir.rs`) keeps a CA and its certificates in a directory, refusing to
+//! replace a CA and to let two members speak for one address or host
+//! name; [`cli`] is the command line of `rpcnet-certs` and `rpcnet certs`.
 //!
 //! ```no_run
 //! use rpcnet_certs::{CaDir, CertSpec};
@@ -32,6 +34,8 @@
 //! pki.issue(&[
 //!     CertSpec::member("worker-a", ["worker-a.example", "10.0.0.2"]),
 //!     CertSpec::member("worker-b", ["worker-b.example", "10.0.0.3"]),
+//!     // A member named by its DNS name only (any port on that host).
+//!     CertSpec::member("worker-0", ["worker-0.workers.default.svc"]),
 //!     CertSpec::client("billing", Vec::<String>::new()),
 //! ])?;
 //! # Ok(()) }
@@ -92,9 +96,22 @@ pub enum Error {
         /// The address both would speak for.
         address: MemberAddress,
     },
-    /// A member certificate without an IP address among its names would
+    /// A member certificate without an address or host name of its own
+    /// among its names (`localhost` names every host, so no member) would
     /// carry no member role. Nothing was written.
     MemberWithoutAddress(String),
+    /// A member's name that cannot name a member: neither an IP address
+    /// nor a valid DNS host name (letters, digits and `-` in labels of 1
+    /// to 63 characters, 253 in all, no trailing dot), a wildcard, or a
+    /// bad port. Nothing was written.
+    BadMemberSan {
+        /// The member certificate.
+        member: String,
+        /// The name as given.
+        san: String,
+        /// Why not.
+        why: &'static str,
+    },
     /// A certificate name that cannot be a file name, or that would
     /// overwrite the CA's files or another certificate's key.
     BadName {
@@ -140,14 +157,21 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "members {member} and {other} would both speak for {address}: a member speaks \
-                 only for itself. Give each member its own IP address (--san 10.0.0.2), or its \
-                 own port on a shared host (--san 127.0.0.1:7001); a one-host cluster whose \
-                 ports are not fixed can share one member certificate"
+                 only for itself. Give each member its own IP address (--san 10.0.0.2) or host \
+                 name (--san worker-0.example), or its own port on a shared host (--san \
+                 127.0.0.1:7001); a one-host cluster whose ports are not fixed can share one \
+                 member certificate"
             ),
             Error::MemberWithoutAddress(name) => write!(
                 f,
-                "member {name} has no IP address among its names (--san IP or IP:PORT): the \
-                 member role names the addresses a member speaks for"
+                "member {name} has no address of its own among its names (--san IP, IP:PORT, \
+                 NAME or NAME:PORT; localhost names every host, so no member): the member role \
+                 names the addresses a member speaks for"
+            ),
+            Error::BadMemberSan { member, san, why } => write!(
+                f,
+                "member {member}: {san:?} cannot name a member: {why} (a member's --san is an \
+                 IP address, IP:PORT, [IPv6]:PORT, a DNS host name or NAME:PORT)"
             ),
             Error::BadName { name, why } => write!(f, "certificate name {name:?}: {why}"),
             Error::Usage(message) => f.write_str(message),
@@ -175,7 +199,7 @@ impl From<rcgen::Error> for Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// A cluster member: server and client identity, plus the member role
-    /// for its IP addresses.
+    /// for its own IP addresses and host names.
     Member,
     /// A server or client identity without the member role.
     Node,
@@ -191,9 +215,10 @@ pub struct CertSpec {
     pub name: String,
     /// What the holder may do.
     pub role: Role,
-    /// DNS names, IP addresses, or `IP:PORT` (a member's role for that one
-    /// address; `[v6]:port` for IPv6). The certificate carries these and
-    /// no others.
+    /// DNS names, IP addresses, `IP:PORT` or `NAME:PORT` (a member's role
+    /// for that one port of the host; `[v6]:port` for IPv6). The
+    /// certificate carries these (without their ports) and no others; a
+    /// member's also become its member URIs.
     pub sans: Vec<String>,
 }
 
@@ -235,33 +260,54 @@ impl CertSpec {
         Self::new(Role::Client, name, sans)
     }
 
-    /// The addresses a member certificate speaks for: one per IP address
-    /// or `IP:PORT` among its names. Empty for other roles.
-    pub fn member_addresses(&self) -> Vec<MemberAddress> {
+    /// The addresses a member certificate speaks for: one per `IP`,
+    /// `IP:PORT`, `NAME` or `NAME:PORT` among its names, without repeats
+    /// (`localhost` names every host, so it names no member). Empty for
+    /// other roles.
+    ///
+    /// # Errors
+    /// [`Error::BadMemberSan`] for a member's name that is none of these:
+    /// not a valid DNS host name, a wildcard, or a bad port.
+    pub fn member_addresses(&self) -> Result<Vec<MemberAddress>, Error> {
         if self.role != Role::Member {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let mut addresses = Vec::new();
         for san in &self.sans {
-            if let Some(address) = MemberAddress::from_san(san) {
+            let address = MemberAddress::parse(san).map_err(|why| Error::BadMemberSan {
+                member: self.name.clone(),
+                san: san.clone(),
+                why,
+            })?;
+            if let Some(address) = address {
                 if !addresses.contains(&address) {
                     addresses.push(address);
                 }
             }
         }
-        addresses
+        Ok(addresses)
     }
 
     /// The DNS names and IP addresses the certificate carries: the name,
-    /// then its SANs (an `IP:PORT` contributes its IP), without repeats.
+    /// then its SANs without their ports (a name in a TLS certificate has
+    /// no port: `IP:PORT` contributes its IP, `NAME:PORT` its name, a
+    /// member's names are lowercase), without repeats (names compared
+    /// ignoring case).
     fn names(&self) -> Vec<String> {
         let mut names = vec![self.name.clone()];
         for san in &self.sans {
-            let name = match MemberAddress::from_san(san) {
-                Some(address) => address.ip.to_string(),
-                None => san.clone(),
+            let name = match MemberAddress::parse(san) {
+                Ok(Some(address)) if self.role == Role::Member => address.host.to_string(),
+                Ok(Some(MemberAddress {
+                    host: MemberHost::Ip(ip),
+                    ..
+                })) => ip.to_string(),
+                _ => match split_port(san) {
+                    Ok((host, Some(_))) if !host.is_empty() => host.to_string(),
+                    _ => san.clone(),
+                },
             };
-            if !names.contains(&name) {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
                 names.push(name);
             }
         }
@@ -269,32 +315,96 @@ impl CertSpec {
     }
 }
 
-/// An address a member certificate speaks for: an IP address with any
-/// port, or one `IP:PORT`. Written into the certificate as
-/// `rpcnet-member://<ip>` or `rpcnet-member://<ip>:<port>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The host part of a [`MemberAddress`]: an IP address, or a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MemberHost {
+    /// An IP address.
+    Ip(IpAddr),
+    /// A DNS host name, lowercase (host names compare case-insensitively):
+    /// letters, digits and `-` in dot-separated labels, no wildcard.
+    Name(String),
+}
+
+impl MemberHost {
+    /// Whether `self` and `other` are the same host: equal IP addresses,
+    /// or names equal ignoring case. An IP address and a name are never
+    /// the same host (what a name resolves to is not known here).
+    fn same_host(&self, other: &MemberHost) -> bool {
+        match (self, other) {
+            (MemberHost::Ip(a), MemberHost::Ip(b)) => a == b,
+            (MemberHost::Name(a), MemberHost::Name(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for MemberHost {
+    /// The address or the name, as a TLS subject alternative name carries
+    /// it (IPv6 without brackets).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemberHost::Ip(ip) => write!(f, "{ip}"),
+            MemberHost::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// An address a member certificate speaks for: a host (an IP address or a
+/// DNS name) with any port, or one port on it. Written into the
+/// certificate as `rpcnet-member://<host>` or
+/// `rpcnet-member://<host>:<port>` (IPv6 in brackets).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MemberAddress {
     /// The host.
-    pub ip: IpAddr,
-    /// `None`: any port on `ip`.
+    pub host: MemberHost,
+    /// `None`: any port on `host`.
     pub port: Option<u16>,
 }
 
 impl MemberAddress {
-    /// The address a SAN names: `IP`, `[IPv6]` or `IP:PORT`; `None` for a
-    /// DNS name.
+    /// The address a SAN names: `IP`, `[IPv6]`, `IP:PORT` (`[IPv6]:PORT`),
+    /// `NAME` or `NAME:PORT`. `None` for anything else: a SAN that is no
+    /// valid host name (see [`CertSpec::member_addresses`], which says
+    /// why), and `localhost` (or a name under `.localhost`), which names
+    /// every host and so no member.
     pub fn from_san(san: &str) -> Option<Self> {
+        Self::parse(san).ok().flatten()
+    }
+
+    /// [`from_san`](Self::from_san), with why a SAN is refused:
+    /// `Ok(None)` for `localhost`, `Err` for a SAN that cannot name a
+    /// member.
+    fn parse(san: &str) -> Result<Option<Self>, &'static str> {
         if let Ok(addr) = san.parse::<SocketAddr>() {
-            return Some(Self {
-                ip: addr.ip(),
+            return Ok(Some(Self {
+                host: MemberHost::Ip(addr.ip()),
                 port: Some(addr.port()),
-            });
+            }));
         }
         let bare = san
             .strip_prefix('[')
             .and_then(|s| s.strip_suffix(']'))
             .unwrap_or(san);
-        bare.parse().ok().map(|ip| Self { ip, port: None })
+        if let Ok(ip) = bare.parse() {
+            return Ok(Some(Self {
+                host: MemberHost::Ip(ip),
+                port: None,
+            }));
+        }
+        let (host, port) = split_port(san)?;
+        if host.parse::<IpAddr>().is_ok() {
+            // `1:2:3:4:5:6:7:8:7000` and the like: an IPv6 address takes
+            // a port only in brackets.
+            return Err("an IPv6 address with a port is written [IPv6]:PORT");
+        }
+        let name = host_name(host)?;
+        if name == "localhost" || name.ends_with(".localhost") {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            host: MemberHost::Name(name),
+            port,
+        }))
     }
 
     /// Reads a member URI (`rpcnet-member://...`); `None` for other URIs.
@@ -305,17 +415,24 @@ impl MemberAddress {
 
     /// The member URI for this address.
     pub fn uri(&self) -> String {
-        match (self.ip, self.port) {
-            (ip, Some(port)) => format!("{MEMBER_URI_SCHEME}{}", SocketAddr::new(ip, port)),
-            (IpAddr::V4(v4), None) => format!("{MEMBER_URI_SCHEME}{v4}"),
-            (IpAddr::V6(v6), None) => format!("{MEMBER_URI_SCHEME}[{v6}]"),
+        format!("{MEMBER_URI_SCHEME}{}", self.authority())
+    }
+
+    /// `host` or `host:port`, IPv6 in brackets.
+    fn authority(&self) -> String {
+        match (&self.host, self.port) {
+            (MemberHost::Ip(ip), Some(port)) => SocketAddr::new(*ip, port).to_string(),
+            (MemberHost::Ip(IpAddr::V6(v6)), None) => format!("[{v6}]"),
+            (host, Some(port)) => format!("{host}:{port}"),
+            (host, None) => host.to_string(),
         }
     }
 
     /// Whether a holder of `self` and a holder of `other` could both speak
-    /// for one node address (same host, and a port in common).
+    /// for one node address: the same host (equal IP addresses, or names
+    /// equal ignoring case), and a port in common.
     pub fn overlaps(&self, other: &MemberAddress) -> bool {
-        self.ip == other.ip
+        self.host.same_host(&other.host)
             && match (self.port, other.port) {
                 (Some(a), Some(b)) => a == b,
                 _ => true,
@@ -326,10 +443,67 @@ impl MemberAddress {
 impl fmt::Display for MemberAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.port {
-            Some(port) => write!(f, "{}", SocketAddr::new(self.ip, port)),
-            None => write!(f, "{} (any port)", self.ip),
+            Some(_) => f.write_str(&self.authority()),
+            None => write!(f, "{} (any port)", self.authority()),
         }
     }
+}
+
+/// A SAN's host and port: `HOST:PORT` when what follows the last `:` is
+/// a port, else the whole SAN and no port.
+fn split_port(san: &str) -> Result<(&str, Option<u16>), &'static str> {
+    let Some((host, port)) = san.rsplit_once(':') else {
+        return Ok((san, None));
+    };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("the part after ':' is not a port number");
+    }
+    let port = port
+        .parse()
+        .map_err(|_| "the port is not a number from 0 to 65535")?;
+    Ok((host, Some(port)))
+}
+
+/// Checks that `host` is a DNS host name a member can be named by, and
+/// returns it lowercase.
+fn host_name(host: &str) -> Result<String, &'static str> {
+    if host.is_empty() {
+        return Err("the host name is empty");
+    }
+    if host.contains('*') {
+        return Err("a wildcard cannot name a member: a member speaks only for its own host");
+    }
+    if host.ends_with('.') {
+        return Err("the host name ends with a dot: write it without the trailing dot");
+    }
+    if host.len() > 253 {
+        return Err("the host name is longer than 253 characters");
+    }
+    for label in host.split('.') {
+        if label.is_empty() {
+            return Err("the host name has an empty label (a leading dot or two dots in a row)");
+        }
+        if label.len() > 63 {
+            return Err("a label of the host name is longer than 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err("a host name has only letters, digits, '-' and '.'");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a label of the host name starts or ends with '-'");
+        }
+    }
+    if host
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("neither an IP address nor a host name (its last label is all digits)");
+    }
+    Ok(host.to_ascii_lowercase())
 }
 
 /// A development certificate authority.
@@ -411,7 +585,8 @@ impl DevCa {
     }
 
     /// A member certificate: [`node`](Self::node) plus a member URI for
-    /// every IP address (or `IP:PORT`) in `sans`.
+    /// every IP address, host name, `IP:PORT` or `NAME:PORT` in `sans`
+    /// (see [`CertSpec::member_addresses`]).
     pub fn member(&self, name: &str, sans: &[String]) -> Result<NodeCert, Error> {
         self.issue(&CertSpec::member(name, sans.iter().cloned()))
     }
@@ -424,12 +599,14 @@ impl DevCa {
     /// Issues the certificate `spec` describes, with exactly its names.
     ///
     /// # Errors
-    /// [`Error::MemberWithoutAddress`] for a member without an IP address;
-    /// [`Error::Certificate`] for a name that is not a valid DNS name.
+    /// [`Error::MemberWithoutAddress`] for a member without an address
+    /// of its own; [`Error::BadMemberSan`] for a member's name that cannot
+    /// name a member; [`Error::Certificate`] for a name that is not a
+    /// valid DNS name.
     pub fn issue(&self, spec: &CertSpec) -> Result<NodeCert, Error> {
         let mut params = CertificateParams::new(spec.names())?;
         if spec.role == Role::Member {
-            let addresses = spec.member_addresses();
+            let addresses = spec.member_addresses()?;
             if addresses.is_empty() {
                 return Err(Error::MemberWithoutAddress(spec.name.clone()));
             }
@@ -498,15 +675,130 @@ mod tests {
         MemberAddress::from_san(s).unwrap()
     }
 
+    fn name(host: &str, port: Option<u16>) -> MemberAddress {
+        MemberAddress {
+            host: MemberHost::Name(host.to_string()),
+            port,
+        }
+    }
+
+    /// Why `san` cannot name a member.
+    fn refused(san: &str) -> &'static str {
+        MemberAddress::parse(san).unwrap_err()
+    }
+
     #[test]
     fn member_addresses_round_trip_through_their_uri() {
-        for san in ["10.0.0.2", "10.0.0.2:7001", "::1", "[::1]", "[::1]:9"] {
+        for san in [
+            "10.0.0.2",
+            "10.0.0.2:7001",
+            "::1",
+            "[::1]",
+            "[::1]:9",
+            "worker-a.example",
+            "worker-a.example:7000",
+            "worker-0",
+        ] {
             let address = addr(san);
             assert_eq!(MemberAddress::from_uri(&address.uri()), Some(address));
         }
         assert_eq!(addr("[::1]").uri(), "rpcnet-member://[::1]");
         assert_eq!(addr("10.0.0.2:7001").uri(), "rpcnet-member://10.0.0.2:7001");
-        assert_eq!(MemberAddress::from_san("worker-a.example"), None);
+        assert_eq!(
+            addr("worker-a.example:7000").uri(),
+            "rpcnet-member://worker-a.example:7000"
+        );
+        assert_eq!(
+            MemberAddress::from_uri("rpcnet-member://worker-0.workers.default.svc/"),
+            Some(name("worker-0.workers.default.svc", None))
+        );
+        assert_eq!(MemberAddress::from_uri("https://worker-a.example"), None);
+    }
+
+    #[test]
+    fn a_dns_name_is_a_member_host_stored_lowercase() {
+        assert_eq!(addr("worker-a.example"), name("worker-a.example", None));
+        assert_eq!(
+            addr("Worker-A.Example:7000"),
+            name("worker-a.example", Some(7000))
+        );
+        assert_eq!(
+            addr("WORKER-A.example").uri(),
+            "rpcnet-member://worker-a.example"
+        );
+        assert_eq!(
+            addr("worker-a.example").to_string(),
+            "worker-a.example (any port)"
+        );
+        assert_eq!(
+            addr("worker-a.example:7000").to_string(),
+            "worker-a.example:7000"
+        );
+        assert_eq!(addr("[::1]").to_string(), "[::1] (any port)");
+        // localhost names every host, so it names no member.
+        for san in ["localhost", "LocalHost:7001", "a.localhost"] {
+            assert_eq!(MemberAddress::parse(san), Ok(None), "{san}");
+        }
+    }
+
+    #[test]
+    fn names_that_are_no_host_names_are_refused_with_the_reason() {
+        assert!(refused("*.workers.default.svc").contains("wildcard"));
+        assert!(refused("*").contains("wildcard"));
+        assert!(refused("worker_0.example").contains("letters, digits"));
+        assert!(refused("worker-0.example.").contains("trailing dot"));
+        assert!(refused("worker..example").contains("empty label"));
+        assert!(refused(".example").contains("empty label"));
+        assert!(refused("-worker.example").contains("starts or ends with '-'"));
+        assert!(refused(&"a".repeat(64)).contains("longer than 63"));
+        let long = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(63),
+        ]
+        .join(".");
+        assert!(refused(&long).contains("longer than 253"));
+        assert!(refused("10.0.0.300").contains("all digits"));
+        assert!(refused("worker.example:http").contains("not a port"));
+        assert!(refused("worker.example:").contains("not a port"));
+        assert!(refused("worker.example:70000").contains("0 to 65535"));
+        assert!(refused("10.0.0.2:70000").contains("0 to 65535"));
+        assert!(refused("fe80::1:x").contains("not a port"));
+        assert!(refused("").contains("empty"));
+        assert_eq!(MemberAddress::from_san("*.example"), None);
+        // The longest valid name is accepted.
+        let longest = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61),
+        ]
+        .join(".");
+        assert_eq!(longest.len(), 253);
+        assert_eq!(addr(&longest), name(&longest, None));
+
+        let err = CertSpec::member("w", ["10.0.0.2", "*.workers.default.svc"])
+            .member_addresses()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::BadMemberSan { member, san, .. }
+                if member == "w" && san == "*.workers.default.svc"),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("member w"), "{message}");
+        assert!(message.contains("\"*.workers.default.svc\""), "{message}");
+        assert!(message.contains("wildcard"), "{message}");
+        // Nodes keep their names as given: a wildcard is a TLS name.
+        assert!(CertSpec::node("n", ["*.example"])
+            .member_addresses()
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            CertSpec::node("n", ["*.example"]).names(),
+            ["n", "*.example"]
+        );
     }
 
     #[test]
@@ -518,17 +810,118 @@ mod tests {
     }
 
     #[test]
+    fn names_overlap_ignoring_case_and_never_overlap_an_ip() {
+        let w = addr("worker-0.example");
+        assert!(w.overlaps(&addr("WORKER-0.example:7000")));
+        assert!(addr("worker-0.example:7000").overlaps(&w));
+        assert!(!addr("worker-0.example:7000").overlaps(&addr("worker-0.example:7001")));
+        assert!(!w.overlaps(&addr("worker-1.example")));
+        assert!(!w.overlaps(&addr("worker-0.example.org")));
+        assert!(!w.overlaps(&addr("10.0.0.2")));
+        assert!(!addr("10.0.0.2").overlaps(&w));
+        // Names built by hand, not lowercased, still compare ignoring case.
+        assert!(name("Worker-0.Example", None).overlaps(&w));
+    }
+
+    #[test]
     fn only_members_speak_for_addresses() {
         let sans = ["localhost", "10.0.0.2", "10.0.0.2:7001"];
         assert_eq!(
-            CertSpec::member("a", sans).member_addresses(),
+            CertSpec::member("a", sans).member_addresses().unwrap(),
             [addr("10.0.0.2"), addr("10.0.0.2:7001")]
         );
-        assert!(CertSpec::node("a", sans).member_addresses().is_empty());
-        assert!(CertSpec::client("a", sans).member_addresses().is_empty());
+        assert!(CertSpec::node("a", sans)
+            .member_addresses()
+            .unwrap()
+            .is_empty());
+        assert!(CertSpec::client("a", sans)
+            .member_addresses()
+            .unwrap()
+            .is_empty());
         assert_eq!(
             CertSpec::member("a", sans).names(),
             ["a", "localhost", "10.0.0.2"]
         );
+    }
+
+    #[test]
+    fn a_members_host_names_are_its_addresses_and_its_tls_names() {
+        let spec = CertSpec::member(
+            "worker-0",
+            [
+                "Worker-0.Workers.default.svc",
+                "worker-0.workers.default.svc:7000",
+                "10.0.0.2:7001",
+                "localhost:7001",
+            ],
+        );
+        assert_eq!(
+            spec.member_addresses().unwrap(),
+            [
+                name("worker-0.workers.default.svc", None),
+                name("worker-0.workers.default.svc", Some(7000)),
+                addr("10.0.0.2:7001"),
+            ]
+        );
+        // TLS names carry no port.
+        assert_eq!(
+            spec.names(),
+            [
+                "worker-0",
+                "worker-0.workers.default.svc",
+                "10.0.0.2",
+                "localhost"
+            ]
+        );
+        assert_eq!(
+            CertSpec::node("n", ["gateway.example:443", "10.0.0.9:443"]).names(),
+            ["n", "gateway.example", "10.0.0.9"]
+        );
+        // A member whose only name is localhost speaks for no one.
+        assert!(CertSpec::member("a", ["localhost"])
+            .member_addresses()
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_member_certificate_carries_its_host_names() {
+        let ca = DevCa::new("test CA").unwrap();
+        let cert = ca
+            .member("worker-0", &["worker-0.workers.default.svc:7000".into()])
+            .unwrap();
+        let der = pem_der(&cert.cert_pem).unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let names: Vec<String> = parsed
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "DNSName(worker-0)",
+                "DNSName(worker-0.workers.default.svc)",
+                "URI(rpcnet-member://worker-0.workers.default.svc:7000)"
+            ]
+        );
+        let (addresses, ours) = member_addresses_of(&cert.cert_pem, ca.cert_pem()).unwrap();
+        assert!(ours);
+        assert_eq!(
+            addresses,
+            [name("worker-0.workers.default.svc", Some(7000))]
+        );
+        assert!(matches!(
+            ca.member("w", &["bad_name".into()]),
+            Err(Error::BadMemberSan { .. })
+        ));
+        assert!(matches!(
+            ca.member("w", &["localhost".into()]),
+            Err(Error::MemberWithoutAddress(_))
+        ));
     }
 }

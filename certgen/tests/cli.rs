@@ -1,7 +1,7 @@
 //! The command line keeps one CA and issues one certificate per node with
 //! only that node's names: it reuses the CA in its directory, creates one
 //! only when asked and never replaces it, and refuses to let two members
-//! speak for one address.
+//! speak for one address or be named by one host name.
 
 use std::path::{Path, PathBuf};
 
@@ -185,6 +185,7 @@ fn each_member_certificate_names_only_its_own_node() {
             "DNS:worker-a",
             "DNS:worker-a.example",
             "IP:10.0.0.2",
+            "URI:rpcnet-member://worker-a.example",
             "URI:rpcnet-member://10.0.0.2"
         ]
     );
@@ -194,6 +195,7 @@ fn each_member_certificate_names_only_its_own_node() {
             "DNS:worker-b",
             "DNS:worker-b.example",
             "IP:10.0.0.3",
+            "URI:rpcnet-member://worker-b.example",
             "URI:rpcnet-member://10.0.0.3:7001"
         ]
     );
@@ -273,9 +275,175 @@ fn names_that_would_clobber_the_ca_or_a_key_are_refused() {
         let err = dir.certs(&["--node", name]).unwrap_err();
         assert!(matches!(err, Error::BadName { .. }), "{name}: {err:?}");
     }
+    // localhost names every host, so it names no member.
     let err = dir
-        .certs(&["--member", "m", "--san", "m.example"])
+        .certs(&["--member", "m", "--san", "localhost"])
         .unwrap_err();
     assert!(matches!(err, Error::MemberWithoutAddress(_)), "{err:?}");
     assert_eq!(dir.files(), ["ca-key.pem", "ca.pem"]);
+}
+
+#[test]
+fn a_member_is_named_by_its_dns_name() {
+    let dir = Scratch::new("dns-member");
+    dir.certs(&[
+        "--new-ca",
+        "--member",
+        "worker-0",
+        "--san",
+        "worker-0.rpcnet-gossip.default.svc",
+        "--member",
+        "worker-1",
+        "--san",
+        "Worker-1.rpcnet-gossip.default.svc:7000",
+    ])
+    .unwrap();
+    let worker_0 = names(&dir.read("worker-0.pem"));
+    assert!(
+        worker_0.contains(&"URI:rpcnet-member://worker-0.rpcnet-gossip.default.svc".to_string()),
+        "{worker_0:?}"
+    );
+    assert!(
+        worker_0.contains(&"DNS:worker-0.rpcnet-gossip.default.svc".to_string()),
+        "{worker_0:?}"
+    );
+    assert_eq!(
+        worker_0,
+        [
+            "DNS:worker-0",
+            "DNS:worker-0.rpcnet-gossip.default.svc",
+            "URI:rpcnet-member://worker-0.rpcnet-gossip.default.svc"
+        ]
+    );
+    // NAME:PORT: the member URI has the port, the TLS name has none; both
+    // are lowercase.
+    assert_eq!(
+        names(&dir.read("worker-1.pem")),
+        [
+            "DNS:worker-1",
+            "DNS:worker-1.rpcnet-gossip.default.svc",
+            "URI:rpcnet-member://worker-1.rpcnet-gossip.default.svc:7000"
+        ]
+    );
+    assert_eq!(extended_key_usage(&dir.read("worker-0.pem")), (true, true));
+}
+
+#[test]
+fn a_member_without_san_still_speaks_for_loopback() {
+    let dir = Scratch::new("default-sans");
+    dir.certs(&["--new-ca", "--member", "m"]).unwrap();
+    assert_eq!(
+        names(&dir.read("m.pem")),
+        [
+            "DNS:m",
+            "DNS:localhost",
+            "IP:127.0.0.1",
+            "IP:::1",
+            "URI:rpcnet-member://127.0.0.1",
+            "URI:rpcnet-member://[::1]"
+        ]
+    );
+}
+
+#[test]
+fn two_members_never_share_a_host_name() {
+    let dir = Scratch::new("shared-name");
+    // In one run, names compared ignoring case: refused before the CA is
+    // created.
+    let err = dir
+        .certs(&[
+            "--new-ca",
+            "--member",
+            "worker-0",
+            "--san",
+            "worker-0.rpcnet-gossip.default.svc",
+            "--member",
+            "impostor",
+            "--san",
+            "WORKER-0.rpcnet-gossip.default.svc:7000",
+        ])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::SharedAddress { member, other, .. }
+            if member == "impostor" && other == "worker-0"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("worker-0.rpcnet-gossip.default.svc:7000"),
+        "{err}"
+    );
+    assert!(dir.files().is_empty(), "{:?}", dir.files());
+
+    // Across runs: the member certificates already in the directory count.
+    dir.certs(&[
+        "--new-ca",
+        "--member",
+        "worker-0",
+        "--san",
+        "worker-0.rpcnet-gossip.default.svc",
+    ])
+    .unwrap();
+    let err = dir
+        .certs(&[
+            "--member",
+            "impostor",
+            "--san",
+            "Worker-0.RPCNET-gossip.default.svc",
+        ])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::SharedAddress { member, other, .. }
+            if member == "impostor" && other == "worker-0"),
+        "{err:?}"
+    );
+    assert!(!dir.0.join("impostor.pem").exists());
+
+    // Other names, and distinct ports of one name, are distinct; so are a
+    // name and an IP address.
+    dir.certs(&[
+        "--member",
+        "worker-1",
+        "--san",
+        "worker-1.rpcnet-gossip.default.svc",
+        "--member",
+        "w2a",
+        "--san",
+        "worker-2.example:7001",
+        "--member",
+        "w2b",
+        "--san",
+        "worker-2.example:7002",
+        "--member",
+        "by-ip",
+        "--san",
+        "10.0.0.2",
+    ])
+    .unwrap();
+}
+
+#[test]
+fn a_member_name_that_is_no_host_name_is_refused_naming_it() {
+    let dir = Scratch::new("bad-name");
+    for (san, why) in [
+        ("*.rpcnet-gossip.default.svc", "wildcard"),
+        ("worker_0.example", "letters, digits"),
+        ("worker-0.example.", "trailing dot"),
+        ("worker-0.example:http", "port"),
+    ] {
+        let err = dir
+            .certs(&["--new-ca", "--member", "w", "--san", san])
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::BadMemberSan { member, san: s, .. } if member == "w" && s == san),
+            "{san}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(san) && message.contains(why), "{message}");
+        assert!(dir.files().is_empty(), "{:?}", dir.files());
+    }
+    // A node's names are TLS names only: a wildcard is fine there.
+    dir.certs(&["--new-ca", "--node", "n", "--san", "*.example"])
+        .unwrap();
+    assert_eq!(names(&dir.read("n.pem")), ["DNS:n", "DNS:*.example"]);
 }
