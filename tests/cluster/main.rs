@@ -3,6 +3,7 @@
 //! test CA; client certificates optional, verified against that CA)
 //! carrying its gossip.
 
+mod advertise;
 mod processes;
 
 use std::net::SocketAddr;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 #[path = "../support/process.rs"]
-mod process;
+pub(super) mod process;
 
 use process::{ready_first, Proc};
 
@@ -21,7 +21,7 @@ const DETECTION_BOUND: Duration = Duration::from_secs(8);
 const RESTART_BOUND: Duration = Duration::from_secs(10);
 
 /// An `rpcnet-node` process started with `args`, once it is ready.
-async fn node(args: &[&str]) -> Proc {
+pub(super) async fn node(args: &[&str]) -> Proc {
     let mut command = process::command(env!("CARGO_BIN_EXE_rpcnet-node"));
     command.args(args);
     Proc::start(&mut command, Duration::from_secs(20), ready_first).await

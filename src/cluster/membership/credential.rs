@@ -136,21 +136,34 @@ impl MemberCredential {
         self.bindings.iter().any(|b| b.covers(&addr))
     }
 
-    /// The hosts other than `own`'s that this credential also speaks
-    /// for, loopback excepted (a development certificate for `127.0.0.1`
-    /// is shared by every node of one machine on purpose). A certificate
-    /// that binds other nodes' hosts lets its holder speak for them.
+    /// The hosts other than `own`'s that this credential also speaks for,
+    /// when it looks issued for several nodes: it names more than one DNS
+    /// name, or more than one IP address. One name and one address are
+    /// one node's (`rpcnet-certs --member w --san w.example --san
+    /// 10.0.0.2`); loopback addresses are left out (a development
+    /// certificate for `127.0.0.1` is shared by the nodes of one machine
+    /// on purpose). A certificate for several nodes lets its holder speak
+    /// for each of them.
     pub(crate) fn other_hosts(&self, own: &MemberAddr) -> Vec<String> {
-        self.bindings
+        let hosts: Vec<&Binding> = self
+            .bindings
             .iter()
             .filter(|b| !matches!(b.host, Host::Ip(ip) if ip.is_loopback()))
-            .filter(|b| {
-                !Binding {
-                    port: None,
-                    ..(*b).clone()
-                }
-                .covers(own)
-            })
+            .collect();
+        let names = hosts
+            .iter()
+            .filter(|b| matches!(b.host, Host::Name(_)))
+            .count();
+        if names <= 1 && hosts.len() - names <= 1 {
+            return Vec::new();
+        }
+        let any_port = |b: &Binding| Binding {
+            port: None,
+            ..b.clone()
+        };
+        hosts
+            .into_iter()
+            .filter(|b| !any_port(b).covers(own))
             .map(|b| match &b.host {
                 Host::Ip(ip) => ip.to_string(),
                 Host::Name(name) => name.clone(),
@@ -212,6 +225,14 @@ mod tests {
         let own: MemberAddr = "a.example:7000".parse().unwrap();
         assert_eq!(shared.other_hosts(&own), ["b.example", "10.0.0.3"]);
         assert!(MemberCredential::for_addr(own).other_hosts(&own).is_empty());
+        // One name and one address: one node's.
+        let one_node = MemberCredential {
+            bindings: ["a.example", "10.0.0.2", "127.0.0.1"]
+                .iter()
+                .map(|h| Binding::parse(&format!("{MEMBER_URI_SCHEME}{h}")).unwrap())
+                .collect(),
+        };
+        assert!(one_node.other_hosts(&own).is_empty());
     }
 
     #[test]
