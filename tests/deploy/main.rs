@@ -11,6 +11,7 @@
 
 #[cfg(feature = "admin")]
 mod env;
+mod manifests;
 
 #[path = "../support/process.rs"]
 mod process;
