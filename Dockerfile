@@ -15,6 +15,9 @@
 # they were linked against.
 FROM rust:1.95.0-bookworm AS builder
 WORKDIR /src
+# The release profile keeps debug information for profiling (Cargo.toml);
+# the image has no use for it: about 10 MB a program instead of 60.
+ENV CARGO_PROFILE_RELEASE_DEBUG=0
 COPY . .
 # Features: `admin` (the /ready and /alive probes, /metrics) and `cli`
 # (the programs' flags and variables); not `bincode`, which none of these

@@ -39,7 +39,7 @@ use clap::Parser;
 use rpcnet::cluster::{ClusterConfig, ClusterMembership};
 use rpcnet::{RpcConfig, RpcServer};
 
-/// A bare cluster member: prints READY <addr>, then one EVENT line per
+/// A bare cluster member: prints READY ADDR, then one EVENT line per
 /// membership event; SIGTERM or Ctrl-C leaves the cluster.
 #[derive(Parser, Debug)]
 #[command(name = "rpcnet-node", version)]

@@ -42,9 +42,9 @@ use clap::Parser;
 use rpcnet::cluster::{drain_and_leave, ClusterConfig, ClusterMembership};
 use rpcnet::{RpcConfig, RpcError, RpcServer};
 
-/// A cluster worker tagged role=worker and label=<label>: prints READY
-/// <addr> and EVENT lines; SIGTERM or Ctrl-C drains (DRAINING, SERVED <n>),
-/// then leaves (LEFT).
+/// A cluster worker tagged role=worker and label=LABEL: prints READY ADDR
+/// and EVENT lines; SIGTERM or Ctrl-C drains (DRAINING, SERVED N), then
+/// leaves (LEFT).
 #[derive(Parser, Debug)]
 #[command(name = "rpcnet-worker", version)]
 struct Args {

@@ -182,11 +182,7 @@ fn dockerfile_problems(dockerfile: &str) -> Vec<String> {
         }
     }
     let runtime = dockerfile.rsplit("\nFROM ").next().unwrap_or_default();
-    match runtime
-        .lines()
-        .filter_map(|l| l.strip_prefix("USER "))
-        .last()
-    {
+    match runtime.lines().rev().find_map(|l| l.strip_prefix("USER ")) {
         Some(user)
             if user
                 .split(':')
@@ -494,7 +490,8 @@ fn the_manifests_agree_with_each_other_with_the_programs_and_with_the_image() {
         .iter()
         .position(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == "worker")
         .unwrap();
-    let mutations: [(&str, fn(&mut Value)); 5] = [
+    type Mutation = (&'static str, fn(&mut Value));
+    let mutations: [Mutation; 5] = [
         ("grace period", |w| {
             w["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = Value::from(12)
         }),
