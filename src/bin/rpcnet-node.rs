@@ -21,67 +21,44 @@
 //! admin endpoint there (`docs/OPERATIONS.md`) and prints `ADMIN <addr>`
 //! after `READY`. Methods: `echo` (unary) and `echo.stream` (every call
 //! mode), for trying calls with `rpcnet call`.
+//!
+//! Every flag can also be set by an environment variable, for containers:
+//! `RPCNET_LISTEN`, `RPCNET_SEEDS` and `RPCNET_TAGS` (comma-separated),
+//! `RPCNET_CERT`, `RPCNET_KEY`, `RPCNET_CA`, `RPCNET_ADMIN_ADDR` and
+//! `RPCNET_GENERATION`; a flag on the command line wins
+//! (`src/bin/shared/flags.rs`, `rpcnet-node --help`).
 
 #[path = "shared/admin.rs"]
 mod admin;
 #[path = "shared/echo.rs"]
 mod echo;
+#[path = "shared/flags.rs"]
+mod flags;
 
+use clap::Parser;
 use rpcnet::cluster::{ClusterConfig, ClusterMembership};
 use rpcnet::{RpcConfig, RpcServer};
 
+/// A bare cluster member: prints READY ADDR, then one EVENT line per
+/// membership event; SIGTERM or Ctrl-C leaves the cluster.
+#[derive(Parser, Debug)]
+#[command(name = "rpcnet-node", version)]
 struct Args {
-    listen: String,
-    seeds: Vec<String>,
-    tags: Vec<(String, String)>,
-    cert: String,
-    key: String,
-    ca: String,
+    #[command(flatten)]
+    member: flags::Member,
+    /// The starting generation (by default the Unix time in milliseconds).
+    #[arg(long, env = "RPCNET_GENERATION", value_name = "N")]
     generation: Option<u64>,
-    admin: Option<String>,
-}
-
-fn parse() -> Result<Args, String> {
-    let mut args = Args {
-        listen: "127.0.0.1:0".into(),
-        seeds: Vec::new(),
-        tags: Vec::new(),
-        cert: "certs/test_cert.pem".into(),
-        key: "certs/test_key.pem".into(),
-        ca: "certs/ca.pem".into(),
-        generation: None,
-        admin: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--listen" => args.listen = value()?,
-            "--seed" => args.seeds.push(value()?),
-            "--tag" => {
-                let v = value()?;
-                let (k, val) = v.split_once('=').ok_or("--tag takes key=value")?;
-                args.tags.push((k.into(), val.into()));
-            }
-            "--cert" => args.cert = value()?,
-            "--key" => args.key = value()?,
-            "--ca" => args.ca = value()?,
-            "--admin" => args.admin = Some(value()?),
-            "--generation" => {
-                args.generation = Some(value()?.parse().map_err(|e| format!("--generation: {e}"))?)
-            }
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(args)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse().map_err(|e| format!("{e}\nusage: rpcnet-node --listen ADDR [--seed ADDR]... [--tag k=v]... [--cert F --key F --ca F] [--generation N] [--admin ADDR]"))?;
-    let rpc = RpcConfig::new(&args.cert, args.listen.as_str())
-        .with_key_path(&args.key)
-        .with_optional_client_ca_path(&args.ca);
+    let Args { member, generation } = Args::parse();
+    let tags = member.tags()?;
+    let seeds = member.seeds();
+    let rpc = RpcConfig::new(&member.cert, member.listen.as_str())
+        .with_key_path(&member.key)
+        .with_optional_client_ca_path(&member.ca);
     let mut server = RpcServer::new(rpc);
     server
         .register("echo", |request| async move { Ok(request) })
@@ -95,18 +72,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let serving = tokio::spawn(async move { server.start(quic).await });
 
     let mut config = ClusterConfig::default().with_server(handle);
-    for (k, v) in args.tags {
+    for (k, v) in tags {
         config = config.with_tag(k, v);
     }
-    if let Some(generation) = args.generation {
+    if let Some(generation) = generation {
         config = config.with_generation(generation);
     }
     let cluster = ClusterMembership::new(config).await?;
     let mut events = cluster.subscribe();
     println!("READY {addr}");
-    let admin = admin::Admin::start(args.admin.as_deref(), &cluster, None).await?;
-    let seedless = args.seeds.is_empty();
-    if let Err(e) = cluster.join_named(args.seeds).await {
+    let admin = admin::Admin::start(member.admin.as_deref(), &cluster, None).await?;
+    let seedless = seeds.is_empty();
+    if let Err(e) = cluster.join_named(seeds).await {
         eprintln!("join failed: {e}");
         println!("JOIN-FAILED {e}");
     }

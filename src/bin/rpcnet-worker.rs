@@ -4,8 +4,8 @@
 //! (`rpcnet::cluster::drain_and_leave`).
 //!
 //! ```text
-//! rpcnet-worker --listen 127.0.0.1:0 --seed ADDR --label worker-a [--drain-ms 10000]
-//!               [--cert certs/test_cert.pem --key certs/test_key.pem --ca certs/ca.pem]
+//! rpcnet-worker --listen 127.0.0.1:0 --seed HOST:PORT --label worker-a [--drain-ms 10000]
+//!               [--tag key=value]... [--cert certs/test_cert.pem --key certs/test_key.pem --ca certs/ca.pem]
 //!               [--admin 127.0.0.1:9091]
 //! ```
 //!
@@ -18,80 +18,70 @@
 //! Output lines: `READY <addr>`, `EVENT <event>` per membership event (as
 //! `rpcnet-node` prints them), `DRAINING`, `SERVED <calls completed>`, `LEFT`.
 //! `--admin ADDR` (or `$RPCNET_ADMIN_ADDR`) serves the admin endpoint
-//! there and prints `ADMIN <addr>` after `READY` (`docs/OPERATIONS.md`).
+//! there and prints `ADMIN <addr>` after `READY` (`docs/OPERATIONS.md`);
+//! its `/ready` answers 503 from `DRAINING` on.
+//!
+//! Every flag can also be set by an environment variable, for containers:
+//! `RPCNET_LISTEN`, `RPCNET_SEEDS` and `RPCNET_TAGS` (comma-separated),
+//! `RPCNET_LABEL`, `RPCNET_DRAIN_MS`, `RPCNET_CERT`, `RPCNET_KEY`,
+//! `RPCNET_CA` and `RPCNET_ADMIN_ADDR`; a flag on the command line wins
+//! (`src/bin/shared/flags.rs`, `rpcnet-worker --help`). Seeds may be DNS
+//! names. Tags given this way come on top of `role` and `label`, which
+//! they cannot change.
 
 #[path = "shared/admin.rs"]
 mod admin;
+#[path = "shared/flags.rs"]
+mod flags;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use rpcnet::cluster::{drain_and_leave, ClusterConfig, ClusterMembership};
 use rpcnet::{RpcConfig, RpcError, RpcServer};
 
+/// A cluster worker tagged role=worker and label=LABEL: prints READY ADDR
+/// and EVENT lines; SIGTERM or Ctrl-C drains (DRAINING, SERVED N), then
+/// leaves (LEFT).
+#[derive(Parser, Debug)]
+#[command(name = "rpcnet-worker", version)]
 struct Args {
-    listen: String,
-    seeds: Vec<SocketAddr>,
+    #[command(flatten)]
+    member: flags::Member,
+    /// The worker's label (its `label` tag, and the answer of `whoami`).
+    #[arg(long, env = "RPCNET_LABEL", default_value = "worker-1")]
     label: String,
-    drain: Duration,
-    cert: String,
-    key: String,
-    ca: String,
-    admin: Option<String>,
-}
-
-fn parse() -> Result<Args, String> {
-    let mut args = Args {
-        listen: "127.0.0.1:0".into(),
-        seeds: Vec::new(),
-        label: "worker-1".into(),
-        drain: Duration::from_secs(10),
-        cert: "certs/test_cert.pem".into(),
-        key: "certs/test_key.pem".into(),
-        ca: "certs/ca.pem".into(),
-        admin: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--listen" => args.listen = value()?,
-            "--seed" => args
-                .seeds
-                .push(value()?.parse().map_err(|e| format!("--seed: {e}"))?),
-            "--label" => args.label = value()?,
-            "--cert" => args.cert = value()?,
-            "--key" => args.key = value()?,
-            "--ca" => args.ca = value()?,
-            "--admin" => args.admin = Some(value()?),
-            "--drain-ms" => {
-                args.drain =
-                    Duration::from_millis(value()?.parse().map_err(|e| format!("--drain-ms: {e}"))?)
-            }
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(args)
+    /// How long calls in flight may take to finish after SIGTERM, in milliseconds.
+    #[arg(
+        long = "drain-ms",
+        env = "RPCNET_DRAIN_MS",
+        value_name = "MS",
+        default_value_t = 10_000
+    )]
+    drain_ms: u64,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse().map_err(|e| {
-        format!(
-            "{e}\nusage: rpcnet-worker --listen ADDR [--seed ADDR]... [--label L] [--drain-ms N] [--cert F --key F --ca F] [--admin ADDR]"
-        )
-    })?;
-    let rpc = RpcConfig::new(&args.cert, args.listen.as_str())
-        .with_key_path(&args.key)
-        .with_client_ca_path(&args.ca)
-        .with_drain_timeout(args.drain);
+    let Args {
+        member,
+        label,
+        drain_ms,
+    } = Args::parse();
+    let tags = member.tags()?;
+    let seeds = member.seeds();
+    let drain = Duration::from_millis(drain_ms);
+    let rpc = RpcConfig::new(&member.cert, member.listen.as_str())
+        .with_key_path(&member.key)
+        .with_client_ca_path(&member.ca)
+        .with_drain_timeout(drain);
     let mut server = RpcServer::new(rpc);
     let served = Arc::new(AtomicU64::new(0));
-    let label = args.label.clone().into_bytes();
+    let label_bytes = label.clone().into_bytes();
     {
-        let (label, served) = (label.clone(), served.clone());
+        let (label, served) = (label_bytes.clone(), served.clone());
         server
             .register("whoami", move |_| {
                 let (label, served) = (label.clone(), served.clone());
@@ -103,7 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await;
     }
     {
-        let (label, served) = (label.clone(), served.clone());
+        let (label, served) = (label_bytes.clone(), served.clone());
         server
             .register("sleep", move |ms| {
                 let (label, served) = (label.clone(), served.clone());
@@ -136,11 +126,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let generation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let config = ClusterConfig::default()
+    let mut config = ClusterConfig::default()
         .with_generation(generation)
-        .with_server(handle)
-        .with_tag("role", "worker")
-        .with_tag("label", args.label.clone());
+        .with_server(handle);
+    // Tags of the command line or environment first: `role` and `label`
+    // are the worker's own and win.
+    for (k, v) in tags {
+        config = config.with_tag(k, v);
+    }
+    let config = config.with_tag("role", "worker").with_tag("label", label);
     let cluster = ClusterMembership::new(config).await?;
     let mut events = cluster.subscribe();
     tokio::spawn(async move {
@@ -153,9 +147,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     println!("READY {addr}");
-    let admin = admin::Admin::start(args.admin.as_deref(), &cluster, None).await?;
-    let seedless = args.seeds.is_empty();
-    if let Err(e) = cluster.join(args.seeds).await {
+    let admin = admin::Admin::start(member.admin.as_deref(), &cluster, None).await?;
+    let seedless = seeds.is_empty();
+    if let Err(e) = cluster.join_named(seeds).await {
         println!("JOIN-FAILED {e}");
     }
     admin.serving(seedless);
@@ -164,9 +158,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ = tokio::signal::ctrl_c() => {}
         _ = sigterm.recv() => {}
     }
-    println!("DRAINING");
+    // Not ready first, so that whoever reads DRAINING finds /ready at 503.
     admin.draining();
-    let drained = drain_and_leave(&cluster, &shutdown, serving, args.drain).await;
+    println!("DRAINING");
+    let drained = drain_and_leave(&cluster, &shutdown, serving, drain).await;
     println!("SERVED {}", served.load(Ordering::Relaxed));
     if let Err(e) = drained {
         println!("DRAIN-INCOMPLETE {e}");

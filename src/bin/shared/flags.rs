@@ -1,0 +1,112 @@
+//! The flags `rpcnet-node` and `rpcnet-worker` share. Each one can also be
+//! set by an environment variable (a container sets those); a flag given
+//! on the command line wins over its variable. Included by both programs
+//! with `#[path]`.
+//!
+//! | flag | variable | default |
+//! |---|---|---|
+//! | `--listen ADDR` | `RPCNET_LISTEN` | `127.0.0.1:0` |
+//! | `--seed HOST:PORT` (repeated) | `RPCNET_SEEDS` (comma-separated) | none |
+//! | `--tag KEY=VALUE` (repeated) | `RPCNET_TAGS` (comma-separated) | none |
+//! | `--cert PATH` | `RPCNET_CERT` | `certs/test_cert.pem` |
+//! | `--key PATH` | `RPCNET_KEY` | `certs/test_key.pem` |
+//! | `--ca PATH` | `RPCNET_CA` | `certs/ca.pem` |
+//! | `--admin ADDR` | `RPCNET_ADMIN_ADDR` | off |
+//!
+//! A seed is `host:port`, the host an IP address or a DNS name (a
+//! Kubernetes headless service, for example); names are resolved again
+//! while the node has no live member (`ClusterMembership::join_named`).
+//! Both lists split at commas on the command line as well.
+
+use std::path::PathBuf;
+
+/// The flags (and variables) of every cluster member program.
+#[derive(clap::Args, Debug)]
+pub struct Member {
+    /// The address the RPC endpoint binds; membership gossip uses the same port.
+    #[arg(
+        long,
+        env = "RPCNET_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:0"
+    )]
+    pub listen: String,
+    /// A member to join through, as host:port (an IP address or a DNS
+    /// name); repeatable, or several separated by commas.
+    #[arg(
+        long = "seed",
+        env = "RPCNET_SEEDS",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    seeds: Vec<String>,
+    /// A tag this member carries, as key=value; repeatable, or several
+    /// separated by commas.
+    #[arg(
+        long = "tag",
+        env = "RPCNET_TAGS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    tags: Vec<String>,
+    /// The member certificate (PEM), issued by `rpcnet-certs --member`.
+    #[arg(
+        long,
+        env = "RPCNET_CERT",
+        value_name = "PATH",
+        default_value = "certs/test_cert.pem"
+    )]
+    pub cert: PathBuf,
+    /// The certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "RPCNET_KEY",
+        value_name = "PATH",
+        default_value = "certs/test_key.pem"
+    )]
+    pub key: PathBuf,
+    /// The cluster CA (PEM; several certificates during a CA rotation).
+    #[arg(
+        long,
+        env = "RPCNET_CA",
+        value_name = "PATH",
+        default_value = "certs/ca.pem"
+    )]
+    pub ca: PathBuf,
+    /// Serves the admin endpoint (/ready, /alive, /metrics, /members, the
+    /// status page) on this address, or else on $RPCNET_ADMIN_ADDR's; off
+    /// without either.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+}
+
+impl Member {
+    /// The seeds, without empty entries (`RPCNET_SEEDS=` or a trailing
+    /// comma name none).
+    pub fn seeds(&self) -> Vec<String> {
+        self.seeds
+            .iter()
+            .map(|seed| seed.trim())
+            .filter(|seed| !seed.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The tags as (key, value), without empty entries.
+    ///
+    /// # Errors
+    /// An entry that is not `key=value`, or whose key is empty.
+    pub fn tags(&self) -> Result<Vec<(String, String)>, String> {
+        let mut tags = Vec::new();
+        for tag in self.tags.iter().map(|tag| tag.trim()) {
+            if tag.is_empty() {
+                continue;
+            }
+            match tag.split_once('=') {
+                Some((key, value)) if !key.is_empty() => tags.push((key.into(), value.into())),
+                _ => return Err(format!("--tag / RPCNET_TAGS: {tag:?} is not key=value")),
+            }
+        }
+        Ok(tags)
+    }
+}
