@@ -4,7 +4,7 @@
 //! Ctrl-C / SIGTERM leaves the cluster gracefully.
 //!
 //! ```text
-//! rpcnet-node --listen 127.0.0.1:7001 [--seed 127.0.0.1:7000 | --seed host:port]... [--tag key=value]...
+//! rpcnet-node --listen 127.0.0.1:7001 [--advertise host[:port]] [--seed 127.0.0.1:7000 | --seed host:port]... [--tag key=value]...
 //!             [--cert certs/test_cert.pem --key certs/test_key.pem --ca certs/ca.pem]
 //!             [--generation N] [--admin 127.0.0.1:9090]
 //! ```
@@ -14,7 +14,12 @@
 //! fixes the starting generation (tests use it to start a restart *below*
 //! its earlier life; the node then moves above what the cluster remembers).
 //!
-//! Output lines: `READY <addr>`, then `EVENT <event>` per membership
+//! `--advertise` (for a node listening on `0.0.0.0`, behind NAT or a port
+//! mapping, or known by a DNS name) is the address peers reach it at and
+//! know it by; its certificate must name that host.
+//!
+//! Output lines: `READY <addr>` (the advertised address, or the listen
+//! address), then `EVENT <event>` per membership
 //! event, in `ClusterEvent`'s display form (`EVENT failed <addr>
 //! <generation>`; kinds: joined, left, failed, recovered, tags, partition,
 //! healed). With `--admin ADDR` (or `$RPCNET_ADMIN_ADDR`) it serves the
@@ -23,7 +28,7 @@
 //! mode), for trying calls with `rpcnet call`.
 //!
 //! Every flag can also be set by an environment variable, for containers:
-//! `RPCNET_LISTEN`, `RPCNET_SEEDS` and `RPCNET_TAGS` (comma-separated),
+//! `RPCNET_LISTEN`, `RPCNET_ADVERTISE`, `RPCNET_SEEDS` and `RPCNET_TAGS` (comma-separated),
 //! `RPCNET_CERT`, `RPCNET_KEY`, `RPCNET_CA`, `RPCNET_ADMIN_ADDR` and
 //! `RPCNET_GENERATION`; a flag on the command line wins
 //! (`src/bin/shared/flags.rs`, `rpcnet-node --help`).
@@ -54,6 +59,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let Args { member, generation } = Args::parse();
+    flags::init_logging();
     let tags = member.tags()?;
     let seeds = member.seeds();
     let rpc = RpcConfig::new(&member.cert, member.listen.as_str())
@@ -68,10 +74,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await;
     let quic = server.bind()?;
     let handle = server.handle();
-    let addr = handle.socket_addr().expect("bound");
     let serving = tokio::spawn(async move { server.start(quic).await });
 
-    let mut config = ClusterConfig::default().with_server(handle);
+    let mut config = member.advertise(ClusterConfig::default().with_server(handle));
     for (k, v) in tags {
         config = config.with_tag(k, v);
     }
@@ -80,7 +85,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let cluster = ClusterMembership::new(config).await?;
     let mut events = cluster.subscribe();
-    println!("READY {addr}");
+    // The address the node is known by (events name it): the listen
+    // address, or the advertised one.
+    println!("READY {}", cluster.advertised_addr());
     let admin = admin::Admin::start(member.admin.as_deref(), &cluster, None).await?;
     let seedless = seeds.is_empty();
     if let Err(e) = cluster.join_named(seeds).await {

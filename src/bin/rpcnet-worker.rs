@@ -4,26 +4,27 @@
 //! (`rpcnet::cluster::drain_and_leave`).
 //!
 //! ```text
-//! rpcnet-worker --listen 127.0.0.1:0 --seed HOST:PORT --label worker-a [--drain-ms 10000]
+//! rpcnet-worker --listen 127.0.0.1:0 [--advertise HOST[:PORT]] --seed HOST:PORT --label worker-a [--drain-ms 10000]
 //!               [--tag key=value]... [--cert certs/test_cert.pem --key certs/test_key.pem --ca certs/ca.pem]
 //!               [--admin 127.0.0.1:9091]
 //! ```
 //!
-//! The certificate must be a member certificate for the listen address
-//! (`rpcnet-certs --member`; the default one is for loopback); `--ca` is
-//! the cluster CA its clients' certificates must come from.
+//! The certificate must be a member certificate for the listen address,
+//! or for the `--advertise`d one (`rpcnet-certs --member`; the default one
+//! is for loopback); `--ca` is the cluster CA its clients' certificates
+//! must come from.
 //!
 //! Methods: `whoami` (answers the label), `sleep` (payload: milliseconds as
 //! ASCII digits; sleeps, then answers the label), `echo`.
-//! Output lines: `READY <addr>`, `EVENT <event>` per membership event (as
+//! Output lines: `READY <addr>` (the advertised or listen address), `EVENT <event>` per membership event (as
 //! `rpcnet-node` prints them), `DRAINING`, `SERVED <calls completed>`, `LEFT`.
 //! `--admin ADDR` (or `$RPCNET_ADMIN_ADDR`) serves the admin endpoint
 //! there and prints `ADMIN <addr>` after `READY` (`docs/OPERATIONS.md`);
 //! its `/ready` answers 503 from `DRAINING` on.
 //!
 //! Every flag can also be set by an environment variable, for containers:
-//! `RPCNET_LISTEN`, `RPCNET_SEEDS` and `RPCNET_TAGS` (comma-separated),
-//! `RPCNET_LABEL`, `RPCNET_DRAIN_MS`, `RPCNET_CERT`, `RPCNET_KEY`,
+//! `RPCNET_LISTEN`, `RPCNET_ADVERTISE`, `RPCNET_SEEDS` and `RPCNET_TAGS`
+//! (comma-separated), `RPCNET_LABEL`, `RPCNET_DRAIN_MS`, `RPCNET_CERT`, `RPCNET_KEY`,
 //! `RPCNET_CA` and `RPCNET_ADMIN_ADDR`; a flag on the command line wins
 //! (`src/bin/shared/flags.rs`, `rpcnet-worker --help`). Seeds may be DNS
 //! names. Tags given this way come on top of `role` and `label`, which
@@ -70,6 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         label,
         drain_ms,
     } = Args::parse();
+    flags::init_logging();
     let tags = member.tags()?;
     let seeds = member.seeds();
     let drain = Duration::from_millis(drain_ms);
@@ -117,7 +119,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let quic = server.bind()?;
     let handle = server.handle();
     let shutdown = server.shutdown_handle();
-    let addr = handle.socket_addr().expect("bound");
     let serving = tokio::spawn(async move { server.start(quic).await });
 
     // A generation that grows across restarts, so a restart at the same
@@ -126,9 +127,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let generation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let mut config = ClusterConfig::default()
-        .with_generation(generation)
-        .with_server(handle);
+    let mut config = member.advertise(
+        ClusterConfig::default()
+            .with_generation(generation)
+            .with_server(handle),
+    );
     // Tags of the command line or environment first: `role` and `label`
     // are the worker's own and win.
     for (k, v) in tags {
@@ -146,7 +149,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     });
-    println!("READY {addr}");
+    // The address the node is known by (events name it): the listen
+    // address, or the advertised one.
+    println!("READY {}", cluster.advertised_addr());
     let admin = admin::Admin::start(member.admin.as_deref(), &cluster, None).await?;
     let seedless = seeds.is_empty();
     if let Err(e) = cluster.join_named(seeds).await {

@@ -143,7 +143,10 @@ async fn a_node_and_a_worker_configured_only_by_variables_join_drain_and_leave()
 
     // The seed by name: rpcnet-worker resolves it (join_named).
     let seed = format!("localhost:{}", node.addr.port());
+    // Listening on every interface, known by the address it advertises.
     let mut vars = vec![
+        ("RPCNET_LISTEN", "0.0.0.0:0"),
+        ("RPCNET_ADVERTISE", "127.0.0.1"),
         ("RPCNET_SEEDS", seed.as_str()),
         ("RPCNET_LABEL", "env-worker"),
         ("RPCNET_TAGS", "zone=us,role=not-a-worker"),
@@ -158,6 +161,11 @@ async fn a_node_and_a_worker_configured_only_by_variables_join_drain_and_leave()
     )
     .await;
     let worker_admin = admin_addr(&mut worker).await;
+    assert_eq!(
+        worker.addr.ip().to_string(),
+        "127.0.0.1",
+        "READY names the advertised address (RPCNET_ADVERTISE), not 0.0.0.0"
+    );
     let joined_node = format!("EVENT joined {} 4242", node.addr);
     assert!(
         worker.wait_line(PATIENCE, |l| l == joined_node).await,

@@ -22,11 +22,6 @@ const MANIFESTS: [&str; 5] = [
     "pdb.yaml",
 ];
 
-/// Variables the manifests set that the programs do not read yet: the
-/// advertised address (`--advertise`), which comes with member identities
-/// by name.
-const NOT_READ_YET: [&str; 1] = ["RPCNET_ADVERTISE"];
-
 fn manifest_paths() -> Vec<PathBuf> {
     MANIFESTS
         .iter()
@@ -349,7 +344,6 @@ fn manifest_problems(
                 }
             }
             if var_name.starts_with("RPCNET_")
-                && !NOT_READ_YET.contains(&var_name)
                 && !read.get(program).is_some_and(|r| r.contains(var_name))
             {
                 problem(format!("{name}: {program} does not read {var_name}"));

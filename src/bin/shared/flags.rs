@@ -6,6 +6,7 @@
 //! | flag | variable | default |
 //! |---|---|---|
 //! | `--listen ADDR` | `RPCNET_LISTEN` | `127.0.0.1:0` |
+//! | `--advertise HOST[:PORT]` | `RPCNET_ADVERTISE` | the listen address |
 //! | `--seed HOST:PORT` (repeated) | `RPCNET_SEEDS` (comma-separated) | none |
 //! | `--tag KEY=VALUE` (repeated) | `RPCNET_TAGS` (comma-separated) | none |
 //! | `--cert PATH` | `RPCNET_CERT` | `certs/test_cert.pem` |
@@ -20,6 +21,19 @@
 
 use std::path::PathBuf;
 
+use rpcnet::cluster::ClusterConfig;
+
+/// Warnings and errors of the library on stderr (`RUST_LOG` sets more,
+/// for example `RUST_LOG=rpcnet=debug`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// The flags (and variables) of every cluster member program.
 #[derive(clap::Args, Debug)]
 pub struct Member {
@@ -31,6 +45,13 @@ pub struct Member {
         default_value = "127.0.0.1:0"
     )]
     pub listen: String,
+    /// The address peers reach this member at and know it by, as
+    /// host[:port] (an IP address or a DNS name; the listen port when
+    /// none is given). Needed when listening on a wildcard address, behind
+    /// NAT or a port mapping, or to be known by a DNS name. The member
+    /// certificate must name its host (`rpcnet-certs --member NAME --san HOST`).
+    #[arg(long, env = "RPCNET_ADVERTISE", value_name = "HOST[:PORT]")]
+    pub advertise: Option<String>,
     /// A member to join through, as host:port (an IP address or a DNS
     /// name); repeatable, or several separated by commas.
     #[arg(
@@ -81,6 +102,14 @@ pub struct Member {
 }
 
 impl Member {
+    /// `config` with this member's advertised address, if one was given.
+    pub fn advertise(&self, config: ClusterConfig) -> ClusterConfig {
+        match &self.advertise {
+            Some(addr) if !addr.trim().is_empty() => config.with_advertise_addr(addr.trim()),
+            _ => config,
+        }
+    }
+
     /// The seeds, without empty entries (`RPCNET_SEEDS=` or a trailing
     /// comma name none).
     pub fn seeds(&self) -> Vec<String> {

@@ -29,6 +29,7 @@ struct Shared {
     events: broadcast::Sender<ClusterEvent>,
     view: watch::Receiver<Arc<ClusterView>>,
     config: ClusterConfig,
+    addr: MemberAddr,
     driver: tokio::task::AbortHandle,
 }
 
@@ -146,6 +147,7 @@ impl ClusterMembership {
                 events,
                 view,
                 config,
+                addr,
                 driver,
             }),
         })
@@ -256,6 +258,14 @@ impl ClusterMembership {
     /// This node.
     pub fn local_node(&self) -> Option<NodeInfo> {
         self.view().local.clone()
+    }
+
+    /// The address this node advertises, and is known by
+    /// ([`ClusterConfig::with_advertise_addr`], or the server's bound
+    /// address). It does not change while the node runs; its generation
+    /// may (see [`local_node`](Self::local_node)).
+    pub fn advertised_addr(&self) -> MemberAddr {
+        self.shared.addr
     }
 
     /// The configuration.
