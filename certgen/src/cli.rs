@@ -12,7 +12,7 @@ use crate::{CaDir, CertSpec, Error, Role};
 
 /// The usage line of the flags [`run`] takes.
 pub const USAGE: &str = "rpcnet-certs [--out DIR] [--new-ca [--ca-name NAME]] \
-     [(--member|--node|--client) NAME [--san NAME|NAME:PORT|IP|IP:PORT]...]...";
+     [(--member|--node|--client) NAME [--san NAME|NAME:PORT|IP|IP:PORT]... [--tls-san NAME|IP]...]...";
 
 /// `--help`: the flags and examples.
 pub const HELP: &str = include_str!("help.txt");
@@ -89,6 +89,16 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, Error> {
                     ))
                 })?;
                 cert.sans.push(value);
+                continue;
+            }
+            "--tls-san" => {
+                let cert = certs.last_mut().ok_or_else(|| {
+                    usage(format_args!(
+                        "--tls-san {value} comes before any certificate: each --tls-san \
+                         belongs to the --member, --node or --client before it"
+                    ))
+                })?;
+                cert.tls_sans.push(value);
                 continue;
             }
             "--member" => Role::Member,

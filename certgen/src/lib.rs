@@ -217,9 +217,14 @@ pub struct CertSpec {
     pub role: Role,
     /// DNS names, IP addresses, `IP:PORT` or `NAME:PORT` (a member's role
     /// for that one port of the host; `[v6]:port` for IPv6). The
-    /// certificate carries these (without their ports) and no others; a
-    /// member's also become its member URIs.
+    /// certificate carries these (without their ports); a member's also
+    /// become its member URIs.
     pub sans: Vec<String>,
+    /// Further DNS names or IP addresses the certificate carries for TLS
+    /// only, never as member URIs: a name clients dial that is not the
+    /// member's own (a Kubernetes service in front of it). Empty unless
+    /// set with [`with_tls_sans`](Self::with_tls_sans).
+    pub tls_sans: Vec<String>,
 }
 
 impl CertSpec {
@@ -233,7 +238,15 @@ impl CertSpec {
             name: name.into(),
             role,
             sans: sans.into_iter().map(Into::into).collect(),
+            tls_sans: Vec::new(),
         }
+    }
+
+    /// This certificate, also carrying `names` for TLS only
+    /// ([`tls_sans`](Self::tls_sans)).
+    pub fn with_tls_sans<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.tls_sans.extend(names.into_iter().map(Into::into));
+        self
     }
 
     /// A [member](Role::Member) certificate.
@@ -309,6 +322,11 @@ impl CertSpec {
             };
             if !names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
                 names.push(name);
+            }
+        }
+        for name in &self.tls_sans {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                names.push(name.clone());
             }
         }
         names

@@ -447,3 +447,54 @@ fn a_member_name_that_is_no_host_name_is_refused_naming_it() {
         .unwrap();
     assert_eq!(names(&dir.read("n.pem")), ["DNS:n", "DNS:*.example"]);
 }
+
+#[test]
+fn a_service_name_is_carried_for_tls_only_and_may_be_shared() {
+    let dir = Scratch::new("tls-san");
+    // Two members behind one service name: each speaks only for its own
+    // name; the service name is a TLS name of both, never a member name.
+    dir.certs(&[
+        "--new-ca",
+        "--member",
+        "seed-0",
+        "--san",
+        "seed-0.rpcnet-gossip.default.svc",
+        "--tls-san",
+        "rpcnet.default.svc",
+        "--member",
+        "seed-1",
+        "--san",
+        "seed-1.rpcnet-gossip.default.svc",
+        "--tls-san",
+        "rpcnet.default.svc",
+    ])
+    .unwrap();
+    assert_eq!(
+        names(&dir.read("seed-0.pem")),
+        [
+            "DNS:seed-0",
+            "DNS:seed-0.rpcnet-gossip.default.svc",
+            "DNS:rpcnet.default.svc",
+            "URI:rpcnet-member://seed-0.rpcnet-gossip.default.svc"
+        ]
+    );
+    // The same name as a --san would be a member name, shared: refused.
+    let err = Scratch::new("tls-san-shared")
+        .certs(&[
+            "--new-ca",
+            "--member",
+            "a",
+            "--san",
+            "a.example",
+            "--san",
+            "svc.example",
+            "--member",
+            "b",
+            "--san",
+            "b.example",
+            "--san",
+            "svc.example",
+        ])
+        .unwrap_err();
+    assert!(matches!(err, Error::SharedAddress { .. }), "{err}");
+}

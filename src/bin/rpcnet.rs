@@ -5,7 +5,7 @@
 //! rpcnet call ADDR METHOD [PAYLOAD | @FILE | -] [--server-stream | --client-stream | --bidi] [--hex]
 //! rpcnet health ADDR                           exit 0: answers and in good standing; 1: answers, not in good standing; 2: no answer
 //!                                              (64 for every command: the command line cannot be run as given)
-//! rpcnet certs [--out DIR] [--new-ca] [(--member|--node|--client) NAME [--san NAME|IP|IP:PORT]...]...   (rpcnet-certs)
+//! rpcnet certs [--out DIR] [--new-ca] [(--member|--node|--client) NAME [--san NAME|NAME:PORT|IP|IP:PORT]... [--tls-san NAME|IP]...]...   (rpcnet-certs)
 //!
 //! TLS: --ca PATH (default certs/ca.pem), --cert PATH --key PATH (an optional client
 //! certificate), --server-name NAME (default localhost); --timeout SECONDS (default 5).
@@ -83,7 +83,7 @@ enum Command {
     /// rpcnet-certs; `rpcnet certs --help` lists them).
     #[command(disable_help_flag = true)]
     Certs {
-        /// [--out DIR] [--new-ca] [(--member|--node|--client) NAME [--san NAME|IP|IP:PORT]...]...
+        /// [--out DIR] [--new-ca] [(--member|--node|--client) NAME [--san NAME|NAME:PORT|IP|IP:PORT]... [--tls-san NAME|IP]...]...
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
