@@ -44,8 +44,9 @@ pub(crate) async fn dial(
     config: &RpcConfig,
     names: ServerNames,
 ) -> Result<RpcClient, RpcError> {
+    let ipv6 = config.parsed_bind_address()?.is_ipv6();
     let addr = to
-        .resolve()
+        .resolve(ipv6)
         .await
         .map_err(|e| RpcError::ConnectionError(format!("{to} does not resolve: {e}")))?;
     let config = match (names, to.name()) {

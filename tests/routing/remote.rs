@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rpcnet::cluster::{
-    ClusterClient, LoadBalancingStrategy, RemoteView, WorkerRegistry, GOSSIP_METHOD,
+    ClusterClient, LoadBalancingStrategy, MemberAddr, RemoteView, WorkerRegistry, GOSSIP_METHOD,
 };
 use rpcnet::{CallOptions, RpcClient, RpcConfig, RpcError};
 
@@ -64,6 +64,16 @@ async fn an_application_holding_only_the_ca_routes_fails_over_and_cannot_gossip(
         .await
         .expect("the director serves its view");
     assert_eq!(view.followed(), Some(director.addr.into()));
+    // Given by name (a Kubernetes service, say), resolved here and
+    // verified as the server name the director's certificate carries.
+    let by_name: MemberAddr = format!("localhost:{}", director.addr.port())
+        .parse()
+        .unwrap();
+    let named = RemoteView::connect([by_name], app.clone())
+        .await
+        .expect("the director serves its view to a client that dialed its name");
+    assert_eq!(named.followed(), Some(by_name));
+    drop(named);
     let registry = Arc::new(WorkerRegistry::following(
         view.clone(),
         LoadBalancingStrategy::RoundRobin,
@@ -140,7 +150,7 @@ async fn the_facade_follows_a_member_and_routes() {
         .unwrap();
     assert_eq!(answer, b"a");
     // No member answers at the address given: nothing to follow.
-    let unreachable = "127.0.0.1:9".parse().unwrap();
+    let unreachable: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
     let no_view = RemoteView::connect(
         vec![unreachable],
         RpcConfig::new(cert("ca.pem"), "127.0.0.1:0")

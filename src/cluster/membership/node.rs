@@ -147,23 +147,30 @@ impl MemberAddr {
 
     /// The socket address to dial: the address itself, or the first
     /// address the name resolves to here (the system resolver: hosts
-    /// file, then DNS).
+    /// file, then DNS), preferring IPv6 when `ipv6` and IPv4 otherwise (a
+    /// socket of one family cannot reach the other: `localhost` resolves
+    /// to both).
     ///
     /// # Errors
     /// The resolver's error, or `NotFound` when the name resolves to
     /// nothing.
-    pub async fn resolve(&self) -> std::io::Result<SocketAddr> {
+    pub async fn resolve(&self, ipv6: bool) -> std::io::Result<SocketAddr> {
         match self.host {
             Host::Ip(ip) => Ok(SocketAddr::new(ip, self.port)),
-            Host::Name(name) => tokio::net::lookup_host((name, self.port))
-                .await?
-                .next()
-                .ok_or_else(|| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        format!("{name} resolves to no address"),
-                    )
-                }),
+            Host::Name(name) => {
+                let all: Vec<SocketAddr> =
+                    tokio::net::lookup_host((name, self.port)).await?.collect();
+                all.iter()
+                    .find(|a| a.is_ipv6() == ipv6)
+                    .or(all.first())
+                    .copied()
+                    .ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("{name} resolves to no address"),
+                        )
+                    })
+            }
         }
     }
 }

@@ -11,7 +11,6 @@
 //! view, then the members it was given. Meanwhile the last view stays in
 //! force; the client's own ejection covers workers that fail in between.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,16 +80,22 @@ impl std::fmt::Debug for RemoteView {
 
 impl RemoteView {
     /// Follows the view of one of `members` (members' RPC addresses: a
-    /// seed, the director), connecting with `rpc` (the cluster CA; a
-    /// client certificate is neither needed nor used for anything but
-    /// TLS), once the first view has arrived.
+    /// seed, the director; `SocketAddr`s, or [`MemberAddr`]s, which may
+    /// be DNS names such as a Kubernetes service's, resolved at every
+    /// connect and verified as the server name), connecting with `rpc`
+    /// (the cluster CA; a client certificate is neither needed nor used
+    /// for anything but TLS), once the first view has arrived.
     ///
     /// # Errors
     /// [`RpcError::ConfigError`] for an empty list or unusable TLS
     /// material; otherwise the last member's error when none of them
     /// served a view (not reachable, or not serving it:
     /// [`ClusterConfig::with_serve_view`](crate::cluster::ClusterConfig::with_serve_view)).
-    pub async fn connect(members: Vec<SocketAddr>, rpc: RpcConfig) -> Result<Self, RpcError> {
+    pub async fn connect<A: Into<MemberAddr>>(
+        members: impl IntoIterator<Item = A>,
+        rpc: RpcConfig,
+    ) -> Result<Self, RpcError> {
+        let members: Vec<MemberAddr> = members.into_iter().map(Into::into).collect();
         if members.is_empty() {
             return Err(RpcError::ConfigError(
                 "RemoteView::connect needs at least one member address".into(),
@@ -185,8 +190,8 @@ impl ClusterClient {
     ///
     /// # Errors
     /// Those of [`RemoteView::connect`].
-    pub async fn following(
-        members: Vec<SocketAddr>,
+    pub async fn following<A: Into<MemberAddr>>(
+        members: impl IntoIterator<Item = A>,
         config: impl Into<ClusterClientConfig>,
         strategy: LoadBalancingStrategy,
     ) -> Result<Self, RpcError> {
@@ -201,7 +206,7 @@ impl ClusterClient {
 /// The members to try next: the alive ones of the last view (the one that
 /// just ended last), then the given ones.
 fn candidates(
-    given: &[SocketAddr],
+    given: &[MemberAddr],
     view: &ClusterView,
     ended: Option<MemberAddr>,
 ) -> Vec<MemberAddr> {
@@ -211,7 +216,7 @@ fn candidates(
         .filter(|m| m.status == NodeStatus::Alive && Some(m.addr()) != ended)
         .map(|m| m.addr())
         .collect();
-    for addr in given.iter().map(|&a| MemberAddr::from(a)).chain(ended) {
+    for addr in given.iter().copied().chain(ended) {
         if !list.contains(&addr) {
             list.push(addr);
         }
@@ -221,7 +226,7 @@ fn candidates(
 
 /// The follower's task (see the module).
 async fn follow(
-    given: Vec<SocketAddr>,
+    given: Vec<MemberAddr>,
     rpc: RpcConfig,
     views: watch::Sender<Arc<ClusterView>>,
     followed: watch::Sender<Option<MemberAddr>>,
@@ -286,7 +291,7 @@ mod tests {
 
     fn member(port: u16, status: NodeStatus) -> NodeInfo {
         NodeInfo {
-            id: NodeId::new(SocketAddr::from(([127, 0, 0, 1], port)), 1),
+            id: NodeId::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)), 1),
             status,
             tags: Tags::new(),
             phi: 0.0,
@@ -295,7 +300,7 @@ mod tests {
 
     #[test]
     fn alive_members_come_first_the_given_ones_then_the_one_that_ended() {
-        let a = |p| SocketAddr::from(([127, 0, 0, 1], p));
+        let a = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
         let view = ClusterView {
             members: vec![
                 member(1, NodeStatus::Alive),
@@ -305,9 +310,12 @@ mod tests {
             ..ClusterView::default()
         };
         assert_eq!(
-            candidates(&[a(9), a(3)], &view, Some(a(1).into())),
+            candidates(&[a(9).into(), a(3).into()], &view, Some(a(1).into())),
             [a(3), a(9), a(1)]
         );
-        assert_eq!(candidates(&[a(9)], &ClusterView::default(), None), [a(9)]);
+        assert_eq!(
+            candidates(&[a(9).into()], &ClusterView::default(), None),
+            [a(9)]
+        );
     }
 }
