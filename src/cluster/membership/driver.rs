@@ -304,6 +304,20 @@ impl Driver {
         let events = self.core.drain_events();
         let changed = !events.is_empty();
         for event in events {
+            if let ClusterEvent::NodeJoined { node, .. } = &event {
+                // A new life of a member seen before (a restart, a pod
+                // rescheduled with another IP): a connection to the
+                // earlier life would only time out.
+                let earlier_life = self
+                    .view
+                    .borrow()
+                    .members
+                    .iter()
+                    .any(|m| m.id.addr == node.addr && m.id.generation != node.generation);
+                if earlier_life {
+                    self.transport.reconnect(node.addr);
+                }
+            }
             tracing::info!(?event, "cluster event");
             let _ = self.events.send(event);
         }

@@ -149,6 +149,12 @@ impl Transport {
         })
     }
 
+    /// Drops the connection to `addr`, if any: the next packet connects
+    /// anew (and resolves a name anew).
+    pub(crate) fn reconnect(&self, addr: MemberAddr) {
+        self.members.retain(|a| *a != addr);
+    }
+
     /// Sends `packet` to `addr` in the background; failures drop the packet
     /// and the connection (the next packet reconnects). `member`: `addr` is
     /// a known member, verified against its own host; otherwise a seed,
