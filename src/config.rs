@@ -74,6 +74,21 @@ pub struct RpcConfig {
     /// member name it does not know yet (crate-private: application
     /// clients always verify the name).
     pub(crate) any_server_name: bool,
+    /// The member the server must prove to be (members dialing members;
+    /// checked on every connect, reconnects included): `None` for
+    /// application clients.
+    pub(crate) expected_member: Option<ExpectedMember>,
+}
+
+/// What a member dialing another requires of the server's certificate.
+// `MemberAddr` holds its name inline; one per connecting configuration.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExpectedMember {
+    /// A member certificate that speaks for this address.
+    At(crate::cluster::MemberAddr),
+    /// Any member certificate (a seed, whose name is not known yet).
+    Any,
 }
 
 /// The secret a server derives its stateless reset tokens from; its
@@ -98,6 +113,7 @@ impl RpcConfig {
             bind_address: bind_address.into(),
             server_name: "localhost".to_owned(),
             any_server_name: false,
+            expected_member: None,
             keep_alive_interval: None,
             client_ca_path: None,
             client_auth_optional: false,

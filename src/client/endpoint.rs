@@ -80,6 +80,10 @@ fn start(config: &RpcConfig, material: &ClientMaterial) -> Result<Endpoint, RpcE
         .map_err(|e| start_error(local, e))?
         .with_limits(crate::quic::limits(config, 0)?)
         .map_err(|e| start_error(local, e))?
+        // The server's verified certificate, for connections that must
+        // reach a particular member.
+        .with_event(crate::server::context::PeerCertificate)
+        .map_err(|e| start_error(local, e))?
         .start()
         .map_err(|e| start_error(local, e))?;
     Ok(Endpoint { quic })

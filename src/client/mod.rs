@@ -70,6 +70,30 @@ async fn connect_once(
 ) -> Result<Arc<Conn>, RpcError> {
     let connect = Connect::new(addr).with_server_name(config.server_name());
     let connection = endpoint.quic().connect(connect).await?;
+    if let Some(member) = config.expected_member {
+        let certificate = connection
+            .query_event_context(|slot: &crate::server::context::PeerCertificateSlot| {
+                slot.0.clone()
+            })
+            .ok()
+            .flatten();
+        let credential = certificate.and_then(|der| {
+            crate::cluster::membership::credential::MemberCredential::from_der(&der)
+        });
+        let speaks = match member {
+            crate::config::ExpectedMember::At(addr) => {
+                credential.is_some_and(|c| c.speaks_for(addr))
+            }
+            crate::config::ExpectedMember::Any => credential.is_some(),
+        };
+        if !speaks {
+            connection.close(0u32.into());
+            return Err(RpcError::TlsError(format!(
+                "the server at {addr} is not {member:?}: its certificate is not a member \
+                 certificate for it"
+            )));
+        }
+    }
     Conn::start(
         connection,
         endpoint.clone(),

@@ -23,38 +23,57 @@ use crate::{RpcClient, RpcConfig, RpcError};
 /// Which name a pool verifies a server's certificate against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ServerNames {
-    /// The member's own host, its DNS name or its IP address: members
-    /// dialing members, so each peer is held to its own name.
+    /// The member's own host, its DNS name or its IP address, and the
+    /// member role: the server's certificate must be a member certificate
+    /// that speaks for the address dialed (members dialing members, so
+    /// each peer is held to its own name, and a certificate that merely
+    /// carries the name for TLS is not enough).
     Member,
     /// The configured server name ([`RpcConfig::with_server_name`]) for a
     /// member named by an IP address, the member's DNS name for one named
     /// by DNS: application clients (`ClusterClient`) verify the name they
     /// dial.
     Dialed,
+    /// As the configuration says, unchanged: the gossip transport's seed
+    /// connections, whose configuration accepts any member certificate of
+    /// the cluster CA (the seed's name is not known yet).
+    Configured,
 }
 
 /// Connects to the member at `to` with `config`, verifying its
-/// certificate against the name `names` gives.
+/// certificate as `names` says. A name that resolves to several
+/// addresses is tried at each in turn, until one connects.
 ///
 /// # Errors
 /// [`RpcError::ConnectionError`] when `to`'s name does not resolve; what
-/// [`RpcClient::connect`] returns.
+/// [`RpcClient::connect`] returns for the last address tried.
 pub(crate) async fn dial(
     to: MemberAddr,
     config: &RpcConfig,
     names: ServerNames,
 ) -> Result<RpcClient, RpcError> {
     let ipv6 = config.parsed_bind_address()?.is_ipv6();
-    let addr = to
+    let addrs = to
         .resolve(ipv6)
         .await
         .map_err(|e| RpcError::ConnectionError(format!("{to} does not resolve: {e}")))?;
     let config = match (names, to.name()) {
-        (ServerNames::Member, _) => config.clone().with_server_name(to.host()),
+        (ServerNames::Member, _) => {
+            let mut config = config.clone().with_server_name(to.host());
+            config.expected_member = Some(crate::config::ExpectedMember::At(to));
+            config
+        }
         (ServerNames::Dialed, Some(name)) => config.clone().with_server_name(name),
-        (ServerNames::Dialed, None) => config.clone(),
+        (ServerNames::Dialed, None) | (ServerNames::Configured, _) => config.clone(),
     };
-    RpcClient::connect(addr, config).await
+    let mut last = None;
+    for addr in addrs {
+        match RpcClient::connect(addr, config.clone()).await {
+            Ok(client) => return Ok(client),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| RpcError::ConnectionError(format!("{to}: no address"))))
 }
 
 /// One pooled connection, or the connect in progress. Callers hold it to
@@ -119,5 +138,79 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
     /// Keeps only the connections whose key satisfies `keep`.
     pub(crate) fn retain(&self, mut keep: impl FnMut(&K) -> bool) {
         lock(&self.slots).retain(|key, _| keep(key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use rpcnet_certs::{CaDir, CertSpec};
+
+    use super::*;
+    use crate::RpcServer;
+
+    /// A CA and certificates for the server roles below, in a fresh
+    /// directory (removed on drop).
+    struct Pki(PathBuf);
+
+    impl Pki {
+        fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!("rpcnet-dial-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            CaDir::create(&dir, "dial test CA")
+                .unwrap()
+                .issue(&[
+                    CertSpec::member("caller", ["10.0.0.8"]),
+                    CertSpec::member("member", ["127.0.0.1"]),
+                    // Another member that carries 127.0.0.1 for TLS only.
+                    CertSpec::member("other", ["10.0.0.9"]).with_tls_sans(["127.0.0.1"]),
+                    // 127.0.0.1 for TLS, no member role.
+                    CertSpec::node("node", ["127.0.0.1"]),
+                ])
+                .unwrap();
+            Self(dir)
+        }
+
+        fn file(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for Pki {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    async fn dial_server_with(pki: &Pki, cert: &str) -> Result<RpcClient, RpcError> {
+        let mut server = RpcServer::new(
+            RpcConfig::new(pki.file(&format!("{cert}.pem")), "127.0.0.1:0")
+                .with_key_path(pki.file(&format!("{cert}-key.pem")))
+                .with_optional_client_ca_path(pki.file("ca.pem")),
+        );
+        let quic = server.bind().unwrap();
+        let addr = server.handle().socket_addr().unwrap();
+        let serving = tokio::spawn(async move { server.start(quic).await });
+        let caller = RpcConfig::new(pki.file("ca.pem"), "127.0.0.1:0")
+            .with_client_identity(pki.file("caller.pem"), pki.file("caller-key.pem"));
+        let dialed = dial(addr.into(), &caller, ServerNames::Member).await;
+        serving.abort();
+        dialed
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_is_reached_only_through_a_member_certificate_for_its_address() {
+        let pki = Pki::new();
+        dial_server_with(&pki, "member")
+            .await
+            .expect("the member's own certificate");
+        for impostor in ["other", "node"] {
+            let refused = dial_server_with(&pki, impostor).await.unwrap_err();
+            assert!(
+                matches!(&refused, RpcError::TlsError(m) if m.contains("not a member certificate")),
+                "{impostor}: {refused:?}"
+            );
+        }
     }
 }

@@ -8,14 +8,14 @@
 //!
 //! This module also holds what both share: [`NodeStatus`] and [`ClusterEvent`].
 
-mod membership;
+pub(crate) mod membership;
 mod routing;
 
 pub use membership::detector;
 pub use membership::{
     ClusterConfig, ClusterMembership, ClusterView, HealthChecker, MemberAddr, NodeId, NodeInfo,
-    NodeRegistry, PhiAccrualDetector, PhiConfig, Tags, GOSSIP_METHOD, MAX_MEMBER_NAMES, MAX_TAGS,
-    MAX_TAG_LEN, MEMBER_URI_SCHEME, VIEW_METHOD,
+    NodeRegistry, PhiAccrualDetector, PhiConfig, Tags, GOSSIP_METHOD, MAX_TAGS, MAX_TAG_LEN,
+    MEMBER_URI_SCHEME, VIEW_METHOD,
 };
 pub use membership::{MemberReport, MembershipReport, MEMBERSHIP_REPORT_VERSION, MEMBERS_METHOD};
 pub use routing::*;

@@ -7,7 +7,7 @@
 //! gracefully: no new calls, in-flight calls finish within the drain timeout.
 
 mod call;
-mod context;
+pub(crate) mod context;
 mod control;
 mod handler;
 mod layer;

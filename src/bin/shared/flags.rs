@@ -46,7 +46,7 @@ pub struct Member {
     )]
     pub listen: String,
     /// The address peers reach this member at and know it by, as
-    /// host[:port] (an IP address or a DNS name; the listen port when
+    /// `host[:port]` (an IP address or a DNS name; the listen port when
     /// none is given). Needed when listening on a wildcard address, behind
     /// NAT or a port mapping, or to be known by a DNS name. The member
     /// certificate must name its host (`rpcnet-certs --member NAME --san HOST`).

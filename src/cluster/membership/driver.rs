@@ -13,7 +13,7 @@ use foca::Timer;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::core::MembershipCore;
+use super::core::{is_announce, MembershipCore};
 use super::transport::{Inbound, Transport};
 use super::view::{ClusterView, NodeInfo};
 use super::ClusterConfig;
@@ -292,22 +292,13 @@ impl Driver {
     }
 
     fn pump(&mut self) {
-        for (addr, packet) in self.core.drain_sends() {
-            let member = self.core.knows(&addr);
-            self.transport.send(addr, member, packet);
-        }
-        for (due, timer) in self.core.drain_timers() {
-            self.next_timer += 1;
-            self.timers.push(Reverse((due, self.next_timer)));
-            self.timer_slots.insert(self.next_timer, (due, timer));
-        }
         let events = self.core.drain_events();
-        let changed = !events.is_empty();
-        for event in events {
-            if let ClusterEvent::NodeJoined { node, .. } = &event {
+        for event in &events {
+            if let ClusterEvent::NodeJoined { node, .. } = event {
                 // A new life of a member seen before (a restart, a pod
                 // rescheduled with another IP): a connection to the
-                // earlier life would only time out.
+                // earlier life would only time out. Before this round's
+                // packets go out, so none of them takes it.
                 let earlier_life = self
                     .view
                     .borrow()
@@ -318,6 +309,21 @@ impl Driver {
                     self.transport.reconnect(node.addr);
                 }
             }
+        }
+        for (addr, packet) in self.core.drain_sends() {
+            // Only a request to join goes to an address that is not a
+            // known member (a seed), verified by its chain alone; every
+            // other packet only to the member that address names.
+            let seed = !self.core.knows(&addr) && is_announce(&packet);
+            self.transport.send(addr, !seed, packet);
+        }
+        for (due, timer) in self.core.drain_timers() {
+            self.next_timer += 1;
+            self.timers.push(Reverse((due, self.next_timer)));
+            self.timer_slots.insert(self.next_timer, (due, timer));
+        }
+        let changed = !events.is_empty();
+        for event in events {
             tracing::info!(?event, "cluster event");
             let _ = self.events.send(event);
         }

@@ -22,7 +22,7 @@
 
 mod config;
 pub(crate) mod core;
-mod credential;
+pub(crate) mod credential;
 pub mod detector;
 mod driver;
 mod handle;
@@ -41,7 +41,7 @@ pub use config::ClusterConfig;
 pub use credential::MEMBER_URI_SCHEME;
 pub use detector::{PhiAccrualDetector, PhiConfig};
 pub use handle::ClusterMembership;
-pub use node::{MemberAddr, NodeId, MAX_MEMBER_NAMES};
+pub use node::{MemberAddr, NodeId};
 pub use query::{MemberReport, MembershipReport, MEMBERSHIP_REPORT_VERSION, MEMBERS_METHOD};
 pub use registry::{HealthChecker, NodeRegistry};
 pub use tags::{Tags, MAX_TAGS, MAX_TAG_LEN};

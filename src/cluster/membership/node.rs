@@ -11,38 +11,78 @@
 //! name where they run (so a name may resolve differently per host, as
 //! behind NAT), and verify its certificate against that name.
 
-use std::collections::BTreeSet;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
-use std::sync::Mutex;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-/// Most distinct member names one process keeps (names are interned so
-/// that [`NodeId`] stays `Copy`; beyond this bound a name from gossip is
-/// refused like any malformed packet, so no peer can grow it without end).
-pub const MAX_MEMBER_NAMES: usize = 4096;
 
 /// Longest DNS name (RFC 1035 § 2.3.4, without the trailing dot).
 const MAX_NAME_LEN: usize = 253;
 
-static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+/// A member's DNS name, held inline (lowercase, at most [`MAX_NAME_LEN`]
+/// bytes), so that [`NodeId`] stays `Copy` without a table of names that
+/// peers could fill.
+#[derive(Clone, Copy)]
+struct Name {
+    len: u8,
+    bytes: [u8; MAX_NAME_LEN],
+}
 
-/// The interned copy of a valid, lowercase DNS name.
-fn intern(name: &str) -> Result<&'static str, String> {
-    let mut names = crate::sync::lock(&NAMES);
-    if let Some(&known) = names.get(name) {
-        return Ok(known);
+impl Name {
+    /// `name`, already checked by [`dns_name`].
+    fn new(name: &str) -> Self {
+        let mut bytes = [0; MAX_NAME_LEN];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Self {
+            len: name.len() as u8,
+            bytes,
+        }
     }
-    if names.len() >= MAX_MEMBER_NAMES {
-        return Err(format!(
-            "more than {MAX_MEMBER_NAMES} distinct member names in one process"
-        ));
+
+    fn as_str(&self) -> &str {
+        // Only ever built from a checked ASCII name.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
-    let interned: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.insert(interned);
-    Ok(interned)
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Name {}
+
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+/// Whether `label` reads as a number to the system resolver's IPv4 parser
+/// (`inet_aton`: decimal, `0x` hex or `0` octal parts).
+fn numeric(label: &str) -> bool {
+    let hex = label
+        .strip_prefix("0x")
+        .or_else(|| label.strip_prefix("0X"));
+    match hex {
+        Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => label.bytes().all(|b| b.is_ascii_digit()),
+    }
 }
 
 /// Checks a DNS host name (RFC 1123: labels of letters, digits and `-`,
@@ -72,17 +112,20 @@ pub(super) fn dns_name(name: &str) -> Result<String, String> {
             .rsplit('.')
             .next()
             .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        || name.split('.').all(numeric)
     {
-        return bad("an all-numeric last label reads as an IP address");
+        return bad("it reads as an IP address");
     }
     Ok(name.to_ascii_lowercase())
 }
 
+// A name inline keeps `MemberAddr` `Copy` (boxing it would not).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Host {
     Ip(IpAddr),
-    /// Interned, lowercase.
-    Name(&'static str),
+    /// Lowercase.
+    Name(Name),
 }
 
 /// Where a member is reached, and what it is called: an IP address or a
@@ -100,12 +143,11 @@ impl MemberAddr {
     /// A member named by a DNS name.
     ///
     /// # Errors
-    /// A message when `name` is not a DNS host name (an IP address in text
-    /// is not one: use [`From<SocketAddr>`]), or the process already holds
-    /// [`MAX_MEMBER_NAMES`] other names.
+    /// A message when `name` is not a DNS host name (an IP address in
+    /// text is not one: use [`From<SocketAddr>`]).
     pub fn named(name: &str, port: u16) -> Result<Self, String> {
         Ok(Self {
-            host: Host::Name(intern(&dns_name(name)?)?),
+            host: Host::Name(Name::new(&dns_name(name)?)),
             port,
         })
     }
@@ -124,9 +166,9 @@ impl MemberAddr {
     }
 
     /// The DNS name, when the member is named by one (lowercase).
-    pub fn name(&self) -> Option<&'static str> {
-        match self.host {
-            Host::Name(name) => Some(name),
+    pub fn name(&self) -> Option<&str> {
+        match &self.host {
+            Host::Name(name) => Some(name.as_str()),
             Host::Ip(_) => None,
         }
     }
@@ -134,8 +176,8 @@ impl MemberAddr {
     /// The host as text: the DNS name, or the IP address (without
     /// brackets). A member's certificate is verified against it.
     pub fn host(&self) -> String {
-        match self.host {
-            Host::Name(name) => name.to_owned(),
+        match &self.host {
+            Host::Name(name) => name.as_str().to_owned(),
             Host::Ip(ip) => ip.to_string(),
         }
     }
@@ -145,40 +187,41 @@ impl MemberAddr {
         Self { port, ..self }
     }
 
-    /// The socket address to dial: the address itself, or the first
-    /// address the name resolves to here (the system resolver: hosts
-    /// file, then DNS), preferring IPv6 when `ipv6` and IPv4 otherwise (a
-    /// socket of one family cannot reach the other: `localhost` resolves
-    /// to both).
+    /// The socket addresses to dial from a socket of the family `ipv6`
+    /// says: the address itself, or the addresses of that family the name
+    /// resolves to here (the system resolver: hosts file, then DNS), in
+    /// the resolver's order. A socket of one family cannot reach the
+    /// other (`localhost` resolves to both).
     ///
     /// # Errors
-    /// The resolver's error, or `NotFound` when the name resolves to
-    /// nothing.
-    pub async fn resolve(&self, ipv6: bool) -> std::io::Result<SocketAddr> {
-        match self.host {
-            Host::Ip(ip) => Ok(SocketAddr::new(ip, self.port)),
-            Host::Name(name) => {
-                let all: Vec<SocketAddr> =
-                    tokio::net::lookup_host((name, self.port)).await?.collect();
-                all.iter()
-                    .find(|a| a.is_ipv6() == ipv6)
-                    .or(all.first())
-                    .copied()
-                    .ok_or_else(|| {
-                        std::io::Error::new(
-                            std::io::ErrorKind::NotFound,
-                            format!("{name} resolves to no address"),
-                        )
-                    })
-            }
+    /// The resolver's error; `NotFound` when the name resolves to no
+    /// address of that family.
+    pub async fn resolve(&self, ipv6: bool) -> std::io::Result<Vec<SocketAddr>> {
+        let name = match &self.host {
+            Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, self.port)]),
+            Host::Name(name) => name.as_str(),
+        };
+        let all: Vec<SocketAddr> = tokio::net::lookup_host((name, self.port))
+            .await?
+            .filter(|a| a.is_ipv6() == ipv6)
+            .collect();
+        if all.is_empty() {
+            let family = if ipv6 { "IPv6" } else { "IPv4" };
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{name} resolves to no {family} address"),
+            ));
         }
+        Ok(all)
     }
 }
 
 impl From<SocketAddr> for MemberAddr {
+    /// The member at `addr` (an IPv4-mapped IPv6 address is its IPv4
+    /// address, as TLS names it).
     fn from(addr: SocketAddr) -> Self {
         Self {
-            host: Host::Ip(addr.ip()),
+            host: Host::Ip(addr.ip().to_canonical()),
             port: addr.port(),
         }
     }
@@ -217,9 +260,9 @@ impl FromStr for MemberAddr {
 
 impl fmt::Display for MemberAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.host {
-            Host::Ip(ip) => write!(f, "{}", SocketAddr::new(ip, self.port)),
-            Host::Name(name) => write!(f, "{name}:{}", self.port),
+        match &self.host {
+            Host::Ip(ip) => write!(f, "{}", SocketAddr::new(*ip, self.port)),
+            Host::Name(name) => write!(f, "{}:{}", name.as_str(), self.port),
         }
     }
 }
@@ -244,9 +287,9 @@ impl Serialize for MemberAddr {
         if serializer.is_human_readable() {
             return serializer.collect_str(self);
         }
-        match self.host {
-            Host::Ip(ip) => WireAddr::Ip(SocketAddr::new(ip, self.port)),
-            Host::Name(name) => WireAddr::Name(name, self.port),
+        match &self.host {
+            Host::Ip(ip) => WireAddr::Ip(SocketAddr::new(*ip, self.port)),
+            Host::Name(name) => WireAddr::Name(name.as_str(), self.port),
         }
         .serialize(serializer)
     }
@@ -259,13 +302,15 @@ impl<'de> Deserialize<'de> for MemberAddr {
             return text.parse().map_err(serde::de::Error::custom);
         }
         #[derive(Deserialize)]
-        enum Owned {
+        enum Borrowed<'a> {
             Ip(SocketAddr),
-            Name(String, u16),
+            Name(#[serde(borrow)] std::borrow::Cow<'a, str>, u16),
         }
-        match Owned::deserialize(deserializer)? {
-            Owned::Ip(addr) => Ok(addr.into()),
-            Owned::Name(name, port) => Self::named(&name, port).map_err(serde::de::Error::custom),
+        match Borrowed::deserialize(deserializer)? {
+            Borrowed::Ip(addr) => Ok(addr.into()),
+            Borrowed::Name(name, port) => {
+                Self::named(&name, port).map_err(serde::de::Error::custom)
+            }
         }
     }
 }
@@ -349,6 +394,8 @@ mod tests {
             "a..b:1",
             "*.example:1",
             "10.0.0.256:1",
+            "0x0a000005:1",
+            "1.0x1:1",
         ] {
             assert!(bad.parse::<MemberAddr>().is_err(), "{bad}");
         }

@@ -26,6 +26,8 @@ pub(crate) fn addr(i: usize) -> MemberAddr {
     .into()
 }
 
+// Timers carry identities, whose names are inline.
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Deliver {
         from: usize,

@@ -105,10 +105,15 @@ impl Transport {
         let key = rpc
             .key_path()
             .ok_or_else(|| RpcError::ConfigError("the RPC server has no private key".into()))?;
-        let bind = match addr.socket_addr().map(|a| a.ip()) {
-            Some(ip) if ip.is_ipv6() => "[::]:0",
-            Some(ip) if ip.is_loopback() => "127.0.0.1:0",
-            _ => "0.0.0.0:0",
+        // Peers are reached from the family of the node's own endpoint
+        // (a name resolves to addresses of that family).
+        let bound = rpc.parsed_bind_address()?.ip();
+        let bind = if bound.is_ipv6() {
+            "[::]:0"
+        } else if bound.is_loopback() {
+            "127.0.0.1:0"
+        } else {
+            "0.0.0.0:0"
         };
         let config = RpcConfig::new(cluster_ca, bind)
             .with_server_name(rpc.server_name())
@@ -141,9 +146,10 @@ impl Transport {
         }
         let mut seeds = config.clone();
         seeds.any_server_name = true;
+        seeds.expected_member = Some(crate::config::ExpectedMember::Any);
         Ok(Self {
             members: Arc::new(ConnectionPool::new(config, ServerNames::Member)),
-            seeds: Arc::new(ConnectionPool::new(seeds, ServerNames::Member)),
+            seeds: Arc::new(ConnectionPool::new(seeds, ServerNames::Configured)),
             send_timeout: cluster.gossip_send_timeout,
             in_flight: Arc::new(Semaphore::new(cluster.gossip_max_in_flight)),
         })

@@ -70,6 +70,11 @@ impl MembershipCore {
     /// must not be an earlier life of an address whose later life this
     /// node has seen (that sender is told to move above, instead).
     pub(super) fn admit(&mut self, sender: NodeId, from: &MemberCredential) -> bool {
+        if sender == self.id {
+            // Our own packet, back through an address of ours (joining
+            // through a service that resolves to this node too).
+            return false;
+        }
         if !from.speaks_for(sender.addr) || sender.addr == self.id.addr {
             self.stats.packets_forged += 1;
             tracing::debug!(claimed = %sender, "packet speaks for an address its credential does not cover");

@@ -35,6 +35,18 @@ impl foca::Runtime<NodeId> for Outbox {
     }
 }
 
+/// Whether `packet` is a SWIM announce (a request to join): the one packet
+/// that may go to an address that is not a known member (a seed).
+pub(crate) fn is_announce(packet: &[u8]) -> bool {
+    use foca::Codec;
+    match packet.split_first() {
+        Some((&SWIM, foca_packet)) => PostcardCodec
+            .decode_header(foca_packet)
+            .is_ok_and(|h: foca::Header<NodeId>| h.message == foca::Message::Announce),
+        _ => false,
+    }
+}
+
 pub(super) fn is_turn_undead(packet: &[u8]) -> bool {
     use foca::Codec;
     match packet.split_first() {

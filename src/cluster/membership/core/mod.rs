@@ -43,6 +43,7 @@ use rand::SeedableRng;
 use self::envelope::envelope;
 use self::envelope::{Stale, Suspicion};
 use self::envelope::{HEARTBEAT, STALE, SUSPECTED, SWIM, TAGS};
+pub(crate) use self::foca_adapter::is_announce;
 use self::foca_adapter::Outbox;
 pub(crate) use self::peer::Peer;
 use super::credential::MemberCredential;
