@@ -2,8 +2,8 @@
 //! in membership without a member credential.
 //!
 //! ```text
-//! rpcnet-faults gossip --listen ADDR --target ADDR... --cert F --key F --ca F
-//!                      --forge-cert F --forge-key F --forge-ca F
+//! rpcnet-faults gossip --listen ADDR --target HOST:PORT... --cert F --key F --ca F
+//!                      --forge-cert F --forge-key F --forge-ca F [--forge-advertise HOST[:PORT]]
 //! ```
 //!
 //! `--cert/--key/--ca` is the client's own identity: a certificate from the
@@ -17,6 +17,14 @@
 //! identity, it sends every target that announcement (a join: "I am a
 //! member at `<this host>`") and a packet of random bytes, both to the
 //! gossip method.
+//!
+//! With `--forge-advertise` the recorded membership advertises that
+//! address instead (its certificate must name the host): the announcement
+//! then claims to come from that member, and `--cert` may be another
+//! member's certificate, to check that one member cannot speak for
+//! another. A target given by name is resolved here and verified against
+//! that name (TLS server name); one given by IP address against
+//! `localhost`, as before.
 //!
 //! Lines: `READY <addr>`, `CAPTURED <bytes>`, one
 //! `SENT <target> <packet> refused|accepted <error>` per packet, then
@@ -32,13 +40,14 @@ use tokio::sync::mpsc;
 #[derive(Default)]
 struct Args {
     listen: String,
-    targets: Vec<SocketAddr>,
+    targets: Vec<String>,
     cert: String,
     key: String,
     ca: String,
     forge_cert: String,
     forge_key: String,
     forge_ca: String,
+    forge_advertise: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
@@ -46,13 +55,14 @@ fn parse(args: &[String]) -> Result<Args, String> {
     for (flag, value) in crate::args::pairs(args)? {
         match flag {
             "--listen" => out.listen = value.into(),
-            "--target" => out.targets.push(crate::args::parse(flag, value)?),
+            "--target" => out.targets.push(value.into()),
             "--cert" => out.cert = value.into(),
             "--key" => out.key = value.into(),
             "--ca" => out.ca = value.into(),
             "--forge-cert" => out.forge_cert = value.into(),
             "--forge-key" => out.forge_key = value.into(),
             "--forge-ca" => out.forge_ca = value.into(),
+            "--forge-advertise" => out.forge_advertise = Some(value.into()),
             other => return Err(crate::args::unknown(other)),
         }
     }
@@ -102,7 +112,10 @@ async fn capture_join(args: &Args, listen: SocketAddr) -> Result<Vec<u8>, String
             .with_optional_client_ca_path(&args.forge_ca),
     );
     let quic = forger.bind().map_err(|e| format!("forger: {e}"))?;
-    let config = ClusterConfig::default().with_server(forger.handle());
+    let mut config = ClusterConfig::default().with_server(forger.handle());
+    if let Some(advertise) = &args.forge_advertise {
+        config = config.with_advertise_addr(advertise.as_str());
+    }
     let serving = tokio::spawn(async move { forger.start(quic).await });
     let membership = ClusterMembership::new(config)
         .await
@@ -145,7 +158,19 @@ async fn run(args: Args) -> Result<(), String> {
     .with_shared_endpoint(false);
     let (mut sent, mut refused, mut accepted) = (0, 0, 0);
     for target in &args.targets {
-        let client = RpcClient::connect(*target, config.clone())
+        let (addr, config) = match target.parse::<SocketAddr>() {
+            Ok(addr) => (addr, config.clone()),
+            Err(_) => {
+                let host = target.rsplit_once(':').map_or(target.as_str(), |(h, _)| h);
+                let addr = tokio::net::lookup_host(target.as_str())
+                    .await
+                    .ok()
+                    .and_then(|mut found| found.next())
+                    .ok_or_else(|| format!("{target} does not resolve"))?;
+                (addr, config.clone().with_server_name(host))
+            }
+        };
+        let client = RpcClient::connect(addr, config)
             .await
             .map_err(|e| format!("connect {target}: {e}"))?;
         for (name, packet) in [("join", &join), ("noise", &noise)] {

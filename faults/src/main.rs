@@ -7,7 +7,7 @@
 //! every node reported against the targets in `docs/RELIABILITY.md`.
 //!
 //! ```text
-//! rpcnet-faults [all|converge|kill|failover|rolling|hostile|pause|partition|foreign|loss]...
+//! rpcnet-faults [all|converge|kill|failover|rolling|hostile|pause|partition|foreign|names|loss]...
 //!               [--short] [--report FILE]
 //! rpcnet-faults clean
 //! ```
@@ -28,6 +28,7 @@ mod args;
 mod hostile;
 mod intruder;
 mod load;
+mod names;
 mod net;
 mod node;
 mod pki;
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use scenarios::{Durations, Outcome};
 
-const ALL: [&str; 9] = [
+const ALL: [&str; 10] = [
     "converge",
     "kill",
     "failover",
@@ -46,6 +47,7 @@ const ALL: [&str; 9] = [
     "pause",
     "partition",
     "foreign",
+    "names",
     "loss",
 ];
 
@@ -139,6 +141,7 @@ fn main() {
             "pause" => scenarios::pause(&bins),
             "partition" => scenarios::partition(&bins, durations),
             "foreign" => scenarios::foreign(&bins),
+            "names" => names::names(&bins, durations),
             _ => unreachable!("checked above"),
         };
         println!("  ({name} took {} s)", scenario_started.elapsed().as_secs());

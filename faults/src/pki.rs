@@ -7,11 +7,14 @@
 //!
 //! Every certificate also names `localhost`, the server name rpcnet
 //! clients verify by default.
+//!
+//! The `names` scenario issues its own ([`NamesPki`]): members named by DNS
+//! names, with [`CaDir`] as `rpcnet-certs` does.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use rpcnet_certs::DevCa;
+use rpcnet_certs::{CaDir, CertSpec, DevCa};
 
 /// Files of one identity.
 #[derive(Debug, Clone)]
@@ -146,6 +149,115 @@ impl Pki {
     /// The directory (for the interrupt handler).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Issues the `names` scenario's certificates (replacing those of an
+    /// earlier call) under this directory.
+    pub fn names(
+        &self,
+        members: &[&str],
+        shared: &[&str],
+        forged: &str,
+    ) -> Result<NamesPki, String> {
+        NamesPki::issue(&self.dir.join("names"), members, shared, forged)
+            .map_err(|e| format!("issuing the names scenario's certificates: {e}"))
+    }
+}
+
+/// Certificates for members known by DNS names, issued with [`CaDir`] (the
+/// library behind `rpcnet-certs`) into a directory of their own:
+///
+/// * one member certificate per name, `CertSpec::member(name, [name])`:
+///   its DNS name and URI `rpcnet-member://<name>`, nothing else;
+/// * `shared`: one member certificate naming several hosts (the mistake
+///   a node warns about at start), which `CaDir` issues since the names
+///   belong to one member;
+/// * `forged-<name>`: a member certificate for one of the names from
+///   another CA, for a recorder that makes a genuine announcement claiming
+///   that name (it never reaches the cluster under it).
+///
+/// Issuing also asks `CaDir` for two members sharing a name, in one
+/// request (`twin-a`, `twin-b`: `twin.lab`) and against a name already
+/// issued (`impostor`: the forged name); what it answered is kept
+/// ([`refusals`](Self::refusals)).
+pub struct NamesPki {
+    dir: PathBuf,
+    refusals: Vec<Result<(), String>>,
+    forged_ca: PathBuf,
+}
+
+impl NamesPki {
+    fn issue(
+        dir: &Path,
+        members: &[&str],
+        shared: &[&str],
+        forged: &str,
+    ) -> Result<NamesPki, Box<dyn std::error::Error>> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        let ca = CaDir::create(dir.join("ca"), "rpcnet-faults names CA")?;
+        let mut specs: Vec<CertSpec> = members
+            .iter()
+            .map(|name| CertSpec::member(*name, [*name]))
+            .collect();
+        specs.push(CertSpec::member("shared", shared.iter().copied()));
+        ca.issue(&specs)?;
+        // Two members for one name: refused in one request (a new name),
+        // and against a member already in the directory (the name the
+        // scenario's intruder claims). Nothing may be written.
+        let twin = |n: &str| CertSpec::member(format!("twin-{n}"), ["twin.lab"]);
+        let refusals = [
+            vec![twin("a"), twin("b")],
+            vec![CertSpec::member("impostor", [forged])],
+        ]
+        .iter()
+        .map(|specs| {
+            let result = ca.issue(specs).map(drop).map_err(|e| e.to_string());
+            let written = specs
+                .iter()
+                .any(|s| ca.path().join(format!("{}.pem", s.name)).exists());
+            match result {
+                Ok(()) => Ok(()),
+                Err(_) if written => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .collect();
+        let other = CaDir::create(dir.join("other"), "rpcnet-faults forging CA")?;
+        other.issue(&[CertSpec::member(format!("forged-{forged}"), [forged])])?;
+        Ok(NamesPki {
+            dir: dir.to_path_buf(),
+            refusals,
+            forged_ca: other.ca_cert_path(),
+        })
+    }
+
+    /// The member certificate of `name` (or `shared`).
+    pub fn member(&self, name: &str) -> Identity {
+        let ca = self.dir.join("ca");
+        Identity {
+            cert: ca.join(format!("{name}.pem")),
+            key: ca.join(format!("{name}-key.pem")),
+            ca: ca.join("ca.pem"),
+        }
+    }
+
+    /// The other CA's certificate for `name` (see [`NamesPki`]).
+    pub fn forged(&self, name: &str) -> Identity {
+        let other = self.dir.join("other");
+        Identity {
+            cert: other.join(format!("forged-{name}.pem")),
+            key: other.join(format!("forged-{name}-key.pem")),
+            ca: self.forged_ca.clone(),
+        }
+    }
+
+    /// What `CaDir::issue` answered to two members sharing a name (in one
+    /// request; against one already issued): `Err(message)` when it
+    /// refused and wrote nothing, `Ok` when it issued either.
+    pub fn refusals(&self) -> &[Result<(), String>] {
+        &self.refusals
     }
 }
 

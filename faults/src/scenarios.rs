@@ -46,7 +46,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn new(name: &'static str, setup: impl Into<String>) -> Outcome {
+    pub(crate) fn new(name: &'static str, setup: impl Into<String>) -> Outcome {
         Outcome {
             name,
             setup: setup.into(),
@@ -55,13 +55,18 @@ impl Outcome {
         }
     }
 
-    fn figure(&mut self, what: impl Into<String>, value: impl Into<String>) {
+    pub(crate) fn figure(&mut self, what: impl Into<String>, value: impl Into<String>) {
         let (what, value) = (what.into(), value.into());
         println!("  {what}: {value}");
         self.figures.push((what, value));
     }
 
-    fn check(&mut self, target: impl Into<String>, measured: impl Into<String>, ok: bool) {
+    pub(crate) fn check(
+        &mut self,
+        target: impl Into<String>,
+        measured: impl Into<String>,
+        ok: bool,
+    ) {
         let (target, measured) = (target.into(), measured.into());
         println!(
             "  [{}] {target}: {measured}",
@@ -75,7 +80,7 @@ impl Outcome {
     }
 }
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
@@ -119,7 +124,7 @@ fn verdicts(nodes: &[Node], from: Instant, to: Instant) -> Vec<String> {
         .collect()
 }
 
-fn summary(lines: &[String]) -> String {
+pub(crate) fn summary(lines: &[String]) -> String {
     match lines.len() {
         0 => "0".into(),
         n => format!(
