@@ -87,9 +87,16 @@ impl CertDir {
     /// The client's connections to the director and workers: trusts the
     /// cluster CA, presents no certificate (it is an application client,
     /// not a member), and notices a silent peer within
-    /// [`CLIENT_IDLE_TIMEOUT`].
+    /// [`CLIENT_IDLE_TIMEOUT`]. Bound to loopback, as the guide runs it
+    /// ([`client_config_at`](Self::client_config_at) for another address).
     pub fn client_config(&self) -> RpcConfig {
-        RpcConfig::new(self.file("ca.pem"), "127.0.0.1:0")
+        self.client_config_at("127.0.0.1:0")
+    }
+
+    /// [`client_config`](Self::client_config) bound to `bind` (the
+    /// unspecified address, to reach other machines).
+    pub fn client_config_at(&self, bind: &str) -> RpcConfig {
+        RpcConfig::new(self.file("ca.pem"), bind)
             .with_idle_timeout(CLIENT_IDLE_TIMEOUT)
             .with_keep_alive_interval(CLIENT_KEEP_ALIVE)
             .with_handshake_timeout(Duration::from_secs(2))

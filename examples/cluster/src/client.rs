@@ -12,9 +12,17 @@
 //! The client is not a cluster member: it trusts the cluster CA
 //! (`certs/ca.pem`) and holds no certificate or key, so the nodes' gossip
 //! endpoint refuses it. It follows the director's view of the workers
-//! (read-only, `ClusterClient::following`) to reach the one assigned.
+//! (read-only, `ClusterClient::following`) to reach the one assigned, at
+//! the address each worker advertises.
+//!
+//! It reaches the director at `DIRECTOR_ADDR` (the guide's), or at
+//! `DIRECTOR_SEED` (`host:port`, a name looked up at each connection)
+//! when that is set. Its QUIC endpoint binds loopback for a loopback
+//! `DIRECTOR_ADDR`, as the guide runs it, and the unspecified address
+//! otherwise, so that it can reach a director and workers on other
+//! machines.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +38,7 @@ use crate::ledger::{Delivery, StreamLedger};
 use crate::protocol::{
     AssignRequest, Assignment, DirectorClient, GenerateRequest, Refusal, Token, WorkerClusterClient,
 };
-use crate::settings;
+use crate::settings::DirectorSeed;
 
 /// A worker that failed for this client is avoided this long (the
 /// director may not have noticed yet).
@@ -59,8 +67,11 @@ struct Failure {
 
 /// The client's state across sessions.
 struct Client {
-    config: RpcConfig,
-    director_addr: SocketAddr,
+    certs: CertDir,
+    /// Its RPC configuration and the local address it binds, fixed by the
+    /// first address the director is found at.
+    config: Option<(RpcConfig, SocketAddr)>,
+    seed: DirectorSeed,
     director: Option<RpcClient>,
     /// Routes the token stream to the assigned worker, following the
     /// director's view of the cluster.
@@ -80,14 +91,15 @@ struct Client {
 /// Unusable settings or missing certificates. Unreachable directors and
 /// workers are retried, not returned.
 pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let director_addr = settings::addr("DIRECTOR_ADDR", settings::DEFAULT_DIRECTOR_ADDR)?;
-    println!("📡 Starting Client - connecting to director at {director_addr}");
+    let seed = DirectorSeed::from_env()?;
+    println!("📡 Starting Client - connecting to director at {seed}");
     let certs = CertDir::find(&CLIENT_FILES)?;
     certs.announce(&CLIENT_FILES);
     println!("🔐 the client trusts the cluster CA and presents no certificate; it is not a cluster member");
     let mut client = Client {
-        config: certs.client_config(),
-        director_addr,
+        certs,
+        config: None,
+        seed,
         director: None,
         cluster: None,
         tokens: None,
@@ -142,22 +154,23 @@ impl Client {
         let director = match &self.director {
             Some(director) => director.clone(),
             None => {
-                let director =
-                    within(RpcClient::connect(self.director_addr, self.config.clone())).await?;
+                let (config, addrs) = self.reach_director().await?;
+                let director = within(RpcClient::connect(addrs[0], config)).await?;
                 println!("✅ connected to director");
                 self.director = Some(director.clone());
                 director
             }
         };
         if self.cluster.is_none() {
-            let config = ClusterClientConfig::from(self.config.clone())
+            let (config, addrs) = self.reach_director().await?;
+            let config = ClusterClientConfig::from(config)
                 .with_idle_timeout(CLIENT_IDLE_TIMEOUT)
                 .with_connect_timeout(STEP_TIMEOUT)
                 // The director picks the worker: a failed one is reported
                 // to the client, which asks the director again.
                 .with_max_attempts(1);
             let strategy = LoadBalancingStrategy::LeastConnections;
-            let following = ClusterClient::following(vec![self.director_addr], config, strategy);
+            let following = ClusterClient::following(addrs, config, strategy);
             self.cluster = Some(Arc::new(within(following).await?));
         }
         let now = Instant::now();
@@ -190,6 +203,33 @@ impl Client {
                 Err(e)
             }
         }
+    }
+
+    /// The client's configuration and the director's addresses it can
+    /// reach with it (at least one). The first address found fixes the
+    /// configuration's bind address ([`bind_for`]).
+    async fn reach_director(&mut self) -> Result<(RpcConfig, Vec<SocketAddr>), RpcError> {
+        let mut addrs =
+            self.seed.resolve().await.map_err(|e| {
+                RpcError::ConnectionError(format!("director at {}: {e}", self.seed))
+            })?;
+        // IPv4 first (stable: the resolver's order otherwise).
+        addrs.sort_by_key(SocketAddr::is_ipv6);
+        let (config, bind) = self
+            .config
+            .get_or_insert_with(|| {
+                let bind = bind_for(&self.seed, addrs[0]);
+                (self.certs.client_config_at(&bind.to_string()), bind)
+            })
+            .clone();
+        addrs.retain(|a| a.is_ipv6() == bind.is_ipv6());
+        if addrs.is_empty() {
+            return Err(RpcError::ConnectionError(format!(
+                "director at {}: no address of the family of {bind}",
+                self.seed
+            )));
+        }
+        Ok((config, addrs))
     }
 
     /// Opens the token stream on the assigned worker (or resumes it there
@@ -277,6 +317,20 @@ impl Client {
     }
 }
 
+/// The local address the client binds to reach a director at `director`:
+/// loopback for a loopback `DIRECTOR_ADDR` (the guide's), else the
+/// unspecified address of its family, so that directors and workers on
+/// other machines can be reached.
+fn bind_for(seed: &DirectorSeed, director: SocketAddr) -> SocketAddr {
+    match director.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() && matches!(seed, DirectorSeed::Addr(_)) => {
+            (Ipv4Addr::LOCALHOST, 0).into()
+        }
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
 /// Whether a routed call failed before reaching any worker (none matched
 /// the filter in the client's view).
 fn never_reached(error: &RpcError) -> bool {
@@ -300,4 +354,22 @@ async fn within<T>(
     tokio::time::timeout(STEP_TIMEOUT, step)
         .await
         .unwrap_or(Err(RpcError::Timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_binds_loopback_only_for_the_guides_loopback_director() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let guide = DirectorSeed::Addr(at("127.0.0.1:61000"));
+        assert_eq!(bind_for(&guide, at("127.0.0.1:61000")), at("127.0.0.1:0"));
+        let elsewhere = DirectorSeed::Addr(at("10.0.0.1:61000"));
+        assert_eq!(bind_for(&elsewhere, at("10.0.0.1:61000")), at("0.0.0.0:0"));
+        let named = DirectorSeed::Named("localhost:61000".into());
+        assert_eq!(bind_for(&named, at("127.0.0.1:61000")), at("0.0.0.0:0"));
+        let v6 = DirectorSeed::Addr(at("[::1]:61000"));
+        assert_eq!(bind_for(&v6, at("[::1]:61000")), at("[::]:0"));
+    }
 }

@@ -20,6 +20,7 @@ use rpcnet::cluster::{
 use rpcnet::{RpcError, RpcServer};
 use tokio::sync::watch;
 
+use crate::admin::Admin;
 use crate::certs::{CertDir, NODE_FILES};
 use rpcnet::typed::Streaming;
 
@@ -28,12 +29,16 @@ use crate::protocol::{
 };
 use crate::settings;
 
-/// Runs the director with settings from the environment until Ctrl+C / SIGTERM.
+/// Runs the director with settings from the environment until Ctrl+C /
+/// SIGTERM: the guide's `DIRECTOR_ADDR` (the address bound), and for a
+/// deployment `DIRECTOR_ADVERTISE` (the address the cluster knows it by)
+/// and `RPCNET_ADMIN_ADDR` (the admin endpoint).
 ///
 /// # Errors
 /// Unusable settings, missing certificates, an address already in use.
 pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let addr = settings::addr("DIRECTOR_ADDR", settings::DEFAULT_DIRECTOR_ADDR)?;
+    let advertise = settings::advertise(settings::DIRECTOR_ADVERTISE)?;
     println!("🎯 Starting Director at {addr}");
     let certs = CertDir::find(&NODE_FILES)?;
     certs.announce(&NODE_FILES);
@@ -41,10 +46,27 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let quic = server.bind()?;
     // The address really bound (DIRECTOR_ADDR may ask for port 0).
     let addr = server.socket_addr.unwrap_or(addr);
-    let config = ClusterConfig::default()
+    let mut config = ClusterConfig::default()
         .with_server(server.handle())
         .with_tag("role", "director");
-    let cluster = ClusterMembership::new(config).await?;
+    if let Some(advertise) = &advertise {
+        config = config.with_advertise_addr(advertise.as_str());
+    }
+    let cluster = ClusterMembership::new(config).await.map_err(|e| {
+        settings::membership_error(
+            e,
+            "DIRECTOR_ADDR",
+            addr,
+            settings::DIRECTOR_ADVERTISE,
+            advertise.as_deref(),
+        )
+    })?;
+    if advertise.is_some() {
+        println!(
+            "📣 Director known to the cluster as {}",
+            cluster.advertised_addr()
+        );
+    }
     // No seeds: the director starts the cluster and is the workers' seed.
     cluster.join(Vec::new()).await?;
     println!("✅ Director registered itself in cluster");
@@ -64,6 +86,7 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     registry.start().await;
     println!("✅ Cluster enabled - Director is now discoverable");
     println!("🔄 Load balancing strategy: LeastConnections");
+    let admin = Admin::start(&cluster, Some(registry.clone())).await?;
 
     let (leases, _) = watch::channel(0u64);
     let leases = Arc::new(leases);
@@ -71,9 +94,12 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = server.shutdown_handle();
     let serving = tokio::spawn(async move { server.start(quic).await });
     let printer = tokio::spawn(print_pool(registry.clone(), leases.subscribe()));
+    // Ready: the director started the cluster, so it needs no peer.
+    admin.serving(true);
     println!("🚀 Director ready - listening on {addr}");
 
     crate::shutdown_signal().await?;
+    admin.draining();
     println!("🛑 Director shutting down");
     printer.abort();
     cluster.leave().await?;

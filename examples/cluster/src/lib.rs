@@ -10,16 +10,19 @@
 //! |---|---|
 //! | [`protocol`] | method names and messages between client, director and worker |
 //! | [`certs`] | finding the test certificates from the repository root or `examples/cluster` |
-//! | [`settings`] | the guide's environment variables and their defaults |
+//! | [`settings`] | the guide's environment variables and their defaults, and those for deploying it |
+//! | [`admin`] | the director's and workers' admin endpoint (`RPCNET_ADMIN_ADDR`) |
 //! | [`ledger`] | the client's account of the stream: order, gaps, failovers (pure) |
 //! | [`director`], [`worker`], [`client`] | each binary's program (the binaries are thin `main`s) |
 //! | [`supervise`] | running the processes side by side (demo and tests), killing them by pid |
 //! | [`demo`] | the README's one command: every process of the guide, a kill, a restart, a summary |
 //!
 //! What each program prints on stdout is the guide's output (the tests
-//! and the demo read it); diagnostics go through `tracing` to stderr,
-//! filtered by `RUST_LOG`.
+//! and the demo read it), with a line more for an admin endpoint or an
+//! advertised address when one is set; diagnostics go through `tracing`
+//! to stderr, filtered by `RUST_LOG`.
 
+pub mod admin;
 pub mod certs;
 pub mod client;
 pub mod demo;

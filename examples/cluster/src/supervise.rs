@@ -14,6 +14,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::settings;
+
 /// One line a child printed.
 #[derive(Debug, Clone)]
 pub struct Line {
@@ -54,6 +56,11 @@ impl Processes {
     /// in its own process group (a Ctrl+C in the terminal reaches only the
     /// supervisor, which then stops the children in order). Returns its pid.
     ///
+    /// The child inherits the supervisor's environment except the
+    /// deployment variables ([`settings::DEPLOYMENT_VARS`]: an admin
+    /// address or an advertised address is one process's), which it gets
+    /// only from `envs`.
+    ///
     /// # Errors
     /// When the program cannot be started.
     pub fn spawn<I, K, V>(
@@ -68,7 +75,11 @@ impl Processes {
         K: AsRef<OsStr>,
         V: AsRef<OsStr>,
     {
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        for var in settings::DEPLOYMENT_VARS {
+            command.env_remove(var);
+        }
+        let mut child = command
             .args(args)
             .envs(envs)
             .stdin(Stdio::null())

@@ -5,10 +5,11 @@
 //! failed it answers every call with an error and carries the registry's
 //! draining tag, so the director stops assigning it.
 //!
-//! Ctrl+C or SIGTERM: open streams end with an error (so clients fail over
-//! at once), then `drain_and_leave`: the draining tag, a goodbye (peers
-//! report the worker left, not failed), then the server's graceful
-//! shutdown.
+//! Ctrl+C or SIGTERM: the admin endpoint's `/ready` (with
+//! `RPCNET_ADMIN_ADDR`) turns 503, open streams end with an error (so
+//! clients fail over at once), then `drain_and_leave`: the draining tag, a
+//! goodbye (peers report the worker left, not failed), then the server's
+//! graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use rpcnet::cluster::{
 use rpcnet::RpcServer;
 use tokio::sync::watch;
 
+use crate::admin::Admin;
 use crate::certs::{CertDir, NODE_FILES};
 use rpcnet::typed::Streaming;
 
@@ -74,10 +76,14 @@ impl FailureCycle {
 pub struct WorkerSettings {
     /// `WORKER_LABEL` (default `worker-1`).
     pub label: String,
-    /// `WORKER_ADDR` (default `127.0.0.1:62001`).
+    /// `WORKER_ADDR` (default `127.0.0.1:62001`): the address bound.
     pub addr: SocketAddr,
-    /// `DIRECTOR_ADDR` (default `127.0.0.1:61000`).
-    pub director: SocketAddr,
+    /// `WORKER_ADVERTISE` (`host[:port]`; default: the address bound): the
+    /// address the cluster, and the clients, reach this worker at.
+    pub advertise: Option<String>,
+    /// `DIRECTOR_SEED` (`host:port`, names allowed), or else `DIRECTOR_ADDR`
+    /// (default `127.0.0.1:61000`): where the worker joins the cluster.
+    pub director: settings::DirectorSeed,
     /// `WORKER_FAILURE_ENABLED` (default `false`) and the cycle.
     pub failures: Option<FailureCycle>,
     /// `WORKER_TOKEN_INTERVAL_MS` (default 100): time between tokens.
@@ -98,7 +104,8 @@ impl WorkerSettings {
         Ok(Self {
             label: settings::string("WORKER_LABEL", settings::DEFAULT_WORKER_LABEL),
             addr: settings::addr("WORKER_ADDR", settings::DEFAULT_WORKER_ADDR)?,
-            director: settings::addr("DIRECTOR_ADDR", settings::DEFAULT_DIRECTOR_ADDR)?,
+            advertise: settings::advertise(settings::WORKER_ADVERTISE)?,
+            director: settings::DirectorSeed::from_env()?,
             failures,
             token_interval: settings::millis(
                 "WORKER_TOKEN_INTERVAL_MS",
@@ -130,7 +137,8 @@ impl Health {
     }
 }
 
-/// Runs a worker with settings from the environment until Ctrl+C / SIGTERM.
+/// Runs a worker with settings from the environment until Ctrl+C / SIGTERM
+/// ([`WorkerSettings`]; `RPCNET_ADMIN_ADDR`: the admin endpoint).
 ///
 /// # Errors
 /// Unusable settings, missing certificates, an address already in use.
@@ -159,16 +167,34 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // never sees this worker without its label (a restart would otherwise
     // show up once as "unlabelled"); the `set_tag` calls below are the
     // guide's and change nothing then.
-    let config = ClusterConfig::default()
+    let mut config = ClusterConfig::default()
         .with_server(handle)
         .with_join_timeout(JOIN_ATTEMPT)
         .with_tag("role", "worker")
         .with_tag("label", label.as_str());
-    let cluster = ClusterMembership::new(config).await?;
+    if let Some(advertise) = &settings.advertise {
+        config = config.with_advertise_addr(advertise.as_str());
+    }
+    let cluster = ClusterMembership::new(config).await.map_err(|e| {
+        settings::membership_error(
+            e,
+            "WORKER_ADDR",
+            addr,
+            settings::WORKER_ADVERTISE,
+            settings.advertise.as_deref(),
+        )
+    })?;
+    if settings.advertise.is_some() {
+        println!(
+            "📣 Worker '{label}' known to the cluster as {}",
+            cluster.advertised_addr()
+        );
+    }
+    let admin = Admin::start(&cluster, None).await?;
     let signal = crate::shutdown_signal();
     tokio::pin!(signal);
     let joined = tokio::select! {
-        () = join_until_up(&cluster, director) => true,
+        () = join_until_up(&cluster, &director) => true,
         _ = &mut signal => false,
     };
     if joined {
@@ -181,6 +207,8 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let simulation = settings
             .failures
             .map(|cycle| tokio::spawn(simulate_failures(cycle, cluster.clone(), health.clone())));
+        // Ready while the worker has a live peer (the director).
+        admin.serving(false);
         println!("🚀 Worker '{label}' is running and ready to handle requests");
         let _ = signal.await;
         if let Some(task) = simulation {
@@ -188,6 +216,8 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
+    // Not ready first, so that whoever reads the next line finds /ready at 503.
+    admin.draining();
     println!("🛑 Worker '{label}' shutting down: ending streams, leaving the cluster");
     // Token streams never finish by themselves: end them now (clients
     // switch at once), then drain and leave as any worker does.
@@ -206,9 +236,16 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Joins through `director`, retrying until it answers (the guide's
 /// troubleshooting note: a worker started first waits for the director).
-async fn join_until_up(cluster: &ClusterMembership, director: SocketAddr) {
+/// A `DIRECTOR_SEED` is joined by name: looked up at each attempt, and
+/// remembered by the membership, which looks it up again whenever the
+/// worker reaches no member.
+async fn join_until_up(cluster: &ClusterMembership, director: &settings::DirectorSeed) {
     loop {
-        match cluster.join(vec![director]).await {
+        let joined = match director {
+            settings::DirectorSeed::Addr(addr) => cluster.join(vec![*addr]).await,
+            settings::DirectorSeed::Named(name) => cluster.join_named([name.as_str()]).await,
+        };
+        match joined {
             Ok(()) => return,
             Err(e) => {
                 println!(
