@@ -381,23 +381,53 @@ fn manifest_problems(
             }
         }
 
-        // The certificates: files of the Secret's volume.
-        let mount = container["volumeMounts"][0]["mountPath"]
-            .as_str()
-            .unwrap_or("(no volume)");
-        let secret = pod["spec"]["volumes"]
+        // The certificates: the CA and the pod's own certificate and key,
+        // each a file of the Secret mounted on its own (a pod never sees
+        // another pod's key).
+        let mounts = container["volumeMounts"]
             .as_array()
-            .into_iter()
-            .flatten()
-            .find(|v| v["name"] == container["volumeMounts"][0]["name"])
-            .map(|v| v["secret"]["secretName"].clone());
-        if secret != Some(Value::from("rpcnet-tls")) {
-            problem(format!("{name}: {mount} is not the Secret rpcnet-tls"));
-        }
-        for file in ["RPCNET_CERT", "RPCNET_KEY", "RPCNET_CA"] {
-            if !var(file).starts_with(&format!("{mount}/")) {
-                problem(format!("{name}: {file} is not under {mount}"));
+            .cloned()
+            .unwrap_or_default();
+        let secret_of = |mount: &Value| {
+            pod["spec"]["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"] == mount["name"])
+                .map(|v| v["secret"]["secretName"].clone())
+        };
+        for (file, own) in [
+            ("RPCNET_CERT", true),
+            ("RPCNET_KEY", true),
+            ("RPCNET_CA", false),
+        ] {
+            let path = var(file);
+            let Some(mount) = mounts.iter().find(|m| m["mountPath"] == path) else {
+                problem(format!("{name}: {file} ({path}) is not a mounted file"));
+                continue;
+            };
+            if secret_of(mount) != Some(Value::from("rpcnet-tls")) {
+                problem(format!(
+                    "{name}: {file} is not a file of the Secret rpcnet-tls"
+                ));
             }
+            let pod_named = mount["subPathExpr"]
+                .as_str()
+                .is_some_and(|p| p.contains("$(POD_NAME)"));
+            if own != pod_named {
+                problem(format!(
+                    "{name}: {file} is {} the pod's own file of the Secret",
+                    if own { "not" } else { "unexpectedly" }
+                ));
+            }
+        }
+        if mounts
+            .iter()
+            .any(|m| secret_of(m).is_some() && m["subPath"].is_null() && m["subPathExpr"].is_null())
+        {
+            problem(format!(
+                "{name}: the whole Secret is mounted: every pod could read every key"
+            ));
         }
 
         // The grace period covers the preStop pause, the drain and leaving
@@ -485,7 +515,7 @@ fn the_manifests_agree_with_each_other_with_the_programs_and_with_the_image() {
         .position(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == "worker")
         .unwrap();
     type Mutation = (&'static str, fn(&mut Value));
-    let mutations: [Mutation; 5] = [
+    let mutations: [Mutation; 6] = [
         ("grace period", |w| {
             w["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = Value::from(12)
         }),
@@ -514,6 +544,11 @@ fn the_manifests_agree_with_each_other_with_the_programs_and_with_the_image() {
         }),
         ("service name", |w| {
             w["spec"]["serviceName"] = Value::from("rpcnet");
+        }),
+        ("whole Secret mounted", |w| {
+            w["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = serde_json::json!(
+                [{"name": "tls", "mountPath": "/etc/rpcnet/tls", "readOnly": true}]
+            );
         }),
     ];
     for (what, mutate) in mutations {

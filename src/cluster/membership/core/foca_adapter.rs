@@ -64,8 +64,12 @@ impl MembershipCore {
             OwnedNotification::MemberDown(id) => self.member_down(id),
             OwnedNotification::Rename(old, new) => self.renamed(old, new),
             // foca renews our identity itself when the cluster declares us
-            // down (`Rejoin`); `Defunct` would mean renewal was impossible,
-            // which `NodeId::renew` never refuses.
+            // down (`Rejoin`); `Defunct` otherwise means renewal was
+            // impossible, which `NodeId::renew` never refuses, or that this
+            // node left (foca reports its own departure so).
+            OwnedNotification::Defunct if self.leaving => {
+                tracing::debug!(node = %self.id, "left the cluster")
+            }
             OwnedNotification::Defunct => {
                 tracing::warn!(node = %self.id, "declared down and unable to rejoin")
             }

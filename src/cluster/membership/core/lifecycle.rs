@@ -135,6 +135,7 @@ impl MembershipCore {
     /// Second step: leave the cluster.
     pub(crate) fn leave(&mut self, now: Duration) {
         self.now = now;
+        self.leaving = true;
         let _ = self.foca.leave_cluster(&mut self.out);
         self.flush();
     }
