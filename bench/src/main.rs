@@ -28,7 +28,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve") => serve(System::parse(&args[2]).expect("system name")),
-        // Profiling aid: `rpcnet-bench profile rpcnet unary|latency|unary-1k-256|stream|connect|connect-new SECONDS`
+        // Profiling aid: `rpcnet-bench profile rpcnet unary|latency|unary-1k-256|stream|connect|connect-new|typed|raw-echo SECONDS`
         Some("profile") => {
             let system = System::parse(&args[2]).expect("system name");
             let seconds: f64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(5.0);
@@ -243,6 +243,13 @@ async fn profile(system: System, workload: &str, duration: Duration) {
             "p50 {:.0} µs",
             load::connect_p50(system, server.addr, 200, workload == "connect-new").await
         ),
+        "typed" | "raw-echo" => {
+            let Client::Rpcnet(client) = &client else {
+                panic!("typed calls need the rpcnet system")
+            };
+            let rate = typed::alone(client, workload == "typed", duration).await;
+            eprintln!("{rate:.0} calls/s");
+        }
         other => panic!("unknown workload {other}"),
     }
 }

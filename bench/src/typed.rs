@@ -101,6 +101,31 @@ pub async fn measure(client: &RpcClient, repeats: usize, duration: Duration) -> 
     figures
 }
 
+/// Typed (`typed`) or raw echo calls/s alone, for a profiler
+/// (`rpcnet-bench profile rpcnet typed|raw-echo SECONDS`).
+pub async fn alone(client: &RpcClient, typed: bool, duration: Duration) -> f64 {
+    let payload = vec![0xabu8; 16];
+    if typed {
+        let t = EchoClient::new(client.clone());
+        closed_loop(64, duration, move || {
+            let call = t.echo(payload.clone());
+            async move {
+                call.await.expect("typed echo");
+            }
+        })
+        .await
+    } else {
+        let c = client.clone();
+        closed_loop(64, duration, move || {
+            let call = c.call("echo", payload.clone());
+            async move {
+                call.await.expect("raw echo");
+            }
+        })
+        .await
+    }
+}
+
 /// `concurrency` tasks call back to back for `duration` after a warm-up
 /// of a quarter of it; returns calls per second.
 async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, call: F) -> f64
