@@ -172,6 +172,41 @@ impl MemberCredential {
     }
 }
 
+/// Whether the certificate in PEM text `pem` carries `addr`'s host as a
+/// TLS name (a DNS name, matched ignoring case and with a one-label
+/// wildcard as s2n-tls matches it, or an IP address): what its peers
+/// verify it against.
+pub(crate) fn tls_names_cover(pem: &str, addr: &MemberAddr) -> bool {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(pem.as_bytes()) else {
+        return false;
+    };
+    let Ok((_, cert)) = X509Certificate::from_der(&pem.contents) else {
+        return false;
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    let host = addr.host();
+    san.value.general_names.iter().any(|name| match name {
+        GeneralName::DNSName(dns) => {
+            dns.eq_ignore_ascii_case(&host)
+                || dns.strip_prefix("*.").is_some_and(|suffix| {
+                    host.split_once('.')
+                        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(suffix))
+                })
+        }
+        GeneralName::IPAddress(bytes) => {
+            let ip = match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
+                16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
+                _ => None,
+            };
+            ip.is_some_and(|ip| addr.socket_addr().is_some_and(|a| a.ip() == ip))
+        }
+        _ => false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +277,12 @@ mod tests {
         assert!(member.speaks_for(sa("127.0.0.1:4567")));
         assert!(!member.speaks_for(sa("10.0.0.1:4567")));
         assert!(!member.speaks_for("localhost:4567".parse::<MemberAddr>().unwrap()));
+        let pem = read("test_cert.pem");
+        assert!(tls_names_cover(&pem, &sa("127.0.0.1:4567").into()));
+        assert!(tls_names_cover(&pem, &sa("[::1]:4567").into()));
+        assert!(tls_names_cover(&pem, &"LocalHost:1".parse().unwrap()));
+        assert!(!tls_names_cover(&pem, &sa("10.0.0.1:4567").into()));
+        assert!(!tls_names_cover(&pem, &"worker.example:1".parse().unwrap()));
         assert_eq!(MemberCredential::from_pem(&read("client.pem")), None);
         assert_eq!(MemberCredential::from_pem(&read("other_cert.pem")), None);
         assert_eq!(MemberCredential::from_der(b"not a certificate"), None);

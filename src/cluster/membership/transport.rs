@@ -135,6 +135,16 @@ impl Transport {
                 addr.host(),
             )));
         };
+        if !super::credential::tls_names_cover(&own_cert, &addr) {
+            return Err(RpcError::ConfigError(format!(
+                "the server certificate {} does not carry {} as a DNS or IP name: peers verify \
+                 a member against the address it advertises (issue it with `rpcnet-certs --member \
+                 NAME --san {}`)",
+                rpc.cert_path().display(),
+                addr.host(),
+                addr.host(),
+            )));
+        }
         let others = credential.other_hosts(&addr);
         if !others.is_empty() {
             tracing::warn!(
