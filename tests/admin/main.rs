@@ -15,6 +15,8 @@ mod endpoint;
 mod page;
 mod sampling;
 
+#[path = "../support/http.rs"]
+mod http;
 #[path = "../support/process.rs"]
 mod process;
 
@@ -26,7 +28,6 @@ use std::time::Duration;
 use process::{ready_first, Proc};
 use rpcnet::cluster::{MembershipReport, MEMBERS_METHOD};
 use rpcnet::{RpcClient, RpcConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a process cluster may take to converge (every node sees the
 /// others alive with their tags).
@@ -61,29 +62,14 @@ pub(crate) fn target_dir() -> PathBuf {
 
 /// A GET over HTTP/1.1 with a bound: the status code and the body.
 pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    tokio::time::timeout(Duration::from_secs(15), async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read");
-        let text = String::from_utf8(raw).expect("utf-8 response");
-        let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status code");
-        assert!(
-            !head
-                .to_ascii_lowercase()
-                .contains("transfer-encoding: chunked"),
-            "the admin endpoint sends whole bodies"
-        );
-        (status, body.to_string())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("GET {path} from {addr} took over 15 s"))
+    let (status, head, body) = http::get(addr, path).await;
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "the admin endpoint sends whole bodies"
+    );
+    (status, body)
 }
 
 /// A node's membership report, asked over RPC with no client certificate.

@@ -16,7 +16,7 @@ use super::{fast, node, sees_alive, Node, PATIENCE};
 
 /// A node whose RPC server binds `bind` with the certificate `cert`/`key`
 /// (trusting `ca`), configured by `config`.
-async fn node_bound(
+pub(super) async fn node_bound(
     bind: &str,
     cert: &Path,
     key: &Path,

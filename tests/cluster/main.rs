@@ -63,20 +63,14 @@ async fn node_at(
     ca_name: &str,
     config: ClusterConfig,
 ) -> Result<Node, RpcError> {
-    let rpc = RpcConfig::new(cert(cert_name), bind)
-        .with_key_path(cert(key_name))
-        .with_optional_client_ca_path(cert(ca_name));
-    let mut server = RpcServer::new(rpc);
-    let quic = server.bind()?;
-    let handle = server.handle();
-    let addr = handle.socket_addr().unwrap();
-    let server = tokio::spawn(async move { server.start(quic).await });
-    let cluster = ClusterMembership::new(config.with_server(handle)).await?;
-    Ok(Node {
-        cluster,
-        addr,
-        server,
-    })
+    advertise::node_bound(
+        bind,
+        &cert(cert_name),
+        &cert(key_name),
+        &cert(ca_name),
+        config,
+    )
+    .await
 }
 
 async fn node(config: ClusterConfig) -> Node {

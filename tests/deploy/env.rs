@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rpcnet::{RpcClient, RpcConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use super::process::{self, ready_first, Proc};
@@ -66,23 +65,8 @@ async fn admin_addr(proc: &mut Proc) -> SocketAddr {
 
 /// A GET over HTTP/1.1 with a bound: the status code and the body.
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    tokio::time::timeout(PATIENCE, async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read");
-        let text = String::from_utf8(raw).expect("utf-8 response");
-        let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status code");
-        (status, body.to_string())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("GET {path} from {addr} took over {PATIENCE:?}"))
+    let (status, _, body) = super::http::get(addr, path).await;
+    (status, body)
 }
 
 /// Asks `/ready` until it answers 200. Readiness has no event of its own

@@ -13,6 +13,8 @@
 mod env;
 mod manifests;
 
+#[path = "../support/http.rs"]
+mod http;
 #[path = "../support/process.rs"]
 mod process;
 
