@@ -6,13 +6,15 @@
 //! loopback; every process is killed by pid when the test ends, pass or
 //! fail (`Processes` kills its children on drop).
 
+#[path = "../../../tests/support/http.rs"]
+mod http;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use rpcnet_cluster_example::admin::admin_addr_in;
 use rpcnet_cluster_example::director::{pool_lists, PoolStatusReader};
 use rpcnet_cluster_example::supervise::{free_ports, Line, Processes, Transcript};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 const DIRECTOR: &str = env!("CARGO_BIN_EXE_director");
@@ -152,25 +154,8 @@ fn tokens(lines: &[Line], who: &str) -> Vec<u64> {
 
 /// `GET path` from an admin endpoint: the status and the body.
 async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    tokio::time::timeout(STEP, async {
-        let mut stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .unwrap_or_else(|e| panic!("connect to the admin endpoint {addr}: {e}"));
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("send");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.expect("read");
-        let text = String::from_utf8(raw).expect("utf-8 response");
-        let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status code");
-        (status, body.to_string())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("GET {path} from {addr} took over {STEP:?}"))
+    let (status, _, body) = http::get(addr, path).await;
+    (status, body)
 }
 
 /// `RPCNET_ADMIN_ADDR`: the director's and a worker's `/ready` answer 503
