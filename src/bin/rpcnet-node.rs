@@ -60,6 +60,7 @@ struct Args {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let Args { member, generation } = Args::parse();
     flags::init_logging();
+    let mut stop = flags::Stop::install()?;
     let tags = member.tags()?;
     let seeds = member.seeds();
     let rpc = RpcConfig::new(&member.cert, member.listen.as_str())
@@ -90,22 +91,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("READY {}", cluster.advertised_addr());
     let admin = admin::Admin::start(member.admin.as_deref(), &cluster, None).await?;
     let seedless = seeds.is_empty();
-    if let Err(e) = cluster.join_named(seeds).await {
-        eprintln!("join failed: {e}");
-        println!("JOIN-FAILED {e}");
-    }
-    admin.serving(seedless);
-
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                Ok(event) => println!("EVENT {event}"),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("LAGGED {n}"),
-                Err(_) => break,
-            },
-            _ = tokio::signal::ctrl_c() => break,
-            _ = sigterm.recv() => break,
+    if !flags::join_or_stop(&cluster, seeds, &mut stop).await {
+        admin.serving(seedless);
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(event) => println!("EVENT {event}"),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => println!("LAGGED {n}"),
+                    Err(_) => break,
+                },
+                _ = stop.wait() => break,
+            }
         }
     }
     admin.draining();

@@ -72,6 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         drain_ms,
     } = Args::parse();
     flags::init_logging();
+    let mut stop = flags::Stop::install()?;
     let tags = member.tags()?;
     let seeds = member.seeds();
     let drain = Duration::from_millis(drain_ms);
@@ -154,14 +155,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("READY {}", cluster.advertised_addr());
     let admin = admin::Admin::start(member.admin.as_deref(), &cluster, None).await?;
     let seedless = seeds.is_empty();
-    if let Err(e) = cluster.join_named(seeds).await {
-        println!("JOIN-FAILED {e}");
-    }
-    admin.serving(seedless);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = sigterm.recv() => {}
+    if !flags::join_or_stop(&cluster, seeds, &mut stop).await {
+        admin.serving(seedless);
+        stop.wait().await;
     }
     // Not ready first, so that whoever reads DRAINING finds /ready at 503.
     admin.draining();

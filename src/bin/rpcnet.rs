@@ -145,7 +145,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rpcnet: {e}");
+            eprintln!("rpcnet: {e}{}", cli.tls.hint(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -154,6 +154,17 @@ async fn main() -> ExitCode {
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 impl Tls {
+    /// What to try after `error`: a failed handshake without a client
+    /// certificate is most often a node that requires one
+    /// (`rpcnet-worker` does).
+    fn hint(&self, error: &str) -> &'static str {
+        if self.cert.is_none() && error.contains("handshake failed") {
+            " (a node that requires a client certificate refuses the handshake: pass --cert and --key)"
+        } else {
+            ""
+        }
+    }
+
     /// The certificate files given exist.
     fn check_files(&self) -> Result<(), String> {
         let files = [Some(&self.ca), self.cert.as_ref(), self.key.as_ref()];
@@ -294,7 +305,10 @@ async fn health(tls: &Tls, addr: &str) -> ExitCode {
     let report = match tls.report(addr).await {
         Ok(report) => report,
         Err(e) => {
-            println!("unhealthy: no answer from {addr}: {e}");
+            println!(
+                "unhealthy: no answer from {addr}: {e}{}",
+                tls.hint(&e.to_string())
+            );
             return ExitCode::from(NO_ANSWER);
         }
     };

@@ -271,3 +271,28 @@ async fn certs_issues_a_ca_and_member_certificates_as_rpcnet_certs_does() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("usage: rpcnet-certs"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_requires_a_client_certificate_is_named_as_the_reason() {
+    // A server that requires client certificates, as rpcnet-worker does.
+    let cert = |f: &str| format!("{}/certs/{f}", env!("CARGO_MANIFEST_DIR"));
+    let mut server = rpcnet::RpcServer::new(
+        rpcnet::RpcConfig::new(cert("test_cert.pem"), "127.0.0.1:0")
+            .with_key_path(cert("test_key.pem"))
+            .with_client_ca_path(cert("ca.pem")),
+    );
+    let quic = server.bind().unwrap();
+    let addr = server.handle().socket_addr().unwrap().to_string();
+    let serving = tokio::spawn(async move { server.start(quic).await });
+    let members = rpcnet(&["members", &addr], b"").await;
+    assert!(!members.status.success());
+    let stderr = String::from_utf8_lossy(&members.stderr);
+    assert!(stderr.contains("pass --cert and --key"), "{stderr}");
+    let health = rpcnet(&["health", &addr], b"").await;
+    assert!(
+        stdout(&health).contains("pass --cert and --key"),
+        "{}",
+        stdout(&health)
+    );
+    serving.abort();
+}

@@ -295,3 +295,42 @@ async fn a_flag_wins_over_its_variable_and_a_bad_variable_alone_is_refused() {
         "{said}"
     );
 }
+
+/// A stop (SIGTERM) that comes while the program is still joining (its
+/// seed never answers, so the join would wait for `join_timeout`, 10 s):
+/// it leaves at once and exits 0, as a stop does later, instead of being
+/// ended by the signal (exit 143), as a pod stopped during a parallel
+/// start would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_joining_leaves_gracefully() {
+    let dir = pki();
+    for program in [
+        env!("CARGO_BIN_EXE_rpcnet-worker"),
+        env!("CARGO_BIN_EXE_rpcnet-node"),
+    ] {
+        let mut vars = vec![
+            ("RPCNET_LISTEN", "127.0.0.1:0"),
+            // Nothing answers there.
+            ("RPCNET_SEEDS", "127.0.0.1:9"),
+        ];
+        vars.extend(TLS);
+        let mut proc = Proc::start(&mut command(program, &dir, &vars), PATIENCE, ready_first).await;
+        proc.signal("-TERM");
+        assert!(
+            proc.wait_line(Duration::from_secs(8), |l| l == "LEFT")
+                .await,
+            "{program}: no LEFT within 8 s of a SIGTERM while joining: {:?}",
+            proc.seen
+        );
+        let status = tokio::time::timeout(PATIENCE, proc.child.wait())
+            .await
+            .expect("the program exits")
+            .expect("wait");
+        assert!(status.success(), "{program}: {status:?}, {:?}", proc.seen);
+        assert!(
+            !proc.seen.iter().any(|l| l.starts_with("JOIN-FAILED")),
+            "{program} waited for the join to time out: {:?}",
+            proc.seen
+        );
+    }
+}

@@ -23,6 +23,48 @@ use std::path::PathBuf;
 
 use rpcnet::cluster::ClusterConfig;
 
+/// The stop signals, SIGTERM and Ctrl-C (SIGINT), taken over at start: a
+/// signal that arrives while the member is still joining then stops it
+/// gracefully instead of ending the process (exit 143).
+pub struct Stop(tokio::signal::unix::Signal);
+
+impl Stop {
+    /// Takes over SIGTERM now.
+    ///
+    /// # Errors
+    /// When the signal handler cannot be installed.
+    pub fn install() -> std::io::Result<Self> {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map(Self)
+    }
+
+    /// Until SIGTERM or Ctrl-C.
+    pub async fn wait(&mut self) {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = self.0.recv() => {}
+        }
+    }
+}
+
+/// Joins through `seeds` (printing `JOIN-FAILED <why>` when none
+/// answered), unless a stop signal comes first: returns whether it did.
+pub async fn join_or_stop(
+    cluster: &rpcnet::cluster::ClusterMembership,
+    seeds: Vec<String>,
+    stop: &mut Stop,
+) -> bool {
+    tokio::select! {
+        joined = cluster.join_named(seeds) => {
+            if let Err(e) = joined {
+                eprintln!("join failed: {e}");
+                println!("JOIN-FAILED {e}");
+            }
+            false
+        }
+        _ = stop.wait() => true,
+    }
+}
+
 /// Warnings and errors of the library on stderr (`RUST_LOG` sets more,
 /// for example `RUST_LOG=rpcnet=debug`).
 pub fn init_logging() {

@@ -65,7 +65,8 @@ fn advertised(advertise: Option<&str>, bound: SocketAddr) -> Result<MemberAddr, 
         if bound.ip().is_unspecified() {
             return Err(RpcError::ConfigError(format!(
                 "the RPC server is bound to {bound}, which peers cannot dial: advertise the \
-                 address they reach this node at (ClusterConfig::with_advertise_addr)"
+                 address they reach this node at (ClusterConfig::with_advertise_addr; \
+                 --advertise or RPCNET_ADVERTISE for rpcnet-node and rpcnet-worker)"
             )));
         }
         return Ok(bound.into());

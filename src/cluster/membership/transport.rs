@@ -126,13 +126,23 @@ impl Transport {
         let own_cert = crate::tls::read_pem(rpc.cert_path(), "certificate")?;
         let credential = MemberCredential::from_pem(&own_cert).filter(|c| c.speaks_for(addr));
         let Some(credential) = credential else {
+            let host = addr.host();
+            let remedy = if host == "localhost" {
+                "`localhost` names every host, so it cannot name a member: advertise an IP \
+                 address or another DNS name"
+                    .to_owned()
+            } else {
+                let test_cert = if addr.socket_addr().is_some_and(|a| a.ip().is_loopback()) {
+                    "; certs/test_cert.pem is one for 127.0.0.1 and ::1"
+                } else {
+                    ""
+                };
+                format!("issue one with `rpcnet-certs --member NAME --san {host}`{test_cert}")
+            };
             return Err(RpcError::ConfigError(format!(
-                "the server certificate {} is not a member certificate for {addr}: it needs a URI name \
-                 rpcnet-member://{} (issue one with `rpcnet-certs --member NAME --san {}`; \
-                 certs/test_cert.pem is one for loopback)",
+                "the server certificate {} is not a member certificate for {addr}: it needs a \
+                 URI name rpcnet-member://{host} ({remedy})",
                 rpc.cert_path().display(),
-                addr.host(),
-                addr.host(),
             )));
         };
         if !super::credential::tls_names_cover(&own_cert, &addr) {
