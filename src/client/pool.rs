@@ -112,11 +112,17 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
     /// longer than `within`.
     pub(crate) async fn get(
         &self,
-        key: K,
+        key: &K,
         addr: MemberAddr,
         within: Duration,
     ) -> (Slot, Result<RpcClient, RpcError>) {
-        let slot = lock(&self.slots).entry(key).or_default().clone();
+        let slot = {
+            let mut slots = lock(&self.slots);
+            match slots.get(key) {
+                Some(slot) => slot.clone(),
+                None => slots.entry(*key).or_default().clone(),
+            }
+        };
         let connect = slot.get_or_try_init(|| dial(addr, &self.config, self.names));
         let client = match tokio::time::timeout(within, connect).await {
             Ok(Ok(client)) => Ok(client.clone()),

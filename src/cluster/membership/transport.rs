@@ -194,7 +194,7 @@ impl Transport {
         tokio::spawn(async move {
             let _permit = permit;
             let pool = if member { &this.members } else { &this.seeds };
-            let (slot, client) = pool.get(addr, addr, this.send_timeout).await;
+            let (slot, client) = pool.get(&addr, addr, this.send_timeout).await;
             let result = match client {
                 Ok(client) => client
                     .call_with_timeout(GOSSIP_METHOD, packet, this.send_timeout)

@@ -48,7 +48,9 @@ pub const LABEL_TAG: &str = "label";
 /// when the call ends. It is not `Clone`, so the count cannot be doubled.
 #[derive(Debug)]
 pub struct Worker {
-    member: Member,
+    /// Shared with the pool's snapshot: a selection clones a pointer, not
+    /// the member's identity (a `NodeId` holds its name inline).
+    member: Arc<Member>,
     _in_flight: InFlight,
     /// How it was selected, for recording the call's outcome.
     ticket: Ticket,
@@ -65,6 +67,11 @@ impl Worker {
     /// Its identity (address and generation).
     pub fn id(&self) -> NodeId {
         self.member.id
+    }
+
+    /// Its identity, not copied (the call path).
+    pub(crate) fn id_ref(&self) -> &NodeId {
+        &self.member.id
     }
 
     /// Its tags when it was selected.
@@ -106,7 +113,7 @@ impl Member {
 #[derive(Debug, Default)]
 struct Pool {
     /// Alive or suspect members other than this node, by address.
-    members: Vec<Member>,
+    members: Vec<Arc<Member>>,
     /// Members in the view, any status (for error messages).
     seen: usize,
     /// The ejection policy, read with the pool by every selection (so
@@ -126,16 +133,18 @@ impl Pool {
             .members
             .iter()
             .filter(|m| matches!(m.status, NodeStatus::Alive | NodeStatus::Suspect))
-            .map(|m| Member {
-                id: m.id,
-                tags: Arc::new(m.tags.clone()),
-                suspect: m.status == NodeStatus::Suspect,
-                draining: m.tags.contains_key(DRAINING_TAG),
-                cell: previous
-                    .members
-                    .iter()
-                    .find(|p| p.id == m.id)
-                    .map_or_else(|| fresh(&m.id), |p| p.cell.clone()),
+            .map(|m| {
+                Arc::new(Member {
+                    id: m.id,
+                    tags: Arc::new(m.tags.clone()),
+                    suspect: m.status == NodeStatus::Suspect,
+                    draining: m.tags.contains_key(DRAINING_TAG),
+                    cell: previous
+                        .members
+                        .iter()
+                        .find(|p| p.id == m.id)
+                        .map_or_else(|| fresh(&m.id), |p| p.cell.clone()),
+                })
             })
             .collect();
         Pool {

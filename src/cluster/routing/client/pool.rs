@@ -42,7 +42,7 @@ impl Pool {
     ) -> Result<RpcClient, RpcError> {
         let (slot, client) = self
             .connections
-            .get(worker.id(), worker.addr(), within)
+            .get(worker.id_ref(), worker.addr(), within)
             .await;
         *used = Some(slot);
         client

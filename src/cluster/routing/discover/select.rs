@@ -18,6 +18,7 @@
 //!   compared with the other workers in rotation (`rate::is_outlier`).
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
@@ -49,7 +50,7 @@ impl WorkerRegistry {
         let min = policy.min_weight();
         let mut matching = 0;
         // (member, in flight, weight, selectable)
-        let mut candidates: Vec<(&Member, usize, f64, bool)> =
+        let mut candidates: Vec<(&Arc<Member>, usize, f64, bool)> =
             Vec::with_capacity(pool.members.len());
         for m in &pool.members {
             if !filter.matches(&m.tags) || avoid.contains(&m.id) {
@@ -95,7 +96,7 @@ impl WorkerRegistry {
                 "too few workers in rotation: routing among all"
             );
         }
-        let member = candidates[index].0.clone();
+        let member = Arc::clone(candidates[index].0);
         let ticket = member.cell.health().on_selected(now, &policy);
         let in_flight = InFlight::new(member.cell.clone());
         Ok(Worker {
