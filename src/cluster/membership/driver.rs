@@ -297,8 +297,8 @@ impl Driver {
             if let ClusterEvent::NodeJoined { node, .. } = event {
                 // A new life of a member seen before (a restart, a pod
                 // rescheduled with another IP): a connection to the
-                // earlier life would only time out. Before this round's
-                // packets go out, so none of them takes it.
+                // earlier life would only time out. Dropped before the
+                // packets of the same input go out, so none of them takes it.
                 let earlier_life = self
                     .view
                     .borrow()

@@ -50,6 +50,30 @@ pub(super) fn detect_kill(seed: u64, n: usize, victim: usize) -> Duration {
     kill_and_time(&mut sim, victim)
 }
 
+/// A genuine announce of a later life of `victim` (generation + 100,
+/// tagged `role=evil`), addressed to `to`: what an impostor would send.
+pub(super) fn later_life_announce(sim: &Sim, victim: NodeId, n: usize, to: MemberAddr) -> Vec<u8> {
+    let mut impostor = MembershipCore::new(
+        NodeId::new(victim.addr, victim.generation + 100),
+        config(n).with_tag("role", "evil"),
+        9,
+        sim.now,
+    );
+    impostor.join(to, sim.now);
+    impostor.drain_sends().remove(0).1
+}
+
+/// The identity node `observer` holds for the member at `addr`.
+pub(super) fn seen_by(sim: &Sim, observer: usize, addr: &MemberAddr) -> NodeId {
+    sim.nodes[observer]
+        .core
+        .as_ref()
+        .unwrap()
+        .peer(addr)
+        .unwrap()
+        .id
+}
+
 /// Whether every node but `subject` reported a `NodeJoined` for `subject`
 /// with a generation above `above`.
 pub(super) fn all_saw_join(sim: &Sim, subject: usize, above: u64) -> bool {

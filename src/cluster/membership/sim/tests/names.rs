@@ -79,28 +79,13 @@ fn a_member_cannot_speak_for_another_members_name() {
     sim.run_until(Duration::from_secs(30), STEP, Sim::converged)
         .expect("converged");
     let victim = sim.nodes[1].core.as_ref().unwrap().id();
-    let mut impostor = MembershipCore::new(
-        NodeId::new(victim.addr, victim.generation + 100),
-        config(n).with_tag("role", "evil"),
-        9,
-        sim.now,
-    );
-    impostor.join(name(0), sim.now);
-    let announce = impostor.drain_sends().remove(0).1;
+    let announce = later_life_announce(&sim, victim, n, name(0));
     // Node 2's credential names node 2 only (and an IP is never a name).
     for credential in [name(2), "10.0.0.2:7000".parse().unwrap()] {
         sim.inject(credential, 0, announce.clone());
     }
     sim.run_for(2 * SEC);
-    let seen = |sim: &Sim| {
-        sim.nodes[0]
-            .core
-            .as_ref()
-            .unwrap()
-            .peer(&victim.addr)
-            .unwrap()
-            .id
-    };
+    let seen = |sim: &Sim| seen_by(sim, 0, &victim.addr);
     assert_eq!(seen(&sim), victim, "node 1 was replaced by a forgery");
     assert!(sim.nodes[0].core.as_ref().unwrap().stats.packets_forged >= 2);
     // Control: under a credential for node 1's name, the announce is taken.

@@ -77,14 +77,7 @@ fn a_member_cannot_speak_for_another_address() {
     let victim = sim.nodes[1].core.as_ref().unwrap().id();
     // Node 2's credential names only node 2's address. It announces a
     // later life of node 1 (which would replace it), and node 1's tags.
-    let mut fake = MembershipCore::new(
-        NodeId::new(victim.addr, victim.generation + 100),
-        config(n).with_tag("role", "evil"),
-        9,
-        sim.now,
-    );
-    fake.join(addr(0), sim.now);
-    let announce = fake.drain_sends().remove(0).1;
+    let announce = later_life_announce(&sim, victim, n, addr(0));
     let mut forged_tags =
         MembershipCore::new(victim, config(n).with_tag("role", "evil"), 9, sim.now);
     let heartbeat = forged_tags.heartbeat_packet();
@@ -92,15 +85,7 @@ fn a_member_cannot_speak_for_another_address() {
     sim.inject(addr(2), 0, announce.clone());
     sim.inject(addr(2), 0, heartbeat.clone());
     sim.run_for(2 * SEC);
-    let seen = |sim: &Sim| {
-        sim.nodes[0]
-            .core
-            .as_ref()
-            .unwrap()
-            .peer(&victim.addr)
-            .unwrap()
-            .id
-    };
+    let seen = |sim: &Sim| seen_by(sim, 0, &victim.addr);
     assert_eq!(seen(&sim), victim, "node 1 was replaced by a forgery");
     let tags = sim.nodes[0].core.as_ref().unwrap().tags_of(&victim);
     assert!(
