@@ -16,6 +16,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::Stream;
 
 use crate::wire::{CallKind, Metadata};
@@ -35,14 +36,46 @@ impl Body {
     pub fn stream(requests: impl Stream<Item = Vec<u8>> + Send + 'static) -> Self {
         Self::Stream(Box::pin(requests))
     }
+}
 
+/// A [`Body`] as the client sends it. A small message is copied into the
+/// frame that carries the header, a large one sent as its own buffer.
+pub(crate) enum RequestBody {
+    /// One message, the caller's.
+    Message(Vec<u8>),
+    /// One message shared with the other attempts of a routed call: a
+    /// retry clones a reference count, not the payload.
+    Shared(Bytes),
+    /// The request stream.
+    Stream(Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>),
+}
+
+impl RequestBody {
     /// The call kind the request header announces for this body when the
     /// caller reads the responses as a stream: `ServerStreaming` for one
     /// message, `Bidirectional` for a stream.
     pub(crate) fn streaming_kind(&self) -> CallKind {
         match self {
-            Self::Message(_) => CallKind::ServerStreaming,
+            Self::Message(_) | Self::Shared(_) => CallKind::ServerStreaming,
             Self::Stream(_) => CallKind::Bidirectional,
+        }
+    }
+
+    /// The single message's length; `None` for a stream.
+    pub(crate) fn message_len(&self) -> Option<usize> {
+        match self {
+            Self::Message(message) => Some(message.len()),
+            Self::Shared(message) => Some(message.len()),
+            Self::Stream(_) => None,
+        }
+    }
+}
+
+impl From<Body> for RequestBody {
+    fn from(body: Body) -> Self {
+        match body {
+            Body::Message(message) => Self::Message(message),
+            Body::Stream(requests) => Self::Stream(requests),
         }
     }
 }
@@ -81,6 +114,8 @@ pub struct CallOptions {
     timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
     idempotent: bool,
+    /// A typed call's schema hash (set by the typed layer).
+    schema: Option<u64>,
 }
 
 impl CallOptions {
@@ -134,6 +169,18 @@ impl CallOptions {
     pub fn idempotent(mut self, idempotent: bool) -> Self {
         self.idempotent = idempotent;
         self
+    }
+
+    /// Sends `hash` as the call's schema hash in the request header: the
+    /// typed layer's check that both sides declare the same method.
+    pub(crate) fn with_schema(mut self, hash: u64) -> Self {
+        self.schema = Some(hash);
+        self
+    }
+
+    /// The schema hash the request header carries, if any.
+    pub(crate) fn schema(&self) -> Option<u64> {
+        self.schema
     }
 
     /// The metadata entries.

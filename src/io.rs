@@ -200,18 +200,19 @@ impl SendHalf {
     pub(crate) async fn send_message(
         &mut self,
         mut out: BytesMut,
-        message: Vec<u8>,
+        message: impl Into<Bytes> + AsRef<[u8]>,
         tail: impl FnOnce(&mut BytesMut),
     ) -> Result<(), RpcError> {
-        encode_frame_header(FrameType::Message, message.len(), &mut out);
-        if message.len() < ZERO_COPY_THRESHOLD {
-            out.extend_from_slice(&message);
+        let len = message.as_ref().len();
+        encode_frame_header(FrameType::Message, len, &mut out);
+        if len < ZERO_COPY_THRESHOLD {
+            out.extend_from_slice(message.as_ref());
             tail(&mut out);
             self.send(out.freeze()).await
         } else {
             let mut rest = BytesMut::new();
             tail(&mut rest);
-            self.send_vectored(&mut [out.freeze(), Bytes::from(message), rest.freeze()])
+            self.send_vectored(&mut [out.freeze(), message.into(), rest.freeze()])
                 .await
         }
     }

@@ -35,6 +35,18 @@ fn main() {
             let runtime = runtime();
             runtime.block_on(profile(system, &args[3], Duration::from_secs_f64(seconds)));
         }
+        // Profiling aid for the routing path: `rpcnet-bench profile-routing
+        // cluster|cluster2|direct SECONDS [CONCURRENCY]` (c=64 by default).
+        Some("profile-routing") => {
+            let seconds: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5.0);
+            let concurrency = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(64);
+            let rate = Shape::Default.runtime().block_on(routing::alone(
+                &args[2],
+                concurrency,
+                Duration::from_secs_f64(seconds),
+            ));
+            eprintln!("{rate:.0} calls/s");
+        }
         Some("serve-worker") => {
             exit_when_parent_goes();
             let seed: SocketAddr = args[2].parse().expect("seed address");

@@ -464,6 +464,70 @@ where
     (rate, percentile(&all, 0.5))
 }
 
+/// One mode of the routing figures alone, for a profiler or an A/B run
+/// (`bench/ab.sh`): `cluster` (`ClusterClient` to worker a), `cluster2`
+/// (to workers a and b) or `direct` (`RpcClient` to worker a), at
+/// `concurrency`; calls/s. Also prints this process's CPU time per call
+/// (the client side's cost, steadier than the rate on a shared machine).
+pub async fn alone(mode: &str, concurrency: usize, duration: Duration) -> f64 {
+    let (director, seed) = node(&[], None, "127.0.0.1:0").await;
+    let seed_text = seed.to_string();
+    let workers = [
+        ServerProcess::spawn(&["serve-worker", &seed_text, "a"]),
+        ServerProcess::spawn(&["serve-worker", &seed_text, "b"]),
+    ];
+    let registry = Arc::new(WorkerRegistry::new(
+        director.clone(),
+        LoadBalancingStrategy::LeastConnections,
+    ));
+    registry.start().await;
+    available(&registry, 2).await;
+    let cluster = Arc::new(ClusterClient::new(registry.clone(), client_rpc()));
+    let direct = RpcClient::connect(workers[0].addr, client_rpc())
+        .await
+        .expect("connect");
+    let filter = match mode {
+        "cluster" | "direct" => "label=a",
+        "cluster2" => "role=worker",
+        other => panic!("unknown routing mode {other}"),
+    };
+    let direct_mode = mode == "direct";
+    let payload = vec![0xabu8; 16];
+    let call = move || {
+        let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
+        async move {
+            let reply = if direct_mode {
+                direct.call("echo", payload).await
+            } else {
+                cluster.call_worker("echo", payload, Some(filter)).await
+            };
+            assert_eq!(reply.expect("echo").len(), 16);
+        }
+    };
+    closed_loop(concurrency, duration / 4, call.clone()).await;
+    let cpu = process_cpu();
+    let started = Instant::now();
+    let rate = closed_loop(concurrency, duration, call).await.0;
+    let calls = rate * started.elapsed().as_secs_f64();
+    eprintln!(
+        "client CPU per call: {:.2} µs",
+        (process_cpu() - cpu).as_secs_f64() * 1e6 / calls
+    );
+    rate
+}
+
+/// CPU time this process has used, all threads (user and system), from
+/// `/proc/self/stat` (clock ticks of 10 ms).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which may hold spaces), in brackets.
+    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat") + 2..]
+        .split(' ')
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
 pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figures {
     // Skewed workers first, while the machine runs nothing else of ours.
     let skew_rows = skew(repeats, duration.max(Duration::from_secs(1))).await;

@@ -203,6 +203,7 @@ fn call_header(method: &str) -> BytesMut {
         deadline_ms: 0,
         method: method.into(),
         metadata: vec![],
+        schema: None,
     }
     .encode_frame(&mut buf);
     buf

@@ -22,6 +22,7 @@ use s2n_quic::client::Connect;
 pub use service::UnaryRequest;
 pub use streaming::ResponseStream;
 
+use crate::call::RequestBody;
 use crate::io::{FrameReader, SendHalf};
 use crate::wire::{CallKind, FrameDecoder, Metadata, RequestHeader};
 use crate::{Body, CallOptions, RpcConfig, RpcError};
@@ -273,9 +274,9 @@ impl RpcClient {
         self.single(
             CallKind::Unary,
             method,
-            metadata,
+            (metadata, None),
             timeout,
-            Body::Message(params),
+            RequestBody::Message(params),
         )
     }
 
@@ -318,10 +319,20 @@ impl RpcClient {
         options: &CallOptions,
         body: Body,
     ) -> impl Future<Output = Result<ResponseStream, RpcError>> + Send + 'static {
+        self.invoke_body(method, options, body.into())
+    }
+
+    /// [`invoke`](Self::invoke) with the body as it is sent.
+    pub(crate) fn invoke_body(
+        &self,
+        method: &str,
+        options: &CallOptions,
+        body: RequestBody,
+    ) -> impl Future<Output = Result<ResponseStream, RpcError>> + Send + 'static {
         let prepared = self.prepare(
             body.streaming_kind(),
             method,
-            options.metadata().clone(),
+            (options.metadata().clone(), options.schema()),
             options.timeout(),
             &body,
         );
@@ -336,16 +347,17 @@ impl RpcClient {
     }
 
     /// A call read as one response (unary, client streaming), bounded as a
-    /// whole by `timeout`, which the server is told as the deadline.
-    fn single(
+    /// whole by `timeout`, which the server is told as the deadline;
+    /// `labels` are the header's metadata and schema hash.
+    pub(crate) fn single(
         &self,
         kind: CallKind,
         method: &str,
-        metadata: Metadata,
+        labels: (Metadata, Option<u64>),
         timeout: Duration,
-        body: Body,
+        body: RequestBody,
     ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static {
-        let prepared = self.prepare(kind, method, metadata, Some(timeout), &body);
+        let prepared = self.prepare(kind, method, labels, Some(timeout), &body);
         let this = self.clone();
         let started =
             crate::telemetry::is_enabled().then(|| (method.to_owned(), std::time::Instant::now()));
@@ -370,14 +382,14 @@ impl RpcClient {
         &self,
         kind: CallKind,
         method: &str,
-        metadata: Metadata,
+        (metadata, schema): (Metadata, Option<u64>),
         timeout: Option<Duration>,
-        body: &Body,
+        body: &RequestBody,
     ) -> Result<RequestHeader, RpcError> {
-        if let Body::Message(message) = body {
-            if message.len() > self.inner.max_message_size {
+        if let Some(size) = body.message_len() {
+            if size > self.inner.max_message_size {
                 return Err(RpcError::MessageTooLarge {
-                    size: message.len(),
+                    size,
                     limit: self.inner.max_message_size,
                 });
             }
@@ -388,6 +400,7 @@ impl RpcClient {
             deadline_ms: timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32),
             method: method.to_owned(),
             metadata,
+            schema,
         };
         header.validate(self.inner.max_header_size)?;
         Ok(header)
@@ -395,7 +408,11 @@ impl RpcClient {
 
     /// Opens the call's stream and sends `body`: the unbounded core of
     /// [`invoke`](Self::invoke).
-    async fn start(&self, header: RequestHeader, body: Body) -> Result<ResponseStream, RpcError> {
+    async fn start(
+        &self,
+        header: RequestHeader,
+        body: RequestBody,
+    ) -> Result<ResponseStream, RpcError> {
         let (busy, stream_id, reader, tx) = self.open().await?;
         ResponseStream::send(
             busy,

@@ -11,13 +11,12 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
 use crate::cluster::MemberAddr;
-use crate::sync::lock;
 use crate::{RpcClient, RpcConfig, RpcError};
 
 /// Which name a pool verifies a server's certificate against.
@@ -84,7 +83,7 @@ pub(crate) type Slot = Arc<OnceCell<RpcClient>>;
 pub(crate) struct ConnectionPool<K> {
     config: RpcConfig,
     names: ServerNames,
-    slots: Mutex<HashMap<K, Slot>>,
+    slots: RwLock<HashMap<K, Slot>>,
 }
 
 impl<K: Eq + Hash + Copy> ConnectionPool<K> {
@@ -94,13 +93,21 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         Self {
             config,
             names,
-            slots: Mutex::new(HashMap::new()),
+            slots: RwLock::new(HashMap::new()),
         }
     }
 
     /// The configuration connections are opened with.
     pub(crate) fn config(&self) -> &RpcConfig {
         &self.config
+    }
+
+    /// The open connection for `key`, if there is one: the call path, no
+    /// lock held while it is cloned, nothing to await.
+    pub(crate) fn ready(&self, key: &K) -> Option<(Slot, RpcClient)> {
+        let slot = crate::sync::read(&self.slots).get(key).cloned()?;
+        let client = slot.get()?.clone();
+        Some((slot, client))
     }
 
     /// The connection for `key` to `addr`, opened now if there is none,
@@ -116,13 +123,13 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         addr: MemberAddr,
         within: Duration,
     ) -> (Slot, Result<RpcClient, RpcError>) {
-        let slot = {
-            let mut slots = lock(&self.slots);
-            match slots.get(key) {
-                Some(slot) => slot.clone(),
-                None => slots.entry(*key).or_default().clone(),
-            }
-        };
+        if let Some((slot, client)) = self.ready(key) {
+            return (slot, Ok(client));
+        }
+        let slot = crate::sync::write(&self.slots)
+            .entry(*key)
+            .or_default()
+            .clone();
         let connect = slot.get_or_try_init(|| dial(addr, &self.config, self.names));
         let client = match tokio::time::timeout(within, connect).await {
             Ok(Ok(client)) => Ok(client.clone()),
@@ -135,7 +142,7 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
     /// Drops the connection in `slot` for `key` (it failed) unless another
     /// caller already replaced it; the next caller reconnects.
     pub(crate) fn forget(&self, key: &K, slot: &Slot) {
-        let mut slots = lock(&self.slots);
+        let mut slots = crate::sync::write(&self.slots);
         if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             slots.remove(key);
         }
@@ -143,7 +150,7 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
 
     /// Keeps only the connections whose key satisfies `keep`.
     pub(crate) fn retain(&self, mut keep: impl FnMut(&K) -> bool) {
-        lock(&self.slots).retain(|key, _| keep(key));
+        crate::sync::write(&self.slots).retain(|key, _| keep(key));
     }
 }
 

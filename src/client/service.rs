@@ -12,9 +12,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use futures::Stream;
 
 use super::RpcClient;
+use crate::call::RequestBody;
 use crate::wire::CallKind;
 use crate::{Body, CallOptions, ResponseStream, RpcError};
 
@@ -31,11 +33,29 @@ impl RpcClient {
         params: Vec<u8>,
         options: &CallOptions,
     ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static {
-        self.call_with_metadata(
+        self.single(
+            CallKind::Unary,
             method,
-            params,
-            options.metadata().clone(),
+            (options.metadata().clone(), options.schema()),
             options.timeout().unwrap_or(self.inner.default_timeout),
+            RequestBody::Message(params),
+        )
+    }
+
+    /// [`call_with_options`](Self::call_with_options) with the request as
+    /// shared bytes: the attempts of a routed call send one buffer.
+    pub(crate) fn call_shared(
+        &self,
+        method: &str,
+        params: Bytes,
+        options: &CallOptions,
+    ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static {
+        self.single(
+            CallKind::Unary,
+            method,
+            (options.metadata().clone(), options.schema()),
+            options.timeout().unwrap_or(self.inner.default_timeout),
+            RequestBody::Shared(params),
         )
     }
 
@@ -94,9 +114,9 @@ impl RpcClient {
         self.single(
             CallKind::ClientStreaming,
             method,
-            options.metadata().clone(),
+            (options.metadata().clone(), options.schema()),
             options.timeout().unwrap_or(self.inner.default_timeout),
-            Body::stream(requests),
+            Body::stream(requests).into(),
         )
     }
 }

@@ -10,9 +10,10 @@ use futures::{FutureExt, Stream, StreamExt};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::connection::Busy;
+use crate::call::RequestBody;
 use crate::io::{FrameReader, Outgoing, SendHalf, ZERO_COPY_THRESHOLD};
 use crate::wire::{encode_frame_header, Frame, FrameType, RequestHeader, FRAME_HEADER_LEN};
-use crate::{Body, RpcError};
+use crate::RpcError;
 
 /// The responses of a call, in order. Yields `Ok(message)` for each
 /// response (empty messages included), `Err(RpcError::RemoteError)` for an
@@ -49,9 +50,9 @@ impl ResponseStream {
     /// Sends `body` after `header` on a just-opened call stream and returns
     /// the call's responses.
     ///
-    /// A single message travels with the header and FIN in one write (the
-    /// unary fast path). A stream is uploaded by a task, so upload and
-    /// download progress independently.
+    /// A single message travels with the header and FIN in one write
+    /// (`send_one`). A stream is uploaded by a task, so upload and download
+    /// progress independently.
     ///
     /// # Errors
     /// If sending a single message fails, the server's answer when it gave
@@ -62,39 +63,18 @@ impl ResponseStream {
         stream_id: u64,
         header: RequestHeader,
         reader: FrameReader,
-        mut tx: SendHalf,
-        body: Body,
+        tx: SendHalf,
+        body: RequestBody,
         max_message_size: usize,
     ) -> Result<Self, RpcError> {
         let (method, request) = match body {
-            Body::Message(message) => {
-                // Room for header, message (if copied in) and `End` frames.
-                let inline = if message.len() < ZERO_COPY_THRESHOLD {
-                    message.len()
-                } else {
-                    0
-                };
-                let mut out =
-                    BytesMut::with_capacity(3 * FRAME_HEADER_LEN + header.encoded_len() + inline);
-                header.encode_frame(&mut out);
-                let end = |out: &mut BytesMut| encode_frame_header(FrameType::End, 0, out);
-                let sent = tx.send_message(out, message, end).await;
-                // FIN now, so it travels with the request and the server's
-                // call ends with its response.
-                let finished = sent.and_then(|()| tx.finish());
-                let responses = Self::new(
-                    busy,
-                    stream_id,
-                    header.method,
-                    reader,
-                    RequestSide::Finished,
-                );
-                return match finished {
-                    Ok(()) => Ok(responses),
-                    Err(send_error) => Err(responses.answer_after_send_error(send_error).await),
-                };
+            RequestBody::Message(message) => {
+                return Self::send_one(busy, stream_id, header, reader, tx, message).await;
             }
-            Body::Stream(requests) => {
+            RequestBody::Shared(message) => {
+                return Self::send_one(busy, stream_id, header, reader, tx, message).await;
+            }
+            RequestBody::Stream(requests) => {
                 let method = header.method.clone();
                 let task = tokio::spawn(upload(header, tx, requests, max_message_size));
                 let abort = task.abort_handle();
@@ -102,6 +82,39 @@ impl ResponseStream {
             }
         };
         Ok(Self::new(busy, stream_id, method, reader, request))
+    }
+
+    /// Sends `header` and the single `message` with FIN, in one write (the
+    /// unary fast path).
+    async fn send_one(
+        busy: Busy,
+        stream_id: u64,
+        header: RequestHeader,
+        reader: FrameReader,
+        mut tx: SendHalf,
+        message: impl Into<bytes::Bytes> + AsRef<[u8]>,
+    ) -> Result<Self, RpcError> {
+        // Room for header, message (if copied in) and `End` frames.
+        let len = message.as_ref().len();
+        let inline = if len < ZERO_COPY_THRESHOLD { len } else { 0 };
+        let mut out = BytesMut::with_capacity(3 * FRAME_HEADER_LEN + header.encoded_len() + inline);
+        header.encode_frame(&mut out);
+        let end = |out: &mut BytesMut| encode_frame_header(FrameType::End, 0, out);
+        let sent = tx.send_message(out, message, end).await;
+        // FIN now, so it travels with the request and the server's call
+        // ends with its response.
+        let finished = sent.and_then(|()| tx.finish());
+        let responses = Self::new(
+            busy,
+            stream_id,
+            header.method,
+            reader,
+            RequestSide::Finished,
+        );
+        match finished {
+            Ok(()) => Ok(responses),
+            Err(send_error) => Err(responses.answer_after_send_error(send_error).await),
+        }
     }
 
     fn new(

@@ -47,12 +47,21 @@ pub struct CallInfo {
     /// CA in the handshake; `None` when the client presented none (see
     /// `RpcConfig::with_optional_client_ca_path`).
     pub peer_certificate: Option<Arc<[u8]>>,
+    /// The schema hash a typed client (`#[rpcnet::service]`) sent with the
+    /// call; `None` for a raw call.
+    pub schema: Option<u64>,
 }
 
 impl CallInfo {
     /// The call being handled by the current task, if any.
     pub fn current() -> Option<Arc<CallInfo>> {
         CURRENT.try_with(Arc::clone).ok()
+    }
+
+    /// The schema hash of the call being handled by the current task, read
+    /// in place (no clone of the call's record).
+    pub(crate) fn current_schema() -> Option<u64> {
+        CURRENT.try_with(|call| call.schema).ok().flatten()
     }
 
     /// The first metadata value under `key`.
@@ -89,6 +98,7 @@ impl From<RequestHeader> for CallInfo {
             deadline_ms: header.deadline_ms,
             metadata: header.metadata,
             peer_certificate: None,
+            schema: header.schema,
         }
     }
 }

@@ -25,14 +25,14 @@
 //! * **`Bytes`** (`bytes::Bytes`) arguments, responses and stream items
 //!   bypass the codec: the bytes are the message (plus the tag byte for
 //!   responses), moved rather than copied where the buffer allows.
-//! * **Schema check.** Every typed call carries metadata `rpcnet-schema`:
+//! * **Schema check.** Every typed call carries in its request header
 //!   a 64-bit FNV-1a hash of the method's signature as written (wire name,
 //!   argument and result types, the service's `version`) and the codec's
 //!   name. A server whose hash differs answers with its own signature
 //!   instead of running the handler, and the caller gets
 //!   [`CallError::SchemaMismatch`] ("service schema mismatch for
 //!   `Service.method`: client ..., server ..."), not a decoding error.
-//!   Calls without the entry (untyped clients) are not checked. The hash
+//!   Calls without a hash (untyped clients) are not checked. The hash
 //!   sees type *names*: a changed field inside a type of the same name
 //!   goes unnoticed, which is what `version = N` is for.
 //!

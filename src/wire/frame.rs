@@ -420,6 +420,7 @@ mod tests {
             deadline_ms: 1500,
             method: "chat".into(),
             metadata: vec![("traceparent".into(), b"00-abc".to_vec())],
+            schema: None,
         };
         let frames = [
             Frame::Header(header),

@@ -45,7 +45,15 @@ pub struct RequestHeader {
     pub method: String,
     /// Optional metadata.
     pub metadata: Metadata,
+    /// The schema hash of a typed call (`#[rpcnet::service]`): the server
+    /// refuses the call when its own method's hash differs. Sent as 8
+    /// bytes after `deadline_ms`, announced by [`SCHEMA_FLAG`] in the
+    /// call-kind byte; `None` for raw calls, which are not checked.
+    pub schema: Option<u64>,
 }
+
+/// The call-kind byte's flag for a schema hash in the header.
+pub const SCHEMA_FLAG: u8 = 0x80;
 
 const FIXED_LEN: usize = 8 + 1 + 4 + 2 + 2;
 
@@ -95,7 +103,10 @@ impl<'a> Reader<'a> {
 impl RequestHeader {
     /// Encoded payload length (without the frame header).
     pub fn encoded_len(&self) -> usize {
-        FIXED_LEN - 2 + self.method.len() + metadata_len(&self.metadata)
+        FIXED_LEN - 2
+            + self.schema.map_or(0, |_| 8)
+            + self.method.len()
+            + metadata_len(&self.metadata)
     }
 
     /// Appends the whole frame (frame header and payload).
@@ -109,8 +120,16 @@ impl RequestHeader {
     /// Appends the payload. Callers validate lengths with [`RequestHeader::validate`].
     pub fn encode(&self, dst: &mut BytesMut) {
         dst.put_u64(self.request_id);
-        dst.put_u8(self.kind as u8);
+        let flag = if self.schema.is_some() {
+            SCHEMA_FLAG
+        } else {
+            0
+        };
+        dst.put_u8(self.kind as u8 | flag);
         dst.put_u32(self.deadline_ms);
+        if let Some(schema) = self.schema {
+            dst.put_u64(schema);
+        }
         dst.put_u16(self.method.len() as u16);
         dst.extend_from_slice(self.method.as_bytes());
         encode_metadata(&self.metadata, dst);
@@ -154,7 +173,8 @@ impl RequestHeader {
     pub fn decode(payload: &[u8]) -> Result<Self, FrameError> {
         let mut r = Reader(payload);
         let request_id = r.u64()?;
-        let kind = match r.u8()? {
+        let kind_byte = r.u8()?;
+        let kind = match kind_byte & !SCHEMA_FLAG {
             0 => CallKind::Unary,
             1 => CallKind::ServerStreaming,
             2 => CallKind::ClientStreaming,
@@ -162,6 +182,11 @@ impl RequestHeader {
             _ => return Err(malformed("unknown call kind")),
         };
         let deadline_ms = r.u32()?;
+        let schema = if kind_byte & SCHEMA_FLAG != 0 {
+            Some(r.u64()?)
+        } else {
+            None
+        };
         let method = r.string16()?;
         if method.is_empty() || method.len() > MAX_METHOD_LEN {
             return Err(malformed("method name must be 1..=1024 bytes"));
@@ -176,6 +201,7 @@ impl RequestHeader {
             deadline_ms,
             method,
             metadata,
+            schema,
         })
     }
 }
@@ -251,24 +277,46 @@ mod tests {
             deadline_ms: 30_000,
             method: "list_items".into(),
             metadata: vec![("a".into(), vec![]), ("auth".into(), b"token".to_vec())],
+            schema: None,
+        }
+    }
+
+    fn typed_header() -> RequestHeader {
+        RequestHeader {
+            schema: Some(0x0123_4567_89ab_cdef),
+            ..header()
         }
     }
 
     #[test]
     fn round_trips_and_reports_its_length() {
-        let h = header();
+        for h in [header(), typed_header()] {
+            let mut buf = BytesMut::new();
+            h.encode(&mut buf);
+            assert_eq!(buf.len(), h.encoded_len());
+            assert_eq!(RequestHeader::decode(&buf).unwrap(), h);
+        }
+    }
+
+    #[test]
+    fn a_schema_hash_is_flagged_in_the_kind_byte_and_follows_the_deadline() {
         let mut buf = BytesMut::new();
-        h.encode(&mut buf);
-        assert_eq!(buf.len(), h.encoded_len());
-        assert_eq!(RequestHeader::decode(&buf).unwrap(), h);
+        typed_header().encode(&mut buf);
+        assert_eq!(buf[8], SCHEMA_FLAG | CallKind::ServerStreaming as u8);
+        assert_eq!(buf[13..21], 0x0123_4567_89ab_cdef_u64.to_be_bytes());
+        // Any other high bit is not a call kind.
+        buf[8] = 0x40 | CallKind::ServerStreaming as u8;
+        assert!(RequestHeader::decode(&buf).is_err());
     }
 
     #[test]
     fn every_truncation_is_an_error() {
-        let mut buf = BytesMut::new();
-        header().encode(&mut buf);
-        for cut in 0..buf.len() {
-            assert!(RequestHeader::decode(&buf[..cut]).is_err(), "cut at {cut}");
+        for h in [header(), typed_header()] {
+            let mut buf = BytesMut::new();
+            h.encode(&mut buf);
+            for cut in 0..buf.len() {
+                assert!(RequestHeader::decode(&buf[..cut]).is_err(), "cut at {cut}");
+            }
         }
     }
 

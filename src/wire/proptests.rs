@@ -32,16 +32,20 @@ fn frame() -> impl Strategy<Value = Frame> {
             prop::collection::vec(
                 ("[a-z-]{0,12}", prop::collection::vec(any::<u8>(), 0..64)),
                 0..4
-            )
+            ),
+            any::<Option<u64>>(),
         )
             .prop_map(
-                |(request_id, kind, deadline_ms, method, metadata)| Frame::Header(RequestHeader {
-                    request_id,
-                    kind,
-                    deadline_ms,
-                    method,
-                    metadata
-                })
+                |(request_id, kind, deadline_ms, method, metadata, schema)| {
+                    Frame::Header(RequestHeader {
+                        request_id,
+                        kind,
+                        deadline_ms,
+                        method,
+                        metadata,
+                        schema,
+                    })
+                }
             ),
         prop::collection::vec(any::<u8>(), 0..MAX_MESSAGE)
             .prop_map(|m| Frame::Message(Bytes::from(m))),

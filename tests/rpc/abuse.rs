@@ -60,6 +60,7 @@ fn header(method: &str) -> Frame {
         deadline_ms: 0,
         method: method.into(),
         metadata: vec![],
+        schema: None,
     })
 }
 
@@ -175,6 +176,7 @@ async fn huge_length_prefixes_are_refused_before_allocating() {
         deadline_ms: 0,
         method: "echo".into(),
         metadata: vec![("k".into(), vec![0; 40_000])],
+        schema: None,
     });
     let mut bytes = BytesMut::new();
     big.encode(&mut bytes);

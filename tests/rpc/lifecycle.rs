@@ -125,6 +125,7 @@ async fn server_enforces_the_deadline_it_was_told() {
         deadline_ms: 300,
         method: "hang".into(),
         metadata: vec![],
+        schema: None,
     })
     .encode(&mut request);
     Frame::Message(bytes::Bytes::new()).encode(&mut request);

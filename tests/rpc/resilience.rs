@@ -653,6 +653,7 @@ async fn stall_streams(
             deadline_ms: 0,
             method: "echo".into(),
             metadata: vec![],
+            schema: None,
         })
         .encode(&mut bytes);
         encode_frame_header(FrameType::Message, announced, &mut bytes);
@@ -675,6 +676,7 @@ async fn stall_streams(
         deadline_ms: 0,
         method: "echo".into(),
         metadata: vec![],
+        schema: None,
     })
     .encode(&mut bytes);
     Frame::Message(bytes::Bytes::from_static(b"after")).encode(&mut bytes);

@@ -17,6 +17,8 @@
 //! `hedgingDelay`) does with a fixed delay.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 /// The per-attempt timeout of idempotent unary calls a
@@ -118,10 +120,43 @@ impl AttemptTimeout {
     }
 }
 
-/// Recent answer times per method, for [`AttemptTimeout::Adaptive`].
+/// Recent answer times per method, for [`AttemptTimeout::Adaptive`],
+/// shared by a client's calls: reading a method's p99 is an atomic load,
+/// and recording an answer takes the method's own window only if no other
+/// call holds it (a sample skipped under contention changes a p99 over
+/// 128 samples by nothing a limit of 4 × p99 notices), so no call waits
+/// on another's record.
 #[derive(Debug, Default)]
 pub(crate) struct Latencies {
-    methods: HashMap<String, Window>,
+    methods: RwLock<HashMap<String, Method>>,
+}
+
+/// One method's record: its window, and its p99 as last computed (µs,
+/// `u64::MAX` until `MIN_SAMPLES` answers were seen).
+#[derive(Debug)]
+struct Method {
+    window: Mutex<Window>,
+    p99_micros: AtomicU64,
+}
+
+impl Method {
+    fn new() -> Self {
+        Self {
+            window: Mutex::new(Window::default()),
+            p99_micros: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn record(&self, micros: u32) {
+        let Ok(mut window) = self.window.try_lock() else {
+            return;
+        };
+        window.record(micros);
+        if let Some(p99) = window.p99 {
+            self.p99_micros
+                .store(p99.as_micros() as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 /// One method's most recent answer times (µs), in a ring.
@@ -156,21 +191,29 @@ impl Window {
 
 impl Latencies {
     /// Records that a call of `method` was answered after `latency`.
-    pub(crate) fn record(&mut self, method: &str, latency: Duration) {
+    pub(crate) fn record(&self, method: &str, latency: Duration) {
         let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
-        if let Some(window) = self.methods.get_mut(method) {
-            window.record(micros);
-        } else if self.methods.len() < MAX_METHODS {
-            let mut window = Window::default();
-            window.record(micros);
-            self.methods.insert(method.to_owned(), window);
+        if let Some(known) = crate::sync::read(&self.methods).get(method) {
+            known.record(micros);
+            return;
+        }
+        let mut methods = crate::sync::write(&self.methods);
+        if methods.len() < MAX_METHODS || methods.contains_key(method) {
+            methods
+                .entry(method.to_owned())
+                .or_insert_with(Method::new)
+                .record(micros);
         }
     }
 
     /// The p99 of `method`'s recent answer times, once
     /// `MIN_SAMPLES` were recorded (refreshed every few answers).
     pub(crate) fn p99(&self, method: &str) -> Option<Duration> {
-        self.methods.get(method).and_then(|w| w.p99)
+        let micros = crate::sync::read(&self.methods)
+            .get(method)?
+            .p99_micros
+            .load(Ordering::Relaxed);
+        (micros != u64::MAX).then(|| Duration::from_micros(micros))
     }
 }
 
@@ -204,7 +247,7 @@ mod tests {
 
     #[test]
     fn the_p99_needs_min_samples_and_follows_the_recent_window() {
-        let mut l = Latencies::default();
+        let l = Latencies::default();
         for _ in 0..MIN_SAMPLES - 1 {
             l.record("m", 2 * MS);
         }
@@ -213,7 +256,7 @@ mod tests {
         assert_eq!(l.p99("m"), Some(2 * MS));
         assert_eq!(l.p99("other"), None, "per method");
         // One slow answer in a hundred is the p99 of 100 samples...
-        let mut l = Latencies::default();
+        let l = Latencies::default();
         for i in 0..100 {
             l.record("m", if i == 50 { 900 * MS } else { 2 * MS });
         }
@@ -234,7 +277,7 @@ mod tests {
 
     #[test]
     fn methods_beyond_the_cap_are_not_tracked() {
-        let mut l = Latencies::default();
+        let l = Latencies::default();
         for m in 0..MAX_METHODS + 5 {
             for _ in 0..MIN_SAMPLES {
                 l.record(&format!("m{m}"), MS);

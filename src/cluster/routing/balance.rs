@@ -20,6 +20,9 @@
 //! compiles this file into the harness) and not offered as a strategy:
 //! it did not beat `LeastConnections` under skew (`docs/CLUSTER.md`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 
@@ -43,12 +46,34 @@ pub enum LoadBalancingStrategy {
     LeastConnections,
 }
 
-/// A strategy with its state: the round-robin cursor and the RNG.
+/// A strategy with its state: the round-robin cursor and the RNG. Shared
+/// by every call of a registry without a lock on the common path: the
+/// cursor is an atomic, and the RNG (behind a lock) is drawn from only
+/// when candidates' weights differ or the strategy is `Random`. From one
+/// thread its choices follow from the seed alone.
 #[derive(Debug)]
 pub(crate) struct Picker {
     strategy: LoadBalancingStrategy,
-    cursor: usize,
-    rng: StdRng,
+    cursor: AtomicUsize,
+    rng: Mutex<StdRng>,
+}
+
+/// Which candidates take part in one selection: a bit each (up to 64
+/// candidates, no allocation), or a list beyond that.
+enum TakingPart {
+    All,
+    Mask(u64),
+    List(Vec<bool>),
+}
+
+impl TakingPart {
+    fn includes(&self, i: usize) -> bool {
+        match self {
+            Self::All => true,
+            Self::Mask(bits) => bits & (1 << i) != 0,
+            Self::List(list) => list[i],
+        }
+    }
 }
 
 impl Picker {
@@ -57,62 +82,81 @@ impl Picker {
         let mut rng = StdRng::seed_from_u64(seed);
         Self {
             strategy,
-            cursor: rng.random_range(0..u32::MAX) as usize,
-            rng,
+            cursor: AtomicUsize::new(rng.random_range(0..u32::MAX) as usize),
+            rng: Mutex::new(rng),
         }
     }
 
     /// Chooses one of the candidates, given each one's calls in flight,
     /// all at full weight; `None` when there is no candidate. O(n).
     #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn pick(&mut self, loads: &[usize]) -> Option<usize> {
-        self.pick_weighted(loads, &[])
+    pub(crate) fn pick(&self, loads: &[usize]) -> Option<usize> {
+        self.pick_by(loads.len(), |i| loads[i], |_| 1.0)
     }
 
     /// Chooses one of the candidates, given each one's calls in flight and
-    /// weight in (0, 1] (`weights` empty: all equal); `None` when there is
-    /// no candidate. O(n).
-    pub(crate) fn pick_weighted(&mut self, loads: &[usize], weights: &[f64]) -> Option<usize> {
-        let n = loads.len();
+    /// weight in (0, 1]; `None` when there is no candidate. O(n).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn pick_weighted(&self, loads: &[usize], weights: &[f64]) -> Option<usize> {
+        self.pick_by(loads.len(), |i| loads[i], |i| weights[i])
+    }
+
+    /// Chooses one of `n` candidates, candidate `i` having `load(i)` calls
+    /// in flight and weight `weight(i)` in (0, 1]; `None` when `n` is 0.
+    /// O(n); allocates only for more than 64 candidates of unequal weights.
+    pub(crate) fn pick_by(
+        &self,
+        n: usize,
+        load: impl Fn(usize) -> usize,
+        weight: impl Fn(usize) -> f64,
+    ) -> Option<usize> {
         if n == 0 {
             return None;
         }
-        let taking_part = self.draw(weights, n);
-        let part = |i: usize| taking_part.as_ref().is_none_or(|t| t[i]);
-        let start = self.cursor % n;
-        self.cursor = self.cursor.wrapping_add(1);
+        let taking_part = self.draw(n, &weight);
+        let part = |i: usize| taking_part.includes(i);
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
         // Candidates taking part, in round-robin order from the cursor.
         let mut order = (0..n).map(|k| (start + k) % n).filter(|&i| part(i));
         Some(match self.strategy {
             LoadBalancingStrategy::RoundRobin => order.next().unwrap_or(start),
             LoadBalancingStrategy::Random => {
                 let count = (0..n).filter(|&i| part(i)).count();
-                let nth = self.rng.random_range(0..count.max(1));
+                let nth = self.rng().random_range(0..count.max(1));
                 (0..n).filter(|&i| part(i)).nth(nth).unwrap_or(start)
             }
             // The first least-loaded candidate at or after the cursor.
             LoadBalancingStrategy::LeastConnections => {
-                order.min_by_key(|&i| loads[i]).unwrap_or(start)
+                order.min_by_key(|&i| load(i)).unwrap_or(start)
             }
         })
     }
 
-    /// Which candidates take part, drawn by weight; `None` when all do
-    /// (no weights, or all equal).
-    fn draw(&mut self, weights: &[f64], n: usize) -> Option<Vec<bool>> {
-        if weights.len() != n {
-            return None;
+    /// The RNG, whatever a panicking holder left (`crate::sync::lock`; this
+    /// file is also compiled into the benchmark harness, outside the crate).
+    fn rng(&self) -> std::sync::MutexGuard<'_, StdRng> {
+        self.rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Which candidates take part, drawn by weight: all of them when the
+    /// weights are equal (nothing is drawn).
+    fn draw(&self, n: usize, weight: &impl Fn(usize) -> f64) -> TakingPart {
+        let max = (0..n).map(weight).fold(0.0, f64::max);
+        if max <= 0.0 || (0..n).all(|i| weight(i) >= max) {
+            return TakingPart::All;
         }
-        let max = weights.iter().copied().fold(0.0, f64::max);
-        if max <= 0.0 || weights.iter().all(|&w| w >= max) {
-            return None;
+        let mut rng = self.rng();
+        let mut takes = |i: usize| {
+            let w = weight(i);
+            w >= max || rng.random::<f64>() * max < w
+        };
+        if n <= 64 {
+            TakingPart::Mask((0..n).fold(0, |bits, i| bits | (u64::from(takes(i)) << i)))
+        } else {
+            TakingPart::List((0..n).map(takes).collect())
         }
-        Some(
-            weights
-                .iter()
-                .map(|&w| w >= max || self.rng.random::<f64>() * max < w)
-                .collect(),
-        )
     }
 }
 
@@ -181,7 +225,7 @@ mod tests {
             LoadBalancingStrategy::Random,
             LoadBalancingStrategy::LeastConnections,
         ] {
-            let mut p = Picker::new(strategy, 3);
+            let p = Picker::new(strategy, 3);
             // Candidate 2 at a tenth of the others' weight, and idle: it
             // gets a tenth of what it would get at full weight (every call
             // under least-connections, a third otherwise).
@@ -200,8 +244,8 @@ mod tests {
                 "{strategy:?}: {c:?}"
             );
             // Relative weights: all at the minimum is all equal.
-            let mut a = Picker::new(strategy, 9);
-            let mut b = Picker::new(strategy, 9);
+            let a = Picker::new(strategy, 9);
+            let b = Picker::new(strategy, 9);
             for _ in 0..100 {
                 assert_eq!(
                     a.pick_weighted(&loads, &[0.1, 0.1, 0.1]),
@@ -214,7 +258,7 @@ mod tests {
 
     #[test]
     fn round_robin_is_exactly_even() {
-        let mut p = Picker::new(LoadBalancingStrategy::RoundRobin, 7);
+        let p = Picker::new(LoadBalancingStrategy::RoundRobin, 7);
         let loads = [5, 0, 9];
         let c = counts((0..300).map(|_| p.pick(&loads).unwrap()), 3);
         assert_eq!(c, vec![100, 100, 100], "load is ignored, turns are not");
@@ -222,7 +266,7 @@ mod tests {
 
     #[test]
     fn least_connections_takes_the_least_loaded() {
-        let mut p = Picker::new(LoadBalancingStrategy::LeastConnections, 7);
+        let p = Picker::new(LoadBalancingStrategy::LeastConnections, 7);
         for _ in 0..10 {
             assert_eq!(p.pick(&[3, 1, 2]), Some(1));
             assert_eq!(p.pick(&[0, 4, 4, 4]), Some(0));
@@ -231,7 +275,7 @@ mod tests {
 
     #[test]
     fn least_connections_spreads_ties_in_turn() {
-        let mut p = Picker::new(LoadBalancingStrategy::LeastConnections, 7);
+        let p = Picker::new(LoadBalancingStrategy::LeastConnections, 7);
         // Sequential calls: every worker idle at each selection.
         let c = counts((0..400).map(|_| p.pick(&[0, 0, 0, 0]).unwrap()), 4);
         assert_eq!(c, vec![100; 4]);
@@ -243,7 +287,7 @@ mod tests {
     #[test]
     fn least_connections_keeps_loads_level() {
         // Each pick adds a call; every 3rd pick a random call finishes.
-        let mut p = Picker::new(LoadBalancingStrategy::LeastConnections, 3);
+        let p = Picker::new(LoadBalancingStrategy::LeastConnections, 3);
         let widest = widest_spread(|loads| p.pick(loads).unwrap());
         assert!(widest <= 2, "spread {widest}");
     }
@@ -251,7 +295,7 @@ mod tests {
     #[test]
     fn random_is_seeded_and_roughly_uniform() {
         let run = |seed| {
-            let mut p = Picker::new(LoadBalancingStrategy::Random, seed);
+            let p = Picker::new(LoadBalancingStrategy::Random, seed);
             (0..4000)
                 .map(|_| p.pick(&[0, 0, 0, 0]).unwrap())
                 .collect::<Vec<_>>()
@@ -324,7 +368,7 @@ mod tests {
     fn two_choices_keeps_loads_nearly_level() {
         let mut rng = StdRng::seed_from_u64(3);
         let two = widest_spread(|loads| least_loaded_of_two(&mut rng, loads).unwrap());
-        let mut random = Picker::new(LoadBalancingStrategy::Random, 3);
+        let random = Picker::new(LoadBalancingStrategy::Random, 3);
         let blind = widest_spread(|loads| random.pick(loads).unwrap());
         // Looser than LeastConnections's 2, far tighter than a blind pick.
         assert!(two <= 8, "two choices: spread {two}");

@@ -4,6 +4,7 @@
 //! What is safe to retry at all is `failover`'s decision. Sans-IO: the
 //! caller passes `now`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -32,13 +33,57 @@ impl Default for RetryBudgetConfig {
 /// Slots the window is divided into.
 const SLOTS: usize = 10;
 
-/// Calls and retries per slot of the window, newest last.
+/// Bits of a slot's packed word that hold its count; the rest hold the
+/// slot's number since the budget's start (2^40 slots of at least 1 ms:
+/// decades).
+const COUNT_BITS: u32 = 24;
+const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
+
+/// A count per slot of the window, each slot one atomic word holding the
+/// slot's number and its count, so counting takes no lock.
+#[derive(Debug)]
+struct Counter([AtomicU64; SLOTS]);
+
+impl Counter {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+
+    /// Adds one to slot `n` (a slot last used for an older number starts
+    /// again from zero); a full slot stays full.
+    fn add(&self, n: u64) {
+        let slot = &self.0[(n % SLOTS as u64) as usize];
+        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
+            let count = if word >> COUNT_BITS == n {
+                (word & COUNT_MAX) + 1
+            } else {
+                1
+            };
+            Some((n << COUNT_BITS) | count.min(COUNT_MAX))
+        });
+    }
+
+    /// The counts of the slots within the window ending at slot `n`.
+    fn total(&self, n: u64) -> u64 {
+        self.0
+            .iter()
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .filter(|word| (word >> COUNT_BITS) + (SLOTS as u64) > n)
+            .map(|word| word & COUNT_MAX)
+            .sum()
+    }
+}
+
+/// Calls and retries per slot of the window, shared by every call of a
+/// client without a lock: a call's deposit is one atomic update. Two
+/// retries withdrawn at the same instant may both pass the check, so the
+/// budget may be overdrawn by as many retries as threads withdraw at once.
 #[derive(Debug)]
 pub(crate) struct RetryBudget {
     config: RetryBudgetConfig,
     start: Instant,
-    /// (slot number since `start`, calls, retries)
-    slots: [(u64, u64, u64); SLOTS],
+    calls: Counter,
+    retries: Counter,
 }
 
 impl RetryBudget {
@@ -46,43 +91,33 @@ impl RetryBudget {
         Self {
             config,
             start: now,
-            slots: [(0, 0, 0); SLOTS],
+            calls: Counter::new(),
+            retries: Counter::new(),
         }
     }
 
-    fn slot(&mut self, now: Instant) -> &mut (u64, u64, u64) {
+    /// The number of the slot `now` falls in.
+    fn slot(&self, now: Instant) -> u64 {
         let width = (self.config.ttl / SLOTS as u32).max(Duration::from_millis(1));
-        let n = (now.saturating_duration_since(self.start).as_nanos() / width.as_nanos()) as u64;
-        let slot = &mut self.slots[(n % SLOTS as u64) as usize];
-        if slot.0 != n {
-            *slot = (n, 0, 0);
-        }
-        slot
-    }
-
-    fn totals(&self, now: Instant) -> (u64, u64) {
-        let width = (self.config.ttl / SLOTS as u32).max(Duration::from_millis(1));
-        let n = (now.saturating_duration_since(self.start).as_nanos() / width.as_nanos()) as u64;
-        self.slots
-            .iter()
-            .filter(|s| s.0 + (SLOTS as u64) > n)
-            .fold((0, 0), |(c, r), s| (c + s.1, r + s.2))
+        let since = u64::try_from(now.saturating_duration_since(self.start).as_nanos());
+        since.unwrap_or(u64::MAX) / u64::try_from(width.as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Counts a call (its first attempt).
-    pub(crate) fn deposit(&mut self, now: Instant) {
-        self.slot(now).1 += 1;
+    pub(crate) fn deposit(&self, now: Instant) {
+        self.calls.add(self.slot(now));
     }
 
     /// Takes one retry from the budget if there is one left.
-    pub(crate) fn try_withdraw(&mut self, now: Instant) -> bool {
-        let (calls, retries) = self.totals(now);
+    pub(crate) fn try_withdraw(&self, now: Instant) -> bool {
+        let n = self.slot(now);
+        let (calls, retries) = (self.calls.total(n), self.retries.total(n));
         let floor = f64::from(self.config.min_retries_per_sec) * self.config.ttl.as_secs_f64();
         let allowed = floor + self.config.percent_can_retry * calls as f64;
         if (retries + 1) as f64 > allowed {
             return false;
         }
-        self.slot(now).2 += 1;
+        self.retries.add(n);
         true
     }
 }
@@ -94,7 +129,7 @@ mod tests {
     #[test]
     fn the_floor_allows_min_per_sec_times_ttl_without_traffic() {
         let t = Instant::now();
-        let mut b = RetryBudget::new(RetryBudgetConfig::default(), t);
+        let b = RetryBudget::new(RetryBudgetConfig::default(), t);
         let granted = (0..1000).filter(|_| b.try_withdraw(t)).count();
         assert_eq!(granted, 100, "10 per second over 10 s");
     }
@@ -106,12 +141,33 @@ mod tests {
             min_retries_per_sec: 0,
             ..RetryBudgetConfig::default()
         };
-        let mut b = RetryBudget::new(config, t);
+        let b = RetryBudget::new(config, t);
         for _ in 0..500 {
             b.deposit(t);
         }
         let granted = (0..1000).filter(|_| b.try_withdraw(t)).count();
         assert_eq!(granted, 100, "20% of 500");
+    }
+
+    #[test]
+    fn calls_counted_from_many_threads_at_once_are_all_counted() {
+        let t = Instant::now();
+        let config = RetryBudgetConfig {
+            min_retries_per_sec: 0,
+            ..RetryBudgetConfig::default()
+        };
+        let b = RetryBudget::new(config, t);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..25_000 {
+                        b.deposit(t);
+                    }
+                });
+            }
+        });
+        let granted = (0..30_000).filter(|_| b.try_withdraw(t)).count();
+        assert_eq!(granted, 20_000, "20% of the 100,000 calls");
     }
 
     #[test]
@@ -121,7 +177,7 @@ mod tests {
             min_retries_per_sec: 1,
             ..RetryBudgetConfig::default()
         };
-        let mut b = RetryBudget::new(config, t);
+        let b = RetryBudget::new(config, t);
         assert_eq!((0..50).filter(|_| b.try_withdraw(t)).count(), 10);
         assert!(!b.try_withdraw(t + Duration::from_secs(5)));
         assert!(

@@ -18,7 +18,7 @@ mod route;
 mod stream;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -31,7 +31,6 @@ use super::eject::Outcome;
 use super::failover::{self, CallState, FailedAttempt, Next, StopReason};
 use super::filter::WorkerFilter;
 use crate::cluster::NodeId;
-use crate::sync::lock;
 use crate::wire::CallKind;
 use crate::{CallOptions, RpcClient, RpcError};
 use pool::{Connection, Pool};
@@ -72,8 +71,8 @@ struct Shared {
     registry: Arc<WorkerRegistry>,
     config: ClusterClientConfig,
     pool: Pool,
-    budget: Mutex<RetryBudget>,
-    latencies: Mutex<Latencies>,
+    budget: RetryBudget,
+    latencies: Latencies,
 }
 
 impl std::fmt::Debug for ClusterClient {
@@ -107,8 +106,8 @@ impl ClusterClient {
         Self {
             shared: Arc::new(Shared {
                 pool: Pool::new(config.worker_rpc()),
-                budget: Mutex::new(RetryBudget::new(config.budget, Instant::now())),
-                latencies: Mutex::new(Latencies::default()),
+                budget: RetryBudget::new(config.budget, Instant::now()),
+                latencies: Latencies::default(),
                 registry,
                 config,
             }),
@@ -146,14 +145,18 @@ impl Shared {
         let filter = WorkerFilter::parse(filter_text.as_deref())?;
         let text = filter_text.as_deref().unwrap_or("");
         self.pool.prune(&self.registry);
+        // The clock is read once per attempt: a new call's first attempt
+        // starts when the call did.
+        let mut now = route.started;
         if !route.counted {
             // A call counts once for the budget; a stream opened again
             // draws on it instead.
             route.counted = true;
-            lock(&self.budget).deposit(Instant::now());
+            self.budget.deposit(now);
+        } else {
+            now = Instant::now();
         }
         loop {
-            let now = Instant::now();
             let tried: Vec<NodeId> = route.failed.iter().map(|a| a.worker).collect();
             let worker = match self.registry.select(&filter, text, &tried, now) {
                 Ok(worker) => worker,
@@ -171,7 +174,14 @@ impl Shared {
             }
             let mut cell = None;
             let attempted = self
-                .attempt(&worker, route, (&filter, &tried), &mut cell, &mut attempt)
+                .attempt(
+                    &worker,
+                    route,
+                    now,
+                    (&filter, &tried),
+                    &mut cell,
+                    &mut attempt,
+                )
                 .await;
             match attempted {
                 Ok(value) => {
@@ -179,11 +189,12 @@ impl Shared {
                         crate::telemetry::routed(worker.addr(), route.failed.len(), route.started);
                     }
                     if matches!(route.kind, CallKind::Unary | CallKind::ClientStreaming) {
-                        let answered = Instant::now();
-                        self.registry.record(&worker, Outcome::Answered, answered);
+                        // An answer is recorded as of the attempt's start
+                        // (it only counts toward the current period).
+                        self.registry.record(&worker, Outcome::Answered, now);
                         if self.records_latency(route) {
-                            let took = answered.saturating_duration_since(now);
-                            lock(&self.latencies).record(&route.method, took);
+                            let took = now.elapsed();
+                            self.latencies.record(&route.method, took);
                         }
                     }
                     return Ok(Attempted {
@@ -196,6 +207,7 @@ impl Shared {
                     self.failed(route, &worker, cell.as_ref(), error, connected)?;
                 }
             }
+            now = Instant::now();
         }
     }
 
@@ -221,7 +233,7 @@ impl Shared {
             deadline: route.deadline,
         };
         let decision = failover::decide(&error, connected, &call, now, || {
-            lock(&self.budget).try_withdraw(now)
+            self.budget.try_withdraw(now)
         });
         self.record(worker, cell, decision.outcome, now);
         let failed = FailedAttempt {
@@ -274,6 +286,7 @@ impl Shared {
         &self,
         worker: &Worker,
         route: &Route<'_>,
+        mut now: Instant,
         others: (&WorkerFilter<'_>, &[NodeId]),
         cell: &mut Option<Connection>,
         attempt: &mut F,
@@ -282,20 +295,27 @@ impl Shared {
         F: FnMut(RpcClient, CallOptions) -> Fut,
         Fut: Future<Output = Result<T, RpcError>>,
     {
-        let now = Instant::now();
         let limit = self
             .attempt_limit(route)
             .map(|limit| now + limit)
             .filter(|limit| *limit < route.deadline);
-        let connect_by = limit.unwrap_or(route.deadline);
-        let client = self
-            .pool
-            .connection(worker, connect_by.saturating_duration_since(now), cell)
-            .await
-            .map_err(|error| AttemptError {
-                error,
-                connected: false,
-            })?;
+        let client = match self.pool.ready(worker, cell) {
+            Some(client) => client,
+            None => {
+                let connect_by = limit.unwrap_or(route.deadline);
+                let client = self
+                    .pool
+                    .connection(worker, connect_by.saturating_duration_since(now), cell)
+                    .await
+                    .map_err(|error| AttemptError {
+                        error,
+                        connected: false,
+                    })?;
+                // Connecting took time out of the call's.
+                now = Instant::now();
+                client
+            }
+        };
         let streamed = matches!(
             route.kind,
             CallKind::ServerStreaming | CallKind::Bidirectional
@@ -304,7 +324,7 @@ impl Shared {
         let options = if streamed && options.timeout().is_none() {
             options
         } else {
-            options.with_timeout(route.deadline.saturating_duration_since(Instant::now()))
+            options.with_timeout(route.deadline.saturating_duration_since(now))
         };
         let connected = |error| AttemptError {
             error,
@@ -314,17 +334,32 @@ impl Shared {
         let Some(limit) = limit else {
             return call.await.map_err(connected);
         };
+        // Boxed: the timer makes the future larger, and only idempotent
+        // calls have one.
+        Box::pin(self.attempt_within(limit, call, worker, others))
+            .await
+            .map_err(connected)
+    }
+
+    /// `call` past `limit` is abandoned when another worker could take it
+    /// (see [`attempt`](Self::attempt)).
+    async fn attempt_within<T>(
+        &self,
+        limit: Instant,
+        call: impl Future<Output = Result<T, RpcError>>,
+        worker: &Worker,
+        (filter, tried): (&WorkerFilter<'_>, &[NodeId]),
+    ) -> Result<T, RpcError> {
         let mut call = std::pin::pin!(call);
         if let Ok(answer) = tokio::time::timeout_at(limit, &mut call).await {
-            return answer.map_err(connected);
+            return answer;
         }
-        let (filter, tried) = others;
         let mut avoid = tried.to_vec();
         avoid.push(worker.id());
         if self.registry.could_select(filter, &avoid, Instant::now()) {
-            return Err(connected(RpcError::Timeout));
+            return Err(RpcError::Timeout);
         }
-        call.await.map_err(connected)
+        call.await
     }
 
     /// Whether the answer time of the route's call feeds the adaptive
@@ -354,7 +389,7 @@ impl Shared {
             .options
             .timeout()
             .unwrap_or_else(|| self.default_timeout());
-        let p99 = lock(&self.latencies).p99(&route.method);
+        let p99 = self.latencies.p99(&route.method);
         self.config
             .attempt_timeout
             .limit(timeout, self.config.max_attempts, p99)

@@ -17,7 +17,7 @@
 
 mod select;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::watch;
@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use super::balance::{LoadBalancingStrategy, Picker};
 use super::eject::{EjectionPolicy, Ticket};
 use super::filter::WorkerFilter;
-use super::load::{InFlight, WorkerCell};
+use super::load::WorkerCell;
 use super::memory::Memory;
 use super::remote::ViewSource;
 use super::status::{WorkerState, WorkerStatus};
@@ -45,17 +45,23 @@ pub const LABEL_TAG: &str = "label";
 
 /// A selected worker. While it exists it counts as one call in flight on
 /// that worker (for [`LoadBalancingStrategy::LeastConnections`]); drop it
-/// when the call ends. It is not `Clone`, so the count cannot be doubled.
+/// when the call ends (a panicking or cancelled holder drops it too). It
+/// is not `Clone`, so the count cannot be doubled.
 #[derive(Debug)]
 pub struct Worker {
     /// Shared with the pool's snapshot: a selection clones a pointer, not
     /// the member's identity (a `NodeId` holds its name inline).
     member: Arc<Member>,
-    _in_flight: InFlight,
     /// How it was selected, for recording the call's outcome.
     ticket: Ticket,
     /// The ejection policy it was selected under, to record the outcome with.
     policy: EjectionPolicy,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.member.cell.call_ended();
+    }
 }
 
 impl Worker {
@@ -168,8 +174,11 @@ impl Pool {
 struct Shared {
     source: ViewSource,
     pool: RwLock<Arc<Pool>>,
-    picker: Mutex<Picker>,
+    picker: Picker,
     changes: watch::Sender<u64>,
+    /// The value `changes` holds, readable without its lock (the call
+    /// path reads it to prune connections).
+    version: AtomicU64,
     follower: Mutex<Option<tokio::task::AbortHandle>>,
     /// Strikes by address. Also serializes ejections, so that the limit
     /// on how many workers are out holds.
@@ -177,6 +186,14 @@ struct Shared {
     /// Whether a selection was made: members that join later start in
     /// slow start, those present before do not.
     serving: AtomicBool,
+}
+
+impl Shared {
+    /// Counts a change of the pool and tells the receivers of `changes`.
+    fn changed(&self) {
+        let version = self.version.fetch_add(1, Ordering::Relaxed) + 1;
+        self.changes.send_modify(|v| *v = version.max(*v));
+    }
 }
 
 impl Drop for Shared {
@@ -250,8 +267,9 @@ impl WorkerRegistry {
             shared: Arc::new(Shared {
                 source,
                 pool: RwLock::new(Arc::new(pool)),
-                picker: Mutex::new(Picker::new(strategy, seed)),
+                picker: Picker::new(strategy, seed),
                 changes: watch::channel(0).0,
+                version: AtomicU64::new(0),
                 follower: Mutex::new(None),
                 memory: Mutex::new(Memory::default()),
                 serving: AtomicBool::new(false),
@@ -380,7 +398,7 @@ impl WorkerRegistry {
 
     /// The pool's change counter now.
     pub(crate) fn version(&self) -> u64 {
-        *self.shared.changes.borrow()
+        self.shared.version.load(Ordering::Relaxed)
     }
 }
 
@@ -425,5 +443,5 @@ fn apply(shared: &Shared, view: &ClusterView) {
     }
     *current = Arc::new(next);
     drop(current);
-    shared.changes.send_modify(|v| *v += 1);
+    shared.changed();
 }

@@ -283,6 +283,16 @@ impl Health {
         self.window.totals(now, policy.success_rate_interval)
     }
 
+    /// The ticket of a call selected now, when the worker has no ejection
+    /// on record (the common case: no probe to arm, nothing to change);
+    /// `None` when [`on_selected`](Self::on_selected) must decide.
+    pub(crate) fn plain_ticket(&self) -> Option<Ticket> {
+        self.ejection.is_none().then_some(Ticket {
+            epoch: self.epoch,
+            kind: Pick::Normal,
+        })
+    }
+
     /// The worker was chosen for a call at `now`. After an ended ejection
     /// this call is the probe: the ejection is re-armed for
     /// `base_ejection` so that other calls keep away meanwhile.

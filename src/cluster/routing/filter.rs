@@ -7,10 +7,8 @@
 use crate::cluster::Tags;
 use crate::RpcError;
 
-/// One condition of a filter.
-/// Borrowed from the filter text: parsing a call's filter allocates only
-/// the list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One condition of a filter, borrowed from the filter's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Condition<'a> {
     /// The tag is present, any value.
     Has(&'a str),
@@ -18,10 +16,39 @@ enum Condition<'a> {
     Equals(&'a str, &'a str),
 }
 
-/// A parsed worker filter: every condition must hold.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+impl<'a> Condition<'a> {
+    /// Reads one comma-separated part of a filter; the reason it is
+    /// malformed when it is empty or has an empty key.
+    fn read(part: &'a str) -> Result<Self, &'static str> {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err("empty condition");
+        }
+        let condition = match part.split_once('=') {
+            Some((k, v)) => Condition::Equals(k.trim(), v.trim()),
+            None => Condition::Has(part),
+        };
+        match condition {
+            Condition::Has(k) | Condition::Equals(k, _) if k.is_empty() => Err("empty tag key"),
+            condition => Ok(condition),
+        }
+    }
+
+    fn holds(self, tags: &Tags) -> bool {
+        match self {
+            Condition::Has(k) => tags.contains_key(k),
+            Condition::Equals(k, v) => tags.get(k).is_some_and(|have| have == v),
+        }
+    }
+}
+
+/// A worker filter, checked once when parsed: every condition must hold.
+/// It keeps the text and reads its conditions from it at each match, so
+/// a call's filter costs no allocation on the call path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct WorkerFilter<'a> {
-    conditions: Vec<Condition<'a>>,
+    /// The validated text; `None` matches every worker.
+    text: Option<&'a str>,
 }
 
 /// Longest filter accepted, in bytes (a filter names at most
@@ -47,32 +74,17 @@ impl<'a> WorkerFilter<'a> {
         if text.len() > MAX_FILTER_LEN {
             return Err(invalid("longer than any tag set"));
         }
-        let mut conditions = Vec::new();
         for part in text.split(',') {
-            let part = part.trim();
-            if part.is_empty() {
-                return Err(invalid("empty condition"));
-            }
-            let condition = match part.split_once('=') {
-                Some((k, v)) => Condition::Equals(k.trim(), v.trim()),
-                None => Condition::Has(part),
-            };
-            let key = match &condition {
-                Condition::Has(k) | Condition::Equals(k, _) => k,
-            };
-            if key.is_empty() {
-                return Err(invalid("empty tag key"));
-            }
-            conditions.push(condition);
+            Condition::read(part).map_err(invalid)?;
         }
-        Ok(Self { conditions })
+        Ok(Self { text: Some(text) })
     }
 
     /// Whether `tags` satisfy every condition.
     pub(crate) fn matches(&self, tags: &Tags) -> bool {
-        self.conditions.iter().all(|c| match c {
-            Condition::Has(k) => tags.contains_key(*k),
-            Condition::Equals(k, v) => tags.get(*k).is_some_and(|have| have == v),
+        self.text.is_none_or(|text| {
+            text.split(',')
+                .all(|part| Condition::read(part).is_ok_and(|c| c.holds(tags)))
         })
     }
 }

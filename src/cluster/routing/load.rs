@@ -1,11 +1,11 @@
 //! Per-worker state shared by every selection of that worker: the calls in
-//! flight, counted by RAII guards (after tower's `load::PendingRequests`),
-//! so a cancelled, timed-out, failed or panicking call, or a dropped
-//! stream, gives its count back when its guard is dropped; the client's
+//! flight (after tower's `load::PendingRequests`; the selected `Worker` is
+//! the guard, so a cancelled, timed-out, failed or panicking call, or a
+//! dropped stream, gives its count back when it is dropped); the client's
 //! passive health record; and the slow start of the worker's life.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
@@ -40,27 +40,19 @@ impl WorkerCell {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// A call to this worker started; the selected `Worker` ends it when
+    /// dropped (tower's `PendingRequests` counts the same way).
+    pub(crate) fn call_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A call started by [`call_started`](Self::call_started) ended.
+    pub(crate) fn call_ended(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn health(&self) -> MutexGuard<'_, Health> {
         crate::sync::lock(&self.health)
-    }
-}
-
-/// One call in flight on a worker; dropping it ends the count.
-#[derive(Debug)]
-pub(crate) struct InFlight {
-    cell: Arc<WorkerCell>,
-}
-
-impl InFlight {
-    pub(crate) fn new(cell: Arc<WorkerCell>) -> Self {
-        cell.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self { cell }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.cell.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -69,26 +61,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn guards_count_and_give_back_even_on_panic() {
-        let cell = Arc::new(WorkerCell::default());
-        let a = InFlight::new(cell.clone());
-        let b = InFlight::new(cell.clone());
+    fn calls_are_counted_until_they_end() {
+        let cell = WorkerCell::default();
+        cell.call_started();
+        cell.call_started();
         assert_eq!(cell.in_flight(), 2);
-        drop(a);
+        cell.call_ended();
         assert_eq!(cell.in_flight(), 1);
-        let moved = cell.clone();
-        let panicked = std::thread::spawn(move || {
-            let _guard = InFlight::new(moved);
-            panic!("handler panicked");
-        })
-        .join();
-        assert!(panicked.is_err());
-        assert_eq!(
-            cell.in_flight(),
-            1,
-            "the panicking holder gave its count back"
-        );
-        drop(b);
-        assert_eq!(cell.in_flight(), 0);
     }
 }

@@ -1,6 +1,6 @@
 //! The client side of each call mode, over an [`RpcClient`] or a
 //! [`ClusterClient`]: options from the method's attributes, the schema
-//! hash in the metadata, requests encoded, responses decoded.
+//! hash in the request header, requests encoded, responses decoded.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -14,7 +14,7 @@ use futures::channel::oneshot;
 use futures::future::Either;
 use futures::{Stream, StreamExt};
 
-use super::{decode_response, encode_request, is_value, Encoding, Method, Wire, SCHEMA_KEY};
+use super::{decode_response, encode_request, is_value, Encoding, Method, Wire};
 use crate::cluster::ClusterClient;
 use crate::typed::{CallError, Codec, Resumable, Streaming};
 use crate::{CallOptions, RpcClient, RpcError};
@@ -29,9 +29,7 @@ fn options<'m>(m: &'m Method, base: &CallOptions) -> Cow<'m, CallOptions> {
 }
 
 fn with_method(m: &Method, base: &CallOptions) -> CallOptions {
-    let mut options = base
-        .clone()
-        .with_metadata(SCHEMA_KEY, m.hash.to_be_bytes().to_vec());
+    let mut options = base.clone().with_schema(m.hash);
     if options.timeout().is_none() && m.timeout_ms > 0 {
         options = options.with_timeout(Duration::from_millis(m.timeout_ms));
     }

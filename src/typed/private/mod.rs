@@ -26,10 +26,6 @@ use super::codec::{Codec, CodecError};
 use super::error::CallError;
 use crate::RpcError;
 
-/// The metadata key of the schema hash every typed call carries (8 bytes,
-/// big-endian).
-pub const SCHEMA_KEY: &str = "rpcnet-schema";
-
 /// One method of a typed service, as the generated code declares it.
 #[derive(Debug)]
 pub struct Method {
@@ -133,6 +129,27 @@ pub trait Encoding<T>: 'static {
     /// # Errors
     /// The codec's.
     fn decode(bytes: Vec<u8>) -> Result<T, CodecError>;
+
+    /// [`decode`](Self::decode), handing back the message's buffer when
+    /// the value does not keep it (empty otherwise), for
+    /// [`encode_reusing`](Self::encode_reusing): a unary handler's answer
+    /// is then written where its request was, one allocation fewer.
+    ///
+    /// # Errors
+    /// The codec's.
+    fn decode_keeping_buffer(bytes: Vec<u8>) -> Result<(T, Vec<u8>), CodecError> {
+        Self::decode(bytes).map(|value| (value, Vec::new()))
+    }
+
+    /// [`encode`](Self::encode) into `buffer` (cleared first) when the
+    /// encoding writes bytes at all.
+    ///
+    /// # Errors
+    /// The codec's.
+    fn encode_reusing(value: T, buffer: Vec<u8>) -> Result<Vec<u8>, CodecError> {
+        drop(buffer);
+        Self::encode(value)
+    }
 }
 
 /// Values encoded by codec `C`.
@@ -149,6 +166,19 @@ impl<C: Codec, T: Wire> Encoding<T> for Coded<C> {
 
     fn decode(bytes: Vec<u8>) -> Result<T, CodecError> {
         C::decode(&bytes)
+    }
+
+    fn decode_keeping_buffer(mut bytes: Vec<u8>) -> Result<(T, Vec<u8>), CodecError> {
+        let value = C::decode(&bytes)?;
+        bytes.clear();
+        Ok((value, bytes))
+    }
+
+    fn encode_reusing(value: T, mut buffer: Vec<u8>) -> Result<Vec<u8>, CodecError> {
+        buffer.clear();
+        buffer.reserve(64);
+        C::encode(&value, &mut buffer)?;
+        Ok(buffer)
     }
 }
 
@@ -197,9 +227,20 @@ fn encode_response<C: Codec, Enc: Encoding<T>, T, E: Wire>(
     m: &Method,
     result: Result<T, CallError<E>>,
 ) -> Result<Vec<u8>, RpcError> {
+    encode_response_into::<C, Enc, T, E>(m, result, Vec::new())
+}
+
+/// [`encode_response`] writing a value into `buffer` (see
+/// [`Encoding::encode_reusing`]).
+fn encode_response_into<C: Codec, Enc: Encoding<T>, T, E: Wire>(
+    m: &Method,
+    result: Result<T, CallError<E>>,
+    buffer: Vec<u8>,
+) -> Result<Vec<u8>, RpcError> {
     let (mut message, tag) = match result {
         Ok(value) => (
-            Enc::encode(value).map_err(|e| codec_error(m, "could not encode a response", e))?,
+            Enc::encode_reusing(value, buffer)
+                .map_err(|e| codec_error(m, "could not encode a response", e))?,
             tag::OK,
         ),
         Err(CallError::Service(e)) => (
@@ -329,6 +370,20 @@ mod tests {
         assert_eq!(back.as_ptr(), pointer, "decoded in place");
         let request = encode_request::<Raw, Bytes>(&M, back).unwrap();
         assert_eq!(request.as_ptr(), pointer, "a request too");
+    }
+
+    #[test]
+    fn a_unary_answer_is_written_in_its_request_buffer() {
+        type Enc = Coded<Postcard>;
+        let request = Enc::encode(vec![7u8; 40]).unwrap();
+        let pointer = request.as_ptr();
+        let (value, buffer): (Vec<u8>, Vec<u8>) = Enc::decode_keeping_buffer(request).unwrap();
+        assert_eq!(value, vec![7u8; 40]);
+        let answer =
+            encode_response_into::<Postcard, Enc, Vec<u8>, String>(&M, Ok(value), buffer).unwrap();
+        assert_eq!(answer.as_ptr(), pointer, "no new allocation");
+        let back = decode_response::<Postcard, Enc, Vec<u8>, String>(&M, answer).unwrap();
+        assert_eq!(back, vec![7u8; 40]);
     }
 
     #[test]

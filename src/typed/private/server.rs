@@ -7,16 +7,15 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 
-use super::{encode_response, mismatch_response, Encoding, Method, Wire, SCHEMA_KEY};
+use super::{encode_response, encode_response_into, mismatch_response, Encoding, Method, Wire};
 use crate::typed::{CallError, Codec, Registrar, Streaming};
 use crate::{CallInfo, RequestStream, RpcError};
 
 /// The refusal to send if the caller declared another schema for this
 /// method. A caller that sends no hash (a raw `RpcClient`) is not checked.
 fn schema_refusal(m: &Method) -> Option<Vec<u8>> {
-    let call = CallInfo::current()?;
-    let theirs = call.metadata_value(SCHEMA_KEY)?;
-    (theirs != m.hash.to_be_bytes()).then(|| mismatch_response(m))
+    let theirs = CallInfo::current_schema()?;
+    (theirs != m.hash).then(|| mismatch_response(m))
 }
 
 /// Wraps a handler's plain service errors (a trait method declared
@@ -53,14 +52,16 @@ pub async fn serve_unary<R, C, ReqEnc, RespEnc, Req, T, E, F, Fut>(
         .register_unary(m.name, move |payload: Vec<u8>| {
             // The handler's future is made now and polled only if the
             // schema matches (an `async fn` does nothing before that).
-            let call = ReqEnc::decode(payload).map(&handler);
+            // The request's buffer is kept for the answer.
+            let call = ReqEnc::decode_keeping_buffer(payload)
+                .map(|(request, buffer)| (handler(request), buffer));
             async move {
                 if let Some(refusal) = schema_refusal(m) {
                     return Ok(refusal);
                 }
-                let call =
+                let (call, buffer) =
                     call.map_err(|e| super::codec_error(m, "could not decode a request", e))?;
-                encode_response::<C, RespEnc, T, E>(m, call.await)
+                encode_response_into::<C, RespEnc, T, E>(m, call.await, buffer)
             }
         })
         .await;

@@ -61,9 +61,11 @@ impl ClusterClient {
             CallKind::Unary,
             shared.default_timeout(),
         );
+        // Shared by the attempts: a retry sends the same buffer.
+        let data = bytes::Bytes::from(data);
         let answered = shared
             .route(&mut route, |client, options| {
-                client.call_with_options(method, data.clone(), &options)
+                client.call_shared(method, data.clone(), &options)
             })
             .await?;
         Ok(answered.value)
@@ -104,8 +106,14 @@ impl ClusterClient {
         filter: Option<&str>,
         options: CallOptions,
     ) -> Result<WorkerStream, RpcError> {
-        self.open_stream(method, filter, &options, Request::Message(request), None)
-            .await
+        self.open_stream(
+            method,
+            filter,
+            &options,
+            Request::Message(request.into()),
+            None,
+        )
+        .await
     }
 
     /// A resumable server stream: `method`'s handler takes, in its
@@ -182,7 +190,7 @@ impl ClusterClient {
             is_position,
             last: None,
         };
-        let request = Request::Message(request);
+        let request = Request::Message(request.into());
         self.open_stream(method, filter, &options, request, Some(resume))
             .await
     }

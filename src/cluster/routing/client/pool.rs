@@ -32,6 +32,18 @@ impl Pool {
         self.connections.config()
     }
 
+    /// The worker's pooled connection if it is open (the call path:
+    /// nothing to await). `used` receives the pool entry.
+    pub(super) fn ready(
+        &self,
+        worker: &Worker,
+        used: &mut Option<Connection>,
+    ) -> Option<RpcClient> {
+        let (slot, client) = self.connections.ready(worker.id_ref())?;
+        *used = Some(slot);
+        Some(client)
+    }
+
     /// The worker's pooled connection, opened on first use within
     /// `within`. `used` receives the pool entry, for [`forget`](Self::forget).
     pub(super) async fn connection(
@@ -40,10 +52,10 @@ impl Pool {
         within: Duration,
         used: &mut Option<Connection>,
     ) -> Result<RpcClient, RpcError> {
-        let (slot, client) = self
-            .connections
-            .get(worker.id_ref(), worker.addr(), within)
-            .await;
+        // Boxed: connecting is rare, and its state machine (resolving,
+        // the handshake) would otherwise make every call's future larger.
+        let (slot, client) =
+            Box::pin(self.connections.get(worker.id_ref(), worker.addr(), within)).await;
         *used = Some(slot);
         client
     }

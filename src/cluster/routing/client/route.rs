@@ -43,17 +43,18 @@ impl<'a> Route<'a> {
         kind: CallKind,
         default_timeout: Duration,
     ) -> Self {
+        let now = Instant::now();
         Self {
             method: Cow::Borrowed(method),
             filter: filter.map(Cow::Borrowed),
             idempotent: options.is_idempotent(),
-            deadline: Instant::now() + options.timeout().unwrap_or(default_timeout),
+            deadline: now + options.timeout().unwrap_or(default_timeout),
             options: Cow::Borrowed(options),
             kind,
             failed: Vec::new(),
             requests: None,
             counted: false,
-            started: Instant::now(),
+            started: now,
         }
     }
 

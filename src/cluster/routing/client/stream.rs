@@ -26,33 +26,35 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use futures::Stream;
 use tokio::time::Instant;
 
 use super::pool::Connection;
 use super::replay::Requests;
 use super::{Attempted, Route, Shared};
+use crate::call::RequestBody;
 use crate::cluster::routing::discover::Worker;
 use crate::cluster::routing::eject::Outcome;
 use crate::cluster::routing::failover::{classify, Verdict};
-use crate::{Body, ResponseStream, RpcError};
+use crate::{ResponseStream, RpcError};
 
 /// Makes the request that resumes a stream right after the item given.
 pub(crate) type ResumeFn = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, RpcError> + Send>;
 
 /// The request a stream is opened with.
 pub(super) enum Request {
-    /// One message (server streaming).
-    Message(Vec<u8>),
+    /// One message (server streaming), shared by the stream's attempts.
+    Message(Bytes),
     /// A request stream, replayed from what is kept.
     Stream(Requests),
 }
 
 impl Request {
-    fn body(&self) -> Body {
+    fn body(&self) -> RequestBody {
         match self {
-            Self::Message(message) => Body::Message(message.clone()),
-            Self::Stream(requests) => Body::stream(requests.attempt()),
+            Self::Message(message) => RequestBody::Shared(message.clone()),
+            Self::Stream(requests) => RequestBody::Stream(Box::pin(requests.attempt())),
         }
     }
 }
@@ -85,7 +87,7 @@ impl Reopen {
             ..
         }) = &mut self.resume
         {
-            self.request = Request::Message(next(last)?);
+            self.request = Request::Message(next(last)?.into());
         }
         Ok(())
     }
@@ -107,7 +109,7 @@ pub(super) async fn open(shared: &Shared, reopen: &mut Reopen) -> Result<Opened,
     let method = route.method.clone();
     shared
         .route(route, |client, options| {
-            client.invoke(&method, &options, request.body())
+            client.invoke_body(&method, &options, request.body())
         })
         .await
 }

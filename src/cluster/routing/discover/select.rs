@@ -17,20 +17,37 @@
 //! * **Success rate**: a worker whose failures are numerous enough is
 //!   compared with the other workers in rotation (`rate::is_outlier`).
 
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{state_of, Member, Worker, WorkerRegistry};
-use crate::cluster::routing::eject::{EjectionPolicy, Judgement, Outcome, Reason};
+use super::{state_of, Worker, WorkerRegistry};
+use crate::cluster::routing::eject::{EjectionPolicy, Judgement, Outcome, Reason, Ticket};
 use crate::cluster::routing::filter::WorkerFilter;
-use crate::cluster::routing::load::InFlight;
 use crate::cluster::routing::rate;
 use crate::cluster::routing::status::WorkerState;
 use crate::cluster::NodeId;
 use crate::sync::lock;
 use crate::RpcError;
+
+/// One candidate of a selection: the member's place in the pool, its
+/// calls in flight, its weight, whether it is in rotation, and its ticket
+/// when it has no ejection on record.
+struct Candidate {
+    index: usize,
+    load: usize,
+    weight: f64,
+    selectable: bool,
+    ticket: Option<Ticket>,
+}
+
+thread_local! {
+    /// Each thread's candidate list, reused: a selection allocates
+    /// nothing once the list has grown to the pool's size.
+    static CANDIDATES: RefCell<Vec<Candidate>> = const { RefCell::new(Vec::new()) };
+}
 
 impl WorkerRegistry {
     /// Selects among the workers matching `filter` other than `avoid`, at
@@ -45,65 +62,80 @@ impl WorkerRegistry {
         if !self.shared.serving.load(Ordering::Relaxed) {
             self.shared.serving.store(true, Ordering::Relaxed);
         }
-        let pool = self.pool();
+        // Read in place: the call path clones no snapshot.
+        let pool = crate::sync::read(&self.shared.pool);
         let policy = pool.policy;
         let min = policy.min_weight();
-        let mut matching = 0;
-        // (member, in flight, weight, selectable)
-        let mut candidates: Vec<(&Arc<Member>, usize, f64, bool)> =
-            Vec::with_capacity(pool.members.len());
-        for m in &pool.members {
-            if !filter.matches(&m.tags) || avoid.contains(&m.id) {
-                continue;
+        CANDIDATES.with_borrow_mut(|candidates| {
+            candidates.clear();
+            let mut matching = 0;
+            for (index, m) in pool.members.iter().enumerate() {
+                if !filter.matches(&m.tags) || avoid.contains(&m.id) {
+                    continue;
+                }
+                matching += 1;
+                if m.draining {
+                    continue;
+                }
+                // As `state_of`, with one look at the worker's health.
+                let health = m.cell.health();
+                let (selectable, weight) = if m.suspect || health.is_ejected(now) {
+                    (false, min)
+                } else {
+                    let health = health.weight(now, min);
+                    (true, (health * m.cell.warmup_weight(now, min)).max(min))
+                };
+                let ticket = health.plain_ticket();
+                drop(health);
+                candidates.push(Candidate {
+                    index,
+                    load: m.cell.in_flight(),
+                    weight,
+                    selectable,
+                    ticket,
+                });
             }
-            matching += 1;
-            if m.draining {
-                continue;
+            let selectable = candidates.iter().filter(|c| c.selectable).count();
+            let out = candidates.len() - selectable;
+            let panic =
+                policy.limited() && (selectable == 0 || out > policy.ejectable(candidates.len()));
+            if !panic {
+                candidates.retain(|c| c.selectable);
             }
-            // As `state_of`, with one look at the worker's health.
-            let health = m.cell.health();
-            let (selectable, weight) = if m.suspect || health.is_ejected(now) {
-                (false, min)
-            } else {
-                let health = health.weight(now, min);
-                (true, (health * m.cell.warmup_weight(now, min)).max(min))
-            };
-            drop(health);
-            candidates.push((m, m.cell.in_flight(), weight, selectable));
-        }
-        let selectable = candidates.iter().filter(|c| c.3).count();
-        let out = candidates.len() - selectable;
-        let panic =
-            policy.limited() && (selectable == 0 || out > policy.ejectable(candidates.len()));
-        if !panic {
-            candidates.retain(|c| c.3);
-        }
-        let loads: Vec<usize> = candidates.iter().map(|c| c.1).collect();
-        let weights: Vec<f64> = candidates.iter().map(|c| c.2).collect();
-        let chosen = lock(&self.shared.picker).pick_weighted(&loads, &weights);
-        let Some(index) = chosen else {
-            return Err(RpcError::NoWorkers {
-                filter: filter_text.to_owned(),
-                members: pool.seen,
-                unavailable: matching,
-                avoided: avoid.len(),
-            });
-        };
-        if panic {
-            tracing::debug!(
-                selectable,
-                out,
-                "too few workers in rotation: routing among all"
+            let chosen = self.shared.picker.pick_by(
+                candidates.len(),
+                |i| candidates[i].load,
+                |i| candidates[i].weight,
             );
-        }
-        let member = Arc::clone(candidates[index].0);
-        let ticket = member.cell.health().on_selected(now, &policy);
-        let in_flight = InFlight::new(member.cell.clone());
-        Ok(Worker {
-            member,
-            _in_flight: in_flight,
-            ticket,
-            policy,
+            let Some(chosen) = chosen.map(|i| &candidates[i]) else {
+                return Err(RpcError::NoWorkers {
+                    filter: filter_text.to_owned(),
+                    members: pool.seen,
+                    unavailable: matching,
+                    avoided: avoid.len(),
+                });
+            };
+            if panic {
+                tracing::debug!(
+                    selectable,
+                    out,
+                    "too few workers in rotation: routing among all"
+                );
+            }
+            let member = Arc::clone(&pool.members[chosen.index]);
+            // A worker without an ejection on record is taken as it was
+            // seen (if it is ejected meanwhile, this call's outcome is from
+            // before the ejection, and stale as it should be); otherwise
+            // its record decides whether the call is a probe.
+            let ticket = chosen
+                .ticket
+                .unwrap_or_else(|| member.cell.health().on_selected(now, &policy));
+            member.cell.call_started();
+            Ok(Worker {
+                member,
+                ticket,
+                policy,
+            })
         })
     }
 
@@ -208,6 +240,6 @@ impl WorkerRegistry {
     }
 
     fn changed(&self) {
-        self.shared.changes.send_modify(|v| *v += 1);
+        self.shared.changed();
     }
 }
