@@ -78,22 +78,27 @@ pub(crate) async fn serve_call(
         peer_certificate: peer,
         ..header.into()
     });
-    let served = serve_admitted(call, handler, single_request, reader, tx, deadline);
-    if span.is_disabled() {
+    // The stream's halves stay here; the steps below borrow them, so each
+    // nested state machine holds two pointers instead of its own copies
+    // (the whole of this one is copied into its box for every call).
+    let served = serve_admitted(call, handler, single_request, &mut reader, &mut tx, deadline);
+    let answered = if span.is_disabled() {
         served.await
     } else {
         tracing::Instrument::instrument(served, span).await
-    }
+    };
+    answered.then_some(tx)
 }
 
+/// Serves an admitted call; whether its answer was written.
 async fn serve_admitted(
     call: Arc<CallInfo>,
     handler: Handler,
     single_request: bool,
-    mut reader: FrameReader,
-    mut tx: SendHalf,
+    reader: &mut FrameReader,
+    tx: &mut SendHalf,
     deadline: Option<Instant>,
-) -> Answered {
+) -> bool {
     let record = CallRecord::start(&call);
     match (handler, single_request) {
         (Handler::Unary(f), true) => serve_unary(call, f, reader, tx, deadline, &record).await,
@@ -108,8 +113,8 @@ async fn serve_admitted(
                     call.method
                 ),
             );
-            Box::pin(reject(&mut reader, &mut tx, status)).await;
-            None
+            Box::pin(reject(reader, tx, status)).await;
+            false
         }
     }
 }
@@ -239,16 +244,16 @@ enum Interrupted {
 async fn serve_unary(
     call: Arc<CallInfo>,
     f: Arc<super::handler::UnaryFn>,
-    mut reader: FrameReader,
-    mut tx: SendHalf,
+    reader: &mut FrameReader,
+    tx: &mut SendHalf,
     deadline: Option<Instant>,
     record: &CallRecord,
-) -> Answered {
-    let request = match read_single_request(&mut reader).await {
+) -> bool {
+    let request = match read_single_request(reader).await {
         Ok(m) => m,
         Err(e) => {
-            Box::pin(reject(&mut reader, &mut tx, error_status(&e))).await;
-            return None;
+            Box::pin(reject(reader, tx, error_status(&e))).await;
+            return false;
         }
     };
     record.request_size(request.len());
@@ -267,7 +272,7 @@ async fn serve_unary(
         // allocation, so calls answered at once do not carry it.
         Box::pin(wait_for_handler(
             handler.as_mut(),
-            &mut reader,
+            reader,
             deadline,
             &mut client_open,
         ))
@@ -391,18 +396,18 @@ async fn respond(
 async fn serve_streaming(
     call: Arc<CallInfo>,
     f: Arc<super::handler::StreamingFn>,
-    mut reader: FrameReader,
-    mut tx: SendHalf,
+    reader: &mut FrameReader,
+    tx: &mut SendHalf,
     deadline: Option<Instant>,
     record: &CallRecord,
-) -> Answered {
+) -> bool {
     let (queue, requests) = mpsc::channel(REQUEST_QUEUE);
     let requests = RequestStream::new(requests);
     let single = call.kind.single_request();
     let mut out = BytesMut::new();
     let outcome = {
-        let pump = pump_requests(&mut reader, queue, single);
-        let respond = CallInfo::scope(call.clone(), respond(f, requests, &mut tx, &mut out));
+        let pump = pump_requests(reader, queue, single);
+        let respond = CallInfo::scope(call.clone(), respond(f, requests, tx, &mut out));
         let mut pump = std::pin::pin!(pump);
         let mut respond = std::pin::pin!(respond);
         let mut client_open = true;
@@ -440,33 +445,33 @@ async fn serve_streaming(
 /// The one tail of every call: writes the final answer (`[MESSAGE]
 /// STATUS` after whatever `out` holds, then FIN) in one write, or resets or
 /// refuses an interrupted call; then waits for the client to finish its
-/// side (`client_open`) so the stream is freed. Returns the send half when
-/// the answer was written (see [`Answered`]).
+/// side (`client_open`) so the stream is freed. Returns whether the answer
+/// was written (its send half is then kept, see [`Answered`]).
 async fn conclude(
     call: &CallInfo,
-    mut reader: FrameReader,
-    mut tx: SendHalf,
+    reader: &mut FrameReader,
+    tx: &mut SendHalf,
     mut out: BytesMut,
     outcome: Result<(Option<Vec<u8>>, Status), Interrupted>,
     (client_open, trailers): (bool, crate::wire::Metadata),
     record: &CallRecord,
-) -> Answered {
+) -> bool {
     let (response, status) = match outcome {
         Ok(answer) => answer,
         Err(Interrupted::Aborted(e)) => {
             tracing::debug!(method = %call.method, "response stream aborted: {e}");
             tx.reset(reset::CANCELLED);
-            return None;
+            return false;
         }
         Err(Interrupted::Cancelled) => {
             tracing::debug!(method = %call.method, "call cancelled by client");
             tx.reset(reset::CANCELLED);
-            return None;
+            return false;
         }
         Err(Interrupted::Protocol(e)) => {
             out.clear();
-            Box::pin(reject(&mut reader, &mut tx, error_status(&e))).await;
-            return None;
+            Box::pin(reject(reader, tx, error_status(&e))).await;
+            return false;
         }
         Err(Interrupted::Deadline) => (
             None,
@@ -498,12 +503,12 @@ async fn conclude(
         }
     };
     if sent.is_err() || tx.finish().is_err() {
-        return None;
+        return false;
     }
     if client_open {
         let _ = reader.closed().await;
     }
-    Some(tx)
+    true
 }
 
 /// What the call metrics need to know of one call (see `crate::telemetry`);
