@@ -78,15 +78,14 @@ trap 'rm -f "$results"' EXIT
 for round in $(seq 1 "$rounds"); do
     for workload in "${workloads[@]}"; do
         supports "$tree" "$workload" || continue
-        for side in old new; do
-            if [ $side = old ]; then
-                value=$(figure "$old_bin" "$tree" "$workload")
-            else
-                value=$(figure "$new_bin" "$root" "$workload")
-            fi
-            [ -n "$value" ] && echo "$workload $side $value" >>"$results"
-            echo "round $round $workload $side: ${value:-skipped}" >&2
-        done
+        old=$(figure "$old_bin" "$tree" "$workload")
+        echo "round $round $workload old: ${old:-skipped}" >&2
+        # A workload the old build does not run is not compared.
+        [ -n "$old" ] || continue
+        new=$(figure "$new_bin" "$root" "$workload")
+        echo "round $round $workload new: ${new:-failed}" >&2
+        echo "$workload old $old" >>"$results"
+        [ -n "$new" ] && echo "$workload new $new" >>"$results"
     done
 done
 
@@ -97,7 +96,7 @@ echo "| workload | old | new | new / old |"
 echo "|---|---:|---:|---:|"
 for workload in "${workloads[@]}"; do
     median() {
-        grep "^$workload $1 " "$results" | awk '{print $3}' | sort -g |
+        awk -v w="$workload" -v side="$1" '$1 == w && $2 == side { print $3 }' "$results" | sort -g |
             awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
     }
     old=$(median old)
@@ -105,7 +104,7 @@ for workload in "${workloads[@]}"; do
     if [ -n "$old" ] && [ -n "$new" ]; then
         awk -v w="$workload" -v o="$old" -v n="$new" \
             'BEGIN { printf "| %s | %.0f | %.0f | %.2f× |\n", w, o, n, n / o }'
-    else
-        echo "| $workload | ${old:-–} | ${new:-–} | |"
+    elif [ -n "$old" ]; then
+        echo "| $workload | $old | failed | |"
     fi
 done

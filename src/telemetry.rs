@@ -163,7 +163,7 @@ pub(crate) fn status_label(code: StatusCode) -> &'static str {
 }
 
 /// The `rpc.status` label of a client-side outcome.
-pub(crate) fn outcome_label(outcome: &Result<Vec<u8>, RpcError>) -> &'static str {
+pub(crate) fn outcome_label<T>(outcome: &Result<T, RpcError>) -> &'static str {
     match outcome {
         Ok(_) => "ok",
         Err(e) => error_label(e),
@@ -278,7 +278,7 @@ pub(crate) fn rotation_changed(worker: crate::cluster::MemberAddr, ejected: bool
 }
 
 /// A unary or client-streaming call made, as its caller saw it.
-pub(crate) fn client_call(method: &str, outcome: &Result<Vec<u8>, RpcError>, took: Duration) {
+pub(crate) fn client_call<T>(method: &str, outcome: &Result<T, RpcError>, took: Duration) {
     metrics::histogram!(
         "rpc.client.call.duration",
         "rpc.method" => method.to_owned(),

@@ -104,8 +104,11 @@ impl Figures {
              | calls during the kill runs / failed | {} / {} | 0 failed {} |\n\n\
              The kill figure bounds the time to the first successful retried call from above: it is \
              when the *last* call that was in flight on the killed worker completed on the other one. \
-             Those calls wait at most for the worker connection's idle timeout (800 ms, kept alive \
-             by PINGs every 100 ms, so at most 900 ms after the kill); sometimes the loss is noticed at once.\n\n{}",
+             The calls are idempotent, so an attempt the dead worker does not answer is abandoned at \
+             its per-attempt timeout (adaptive: 4 × the method's p99, at least 100 ms) and the call \
+             moves on; without one it would wait for the worker connection's idle timeout (800 ms, \
+             kept alive by PINGs every 100 ms, so at most 900 ms after the kill). Sometimes the loss \
+             is noticed at once.\n\n{}",
             self.cluster_calls_per_sec,
             self.cluster_p50_us,
             self.direct_calls_per_sec,

@@ -2,7 +2,7 @@
 //! (`#[rpcnet::service]`: postcard-encoded `Vec<u8>` request, tagged
 //! response, schema hash in the metadata) and through a raw `RpcClient`
 //! (`echo`, the bytes as they are), on one connection to the same server
-//! process, alternated within each repeat.
+//! process, alternated within each repeat (in alternating order).
 
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ impl Figures {
             "## Typed services (`#[rpcnet::service]`)\n\n\
              The same unary echo ({} B payload, {} calls in flight on one connection, same server \
              process) through a generated client and through a raw `RpcClient`, alternated in \
-             each repeat.\n\n\
+             each repeat, in alternating order.\n\n\
              | workload | raw `RpcClient` | typed client | typed / raw |\n|---|---:|---:|---:|\n\
              | unary {} B c={}: calls/s | {:.0} | {:.0} | {:.2}× |\n",
             self.size,
@@ -62,29 +62,35 @@ pub async fn measure(client: &RpcClient, repeats: usize, duration: Duration) -> 
     let payload = vec![0xabu8; size];
     let mut raw_rates = Vec::new();
     let mut typed_rates = Vec::new();
-    for _ in 0..repeats {
-        let p = payload.clone();
-        let c = client.clone();
-        raw_rates.push(
-            closed_loop(concurrency, duration, move || {
-                let call = c.call("echo", p.clone());
-                async move {
-                    assert_eq!(call.await.expect("raw echo").len(), size);
-                }
-            })
-            .await,
-        );
-        let p = payload.clone();
-        let t = typed.clone();
-        typed_rates.push(
-            closed_loop(concurrency, duration, move || {
-                let call = t.echo(p.clone());
-                async move {
-                    assert_eq!(call.await.expect("typed echo").len(), size);
-                }
-            })
-            .await,
-        );
+    for repeat in 0..repeats {
+        // Each repeat runs both, in alternating order (raw first, then
+        // typed first, ...), so a drift during the run favours neither.
+        for typed_turn in [repeat % 2 == 1, repeat % 2 == 0] {
+            let p = payload.clone();
+            if typed_turn {
+                let t = typed.clone();
+                typed_rates.push(
+                    closed_loop(concurrency, duration, move || {
+                        let call = t.echo(p.clone());
+                        async move {
+                            assert_eq!(call.await.expect("typed echo").len(), size);
+                        }
+                    })
+                    .await,
+                );
+            } else {
+                let c = client.clone();
+                raw_rates.push(
+                    closed_loop(concurrency, duration, move || {
+                        let call = c.call("echo", p.clone());
+                        async move {
+                            assert_eq!(call.await.expect("raw echo").len(), size);
+                        }
+                    })
+                    .await,
+                );
+            }
+        }
     }
     let figures = Figures {
         concurrency,

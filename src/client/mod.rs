@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::Stream;
 use s2n_quic::client::Connect;
 
@@ -357,6 +358,20 @@ impl RpcClient {
         timeout: Duration,
         body: RequestBody,
     ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static {
+        let answer = self.single_bytes(kind, method, labels, timeout, body);
+        async move { answer.await.map(Vec::from) }
+    }
+
+    /// [`single`](Self::single) answering the bytes received (the typed
+    /// layer decodes them in place).
+    pub(crate) fn single_bytes(
+        &self,
+        kind: CallKind,
+        method: &str,
+        labels: (Metadata, Option<u64>),
+        timeout: Duration,
+        body: RequestBody,
+    ) -> impl Future<Output = Result<Bytes, RpcError>> + Send + 'static {
         let prepared = self.prepare(kind, method, labels, Some(timeout), &body);
         let this = self.clone();
         let started =
@@ -365,7 +380,8 @@ impl RpcClient {
             let header = prepared?;
             // Boxed: the call's state machine is then built once, in place,
             // instead of being moved with every future that awaits it.
-            let call = Box::pin(async move { this.start(header, body).await?.single().await });
+            let call =
+                Box::pin(async move { this.start(header, body).await?.single_bytes().await });
             let outcome = tokio::time::timeout(timeout, call)
                 .await
                 .unwrap_or(Err(RpcError::Timeout));

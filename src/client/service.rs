@@ -42,6 +42,23 @@ impl RpcClient {
         )
     }
 
+    /// [`call_with_options`](Self::call_with_options) answering the bytes
+    /// received, for the typed layer to decode in place.
+    pub(crate) fn call_with_options_bytes(
+        &self,
+        method: &str,
+        params: Vec<u8>,
+        options: &CallOptions,
+    ) -> impl Future<Output = Result<Bytes, RpcError>> + Send + 'static {
+        self.single_bytes(
+            CallKind::Unary,
+            method,
+            (options.metadata().clone(), options.schema()),
+            options.timeout().unwrap_or(self.inner.default_timeout),
+            RequestBody::Message(params),
+        )
+    }
+
     /// [`call_with_options`](Self::call_with_options) with the request as
     /// shared bytes: the attempts of a routed call send one buffer.
     pub(crate) fn call_shared(

@@ -5,7 +5,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -164,7 +164,13 @@ impl ResponseStream {
     /// deadline, ...); [`RpcError::ProtocolError`] if the call ended with
     /// no response or answered with more than one.
     pub async fn single(&mut self) -> Result<Vec<u8>, RpcError> {
-        let first = match self.next().await {
+        self.single_bytes().await.map(Vec::from)
+    }
+
+    /// [`single`](Self::single) as the bytes received (no copy into a
+    /// vector of its own).
+    pub(crate) async fn single_bytes(&mut self) -> Result<Bytes, RpcError> {
+        let first = match std::future::poll_fn(|cx| self.poll_message(cx)).await {
             Some(item) => item?,
             None => {
                 return Err(RpcError::ProtocolError(
@@ -172,7 +178,7 @@ impl ResponseStream {
                 ))
             }
         };
-        match self.next().await {
+        match std::future::poll_fn(|cx| self.poll_message(cx)).await {
             None => Ok(first),
             Some(Err(e)) => Err(e),
             Some(Ok(_)) => Err(RpcError::ProtocolError(
@@ -215,7 +221,15 @@ impl Stream for ResponseStream {
     type Item = Result<Vec<u8>, RpcError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
+        self.poll_message(cx)
+            .map(|item| item.map(|message| message.map(Vec::from)))
+    }
+}
+
+impl ResponseStream {
+    /// The next response as the bytes received: the stream's one reader.
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, RpcError>>> {
+        let this = self;
         if this.done {
             return Poll::Ready(None);
         }
@@ -230,7 +244,7 @@ impl Stream for ResponseStream {
             }
         }
         let item = match frame {
-            Ok(Some(Frame::Message(m))) => return Poll::Ready(Some(Ok(Vec::from(m)))),
+            Ok(Some(Frame::Message(m))) => return Poll::Ready(Some(Ok(m))),
             Ok(Some(Frame::Error(text))) => {
                 return Poll::Ready(Some(Err(RpcError::RemoteError(text))))
             }

@@ -81,7 +81,14 @@ pub(crate) async fn serve_call(
     // The stream's halves stay here; the steps below borrow them, so each
     // nested state machine holds two pointers instead of its own copies
     // (the whole of this one is copied into its box for every call).
-    let served = serve_admitted(call, handler, single_request, &mut reader, &mut tx, deadline);
+    let served = serve_admitted(
+        call,
+        handler,
+        single_request,
+        &mut reader,
+        &mut tx,
+        deadline,
+    );
     let answered = if span.is_disabled() {
         served.await
     } else {

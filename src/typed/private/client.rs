@@ -68,7 +68,7 @@ where
     E: Wire,
 {
     let call = encode_request::<ReqEnc, Req>(m, request)
-        .map(|payload| client.call_with_options(m.name, payload, &options(m, base)));
+        .map(|payload| client.call_with_options_bytes(m.name, payload, &options(m, base)));
     async move { decode_response::<C, RespEnc, T, E>(m, call?.await?) }
 }
 

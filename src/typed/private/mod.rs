@@ -130,6 +130,15 @@ pub trait Encoding<T>: 'static {
     /// The codec's.
     fn decode(bytes: Vec<u8>) -> Result<T, CodecError>;
 
+    /// [`decode`](Self::decode) of a message as received: a codec reads
+    /// it in place, `Bytes` are taken as they are.
+    ///
+    /// # Errors
+    /// The codec's.
+    fn decode_bytes(bytes: Bytes) -> Result<T, CodecError> {
+        Self::decode(Vec::from(bytes))
+    }
+
     /// [`decode`](Self::decode), handing back the message's buffer when
     /// the value does not keep it (empty otherwise), for
     /// [`encode_reusing`](Self::encode_reusing): a unary handler's answer
@@ -168,6 +177,10 @@ impl<C: Codec, T: Wire> Encoding<T> for Coded<C> {
         C::decode(&bytes)
     }
 
+    fn decode_bytes(bytes: Bytes) -> Result<T, CodecError> {
+        C::decode(&bytes)
+    }
+
     fn decode_keeping_buffer(mut bytes: Vec<u8>) -> Result<(T, Vec<u8>), CodecError> {
         let value = C::decode(&bytes)?;
         bytes.clear();
@@ -193,6 +206,10 @@ impl Encoding<Bytes> for Raw {
 
     fn decode(bytes: Vec<u8>) -> Result<Bytes, CodecError> {
         Ok(Bytes::from(bytes))
+    }
+
+    fn decode_bytes(bytes: Bytes) -> Result<Bytes, CodecError> {
+        Ok(bytes)
     }
 }
 
@@ -274,15 +291,18 @@ fn mismatch_response(m: &Method) -> Vec<u8> {
     message
 }
 
-/// Decodes a response message.
+/// Decodes a response message (a vector converts without a copy).
 fn decode_response<C: Codec, Enc: Encoding<T>, T, E: Wire>(
     m: &Method,
-    mut message: Vec<u8>,
+    message: impl Into<Bytes>,
 ) -> Result<T, CallError<E>> {
-    match message.pop() {
-        Some(tag::OK) => Enc::decode(message)
+    let mut message = message.into();
+    let tag = message.last().copied();
+    message.truncate(message.len().saturating_sub(1));
+    match tag {
+        Some(tag::OK) => Enc::decode_bytes(message)
             .map_err(|e| codec_error(m, "could not decode a response", e).into()),
-        Some(tag::SERVICE_ERROR) => Err(Coded::<C>::decode(message)
+        Some(tag::SERVICE_ERROR) => Err(Coded::<C>::decode_bytes(message)
             .map(CallError::Service)
             .unwrap_or_else(|e| codec_error(m, "could not decode a service error", e).into())),
         Some(tag::SCHEMA_MISMATCH) if message.len() >= 8 => {
