@@ -47,7 +47,7 @@ pub struct RequestHeader {
     pub metadata: Metadata,
     /// The schema hash of a typed call (`#[rpcnet::service]`): the server
     /// refuses the call when its own method's hash differs. Sent as 8
-    /// bytes after `deadline_ms`, announced by [`SCHEMA_FLAG`] in the
+    /// bytes after `deadline_ms`, announced by `SCHEMA_FLAG` (0x80) in the
     /// call-kind byte; `None` for raw calls, which are not checked.
     pub schema: Option<u64>,
 }
