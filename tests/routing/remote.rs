@@ -159,3 +159,25 @@ async fn the_facade_follows_a_member_and_routes() {
     .await;
     assert!(no_view.is_err(), "{no_view:?}");
 }
+
+/// Members listed before a live one that no longer answer (died since
+/// the view that listed them: a handshake with them can only time out,
+/// after 10 s by default) do not hold up following the live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_that_no_longer_answer_do_not_hold_up_following_a_live_one() {
+    let director = member(None, None, Arc::new(AtomicUsize::new(0))).await;
+    // Sockets that take every packet and never answer.
+    let silent: Vec<std::net::UdpSocket> = (0..3)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut members: Vec<std::net::SocketAddr> =
+        silent.iter().map(|s| s.local_addr().unwrap()).collect();
+    members.push(director.addr);
+    let app = RpcConfig::new(cert("ca.pem"), "127.0.0.1:0");
+    let handshake_timeout = Duration::from_secs(10);
+    let view = tokio::time::timeout(handshake_timeout, RemoteView::connect(members, app))
+        .await
+        .expect("following began before one handshake timeout passed")
+        .expect("the director serves its view");
+    assert_eq!(view.followed(), Some(director.addr.into()));
+}

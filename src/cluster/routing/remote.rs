@@ -8,12 +8,17 @@
 //! The follower keeps one server stream open to one member; when it ends
 //! or breaks (the member drains, stops, or its connection goes silent for
 //! [`VIEW_IDLE_TIMEOUT`]), it follows another: an alive member of the last
-//! view, then the members it was given. Meanwhile the last view stays in
-//! force; the client's own ejection covers workers that fail in between.
+//! view, then the members it was given, dialed a quarter of a second
+//! apart with the attempts overlapping, so members that died since the
+//! last view cost a quarter of a second each rather than a handshake
+//! timeout. Meanwhile the last view stays in force; the client's own
+//! ejection covers workers that fail in between.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use tokio::sync::{oneshot, watch};
 
@@ -30,6 +35,9 @@ use crate::{RpcConfig, RpcError};
 /// dead and another member is followed (QUIC PINGs every quarter of it
 /// keep a quiet view stream open).
 pub const VIEW_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the follower waits for a member's view before it also dials
+/// the next candidate (see `first_view`).
+const VIEW_DIAL_STAGGER: Duration = Duration::from_millis(250);
 /// Pause after every member was tried in vain, doubling up to [`MAX_PAUSE`].
 const MIN_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(2);
@@ -236,30 +244,34 @@ async fn follow(
     let mut pause = MIN_PAUSE;
     let mut ended = None;
     'rounds: loop {
+        let mut list: VecDeque<MemberAddr> = candidates(&given, &views.borrow(), ended).into();
         let mut last_error = None;
-        let list = candidates(&given, &views.borrow(), ended);
-        for addr in list {
+        while !list.is_empty() {
+            let (addr, mut snapshots) = match first_view(&mut list, &rpc).await {
+                Ok(opened) => opened,
+                Err(error) => {
+                    last_error = Some(error);
+                    break;
+                }
+            };
             let mut served = false;
-            let error = match open_view(addr, &rpc).await {
-                Ok(mut snapshots) => loop {
-                    let snapshot = match snapshots.next().await {
-                        Some(Ok(bytes)) => view_rpc::decode(&bytes),
-                        Some(Err(e)) => Err(e),
-                        None => Err(RpcError::StreamError(format!("{addr} ended its view"))),
-                    };
-                    match snapshot {
-                        Ok(view) => {
-                            served = true;
-                            views.send_replace(Arc::new(view));
-                            followed.send_replace(Some(addr));
-                            if let Some(first) = first.take() {
-                                let _ = first.send(Ok(()));
-                            }
+            let error = loop {
+                let snapshot = match snapshots.next().await {
+                    Some(Ok(bytes)) => view_rpc::decode(&bytes),
+                    Some(Err(e)) => Err(e),
+                    None => Err(RpcError::StreamError(format!("{addr} ended its view"))),
+                };
+                match snapshot {
+                    Ok(view) => {
+                        served = true;
+                        views.send_replace(Arc::new(view));
+                        followed.send_replace(Some(addr));
+                        if let Some(first) = first.take() {
+                            let _ = first.send(Ok(()));
                         }
-                        Err(e) => break e,
                     }
-                },
-                Err(e) => e,
+                    Err(e) => break e,
+                }
             };
             tracing::debug!(%addr, "view follower: {error}");
             followed.send_replace(None);
@@ -276,6 +288,57 @@ async fn follow(
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// The first member taken from the front of `list` to open a view
+/// stream. Members are dialed in order, each [`VIEW_DIAL_STAGGER`] after
+/// the previous one (at once when that one failed), and the attempts
+/// overlap, as in Happy Eyeballs (RFC 8305, section 5): a member listed
+/// alive that died since, whose handshake would take the whole handshake
+/// timeout to fail, costs the stagger rather than the timeout. The
+/// members still being dialed when one opens go back to the front of
+/// `list`, in order.
+///
+/// # Errors
+/// The last member's error when every one in `list` failed (`list` is
+/// then empty).
+async fn first_view(
+    list: &mut VecDeque<MemberAddr>,
+    rpc: &RpcConfig,
+) -> Result<(MemberAddr, crate::ResponseStream), RpcError> {
+    let mut dialing = FuturesUnordered::new();
+    let mut in_flight: Vec<MemberAddr> = Vec::new();
+    let mut last_error = RpcError::ConfigError("no member to follow".into());
+    loop {
+        if dialing.is_empty() || !list.is_empty() {
+            match list.pop_front() {
+                Some(addr) => {
+                    in_flight.push(addr);
+                    dialing.push(async move { (addr, open_view(addr, rpc).await) });
+                }
+                None => return Err(last_error),
+            }
+        }
+        let stagger = tokio::time::sleep(VIEW_DIAL_STAGGER);
+        tokio::select! {
+            Some((addr, opened)) = dialing.next() => {
+                in_flight.retain(|a| *a != addr);
+                match opened {
+                    Ok(stream) => {
+                        for addr in in_flight.into_iter().rev() {
+                            list.push_front(addr);
+                        }
+                        return Ok((addr, stream));
+                    }
+                    Err(e) => {
+                        tracing::debug!(%addr, "view follower: {e}");
+                        last_error = e;
+                    }
+                }
+            },
+            () = stagger, if !list.is_empty() => {}
+        }
     }
 }
 
