@@ -117,8 +117,8 @@ pub use wire::Metadata;
 /// * Methods take `&self` and owned arguments, any number of them (sent as
 ///   a tuple), or one request stream `Streaming<R>` and nothing else.
 /// * Every argument, `T` and `E` implement serde's `Serialize` and
-///   `Deserialize`; `Bytes` (`bytes::Bytes`) arguments and values are
-///   sent as they are, without the codec.
+///   `Deserialize`; `Bytes` (`bytes::Bytes`) and `Vec<u8>` arguments and
+///   values are sent as they are, without the codec.
 /// * `E` is the service's error, and reaches the caller as
 ///   [`CallError::Service(E)`](typed::CallError::Service); failures of the
 ///   call itself are [`CallError::Rpc`](typed::CallError::Rpc), and `?`

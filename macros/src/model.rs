@@ -132,9 +132,15 @@ fn result_types(ty: &Type) -> Option<(&Type, &Type)> {
     (args.len() == 2).then(|| (args[0], args[1]))
 }
 
-/// Whether values of `ty` travel as raw bytes (`Bytes`, `bytes::Bytes`).
+/// Whether values of `ty` travel as raw bytes: `Bytes` (`bytes::Bytes`)
+/// and `Vec<u8>`.
 pub fn is_bytes(ty: &Type) -> bool {
-    matches!(segment(ty, "Bytes"), Some(PathArguments::None))
+    if matches!(segment(ty, "Bytes"), Some(PathArguments::None)) {
+        return true;
+    }
+    segment(ty, "Vec").is_some_and(|args| {
+        matches!(type_args(args).as_slice(), [Type::Path(p)] if p.qself.is_none() && p.path.is_ident("u8"))
+    })
 }
 
 /// A type as written, without whitespace (`Result<i32,MyError>`).

@@ -248,6 +248,19 @@ enum Interrupted {
     Aborted(RpcError),
 }
 
+/// A unary request as its handler's vector: taken over when it owns its
+/// buffer, otherwise copied with one byte to spare, so that a typed
+/// handler's answer written in this buffer takes its tag byte (the typed
+/// response envelope) without growing it.
+fn request_vec(request: Bytes) -> Vec<u8> {
+    if request.is_unique() {
+        return Vec::from(request);
+    }
+    let mut vec = Vec::with_capacity(request.len() + 1);
+    vec.extend_from_slice(&request);
+    vec
+}
+
 async fn serve_unary(
     call: Arc<CallInfo>,
     f: Arc<super::handler::UnaryFn>,
@@ -266,7 +279,7 @@ async fn serve_unary(
     record.request_size(request.len());
     let handler = CallInfo::scope(
         call.clone(),
-        AssertUnwindSafe(f(Vec::from(request))).catch_unwind(),
+        AssertUnwindSafe(f(request_vec(request))).catch_unwind(),
     );
     let mut handler = std::pin::pin!(handler);
     let mut client_open = true;

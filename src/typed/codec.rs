@@ -11,8 +11,8 @@ pub type CodecError = Box<dyn std::error::Error + Send + Sync>;
 /// A serde format for a typed service's messages, chosen per service with
 /// `#[rpcnet::service(codec = Type)]`.
 ///
-/// Values whose type is written `Bytes` (`bytes::Bytes`) bypass the codec:
-/// they travel as they are.
+/// Values whose type is written `Bytes` (`bytes::Bytes`) or `Vec<u8>`
+/// bypass the codec: they travel as they are.
 pub trait Codec: Send + Sync + 'static {
     /// The codec's name; it is part of every method's schema hash, so a
     /// client and a server using different codecs are told apart.

@@ -22,14 +22,17 @@
 //!   `CallError::Rpc`) travels as rpcnet's status or error frame, never in
 //!   a message, so the caller tells [`CallError::Service`] from
 //!   [`CallError::Rpc`] without guessing.
-//! * **`Bytes`** (`bytes::Bytes`) arguments, responses and stream items
-//!   bypass the codec: the bytes are the message (plus the tag byte for
-//!   responses), moved rather than copied where the buffer allows.
+//! * **`Bytes`** (`bytes::Bytes`) and **`Vec<u8>`** arguments (a method's
+//!   only argument), responses and stream items bypass the codec: the
+//!   bytes are the message (plus the tag byte for responses), moved rather
+//!   than copied where the buffer allows. Bytes inside other types (a
+//!   struct's `Vec<u8>` field, a tuple of arguments) go through the codec.
 //! * **Schema check.** Every typed call carries in its request header
 //!   a 64-bit FNV-1a hash of the method's signature as written (wire name,
-//!   argument and result types, the service's `version`) and the codec's
-//!   name. A server whose hash differs answers with its own signature
-//!   instead of running the handler, and the caller gets
+//!   argument and result types, the service's `version`), the codec's
+//!   name and the version of these encoding rules. A server whose hash
+//!   differs answers with its own signature instead of running the
+//!   handler, and the caller gets
 //!   [`CallError::SchemaMismatch`] ("service schema mismatch for
 //!   `Service.method`: client ..., server ..."), not a decoding error.
 //!   Calls without a hash (untyped clients) are not checked. The hash

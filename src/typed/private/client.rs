@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::future::Either;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 
 use super::{decode_response, encode_request, is_value, Encoding, Method, Wire};
 use crate::cluster::ClusterClient;
@@ -67,9 +67,16 @@ where
     RespEnc: Encoding<T>,
     E: Wire,
 {
-    let call = encode_request::<ReqEnc, Req>(m, request)
-        .map(|payload| client.call_with_options_bytes(m.name, payload, &options(m, base)));
-    async move { decode_response::<C, RespEnc, T, E>(m, call?.await?) }
+    // The call's future is polled where it was built (no `?` moving it
+    // out of a `Result` into the future that awaits it).
+    match encode_request::<ReqEnc, Req>(m, request) {
+        Ok(payload) => Either::Left(
+            client
+                .call_with_options_bytes(m.name, payload, &options(m, base))
+                .map(move |answer| decode_response::<C, RespEnc, T, E>(m, answer?)),
+        ),
+        Err(e) => Either::Right(std::future::ready(e).map(|e| Err(e.into()))),
+    }
 }
 
 /// A unary call routed by a [`ClusterClient`].

@@ -35,7 +35,8 @@ pub struct Method {
     pub signature: &'static str,
     /// The codec's name.
     pub codec: &'static str,
-    /// FNV-1a of signature and codec: what client and server compare.
+    /// FNV-1a of signature, codec and encoding rules: what client and
+    /// server compare.
     pub hash: u64,
     /// `#[rpcnet(timeout_ms = N)]`, 0 for none.
     pub timeout_ms: u64,
@@ -84,11 +85,24 @@ fn describe(signature: &str, codec: &str, hash: u64) -> String {
     format!("`{signature}` [{codec}] #{hash:016x}")
 }
 
-/// FNV-1a (64 bit) over `signature`, a zero byte and `codec`.
+/// The version of the rules that map a signature to messages (which types
+/// bypass the codec, the response envelope): part of every hash, so peers
+/// built with different rules refuse each other instead of misreading.
+/// 2: `Vec<u8>` travels as it is, like `Bytes`.
+const ENCODING_RULES: &[u8] = b"rules/2";
+
+/// FNV-1a (64 bit) over `signature`, a zero byte, `codec`, a zero byte and
+/// the encoding rules' version.
 pub const fn schema_hash(signature: &str, codec: &str) -> u64 {
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let parts = [signature.as_bytes(), &[0], codec.as_bytes()];
+    let parts = [
+        signature.as_bytes(),
+        &[0],
+        codec.as_bytes(),
+        &[0],
+        ENCODING_RULES,
+    ];
     let mut p = 0;
     while p < parts.len() {
         let bytes = parts[p];
@@ -195,9 +209,23 @@ impl<C: Codec, T: Wire> Encoding<T> for Coded<C> {
     }
 }
 
-/// `Bytes` as they are: no codec, and no copy where the bytes own their
-/// whole buffer.
+/// `Bytes` and `Vec<u8>` as they are: no codec, and no copy where the
+/// bytes own their whole buffer.
 pub struct Raw;
+
+impl Encoding<Vec<u8>> for Raw {
+    fn encode(value: Vec<u8>) -> Result<Vec<u8>, CodecError> {
+        Ok(value)
+    }
+
+    fn decode(bytes: Vec<u8>) -> Result<Vec<u8>, CodecError> {
+        Ok(bytes)
+    }
+
+    fn decode_bytes(bytes: Bytes) -> Result<Vec<u8>, CodecError> {
+        Ok(Vec::from(bytes))
+    }
+}
 
 impl Encoding<Bytes> for Raw {
     fn encode(value: Bytes) -> Result<Vec<u8>, CodecError> {
@@ -390,6 +418,22 @@ mod tests {
         assert_eq!(back.as_ptr(), pointer, "decoded in place");
         let request = encode_request::<Raw, Bytes>(&M, back).unwrap();
         assert_eq!(request.as_ptr(), pointer, "a request too");
+    }
+
+    #[test]
+    fn byte_vectors_travel_as_they_are() {
+        let mut buffer = Vec::with_capacity(16);
+        buffer.extend_from_slice(b"abc");
+        let pointer = buffer.as_ptr();
+        let request = encode_request::<Raw, Vec<u8>>(&M, buffer).unwrap();
+        assert_eq!(request, b"abc", "no length prefix, no codec");
+        assert_eq!(request.as_ptr(), pointer, "not copied");
+        let (value, _) = <Raw as Encoding<Vec<u8>>>::decode_keeping_buffer(request).unwrap();
+        assert_eq!(value.as_ptr(), pointer, "decoded in place");
+        let message = encode_response::<Postcard, Raw, Vec<u8>, String>(&M, Ok(value)).unwrap();
+        assert_eq!(message, b"abc\0", "the value and the tag byte");
+        let back = decode_response::<Postcard, Raw, Vec<u8>, String>(&M, message).unwrap();
+        assert_eq!(back, b"abc");
     }
 
     #[test]
