@@ -60,6 +60,9 @@ trait Calc {
     /// The bytes back, uppercased.
     async fn shout(&self, data: Bytes) -> Result<Bytes, CalcError>;
 
+    /// The bytes back, reversed.
+    async fn reverse(&self, data: Vec<u8>) -> Result<Vec<u8>, CalcError>;
+
     /// Refuses every call: the server is "busy".
     async fn busy(&self) -> Result<(), CallError<CalcError>>;
 
@@ -118,6 +121,11 @@ impl Calc for Calculator {
 
     async fn shout(&self, data: Bytes) -> Result<Bytes, CalcError> {
         Ok(Bytes::from(data.to_ascii_uppercase()))
+    }
+
+    async fn reverse(&self, mut data: Vec<u8>) -> Result<Vec<u8>, CalcError> {
+        data.reverse();
+        Ok(data)
     }
 
     async fn busy(&self) -> Result<(), CallError<CalcError>> {
@@ -341,6 +349,13 @@ async fn names_are_stable_on_the_wire_and_raw_bytes_skip_the_codec() {
         calc.shout(Bytes::from_static(b"quiet")).await.unwrap(),
         "QUIET".as_bytes()
     );
+    // So do byte vectors.
+    let response = raw
+        .call("test.Calc.reverse", b"abc".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(response, b"cba\0", "the bytes and the tag byte");
+    assert_eq!(calc.reverse(b"xyz".to_vec()).await.unwrap(), b"zyx");
     // A request the codec cannot read is the caller's rpcnet error.
     match raw.call("test.Calc.add", vec![0xff]).await {
         Err(RpcError::RemoteError(text)) => {
