@@ -4,11 +4,13 @@
 //! and the same raw `Vec<u8>` payloads for every system.
 //!
 //! ```text
-//! cargo run --release -p rpcnet-bench            # full run (~7 min), writes docs/BENCHMARKS.md
-//! cargo run --release -p rpcnet-bench -- --quick # quick run (< 2 min)
+//! cargo run --release -p rpcnet-bench            # full run (~8 min), writes docs/BENCHMARKS.md
+//! cargo run --release -p rpcnet-bench -- --quick # quick run (~2.5 min)
 //! cargo run --release -p rpcnet-bench -- typed    # the typed-layer row alone (seconds)
+//! cargo run --release -p rpcnet-bench -- connections [--quick]  # 10,000 idle connections (500 with --quick)
 //! ```
 
+mod conns;
 mod load;
 mod report;
 mod routing;
@@ -59,6 +61,19 @@ fn main() {
             let figures = Shape::Default.runtime().block_on(routing_figures(&plan));
             println!("{}", figures.markdown());
         }
+        // Connection scale: `rpcnet-bench connections [--quick]` (5
+        // holder processes of 2,000 connections; 2 of 250 with --quick).
+        Some("connections") => {
+            let figures = connection_figures(args.iter().any(|a| a == "--quick"));
+            println!("{}", figures.markdown());
+        }
+        // A holder process of `connections`: `hold-connections ADDR N`.
+        Some("hold-connections") => {
+            let addr: SocketAddr = args[2].parse().expect("address");
+            let n: usize = args[3].parse().expect("count");
+            exit_when_parent_goes();
+            runtime().block_on(conns::hold(addr, n));
+        }
         // The typed-layer row alone: `rpcnet-bench typed [--quick]`.
         Some("typed") => {
             let plan = Plan::new(args.iter().any(|a| a == "--quick"));
@@ -89,6 +104,7 @@ fn main() {
             let mut report = Shape::Default.runtime().block_on(run(&plan));
             report.one_worker = Shape::OneWorker.runtime().block_on(run_one_worker(&plan));
             report.routing = Some(Shape::Default.runtime().block_on(routing_figures(&plan)));
+            report.connections = Some(connection_figures(quick));
             let text = report.markdown(quick);
             println!("{text}");
             if let Some(dir) = std::path::Path::new(&out).parent() {
@@ -298,6 +314,16 @@ impl Plan {
             }
         }
     }
+}
+
+/// Connection scale: 5 holder processes of 2,000 connections (2 of 250
+/// when `quick`) against a server process of its own.
+fn connection_figures(quick: bool) -> conns::Figures {
+    let (processes, per_process) = if quick { (2, 250) } else { (5, 2_000) };
+    Shape::Default.runtime().block_on(async {
+        let server = ServerProcess::spawn_in(Shape::Default, &["serve", "rpcnet"]);
+        conns::measure(server.child.id(), server.addr, processes, per_process).await
+    })
 }
 
 async fn routing_figures(plan: &Plan) -> routing::Figures {

@@ -75,6 +75,8 @@ pub struct Report {
     pub routing: Option<crate::routing::Figures>,
     /// A generated typed client against a raw `RpcClient` (`typed.rs`).
     pub typed: Option<crate::typed::Figures>,
+    /// Idle connections and streams held by one server (`conns.rs`).
+    pub connections: Option<crate::conns::Figures>,
 }
 
 /// What the names of the second pass's rows carry.
@@ -246,6 +248,10 @@ impl Report {
         if let Some(routing) = &self.routing {
             md.push('\n');
             md.push_str(&routing.markdown());
+        }
+        if let Some(connections) = &self.connections {
+            md.push('\n');
+            md.push_str(&connections.markdown());
         }
         // The profile notes are maintained by hand in bench/analysis.md.
         match std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/analysis.md")) {

@@ -64,7 +64,9 @@ pub async fn serve(system: System, addr: SocketAddr, ready: impl FnOnce(SocketAd
 async fn serve_rpcnet(addr: SocketAddr, ready: impl FnOnce(SocketAddr)) {
     let config = rpcnet::RpcConfig::new(cert("test_cert.pem"), addr.to_string())
         .with_key_path(cert("test_key.pem"))
-        .with_max_concurrent_streams(1024);
+        .with_max_concurrent_streams(1024)
+        // Room for the connection-scale run's 10,000 and its probes.
+        .with_max_connections(20_000);
     let mut server = rpcnet::RpcServer::new(config);
     server.register("echo", |p| async move { Ok(p) }).await;
     server
