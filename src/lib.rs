@@ -117,8 +117,12 @@ pub use wire::Metadata;
 /// * Methods take `&self` and owned arguments, any number of them (sent as
 ///   a tuple), or one request stream `Streaming<R>` and nothing else.
 /// * Every argument, `T` and `E` implement serde's `Serialize` and
-///   `Deserialize`; `Bytes` (`bytes::Bytes`) and `Vec<u8>` arguments and
-///   values are sent as they are, without the codec.
+///   `Deserialize`. A `Bytes` (`bytes::Bytes`) or `Vec<u8>` standing alone
+///   (a method's only argument, a request stream's item, or `T`: a unary
+///   result or a response stream's item) is sent as it is, without the
+///   codec; several arguments travel as one encoded tuple, and `E` is
+///   always encoded. The type is read as written: an alias of `Vec<u8>`
+///   goes through the codec.
 /// * `E` is the service's error, and reaches the caller as
 ///   [`CallError::Service(E)`](typed::CallError::Service); failures of the
 ///   call itself are [`CallError::Rpc`](typed::CallError::Rpc), and `?`

@@ -5,7 +5,8 @@
 //! The server is a `serve rpcnet` process. Holder processes (this binary,
 //! `hold-connections ADDR N`) each open `N` connections on their shared
 //! endpoint, make one call on each, report `HELD ok failed` and keep them
-//! (QUIC PINGs keep them open) until their stdin closes. A probe client
+//! idle, with no keep-alive (they would close at the 30 s idle timeout,
+//! which the measurement does not reach), until their stdin closes. A probe client
 //! makes sequential 16 B echo calls on its own connection throughout.
 //! Memory is the server's resident set (`VmRSS`), read after the
 //! holders reported, less the same reading before they started: it
@@ -54,8 +55,8 @@ impl Figures {
              A `serve rpcnet` server process; {} holder processes open {} connections to it \
              in all ({} at a time per process, one call on each) and keep them idle; a \
              probe client makes sequential 16 B calls on its own connection meanwhile. \
-             Memory is the server's resident set after less before, so it includes what \
-             the allocator keeps.\n\n\
+             Memory is the server's resident set once the connections are held, less its \
+             resident set before they opened, so it includes what the allocator keeps.\n\n\
              | measurement | value |\n|---|---:|\n\
              | idle connections held / failed to connect | {} / {} |\n\
              | time to open them all (s) | {:.1} |\n\
@@ -86,7 +87,7 @@ impl Figures {
 /// Connections each holder process opens at once.
 const CONNECTS_AT_ONCE: usize = 32;
 /// Streams opened per connection for the idle-stream figure.
-const STREAMS_PER_CONNECTION: usize = 512;
+const STREAMS_PER_CONNECTION: usize = 500;
 
 /// The server process's resident set in KiB.
 fn rss_kib(pid: u32) -> f64 {

@@ -100,6 +100,23 @@ fn main() {
                 .unwrap_or_else(|| {
                     concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md").to_string()
                 });
+            // Anything else is a mistyped subcommand or flag: refuse it
+            // rather than start the full run and rewrite the report.
+            let mut rest = args.iter().skip(1);
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--quick" => {}
+                    "--out" if rest.next().is_some() => {}
+                    other => {
+                        eprintln!(
+                            "rpcnet-bench: unknown argument {other:?} (subcommands: typed, \
+                             routing, connections, profile, profile-routing; flags: --quick, \
+                             --out FILE)"
+                        );
+                        std::process::exit(2);
+                    }
+                }
+            }
             let plan = Plan::new(quick);
             let mut report = Shape::Default.runtime().block_on(run(&plan));
             report.one_worker = Shape::OneWorker.runtime().block_on(run_one_worker(&plan));

@@ -467,28 +467,62 @@ where
     (rate, percentile(&all, 0.5))
 }
 
+/// The routing figures' cluster: a director in this process, workers `a`
+/// and `b` as processes of this binary, a started least-connections
+/// registry seeing both, a `ClusterClient` over it and an `RpcClient`
+/// straight to worker `a`.
+struct TwoWorkers {
+    _director: ClusterMembership,
+    /// The director's address, the workers' seed.
+    seed: SocketAddr,
+    workers: [ServerProcess; 2],
+    registry: Arc<WorkerRegistry>,
+    cluster: Arc<ClusterClient>,
+    direct: RpcClient,
+}
+
+impl TwoWorkers {
+    async fn start() -> TwoWorkers {
+        let (director, seed) = node(&[], None, "127.0.0.1:0").await;
+        let seed_text = seed.to_string();
+        let workers = [
+            ServerProcess::spawn(&["serve-worker", &seed_text, "a"]),
+            ServerProcess::spawn(&["serve-worker", &seed_text, "b"]),
+        ];
+        let registry = Arc::new(WorkerRegistry::new(
+            director.clone(),
+            LoadBalancingStrategy::LeastConnections,
+        ));
+        registry.start().await;
+        available(&registry, 2).await;
+        let cluster = Arc::new(ClusterClient::new(registry.clone(), client_rpc()));
+        let direct = RpcClient::connect(workers[0].addr, client_rpc())
+            .await
+            .expect("connect");
+        TwoWorkers {
+            _director: director,
+            seed,
+            workers,
+            registry,
+            cluster,
+            direct,
+        }
+    }
+}
+
 /// One mode of the routing figures alone, for a profiler or an A/B run
 /// (`bench/ab.sh`): `cluster` (`ClusterClient` to worker a), `cluster2`
 /// (to workers a and b) or `direct` (`RpcClient` to worker a), at
 /// `concurrency`; calls/s. Also prints this process's CPU time per call
 /// (the client side's cost, steadier than the rate on a shared machine).
 pub async fn alone(mode: &str, concurrency: usize, duration: Duration) -> f64 {
-    let (director, seed) = node(&[], None, "127.0.0.1:0").await;
-    let seed_text = seed.to_string();
-    let workers = [
-        ServerProcess::spawn(&["serve-worker", &seed_text, "a"]),
-        ServerProcess::spawn(&["serve-worker", &seed_text, "b"]),
-    ];
-    let registry = Arc::new(WorkerRegistry::new(
-        director.clone(),
-        LoadBalancingStrategy::LeastConnections,
-    ));
-    registry.start().await;
-    available(&registry, 2).await;
-    let cluster = Arc::new(ClusterClient::new(registry.clone(), client_rpc()));
-    let direct = RpcClient::connect(workers[0].addr, client_rpc())
-        .await
-        .expect("connect");
+    let TwoWorkers {
+        _director,
+        workers: _workers,
+        cluster,
+        direct,
+        ..
+    } = TwoWorkers::start().await;
     let filter = match mode {
         "cluster" | "direct" => "label=a",
         "cluster2" => "role=worker",
@@ -534,22 +568,15 @@ fn process_cpu() -> Duration {
 pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figures {
     // Skewed workers first, while the machine runs nothing else of ours.
     let skew_rows = skew(repeats, duration.max(Duration::from_secs(1))).await;
-    let (director, seed) = node(&[], None, "127.0.0.1:0").await;
+    let TwoWorkers {
+        _director: director,
+        seed,
+        mut workers,
+        registry,
+        cluster,
+        direct,
+    } = TwoWorkers::start().await;
     let seed_text = seed.to_string();
-    let mut workers = [
-        ServerProcess::spawn(&["serve-worker", &seed_text, "a"]),
-        ServerProcess::spawn(&["serve-worker", &seed_text, "b"]),
-    ];
-    let registry = Arc::new(WorkerRegistry::new(
-        director.clone(),
-        LoadBalancingStrategy::LeastConnections,
-    ));
-    registry.start().await;
-    available(&registry, 2).await;
-    let cluster = Arc::new(ClusterClient::new(registry.clone(), client_rpc()));
-    let direct = RpcClient::connect(workers[0].addr, client_rpc())
-        .await
-        .expect("connect");
     let payload = vec![0xabu8; 16];
 
     let mut figures = Figures {

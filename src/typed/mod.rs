@@ -22,11 +22,13 @@
 //!   `CallError::Rpc`) travels as rpcnet's status or error frame, never in
 //!   a message, so the caller tells [`CallError::Service`] from
 //!   [`CallError::Rpc`] without guessing.
-//! * **`Bytes`** (`bytes::Bytes`) and **`Vec<u8>`** arguments (a method's
-//!   only argument), responses and stream items bypass the codec: the
-//!   bytes are the message (plus the tag byte for responses), moved rather
-//!   than copied where the buffer allows. Bytes inside other types (a
-//!   struct's `Vec<u8>` field, a tuple of arguments) go through the codec.
+//! * **`Bytes`** (`bytes::Bytes`) and **`Vec<u8>`** standing alone (a
+//!   method's only argument, a request stream's item, a response's value
+//!   `T` or a response stream's item) bypass the codec: the bytes are the
+//!   message (plus the tag byte for responses), moved rather than copied
+//!   where the buffer allows. Bytes inside other types (a struct's
+//!   `Vec<u8>` field, a tuple of several arguments, the error `E`) go
+//!   through the codec.
 //! * **Schema check.** Every typed call carries in its request header
 //!   a 64-bit FNV-1a hash of the method's signature as written (wire name,
 //!   argument and result types, the service's `version`), the codec's
