@@ -334,11 +334,13 @@ impl Plan {
 }
 
 /// Connection scale: 5 holder processes of 2,000 connections (2 of 250
-/// when `quick`) against a server process of its own.
+/// when `quick`) against a server process of its own (of
+/// `RPCNET_BENCH_SERVER_EXE` when set: another build's server, or a
+/// wrapper that `exec`s a heap profiler on it).
 fn connection_figures(quick: bool) -> conns::Figures {
     let (processes, per_process) = if quick { (2, 250) } else { (5, 2_000) };
     Shape::Default.runtime().block_on(async {
-        let server = ServerProcess::spawn_in(Shape::Default, &["serve", "rpcnet"]);
+        let server = ServerProcess::spawn(&["serve", "rpcnet"]);
         conns::measure(server.child.id(), server.addr, processes, per_process).await
     })
 }
