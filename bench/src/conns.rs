@@ -135,6 +135,8 @@ async fn probe_for(client: &RpcClient, duration: Duration) -> Latency {
 /// A holder process and its report.
 struct Holder {
     child: Child,
+    /// Connections it was asked to open.
+    n: usize,
 }
 
 impl Holder {
@@ -145,21 +147,23 @@ impl Holder {
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn a holder process");
-        Holder { child }
+        Holder { child, n }
     }
 
-    /// Waits for `HELD ok failed`; the failures.
+    /// Waits for `HELD ok failed`; the failures (all of them when the
+    /// process ended without its report).
     fn held(&mut self) -> usize {
         let mut line = String::new();
-        BufReader::new(self.child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let mut words = line.split_whitespace().skip(1);
-        let _ok: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        let _ = BufReader::new(self.child.stdout.as_mut().unwrap()).read_line(&mut line);
+        let mut words = line.split_whitespace();
+        if words.next() != Some("HELD") {
+            return self.n;
+        }
+        let _ok = words.next();
         words
             .next()
             .and_then(|w| w.parse().ok())
-            .unwrap_or(usize::MAX)
+            .map_or(self.n, |failed: usize| failed.min(self.n))
     }
 }
 
