@@ -103,6 +103,25 @@ fn client_config() -> RpcConfig {
     RpcConfig::new(cert("ca.pem"), "127.0.0.1:0")
 }
 
+/// A probe client's sequential calls, running until `finish`.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Latency>,
+}
+
+impl Probe {
+    fn start(client: &RpcClient) -> Probe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(probe(client.clone(), stop.clone()));
+        Probe { stop, task }
+    }
+
+    async fn finish(self) -> Latency {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("probe")
+    }
+}
+
 /// Sequential echo calls until `stop`.
 async fn probe(client: RpcClient, stop: Arc<AtomicBool>) -> Latency {
     let mut micros = Vec::new();
@@ -121,15 +140,6 @@ async fn probe(client: RpcClient, stop: Arc<AtomicBool>) -> Latency {
         calls: micros.len() + failed,
         failed,
     }
-}
-
-/// Probes alone for `duration`.
-async fn probe_for(client: &RpcClient, duration: Duration) -> Latency {
-    let stop = Arc::new(AtomicBool::new(false));
-    let task = tokio::spawn(probe(client.clone(), stop.clone()));
-    tokio::time::sleep(duration).await;
-    stop.store(true, Ordering::Relaxed);
-    task.await.expect("probe")
 }
 
 /// A holder process and its report.
@@ -159,9 +169,8 @@ impl Holder {
         if words.next() != Some("HELD") {
             return self.n;
         }
-        let _ok = words.next();
         words
-            .next()
+            .nth(1)
             .and_then(|w| w.parse().ok())
             .map_or(self.n, |failed: usize| failed.min(self.n))
     }
@@ -181,11 +190,12 @@ pub async fn measure(pid: u32, addr: SocketAddr, processes: usize, per_process: 
     let client = RpcClient::connect(addr, client_config().with_shared_endpoint(false))
         .await
         .expect("the probe connects");
-    let probe_alone = probe_for(&client, Duration::from_secs(2)).await;
+    let alone = Probe::start(&client);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let probe_alone = alone.finish().await;
     let before = rss_kib(pid);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let loaded = tokio::spawn(probe(client.clone(), stop.clone()));
+    let loaded = Probe::start(&client);
     let start = Instant::now();
     let mut holders: Vec<Holder> = (0..processes)
         .map(|_| Holder::spawn(addr, per_process))
@@ -199,8 +209,7 @@ pub async fn measure(pid: u32, addr: SocketAddr, processes: usize, per_process: 
     // The connections idle a little while the probe goes on.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_kib(pid);
-    stop.store(true, Ordering::Relaxed);
-    let probe_loaded = loaded.await.expect("probe");
+    let probe_loaded = loaded.finish().await;
     let connections = processes * per_process;
     let held = connections.saturating_sub(failed_connects).max(1);
     let per_connection_kib = (after - before) / held as f64;
@@ -229,9 +238,9 @@ pub async fn measure(pid: u32, addr: SocketAddr, processes: usize, per_process: 
         }
     }
     let streams = stream_clients.len() * STREAMS_PER_CONNECTION;
-    // A call on each connection after the streams, then a second for the
-    // server to take in the rest (streams are independent in QUIC, so the
-    // answer does not prove the earlier streams arrived).
+    // A call on each connection after the streams, then one more second
+    // for the server to take in the rest (streams are independent in QUIC,
+    // so the answer does not prove the earlier streams arrived).
     for c in &stream_clients {
         let _ = c.call("echo", vec![0u8; 16]).await;
     }

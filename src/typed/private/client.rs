@@ -68,7 +68,8 @@ where
     E: Wire,
 {
     // The call's future is polled where it was built (no `?` moving it
-    // out of a `Result` into the future that awaits it).
+    // out of a `Result` into the future that awaits it). The failure branch
+    // holds the codec error alone, so `T` need not be `Send`.
     match encode_request::<ReqEnc, Req>(m, request) {
         Ok(payload) => Either::Left(
             client
