@@ -9,7 +9,10 @@
 //! | `config` | [`ClusterConfig`]: values, validated |
 //! | `credential` | member certificates: who may gossip, for which addresses |
 //! | `detector` | the Phi Accrual failure detector, pure |
+//! | `ring` | the heartbeat ring: which members watch which with φ, pure |
+//! | `reachability` | φ verdicts as reversible records every member learns |
 //! | `tags` | tag maps as versioned foca custom broadcasts |
+//! | `broadcasts` | the one foca broadcast handler over tags and verdicts |
 //! | `core` | the sans-IO membership state machine, one file per concern |
 //! | `transport` | gossip as unary calls between nodes' RPC endpoints: both halves |
 //! | `driver` | the task that feeds the core packets, timers and commands |
@@ -20,6 +23,7 @@
 //! | `registry` | [`NodeRegistry`], [`HealthChecker`] |
 //! | `sim` | a deterministic, virtual-time simulator of many cores (tests) |
 
+mod broadcasts;
 mod config;
 pub(crate) mod core;
 pub(crate) mod credential;
@@ -28,7 +32,9 @@ mod driver;
 mod handle;
 mod node;
 mod query;
+mod reachability;
 mod registry;
+mod ring;
 mod tags;
 mod transport;
 mod view;

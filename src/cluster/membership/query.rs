@@ -59,7 +59,7 @@ pub struct MemberReport {
     /// Its tags.
     pub tags: Tags,
     /// Its φ as the answering node computes it, at least 0 (0 for the node
-    /// itself). An infinite φ (silent for far longer than its history allows) is
+    /// itself and for members it does not monitor on the heartbeat ring). An infinite φ (silent for far longer than its history allows) is
     /// reported as `f64::MAX`, since JSON has no infinity.
     pub phi: f64,
 }

@@ -3,7 +3,7 @@
 //! partitions), virtual time and one seeded RNG. Same seed, same run.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::cluster::MemberAddr;
@@ -80,6 +80,8 @@ pub(crate) struct Sim {
     pub latency: (Duration, Duration),
     /// Group per node; packets cross only within a group.
     pub partition: Option<Vec<u8>>,
+    /// Links that drop every packet, one way: (from node, to node).
+    pub cut: HashSet<(usize, usize)>,
     pub delivered: u64,
     /// Node → the address its member credential names, where it is not
     /// its own (an impostor).
@@ -99,6 +101,7 @@ impl Sim {
             loss: 0.0,
             latency: (Duration::from_micros(200), Duration::from_millis(2)),
             partition: None,
+            cut: HashSet::new(),
             delivered: 0,
             credential_override: HashMap::new(),
         }
@@ -250,6 +253,9 @@ impl Sim {
                 if groups[i] != groups[j] {
                     continue;
                 }
+            }
+            if self.cut.contains(&(i, j)) {
+                continue;
             }
             let (lo, hi) = self.latency;
             let mut delay = Duration::from_micros(

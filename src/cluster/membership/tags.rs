@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use super::node::AddrKey;
 use super::NodeId;
 
 /// Tags of one node.
@@ -44,7 +45,7 @@ impl TagUpdate {
 /// Identifies a tag update for foca's dissemination backlog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TagKey {
-    addr: MemberAddr,
+    addr: AddrKey,
     generation: u64,
     version: u64,
 }
@@ -128,7 +129,7 @@ impl TagBook {
             return Err(TagError::TooLarge);
         }
         let key = TagKey {
-            addr: update.node.addr,
+            addr: AddrKey::from(&update.node.addr),
             generation: update.node.generation,
             version: update.version,
         };
@@ -152,18 +153,5 @@ impl TagBook {
 
     pub(crate) fn take_changed(&self) -> Vec<TagUpdate> {
         std::mem::take(&mut self.state().changed)
-    }
-}
-
-impl foca::BroadcastHandler<NodeId> for TagBook {
-    type Key = TagKey;
-    type Error = TagError;
-
-    fn receive_item(
-        &mut self,
-        data: &[u8],
-        _sender: Option<&NodeId>,
-    ) -> Result<Option<TagKey>, TagError> {
-        self.apply(postcard::from_bytes(data)?)
     }
 }

@@ -13,7 +13,10 @@ pub struct NodeInfo {
     pub status: NodeStatus,
     /// Its tags.
     pub tags: Tags,
-    /// Its φ at the time of the snapshot (0 for the local node).
+    /// Its φ at the time of the snapshot, as this node judges it: 0 for the
+    /// local node and for members this node does not monitor (with more
+    /// than [`phi_monitors`](super::ClusterConfig::phi_monitors) + 1
+    /// members, each member is monitored by that many others).
     pub phi: f64,
 }
 

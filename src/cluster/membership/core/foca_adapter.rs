@@ -77,6 +77,10 @@ impl MembershipCore {
                 tracing::debug!(old = %self.id, new = %id, "declared down; rejoined under a new generation");
                 self.stats.renewals += 1;
                 self.id = id;
+                // Verdicts of the earlier life no longer count: judge
+                // afresh, and let go of members only they held.
+                let judged: Vec<_> = std::mem::take(&mut self.judged).into_iter().collect();
+                self.reassess(&judged);
                 self.broadcast_tags();
                 self.announce_renewal();
             }

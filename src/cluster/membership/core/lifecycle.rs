@@ -22,11 +22,16 @@ impl MembershipCore {
         match self.peers.get_mut(&id.addr) {
             Some(peer) if peer.id == id => {
                 let was = peer.status;
-                peer.status = NodeStatus::Alive;
                 peer.swim_down = false;
                 peer.start_health(phi, now);
-                if matches!(was, NodeStatus::Failed | NodeStatus::Left) {
-                    self.events.push(ClusterEvent::NodeRecovered(id));
+                // Back in SWIM's eyes; a monitor's verdict may still hold
+                // it until the monitor hears it again (reassess).
+                if !self.held_unreachable(&id) {
+                    let peer = self.peers.get_mut(&id.addr).expect("just seen");
+                    peer.status = NodeStatus::Alive;
+                    if matches!(was, NodeStatus::Failed | NodeStatus::Left) {
+                        self.events.push(ClusterEvent::NodeRecovered(id));
+                    }
                 }
             }
             existing => {
@@ -43,17 +48,30 @@ impl MembershipCore {
                     reported_tags: tags.clone(),
                     since: now,
                     shared_silence: false,
+                    monitored: false,
+                    armed: false,
                 };
                 peer.start_health(phi, now);
                 self.peers.insert(id.addr, peer);
+                self.judged.remove(&id.addr);
                 self.events
                     .push(ClusterEvent::NodeJoined { node: id, tags });
             }
         }
+        self.place(id.addr, true);
+        // As a subject, and as an observer whose verdicts count from now.
+        let mut affected = self.observed_by(&id);
+        affected.push(id.addr);
+        self.reassess(&affected);
         // The newcomer missed earlier dissemination of our tags: tell it
         // directly (a cluster-wide broadcast per join would cost every
-        // member O(n) per join).
-        self.send_tags_to(id.addr);
+        // member O(n) per join). A monitor gets them as a heartbeat, which
+        // lets it judge this node from now on.
+        if self.config.phi_monitoring && self.ring_monitors.contains(&id.addr) {
+            self.send(id.addr, self.tags_packet(super::envelope::HEARTBEAT));
+        } else {
+            self.send_tags_to(id.addr);
+        }
     }
 
     /// An address came back under a higher generation while its earlier
@@ -74,10 +92,18 @@ impl MembershipCore {
         peer.id = new;
         peer.status = NodeStatus::Alive;
         peer.start_health(self.config.phi, now);
+        peer.armed = false;
         peer.reported_tags = tags.clone();
+        self.judged.remove(&new.addr);
         self.events
             .push(ClusterEvent::NodeJoined { node: new, tags });
         self.send_tags_to(new.addr);
+        // Verdicts of its earlier life no longer count, those of the new
+        // one (and about it) do.
+        let mut affected = self.observed_by(&old);
+        affected.extend(self.observed_by(&new));
+        affected.push(new.addr);
+        self.reassess(&affected);
     }
 
     pub(super) fn member_down(&mut self, id: NodeId) {
@@ -103,6 +129,11 @@ impl MembershipCore {
             (NodeStatus::Failed, false) => {} // φ got there first
             (_, false) => self.events.push(ClusterEvent::NodeFailed(id)),
         }
+        self.place(id.addr, false);
+        self.judged.remove(&id.addr);
+        // Its verdicts about others no longer count.
+        let observed = self.observed_by(&id);
+        self.reassess(&observed);
     }
 
     /// Forgets members SWIM declared down (failed or left) longer than
@@ -119,6 +150,8 @@ impl MembershipCore {
         for addr in gone {
             self.peers.remove(&addr);
             self.book.forget(addr);
+            self.verdicts.forget(addr);
+            self.monitors.remove(&addr);
         }
     }
 

@@ -6,20 +6,22 @@
 //! schedule and events come out (`drain_*`). The QUIC shell and the
 //! deterministic simulator drive the same code.
 //!
-//! ## How φ and SWIM suspicion combine
+//! ## How φ and SWIM combine
 //! SWIM is the cluster-wide authority: a member foca declares down (after
 //! direct and indirect probes failed and suspicion ran out unrefuted) is
-//! `Failed` everywhere, or `Left` if it announced its departure. φ is this
-//! node's own, faster and adaptive view: a member's health-check
-//! heartbeats make its detector's interval history and every packet from it
-//! is a sign of life; a member whose φ passes the threshold is marked
-//! `Failed` here (event `NodeFailed`) before SWIM concludes; if packets
-//! resume, φ falls and the member is `NodeRecovered`. Slow-but-alive
-//! members keep a low φ because the detector learns their rhythm; the
-//! acceptable pause absorbs GC and scheduling stalls. Members that went
-//! silent together wait for `partition_grace` before φ judges them (a
-//! partition, not crashes), and a member SWIM suspects is told so directly
-//! (Lifeguard's buddy system) so it can refute.
+//! `Failed` everywhere, or `Left` if it announced its departure. φ is the
+//! faster, adaptive view: each member heartbeats its monitors (its
+//! successors on the heartbeat ring, `ring.rs`) every health-check
+//! interval; a monitor whose φ for it passes the threshold publishes an
+//! "unreachable" verdict that every member learns by gossip and marks it
+//! `Failed` (event `NodeFailed`) before SWIM concludes; once its monitors
+//! hear it again they take their verdicts back and it is `NodeRecovered`
+//! (`reachability.rs`). Slow-but-alive members keep a low φ because the
+//! detector learns their rhythm; the acceptable pause absorbs GC and
+//! scheduling stalls. Members that went silent together wait for
+//! `partition_grace` before φ judges them (a partition, not crashes), and
+//! a member SWIM suspects is told so directly (Lifeguard's buddy system)
+//! so it can refute.
 
 mod awareness;
 mod buddy;
@@ -32,7 +34,7 @@ mod tag_sync;
 mod verdicts;
 
 use crate::cluster::MemberAddr;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use foca::{Foca, PostcardCodec, Timer};
@@ -46,7 +48,10 @@ use self::envelope::{HEARTBEAT, STALE, SUSPECTED, SWIM, TAGS};
 pub(crate) use self::foca_adapter::is_announce;
 use self::foca_adapter::Outbox;
 pub(crate) use self::peer::Peer;
+use super::broadcasts::Broadcasts;
 use super::credential::MemberCredential;
+use super::reachability::VerdictBook;
+use super::ring::Ring;
 use super::tags::{TagBook, TagUpdate, Tags};
 use crate::cluster::{ClusterConfig, ClusterEvent, NodeId, NodeStatus};
 
@@ -80,8 +85,29 @@ pub struct CoreStats {
 pub(crate) struct MembershipCore {
     id: NodeId,
     config: ClusterConfig,
-    foca: Foca<NodeId, PostcardCodec, StdRng, TagBook>,
+    foca: Foca<NodeId, PostcardCodec, StdRng, Broadcasts>,
     book: TagBook,
+    /// φ verdicts known cluster-wide (this node's own among them).
+    verdicts: VerdictBook,
+    /// The heartbeat ring: this node and the members SWIM holds active.
+    ring: Ring,
+    /// This node's monitors on the ring (its successors), nearest first.
+    ring_monitors: Vec<MemberAddr>,
+    /// This node's subjects on the ring (its predecessors): those it
+    /// judges with φ (a member is a subject of each of its monitors).
+    ring_subjects: Vec<MemberAddr>,
+    /// When this node last repeated its verdicts (`repeat_verdicts`).
+    last_verdict_repeat: Duration,
+    /// Members that were this node's monitors, and when last: heartbeats
+    /// go on for `MONITOR_HANDOVER` after one stops being a monitor.
+    monitors: HashMap<MemberAddr, Duration>,
+    /// Subjects this node's own latest verdict holds unreachable.
+    judged: BTreeSet<MemberAddr>,
+    /// Verdicts this node took back lately, and when (repeated by
+    /// `repeat_verdicts`).
+    retracted: Vec<(NodeId, Duration)>,
+    /// Version of this node's latest verdict.
+    verdict_version: u64,
     out: Outbox,
     /// Timers handed out, with the time they are due (to measure lateness).
     now: Duration,
@@ -123,19 +149,34 @@ pub(crate) struct MembershipCore {
 impl MembershipCore {
     pub(crate) fn new(id: NodeId, config: ClusterConfig, seed: u64, now: Duration) -> Self {
         let book = TagBook::with_capacity(config.max_members.saturating_add(1));
+        let verdicts = VerdictBook::with_capacity(config.max_members.saturating_add(1));
         let foca = Foca::with_custom_broadcast(
             id,
             config.foca_config(),
             StdRng::seed_from_u64(seed),
             PostcardCodec,
-            book.clone(),
+            Broadcasts {
+                tags: book.clone(),
+                verdicts: verdicts.clone(),
+            },
         );
+        let mut ring = Ring::default();
+        ring.insert(id.addr);
         let tags = config.tags.clone();
         let mut core = Self {
             id,
             config,
             foca,
             book,
+            verdicts,
+            ring,
+            ring_monitors: Vec::new(),
+            ring_subjects: Vec::new(),
+            last_verdict_repeat: now,
+            monitors: HashMap::new(),
+            judged: BTreeSet::new(),
+            retracted: Vec::new(),
+            verdict_version: 0,
             out: Outbox::default(),
             now,
             peers: BTreeMap::new(),
@@ -191,14 +232,15 @@ impl MembershipCore {
     }
 
     /// Sizes of the tables that must stay bounded: members, remembered
-    /// generations, tag maps, foca's member list.
+    /// generations, tag maps, foca's member list, subjects with verdicts.
     #[cfg(test)]
-    pub(crate) fn table_sizes(&self) -> [usize; 4] {
+    pub(crate) fn table_sizes(&self) -> [usize; 5] {
         [
             self.peers.len(),
             self.generations.len(),
             self.book.len(),
             self.foca.iter_members().count(),
+            self.verdicts.len(),
         ]
     }
 
@@ -238,8 +280,15 @@ impl MembershipCore {
         self.local_health
     }
 
+    /// This node's φ for the member at `addr`: 0 for a member it does
+    /// not monitor (not one of its subjects on the heartbeat ring).
     pub(crate) fn phi(&self, addr: &MemberAddr) -> Option<f64> {
-        self.peers.get(addr).map(|p| p.detector.phi(self.now))
+        let peer = self.peers.get(addr)?;
+        Some(if self.judges(peer) {
+            peer.detector.phi(self.now)
+        } else {
+            0.0
+        })
     }
 
     /// Asks the member at `seed` to let us in (its generation is unknown;
@@ -367,8 +416,9 @@ impl MembershipCore {
     }
 
     /// Periodic health check (every `health_check_interval`): heartbeats
-    /// to every member not known down, φ verdicts, partition detection,
-    /// tag refresh.
+    /// to this node's monitors and φ verdicts about its subjects (with φ
+    /// on), telling suspects, tag refresh and verdict repeats (every
+    /// `tag_refresh_interval`), partition detection, forgetting.
     pub(crate) fn tick(&mut self, now: Duration) {
         self.now = now;
         if let Some(last) = self.last_tick.replace(now) {
@@ -381,6 +431,10 @@ impl MembershipCore {
         self.tell_suspects();
         if now.saturating_sub(self.last_tag_refresh) >= self.config.tag_refresh_interval {
             self.refresh_tags();
+        }
+        if now.saturating_sub(self.last_verdict_repeat) >= self.config.tag_refresh_interval {
+            self.last_verdict_repeat = now;
+            self.repeat_verdicts();
         }
         self.check_partition();
         self.forget_departed(now);
@@ -445,6 +499,14 @@ impl MembershipCore {
                 }
             }
         }
-        // Sending may have queued more timers/notifications only through foca; done.
+        // New verdicts (this node's or gossiped): statuses follow them,
+        // and the news goes out at once rather than at the next gossip
+        // round, so every member learns a failure soon after its monitors.
+        let judged = self.verdicts.take_changed();
+        if !judged.is_empty() {
+            self.reassess(&judged);
+            let _ = self.foca.gossip(&mut self.out);
+            self.flush();
+        }
     }
 }

@@ -26,6 +26,18 @@ pub(crate) struct Peer {
     /// network's fault (a partition) more than like theirs, so φ's verdict
     /// waits for [`ClusterConfig::partition_grace`]. Cleared when heard from.
     pub shared_silence: bool,
+    /// This node monitors it with φ (it is, or was when SWIM declared it
+    /// down, one of this node's subjects on the heartbeat ring): its φ
+    /// means something here.
+    pub monitored: bool,
+    /// It has heartbeated this node since it last became (or stopped
+    /// being) one of its subjects: only then is it judged. Before, it may
+    /// not know this node is its monitor (it has not heard of it, or of a
+    /// member between them on the ring), and a heartbeat from an earlier
+    /// time it was a subject says nothing about now. (On a ring of at most
+    /// `phi_monitors + 1` members every member is judged from the moment
+    /// it is known: see `all_to_all`.)
+    pub armed: bool,
 }
 
 impl Peer {

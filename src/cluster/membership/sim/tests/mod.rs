@@ -8,6 +8,7 @@ mod partitions;
 mod pauses;
 mod report;
 mod restarts;
+mod ring;
 mod tags;
 
 use std::time::Duration;

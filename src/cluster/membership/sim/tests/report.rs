@@ -2,15 +2,17 @@
 
 use super::*;
 
+/// The `q` quantile of `v` (nearest rank), sorting `v`.
+fn pct(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
 /// The figures in docs/CLUSTER.md:
 /// `cargo test --release --lib cluster_report -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn cluster_report() {
-    fn pct(v: &mut [f64], q: f64) -> f64 {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[((v.len() - 1) as f64 * q).round() as usize]
-    }
     println!("| nodes | φ monitoring | convergence (s, median of 3 seeds) | gossip bytes / node / s (steady state) |");
     println!("|---:|---|---:|---:|");
     let shapes = [
@@ -21,6 +23,7 @@ fn cluster_report() {
         (10, true, 3),
         (50, true, 3),
         (200, true, 1),
+        (1000, true, 1),
     ];
     for (n, phi, seeds) in shapes {
         let mut times = Vec::new();
@@ -173,4 +176,83 @@ fn pause_verdicts(c: &ClusterConfig, pause: Duration, trials: u64) -> usize {
             (0..n).map(|i| verdicts_by(&sim, i).len()).sum::<usize>()
         })
         .sum()
+}
+
+/// φ on the heartbeat ring at 10, 100 and 1,000 members (10,000 with
+/// `RPCNET_SCALE_10K=1`): convergence, gossip bytes per node, detection
+/// over 20 kills, false verdicts at 5% loss (docs/CLUSTER.md, "Scale").
+/// `cargo test --release --lib scale_report -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn scale_report() {
+    let minutes: u64 = std::env::var("RPCNET_SCALE_LOSS_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(60);
+    let mut sizes = vec![10, 100, 1000];
+    if std::env::var("RPCNET_SCALE_10K").is_ok() {
+        sizes.push(10_000);
+    }
+    println!("| nodes | convergence (s) | gossip B/node/s | detection p50 (s) | p99 (s) | max (s) | false verdicts, {minutes} min at 5% loss | sim wall time (s) |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for n in sizes {
+        let wall = std::time::Instant::now();
+        let mut sim = cluster(700, n, &config(n));
+        let converged = sim
+            .run_until(Duration::from_secs(300), STEP, Sim::converged)
+            .unwrap_or_else(|| panic!("{n} nodes did not converge"));
+        sim.run_for(Duration::from_secs(60));
+        let before = sim.bytes_sent();
+        sim.run_for(Duration::from_secs(60));
+        let rate = (sim.bytes_sent() - before) as f64 / 60.0 / n as f64;
+        eprintln!(
+            "{n}: converged in {converged:?}, {rate:.0} B/node/s, {:?} wall",
+            wall.elapsed()
+        );
+        // 20 kills. Ten members: one kill in each of 20 seeded clusters
+        // (`detection_samples`). Larger: 20 members killed one after
+        // another in this cluster, 15 s apart (SWIM declares each down and
+        // the ring re-forms before the next).
+        let mut samples = if n <= 20 {
+            detection_samples(&config(n), 20)
+        } else {
+            (0..20)
+                .map(|k| {
+                    let victim = 1 + (k * 7919) % (n - 1);
+                    let took = kill_and_time(&mut sim, victim).as_secs_f64();
+                    sim.run_for(Duration::from_secs(15));
+                    took
+                })
+                .collect()
+        };
+        eprintln!("{n}: kills {samples:?}, {:?} wall", wall.elapsed());
+        // False verdicts: `NodeFailed` about a member that is running,
+        // counted once per (subject, observer) pair.
+        let mark = sim.now;
+        sim.loss = 0.05;
+        sim.run_for(Duration::from_secs(60 * minutes));
+        sim.loss = 0.0;
+        let running: Vec<NodeId> = sim.running().map(|(_, c)| c.id()).collect();
+        let mut false_reports = 0;
+        let mut subjects = std::collections::HashSet::new();
+        for node in &sim.nodes {
+            for (at, e) in &node.events {
+                if let ClusterEvent::NodeFailed(id) = e {
+                    if *at >= mark && running.contains(id) {
+                        false_reports += 1;
+                        subjects.insert(id.addr);
+                    }
+                }
+            }
+        }
+        println!(
+            "| {n} | {:.1} | {rate:.0} | {:.2} | {:.2} | {:.2} | {} ({false_reports} reports) | {:.0} |",
+            converged.as_secs_f64(),
+            pct(&mut samples, 0.5),
+            pct(&mut samples, 0.99),
+            pct(&mut samples, 1.0),
+            subjects.len(),
+            wall.elapsed().as_secs_f64(),
+        );
+    }
 }
