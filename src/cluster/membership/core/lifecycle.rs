@@ -60,7 +60,7 @@ impl MembershipCore {
         }
         self.place(id.addr, true);
         // As a subject, and as an observer whose verdicts count from now.
-        let mut affected = self.observed_by(&id);
+        let mut affected = self.verdicts.observed_by(&id);
         affected.push(id.addr);
         self.reassess(&affected);
         // The newcomer missed earlier dissemination of our tags: tell it
@@ -100,8 +100,8 @@ impl MembershipCore {
         self.send_tags_to(new.addr);
         // Verdicts of its earlier life no longer count, those of the new
         // one (and about it) do.
-        let mut affected = self.observed_by(&old);
-        affected.extend(self.observed_by(&new));
+        let mut affected = self.verdicts.observed_by(&old);
+        affected.extend(self.verdicts.observed_by(&new));
         affected.push(new.addr);
         self.reassess(&affected);
     }
@@ -132,7 +132,7 @@ impl MembershipCore {
         self.place(id.addr, false);
         self.judged.remove(&id.addr);
         // Its verdicts about others no longer count.
-        let observed = self.observed_by(&id);
+        let observed = self.verdicts.observed_by(&id);
         self.reassess(&observed);
     }
 

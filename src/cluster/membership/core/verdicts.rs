@@ -32,15 +32,14 @@ impl MembershipCore {
         // when every member watches every other.
         let all_to_all = self.all_to_all();
         let armed = |p: &Peer| self.judged.contains(&p.id.addr) || p.armed || all_to_all;
-        let subjects: Vec<MemberAddr> = self
+        // Ordered and without repeats (a ring subject may be judged too).
+        let subjects: std::collections::BTreeSet<MemberAddr> = self
             .ring_subjects
             .iter()
             .chain(self.judged.iter())
             .filter_map(|a| self.peers.get(a))
             .filter(|p| !p.swim_down && armed(p))
             .map(|p| p.id.addr)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
             .collect();
         // Subjects silent longer than an acceptable pause (usually none).
         // Members already judged are not paired with: a crash a second
@@ -259,12 +258,6 @@ impl MembershipCore {
                 _ => {}
             }
         }
-    }
-
-    /// The members `observer` has records about: to reassess when it
-    /// starts or stops counting (up, declared down, left, renamed).
-    pub(super) fn observed_by(&self, observer: &NodeId) -> Vec<MemberAddr> {
-        self.verdicts.observed_by(observer)
     }
 
     /// A packet from `from` arrived: a sign of life, and an interval

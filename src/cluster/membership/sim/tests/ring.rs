@@ -24,6 +24,23 @@ fn a_monitor_of(n: usize, subject: usize) -> usize {
     (0..n).find(|&i| addr(i) == monitor).unwrap()
 }
 
+/// Thirty converged members in which `subject`'s packets to one of its
+/// monitors are dropped from 5 s on; returns once every other member holds
+/// it failed (the time that took) and the monitor.
+fn one_monitor_cut_off(seed: u64, subject: usize) -> (Sim, usize, Duration) {
+    let n = 30;
+    let (mut sim, _) = converge(seed, n, true);
+    sim.run_for(5 * SEC);
+    let monitor = a_monitor_of(n, subject);
+    sim.cut.insert((subject, monitor));
+    let failed = sim
+        .run_until(10 * SEC, STEP, |s| {
+            everyone_else_sees(s, subject, NodeStatus::Failed)
+        })
+        .expect("one monitor's verdict reached every member");
+    (sim, monitor, failed)
+}
+
 fn everyone_else_sees(sim: &Sim, subject: usize, status: NodeStatus) -> bool {
     sim.running()
         .filter(|&(i, _)| i != subject)
@@ -60,16 +77,8 @@ fn in_fifty_members_a_kill_is_failed_everywhere_within_4_s() {
 /// the monitor hears it again, every member takes it back.
 #[test]
 fn one_monitors_verdict_reaches_everyone_and_is_taken_back_when_it_hears_again() {
-    let n = 30;
-    let (mut sim, _) = converge(620, n, true);
-    sim.run_for(5 * SEC);
-    let (subject, monitor) = (7, a_monitor_of(n, 7));
-    sim.cut.insert((subject, monitor));
-    let failed = sim
-        .run_until(10 * SEC, STEP, |s| {
-            everyone_else_sees(s, subject, NodeStatus::Failed)
-        })
-        .expect("one monitor's verdict reached every member");
+    let subject = 7;
+    let (mut sim, _, failed) = one_monitor_cut_off(620, subject);
     assert!(failed <= 5 * SEC, "took {failed:?}");
     sim.cut.clear();
     let back = sim
@@ -92,15 +101,8 @@ fn one_monitors_verdict_reaches_everyone_and_is_taken_back_when_it_hears_again()
 /// subject, alive all along, recovers everywhere.
 #[test]
 fn a_verdict_stops_counting_when_its_observer_is_declared_down() {
-    let n = 30;
-    let (mut sim, _) = converge(630, n, true);
-    sim.run_for(5 * SEC);
-    let (subject, monitor) = (11, a_monitor_of(n, 11));
-    sim.cut.insert((subject, monitor));
-    sim.run_until(10 * SEC, STEP, |s| {
-        everyone_else_sees(s, subject, NodeStatus::Failed)
-    })
-    .expect("the verdict reached every member");
+    let subject = 11;
+    let (mut sim, monitor, _) = one_monitor_cut_off(630, subject);
     sim.kill(monitor);
     // Until SWIM declares the monitor down, its verdict holds.
     sim.run_for(4 * SEC);
@@ -183,16 +185,9 @@ fn members_re_forming_the_ring_after_kills_judge_no_live_member() {
 /// `tag_refresh_interval`, so no member holds a live member failed for good.
 #[test]
 fn a_member_that_missed_a_retraction_learns_it_at_the_next_refresh() {
-    let n = 30;
-    let (mut sim, _) = converge(660, n, true);
-    sim.run_for(5 * SEC);
-    let (subject, monitor) = (5, a_monitor_of(n, 5));
+    let (n, subject) = (30, 5);
+    let (mut sim, monitor, _) = one_monitor_cut_off(660, subject);
     let deaf = (0..n).find(|&i| i != subject && i != monitor).unwrap();
-    sim.cut.insert((subject, monitor));
-    sim.run_until(10 * SEC, STEP, |s| {
-        everyone_else_sees(s, subject, NodeStatus::Failed)
-    })
-    .expect("the verdict reached every member");
     // `deaf` hears nothing while the monitor takes its verdict back.
     sim.cut
         .extend((0..n).filter(|&i| i != deaf).map(|i| (i, deaf)));
