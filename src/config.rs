@@ -385,6 +385,9 @@ impl RpcConfig {
         endpoint.max_message_size = 0;
         endpoint.max_header_size = 0;
         endpoint.drain_timeout = Duration::ZERO;
+        // Checked on each connection after its handshake, like the server
+        // name: members dialing members share one endpoint.
+        endpoint.expected_member = None;
         endpoint
     }
 

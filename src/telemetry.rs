@@ -95,6 +95,10 @@ pub fn describe() {
         "rpcnet.routing.returns",
         "Workers returned to rotation, by worker"
     );
+    describe_gauge!(
+        "rpcnet.membership.gossip.connections",
+        "Connections this node holds to peers for gossip (at most gossip_max_connections to members, as many to seeds being joined through)"
+    );
     describe_counter!(
         "rpcnet.server.connections.refused",
         "Connections refused after their handshake, by reason (limit, draining)"

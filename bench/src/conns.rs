@@ -11,7 +11,9 @@
 //! Memory is the server's resident set (`VmRSS`), read after the
 //! holders reported, less the same reading before they started: it
 //! includes what the allocator keeps, so it is an upper bound of what
-//! the connections hold. Idle streams are client-streaming `upload`
+//! the connections hold. Each holder also reports its own resident set
+//! per connection (after its first connection, so its endpoint's fixed
+//! cost is left out): the client side of an idle connection. Idle streams are client-streaming `upload`
 //! calls that send nothing, opened on connections of their own.
 
 use std::io::{BufRead, BufReader, Write};
@@ -34,6 +36,9 @@ pub struct Figures {
     pub failed_connects: usize,
     pub connect_secs: f64,
     pub per_connection_kib: f64,
+    /// A holder process's own resident memory per connection it opened
+    /// (median of the holders).
+    pub client_per_connection_kib: f64,
     pub streams: usize,
     pub per_stream_kib: f64,
     pub probe_alone: Latency,
@@ -56,11 +61,14 @@ impl Figures {
              in all ({} at a time per process, one call on each) and keep them idle; a \
              probe client makes sequential 16 B calls on its own connection meanwhile. \
              Memory is the server's resident set once the connections are held, less its \
-             resident set before they opened, so it includes what the allocator keeps.\n\n\
+             resident set before they opened, so it includes what the allocator keeps; the \
+             client's is a holder's own, measured the same way from its first connection \
+             on (median of the holders).\n\n\
              | measurement | value |\n|---|---:|\n\
              | idle connections held / failed to connect | {} / {} |\n\
              | time to open them all (s) | {:.1} |\n\
              | server memory per idle connection (KiB) | {:.1} |\n\
+             | client memory per idle connection, a holder's own (KiB) | {:.1} |\n\
              | server memory per idle stream ({} streams, KiB) | {:.2} |\n\
              | probe alone: p50 / p99 (µs) | {:.0} / {:.0} |\n\
              | probe while the connections open and stay: p50 / p99 (µs) | {:.0} / {:.0} |\n\
@@ -72,6 +80,7 @@ impl Figures {
             self.failed_connects,
             self.connect_secs,
             self.per_connection_kib,
+            self.client_per_connection_kib,
             self.streams,
             self.per_stream_kib,
             self.probe_alone.p50_us,
@@ -160,19 +169,25 @@ impl Holder {
         Holder { child, n }
     }
 
-    /// Waits for `HELD ok failed`; the failures (all of them when the
-    /// process ended without its report).
-    fn held(&mut self) -> usize {
+    /// Waits for `HELD ok failed kib`; the failures (all of them when the
+    /// process ended without its report) and the holder's own resident
+    /// memory per connection in KiB (NaN when not reported).
+    fn held(&mut self) -> (usize, f64) {
         let mut line = String::new();
         let _ = BufReader::new(self.child.stdout.as_mut().unwrap()).read_line(&mut line);
         let mut words = line.split_whitespace();
         if words.next() != Some("HELD") {
-            return self.n;
+            return (self.n, f64::NAN);
         }
-        words
+        let failed = words
             .nth(1)
             .and_then(|w| w.parse().ok())
-            .map_or(self.n, |failed: usize| failed.min(self.n))
+            .map_or(self.n, |failed: usize| failed.min(self.n));
+        let kib = words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(f64::NAN);
+        (failed, kib)
     }
 }
 
@@ -201,10 +216,14 @@ pub async fn measure(pid: u32, addr: SocketAddr, processes: usize, per_process: 
         .map(|_| Holder::spawn(addr, per_process))
         .collect();
     let failed_connects = tokio::task::spawn_blocking(move || {
-        let failed = holders.iter_mut().map(Holder::held).sum::<usize>();
-        (failed, holders)
+        let reports: Vec<(usize, f64)> = holders.iter_mut().map(Holder::held).collect();
+        (reports, holders)
     });
-    let (failed_connects, holders) = failed_connects.await.expect("holders");
+    let (reports, holders) = failed_connects.await.expect("holders");
+    let failed_connects = reports.iter().map(|(failed, _)| failed).sum::<usize>();
+    let mut client_kib: Vec<f64> = reports.iter().map(|(_, kib)| *kib).collect();
+    client_kib.sort_by(f64::total_cmp);
+    let client_per_connection_kib = percentile(&client_kib, 0.5);
     let connect_secs = start.elapsed().as_secs_f64();
     // The connections idle a little while the probe goes on.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -256,6 +275,7 @@ pub async fn measure(pid: u32, addr: SocketAddr, processes: usize, per_process: 
         failed_connects,
         connect_secs,
         per_connection_kib,
+        client_per_connection_kib,
         streams,
         per_stream_kib,
         probe_alone,
@@ -266,7 +286,16 @@ pub async fn measure(pid: u32, addr: SocketAddr, processes: usize, per_process: 
 /// A holder process's body: `n` connections to `addr`, one call on each,
 /// `HELD ok failed` on stdout, then idle until the process exits.
 pub async fn hold(addr: SocketAddr, n: usize) {
-    let results: Vec<Result<RpcClient, rpcnet::RpcError>> = futures::stream::iter(0..n)
+    // One connection first, so the endpoint's fixed cost (its packet
+    // rings) is in the reading before the others.
+    let first = async {
+        let client = RpcClient::connect(addr, client_config()).await?;
+        client.call("echo", vec![0u8; 16]).await?;
+        Ok::<_, rpcnet::RpcError>(client)
+    }
+    .await;
+    let before = rss_kib(std::process::id());
+    let results: Vec<Result<RpcClient, rpcnet::RpcError>> = futures::stream::iter(1..n)
         .map(|_| async {
             let client = RpcClient::connect(addr, client_config()).await?;
             client.call("echo", vec![0u8; 16]).await?;
@@ -275,11 +304,13 @@ pub async fn hold(addr: SocketAddr, n: usize) {
         .buffer_unordered(CONNECTS_AT_ONCE)
         .collect()
         .await;
-    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let ok_after_first = results.iter().filter(|r| r.is_ok()).count();
+    let per_connection_kib = (rss_kib(std::process::id()) - before) / ok_after_first.max(1) as f64;
+    let ok = ok_after_first + usize::from(first.is_ok());
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "HELD {ok} {}", n - ok);
+    let _ = writeln!(out, "HELD {ok} {} {per_connection_kib:.2}", n - ok);
     let _ = out.flush();
     // The process exits when its stdin closes (`exit_when_parent_goes`).
-    let _held = results;
+    let _held = (first, results);
     futures::future::pending::<()>().await;
 }

@@ -8,9 +8,11 @@
 //! cargo run --release -p rpcnet-bench -- --quick # quick run (~2.5 min)
 //! cargo run --release -p rpcnet-bench -- typed    # the typed-layer row alone (seconds)
 //! cargo run --release -p rpcnet-bench -- connections [--quick]  # 10,000 idle connections (500 with --quick)
+//! cargo run --release -p rpcnet-bench -- gossip-crowd 100 128 120  # gossip connections of 100 real members
 //! ```
 
 mod conns;
+mod crowd;
 mod load;
 mod report;
 mod routing;
@@ -66,6 +68,27 @@ fn main() {
         Some("connections") => {
             let figures = connection_figures(args.iter().any(|a| a == "--quick"));
             println!("{}", figures.markdown());
+        }
+        // Gossip connections of N members in this process:
+        // `gossip-crowd N MAX SECONDS` (MAX 0: kept open, no bound).
+        Some("gossip-crowd") => {
+            let n: usize = args[2].parse().expect("members");
+            let max: usize = args[3].parse().expect("gossip_max_connections");
+            let seconds: u64 = args[4].parse().expect("seconds");
+            Shape::Default
+                .runtime()
+                .block_on(crowd::run(n, max, seconds));
+        }
+        // The measured member of `gossip-crowd`: `gossip-member SEED N MAX SECONDS`.
+        Some("gossip-member") => {
+            let seed: SocketAddr = args[2].parse().expect("seed address");
+            let n: usize = args[3].parse().expect("members");
+            let max: usize = args[4].parse().expect("gossip_max_connections");
+            let seconds: u64 = args[5].parse().expect("seconds");
+            exit_when_parent_goes();
+            Shape::Default
+                .runtime()
+                .block_on(crowd::member_alone(seed, n, max, seconds));
         }
         // A holder process of `connections`: `hold-connections ADDR N`.
         Some("hold-connections") => {

@@ -114,6 +114,25 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &own), "opted out");
     }
 
+    /// A member dials each peer with the peer's address as the member its
+    /// certificate must name. That check runs per connection: the peers'
+    /// connections share one endpoint (each had its own UDP socket,
+    /// packet rings and tasks, so a member of a cluster of n held n − 1
+    /// endpoints).
+    #[tokio::test]
+    async fn members_dialing_different_members_share_an_endpoint() {
+        let member = |ip: &str| {
+            let mut c = config("ca.pem").with_server_name(ip);
+            c.expected_member = Some(crate::config::ExpectedMember::At(
+                format!("{ip}:7000").parse::<SocketAddr>().unwrap().into(),
+            ));
+            c
+        };
+        let a = endpoint_for(&member("10.0.0.1")).unwrap();
+        let b = endpoint_for(&member("10.0.0.2")).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
     #[tokio::test]
     async fn an_endpoint_ends_with_its_last_client() {
         let a = endpoint_for(&config("ca.pem").with_max_mtu(1400)).unwrap();

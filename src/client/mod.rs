@@ -7,6 +7,7 @@
 mod connection;
 mod endpoint;
 pub(crate) mod pool;
+pub(crate) mod retention;
 mod service;
 mod streaming;
 

@@ -1,8 +1,10 @@
 //! A pool of connections keyed by peer: at most one [`RpcClient`] per key,
 //! opened lazily by the first caller that needs it (later callers wait for
 //! that connect instead of opening their own), dropped when a caller finds
-//! it broken. The gossip transport keys it by member address,
-//! `ClusterClient` by worker identity.
+//! it broken. The gossip transport keys it by member address and bounds
+//! it ([`with_retention`](ConnectionPool::with_retention): at most so many
+//! connections, idle ones closed); `ClusterClient` keys it by worker
+//! identity, unbounded (one connection per worker it routes to).
 //!
 //! Connections go to [`MemberAddr`]esses: a name is resolved where the
 //! pool runs, at every connect (so a member that moved is found at its new
@@ -11,10 +13,13 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+use super::retention::Retention;
 
 use crate::cluster::MemberAddr;
 use crate::{RpcClient, RpcConfig, RpcError};
@@ -84,6 +89,10 @@ pub(crate) struct ConnectionPool<K> {
     config: RpcConfig,
     names: ServerNames,
     slots: RwLock<HashMap<K, Slot>>,
+    /// Which keys to keep, for a bounded pool.
+    retention: Option<Mutex<Retention<K>>>,
+    /// The origin of the times handed to `retention`.
+    epoch: Instant,
 }
 
 impl<K: Eq + Hash + Copy> ConnectionPool<K> {
@@ -94,6 +103,48 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
             config,
             names,
             slots: RwLock::new(HashMap::new()),
+            retention: None,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Bounds the pool: at most `max` connections (at least 1), the least
+    /// recently used closed when [`get`](Self::get) needs room for
+    /// another, and each closed once unused for `idle` (by
+    /// [`sweep`](Self::sweep)). A connection still carrying a call closes
+    /// when that call ends.
+    pub(crate) fn with_retention(mut self, max: usize, idle: Duration) -> Self {
+        self.retention = Some(Mutex::new(Retention::new(max, idle)));
+        self
+    }
+
+    /// Closes the connections a bounded pool no longer keeps: those unused
+    /// for its idle timeout, and any it does not hold (a caller that
+    /// reopened a key another caller's eviction had just closed). Does
+    /// nothing for an unbounded pool.
+    pub(crate) fn sweep(&self) {
+        let Some(retention) = &self.retention else {
+            return;
+        };
+        // Locks are always taken in this order: the retention, then the
+        // slots.
+        let mut retention = crate::sync::lock(retention);
+        retention.sweep(self.epoch.elapsed());
+        crate::sync::write(&self.slots).retain(|key, _| retention.holds(key));
+    }
+
+    /// How many connections the pool holds (a connect in progress counts).
+    pub(crate) fn len(&self) -> usize {
+        crate::sync::read(&self.slots).len()
+    }
+
+    fn close(&self, keys: &[K]) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut slots = crate::sync::write(&self.slots);
+        for key in keys {
+            slots.remove(key);
         }
     }
 
@@ -123,6 +174,11 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         addr: MemberAddr,
         within: Duration,
     ) -> (Slot, Result<RpcClient, RpcError>) {
+        if let Some(retention) = &self.retention {
+            let mut retention = crate::sync::lock(retention);
+            let touched = retention.touch(*key, self.epoch.elapsed());
+            self.close(&touched.evicted);
+        }
         if let Some((slot, client)) = self.ready(key) {
             return (slot, Ok(client));
         }
@@ -142,15 +198,26 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
     /// Drops the connection in `slot` for `key` (it failed) unless another
     /// caller already replaced it; the next caller reconnects.
     pub(crate) fn forget(&self, key: &K, slot: &Slot) {
+        let mut retention = self.retention.as_ref().map(crate::sync::lock);
         let mut slots = crate::sync::write(&self.slots);
         if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             slots.remove(key);
+            if let Some(retention) = &mut retention {
+                retention.forget(key);
+            }
         }
     }
 
     /// Keeps only the connections whose key satisfies `keep`.
     pub(crate) fn retain(&self, mut keep: impl FnMut(&K) -> bool) {
-        crate::sync::write(&self.slots).retain(|key, _| keep(key));
+        let mut retention = self.retention.as_ref().map(crate::sync::lock);
+        crate::sync::write(&self.slots).retain(|key, _| {
+            let kept = keep(key);
+            if let (false, Some(retention)) = (kept, &mut retention) {
+                retention.forget(key);
+            }
+            kept
+        });
     }
 }
 

@@ -126,11 +126,34 @@ pub struct ClusterConfig {
     /// Gossip packets in flight at once; more are dropped, as a congested
     /// network would (default 256).
     pub gossip_max_in_flight: usize,
-    /// Idle timeout of the QUIC connections this node opens to peers for
-    /// gossip (default 60 s). An idle connection closes and the next
-    /// packet reconnects.
+    /// Most QUIC connections this node keeps open to peers for gossip
+    /// (default 128; at least 1). Opening one more closes the least
+    /// recently used (a packet in flight on it is still delivered).
+    /// Connections to seeds being joined through are pooled apart, under
+    /// a bound of the same size, and close once idle. SWIM probes members in turn
+    /// and gossips to random ones, so without a bound a node of a large
+    /// cluster comes to hold a connection to every member, and every
+    /// member one to it. With it, a node dials at most this many and is
+    /// dialed by about as many (1.2× for the busiest member of 1,000 in
+    /// the simulation). A cluster no larger than the bound never closes a
+    /// connection for room, only idle ones. Above it, the price is
+    /// handshakes: about two per member per second at 1,000 members
+    /// (probes and their answers go to members in turn), each about a
+    /// millisecond of CPU on either side. A member's ring monitors get a
+    /// heartbeat every health-check interval, so their connections stay
+    /// the most recently used: keep this well above `phi_monitors`.
+    /// Figures: `docs/CLUSTER.md`, "Gossip connections".
+    pub gossip_max_connections: usize,
+    /// A gossip connection unused this long is closed by this node
+    /// (default 60 s; checked every health-check tick, so it closes
+    /// within a quarter of this after), and the next packet to that peer
+    /// opens a new one. It is also the QUIC idle timeout of those
+    /// connections, which closes them on both ends if the peer stops
+    /// answering.
     pub gossip_idle_timeout: Duration,
-    /// QUIC keep-alive interval of those connections (default 15 s).
+    /// QUIC keep-alive interval of those connections (default 15 s): an
+    /// open one is kept open (through NAT bindings and the peer's own
+    /// idle timeout) until this node closes it.
     pub gossip_keep_alive_interval: Duration,
     /// Serve this node's view of the membership, read-only, to any client
     /// its server accepts ([`VIEW_METHOD`](super::VIEW_METHOD): members'
@@ -186,6 +209,7 @@ impl Default for ClusterConfig {
             join_timeout: Duration::from_secs(10),
             gossip_send_timeout: Duration::from_secs(2),
             gossip_max_in_flight: 256,
+            gossip_max_connections: 128,
             gossip_idle_timeout: Duration::from_secs(60),
             gossip_keep_alive_interval: Duration::from_secs(15),
             serve_view: true,
@@ -198,6 +222,17 @@ impl ClusterConfig {
     /// silence is judged like any other).
     pub fn with_partition_grace(mut self, grace: Duration) -> Self {
         self.partition_grace = grace;
+        self
+    }
+
+    /// Sets [`gossip_max_connections`](Self::gossip_max_connections) and
+    /// [`gossip_idle_timeout`](Self::gossip_idle_timeout); the keep-alive
+    /// interval becomes a quarter of the idle timeout (the default: 128,
+    /// 60 s, 15 s).
+    pub fn with_gossip_connections(mut self, max: usize, idle_timeout: Duration) -> Self {
+        self.gossip_max_connections = max;
+        self.gossip_idle_timeout = idle_timeout;
+        self.gossip_keep_alive_interval = idle_timeout / 4;
         self
     }
 
@@ -380,6 +415,7 @@ impl ClusterConfig {
             ("max_members", self.max_members),
             ("event_capacity", self.event_capacity),
             ("gossip_max_in_flight", self.gossip_max_in_flight),
+            ("gossip_max_connections", self.gossip_max_connections),
             ("phi.max_samples", self.phi.max_samples),
         ];
         for (field, value) in counts {
@@ -541,6 +577,7 @@ mod tests {
                 c.gossip_keep_alive_interval = c.gossip_idle_timeout
             }),
             ("gossip_max_in_flight", |c| c.gossip_max_in_flight = 0),
+            ("gossip_max_connections", |c| c.gossip_max_connections = 0),
             ("tags", |c| {
                 c.tags
                     .insert("k".repeat(super::super::MAX_TAG_LEN + 1), "v".into());

@@ -218,6 +218,7 @@ impl Driver {
                     self.read_queued(&mut packets);
                     let now = self.now();
                     self.core.tick(now);
+                    self.transport.sweep();
                     self.export_stats();
                     self.rejoin_through_seeds(now);
                     // φ values move with time: refresh the snapshot every tick.
@@ -289,6 +290,8 @@ impl Driver {
         {
             metrics::counter!(name).increment(value.saturating_sub(was));
         }
+        metrics::gauge!("rpcnet.membership.gossip.connections")
+            .set(self.transport.connections() as f64);
     }
 
     fn pump(&mut self) {

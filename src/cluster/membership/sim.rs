@@ -16,6 +16,7 @@ use rand::{RngExt, SeedableRng};
 use super::core::MembershipCore;
 use super::credential::MemberCredential;
 use super::{ClusterConfig, NodeId};
+use crate::client::retention::Retention;
 use crate::cluster::{ClusterEvent, NodeStatus};
 
 pub(crate) fn addr(i: usize) -> MemberAddr {
@@ -86,6 +87,56 @@ pub(crate) struct Sim {
     /// Node → the address its member credential names, where it is not
     /// its own (an impostor).
     pub credential_override: HashMap<usize, MemberAddr>,
+    /// Models of the nodes' gossip connection pools, fed every packet
+    /// sent (they do not change delivery).
+    pub links: Vec<LinkModel>,
+}
+
+/// Every node's gossip connection pool under one retention policy, the
+/// transport's own ([`Retention`]): which peers each node holds a
+/// connection to, and how many connections the nodes opened.
+pub(crate) struct LinkModel {
+    max: usize,
+    idle: Duration,
+    pools: Vec<Retention<usize>>,
+    /// Connections opened by all nodes (a packet to a peer not held).
+    pub opened: u64,
+}
+
+impl LinkModel {
+    /// Pools of at most `max` connections closed after `idle` unused
+    /// (`usize::MAX` and `Duration::MAX`: never closed).
+    pub(crate) fn new(max: usize, idle: Duration) -> Self {
+        Self {
+            max,
+            idle,
+            pools: Vec::new(),
+            opened: 0,
+        }
+    }
+
+    fn pool(&mut self, node: usize) -> &mut Retention<usize> {
+        while self.pools.len() <= node {
+            self.pools.push(Retention::new(self.max, self.idle));
+        }
+        &mut self.pools[node]
+    }
+
+    /// Connections node `i` holds to peers (outbound).
+    pub(crate) fn outbound(&self, i: usize) -> usize {
+        self.pools.get(i).map_or(0, Retention::len)
+    }
+
+    /// Connections peers hold to node `i` (its server's share).
+    pub(crate) fn inbound(&self, i: usize) -> usize {
+        self.pools.iter().filter(|p| p.holds(&i)).count()
+    }
+
+    /// A node stopped: its connections close.
+    fn reset(&mut self, node: usize) {
+        let (max, idle) = (self.max, self.idle);
+        *self.pool(node) = Retention::new(max, idle);
+    }
 }
 
 impl Sim {
@@ -104,6 +155,7 @@ impl Sim {
             cut: HashSet::new(),
             delivered: 0,
             credential_override: HashMap::new(),
+            links: Vec::new(),
         }
     }
 
@@ -176,6 +228,9 @@ impl Sim {
 
     pub(crate) fn kill(&mut self, i: usize) {
         self.nodes[i].core = None;
+        for model in &mut self.links {
+            model.reset(i);
+        }
     }
 
     /// Restarts a killed node under a new generation and joins it via `seed`.
@@ -246,6 +301,11 @@ impl Sim {
             let Some(&j) = self.by_addr.get(&to) else {
                 continue;
             };
+            for model in &mut self.links {
+                if !model.pool(i).touch(j, self.now).held {
+                    model.opened += 1;
+                }
+            }
             if self.rng.random_bool(self.loss.clamp(0.0, 1.0)) {
                 continue;
             }
@@ -334,6 +394,9 @@ impl Sim {
                     if self.nodes[node].life == life {
                         if let Some(core) = self.nodes[node].core.as_mut() {
                             core.tick(now);
+                            for model in &mut self.links {
+                                model.pool(node).sweep(now);
+                            }
                             let next = now + self.nodes[node].config.health_check_interval;
                             self.collect(node);
                             self.schedule(next, Event::Tick { node, life });

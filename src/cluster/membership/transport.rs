@@ -4,7 +4,11 @@
 //!
 //! * Sending ([`Transport`]): one lazily opened connection per peer,
 //!   packets sent in the background, failures drop the packet and the
-//!   connection (SWIM tolerates loss). A member is dialed at its
+//!   connection (SWIM tolerates loss). At most `gossip_max_connections`
+//!   connections are kept (the least recently used closes to make room),
+//!   and one unused for `gossip_idle_timeout` closes: SWIM's probes and
+//!   gossip pick random members, so without a bound a node would come to
+//!   hold a connection to every member, and each member one to it. A member is dialed at its
 //!   advertised address (a name is resolved here) and its certificate is
 //!   verified against its own host, name or IP: a node holding another
 //!   member's certificate cannot receive what is meant for that member.
@@ -167,12 +171,30 @@ impl Transport {
         let mut seeds = config.clone();
         seeds.any_server_name = true;
         seeds.expected_member = Some(crate::config::ExpectedMember::Any);
+        let (max, idle) = (cluster.gossip_max_connections, cluster.gossip_idle_timeout);
         Ok(Self {
-            members: Arc::new(ConnectionPool::new(config, ServerNames::Member)),
-            seeds: Arc::new(ConnectionPool::new(seeds, ServerNames::Configured)),
+            members: Arc::new(
+                ConnectionPool::new(config, ServerNames::Member).with_retention(max, idle),
+            ),
+            seeds: Arc::new(
+                ConnectionPool::new(seeds, ServerNames::Configured).with_retention(max, idle),
+            ),
             send_timeout: cluster.gossip_send_timeout,
             in_flight: Arc::new(Semaphore::new(cluster.gossip_max_in_flight)),
         })
+    }
+
+    /// Closes the connections unused for `gossip_idle_timeout`; called
+    /// every health-check tick.
+    pub(crate) fn sweep(&self) {
+        self.members.sweep();
+        self.seeds.sweep();
+    }
+
+    /// How many connections this node holds to peers for gossip (seeds
+    /// included, connects in progress counted).
+    pub(crate) fn connections(&self) -> usize {
+        self.members.len() + self.seeds.len()
     }
 
     /// Drops the connection to `addr`, if any: the next packet connects

@@ -40,7 +40,12 @@ impl MembershipCore {
     /// Anti-entropy for tags: every `tag_refresh_interval`, this node's
     /// tags go directly to `gossip_fanout` members in turn (a constant load
     /// per node, whatever the cluster size), repairing any dissemination
-    /// a member missed.
+    /// a member missed. The turn starts after this node's own address in
+    /// the members' order, so members that refresh at about the same time
+    /// send to different members: each receives about `gossip_fanout`
+    /// refreshes per interval. (Starting every node at the first member
+    /// sent every refresh of a round to the same few members, and made
+    /// them the one peer every member held a connection to.)
     pub(super) fn refresh_tags(&mut self) {
         self.last_tag_refresh = self.now;
         let alive: Vec<MemberAddr> = {
@@ -56,8 +61,9 @@ impl MembershipCore {
         if alive.is_empty() {
             return;
         }
+        let after_self = alive.partition_point(|a| *a < self.id.addr);
         for k in 0..self.config.gossip_fanout.min(alive.len()) {
-            let addr = alive[(self.refresh_turn + k) % alive.len()];
+            let addr = alive[(after_self + self.refresh_turn + k) % alive.len()];
             self.send_tags_to(addr);
         }
         self.refresh_turn = (self.refresh_turn + self.config.gossip_fanout) % alive.len();

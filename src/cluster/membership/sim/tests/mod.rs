@@ -1,5 +1,6 @@
 //! The cluster's behaviour, specified as deterministic simulations.
 
+mod connections;
 mod convergence;
 mod detection;
 mod local_health;

@@ -256,3 +256,64 @@ fn scale_report() {
         );
     }
 }
+
+/// The gossip connection figures in docs/CLUSTER.md ("Gossip
+/// connections"): every node's connection pool modelled under several
+/// retention policies at once, fed the same packets.
+/// `cargo test --release --lib connection_report -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn connection_report() {
+    let minute = Duration::from_secs(60);
+    let default = ClusterConfig::default();
+    let policies = [
+        ("kept open, no bound", usize::MAX, Duration::MAX),
+        ("no bound, closed after 60 s idle", usize::MAX, minute),
+        (
+            "128, closed after 60 s idle (default)",
+            default.gossip_max_connections,
+            default.gossip_idle_timeout,
+        ),
+        ("64, closed after 60 s idle", 64, minute),
+        ("32, closed after 60 s idle", 32, minute),
+    ];
+    let window = Duration::from_secs(240);
+    println!(
+        "Steady state, {} s after convergence plus a minute; connections per node \
+         (mean / max) and connections opened per node per second over the window.",
+        window.as_secs()
+    );
+    println!();
+    println!(
+        "| members | policy | dialed (outbound) | dialed by peers (inbound) | opened / node / s |"
+    );
+    println!("|---:|---|---:|---:|---:|");
+    for n in [10, 100, 200, 1000] {
+        let wall = std::time::Instant::now();
+        let mut sim = cluster(900, n, &config(n));
+        sim.links = policies
+            .iter()
+            .map(|(_, max, idle)| LinkModel::new(*max, *idle))
+            .collect();
+        sim.run_until(Duration::from_secs(300), STEP, Sim::converged)
+            .unwrap_or_else(|| panic!("{n} nodes did not converge"));
+        sim.run_for(minute);
+        let before: Vec<u64> = sim.links.iter().map(|m| m.opened).collect();
+        sim.run_for(window);
+        for ((name, ..), (model, before)) in policies.iter().zip(sim.links.iter().zip(before)) {
+            let out: Vec<usize> = (0..n).map(|i| model.outbound(i)).collect();
+            let inb: Vec<usize> = (0..n).map(|i| model.inbound(i)).collect();
+            let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / n as f64;
+            let max = |v: &[usize]| v.iter().copied().max().unwrap_or(0);
+            println!(
+                "| {n} | {name} | {:.1} / {} | {:.1} / {} | {:.2} |",
+                mean(&out),
+                max(&out),
+                mean(&inb),
+                max(&inb),
+                (model.opened - before) as f64 / window.as_secs_f64() / n as f64,
+            );
+        }
+        eprintln!("{n}: {:?} wall", wall.elapsed());
+    }
+}
