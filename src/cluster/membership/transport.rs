@@ -8,10 +8,11 @@
 //!   connections are kept (the least recently used closes to make room),
 //!   and one unused for `gossip_idle_timeout` closes: SWIM's probes and
 //!   gossip pick random members, so without a bound a node would come to
-//!   hold a connection to every member, and each member one to it. A member is dialed at its
-//!   advertised address (a name is resolved here) and its certificate is
-//!   verified against its own host, name or IP: a node holding another
-//!   member's certificate cannot receive what is meant for that member.
+//!   hold a connection to every member, and each member one to it. A
+//!   member is dialed at its advertised address (a name is resolved
+//!   here) and its certificate is verified against its own host, name or
+//!   IP: a node holding another member's certificate cannot receive what
+//!   is meant for that member.
 //!   An address that is not a known member (a seed being joined through)
 //!   is verified by its chain to the cluster CA only: the joining node
 //!   does not know the seed's name yet, and sends it nothing but its
