@@ -15,6 +15,7 @@
 #
 #   unary        `profile rpcnet unary`      unary 16 B, c=64, one connection
 #   stream       `profile rpcnet stream`     server streaming, 1 KiB messages
+#   upload       `profile rpcnet upload`     client streaming, 1 KiB messages
 #   routed-1     `profile-routing cluster`   ClusterClient → one worker, c=64
 #   routed-2     `profile-routing cluster2`  ClusterClient → two workers, c=64
 #   direct-1     `profile-routing direct`    RpcClient → that worker, c=64
@@ -41,11 +42,12 @@ old_bin=$root/target/ab/$sha.rpcnet-bench
 cp "$root/target/ab/target/release/rpcnet-bench" "$old_bin"
 new_bin=$root/target/release/rpcnet-bench
 
-workloads=(unary stream routed-1 routed-2 direct-1 typed raw-echo)
+workloads=(unary stream upload routed-1 routed-2 direct-1 typed raw-echo)
 command_of() {
     case $1 in
         unary) echo "profile rpcnet unary $seconds" ;;
         stream) echo "profile rpcnet stream $seconds" ;;
+        upload) echo "profile rpcnet upload $seconds" ;;
         routed-1) echo "profile-routing cluster $seconds" ;;
         routed-2) echo "profile-routing cluster2 $seconds" ;;
         direct-1) echo "profile-routing direct $seconds" ;;

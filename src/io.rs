@@ -171,6 +171,50 @@ pub(crate) enum Outgoing {
     Error(String),
 }
 
+/// Encoded frames ready for one write: one buffer, or a large message's
+/// own buffer between the frames before and after it, so that it is sent
+/// without being copied.
+pub(crate) enum Write {
+    One(Bytes),
+    Around([Bytes; 3]),
+}
+
+impl Write {
+    /// `out` (frames already encoded), one `Message` frame carrying
+    /// `message`, and the frames `tail` appends: the message is copied in
+    /// when small (under [`ZERO_COPY_THRESHOLD`]) and kept as its own
+    /// buffer when large.
+    pub(crate) fn message(
+        mut out: BytesMut,
+        message: impl Into<Bytes> + AsRef<[u8]>,
+        tail: impl FnOnce(&mut BytesMut),
+    ) -> Self {
+        let len = message.as_ref().len();
+        encode_frame_header(FrameType::Message, len, &mut out);
+        if len < ZERO_COPY_THRESHOLD {
+            out.extend_from_slice(message.as_ref());
+            tail(&mut out);
+            Self::One(out.freeze())
+        } else {
+            let mut rest = BytesMut::new();
+            tail(&mut rest);
+            Self::Around([out.freeze(), message.into(), rest.freeze()])
+        }
+    }
+
+    fn chunks(&mut self) -> &mut [Bytes] {
+        match self {
+            Self::One(one) => std::slice::from_mut(one),
+            // An empty last buffer is left out (nothing follows a large
+            // message of a response stream until its next item).
+            Self::Around(three) => {
+                let used = if three[2].is_empty() { 2 } else { 3 };
+                &mut three[..used]
+            }
+        }
+    }
+}
+
 /// A send half that resets the stream when dropped before `finish`, so an
 /// abandoned call can never look like a complete one to the peer (s2n-quic
 /// finishes streams on drop).
@@ -185,36 +229,40 @@ impl SendHalf {
     }
 
     /// Queues `data`, waiting for flow-control capacity (backpressure).
-    pub(crate) async fn send(&mut self, data: Bytes) -> Result<(), RpcError> {
-        Ok(self.tx.send(data).await?)
+    pub(crate) async fn send(&mut self, mut data: Bytes) -> Result<(), RpcError> {
+        // Polled here rather than through s2n-quic's `send`, whose future
+        // would keep a second copy of `data` in every caller's state.
+        Ok(poll_fn(|cx| self.tx.poll_send(&mut data, cx)).await?)
     }
 
-    pub(crate) async fn send_vectored(&mut self, chunks: &mut [Bytes]) -> Result<(), RpcError> {
-        Ok(self.tx.send_vectored(chunks).await?)
+    /// Queues a [`Write`]'s buffers, in order, waiting for flow-control
+    /// capacity (backpressure).
+    pub(crate) async fn write(&mut self, write: &mut Write) -> Result<(), RpcError> {
+        let chunks = write.chunks();
+        let mut sent = 0;
+        poll_fn(|cx| {
+            sent += std::task::ready!(self.tx.poll_send_vectored(&mut chunks[sent..], cx))?;
+            // Fewer taken than given: s2n-quic wakes the task once it
+            // has room for more.
+            if sent == chunks.len() {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Sends `out` (frames already encoded), one `Message` frame carrying
-    /// `message`, and the frames `tail` appends, in one write: the message
-    /// is copied in when small, and passed as its own buffer when large.
-    /// The one-message path of both sides (a unary request, a unary response).
+    /// `message`, and the frames `tail` appends, in one write (see
+    /// [`Write::message`]). The one-message path of a client's request.
     pub(crate) async fn send_message(
         &mut self,
-        mut out: BytesMut,
+        out: BytesMut,
         message: impl Into<Bytes> + AsRef<[u8]>,
         tail: impl FnOnce(&mut BytesMut),
     ) -> Result<(), RpcError> {
-        let len = message.as_ref().len();
-        encode_frame_header(FrameType::Message, len, &mut out);
-        if len < ZERO_COPY_THRESHOLD {
-            out.extend_from_slice(message.as_ref());
-            tail(&mut out);
-            self.send(out.freeze()).await
-        } else {
-            let mut rest = BytesMut::new();
-            tail(&mut rest);
-            self.send_vectored(&mut [out.freeze(), message.into(), rest.freeze()])
-                .await
-        }
+        self.write(&mut Write::message(out, message, tail)).await
     }
 
     /// Sends `items` as frames, in order, in as few writes as possible:
@@ -259,8 +307,8 @@ impl SendHalf {
                     encode_frame_header(FrameType::Message, message.len(), out);
                     if message.len() >= ZERO_COPY_THRESHOLD {
                         let head = out.split().freeze();
-                        self.send_vectored(&mut [head, Bytes::from(message)])
-                            .await?;
+                        let mut write = Write::Around([head, Bytes::from(message), Bytes::new()]);
+                        self.write(&mut write).await?;
                     } else {
                         out.extend_from_slice(&message);
                     }

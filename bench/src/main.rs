@@ -32,7 +32,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve") => serve(System::parse(&args[2]).expect("system name")),
-        // Profiling aid: `rpcnet-bench profile rpcnet unary|latency|unary-1k-256|stream|connect|connect-new|typed|raw-echo SECONDS`
+        // Profiling aid: `rpcnet-bench profile rpcnet unary|latency|unary-1k-256|stream|upload|connect|connect-new|typed|raw-echo SECONDS`
         Some("profile") => {
             let system = System::parse(&args[2]).expect("system name");
             let seconds: f64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(5.0);
@@ -298,13 +298,15 @@ async fn profile(system: System, workload: &str, duration: Duration) {
                 r.calls_per_sec, r.p50_us, r.p99_us
             );
         }
-        "stream" => {
+        "stream" | "upload" => {
             let end = std::time::Instant::now() + duration;
             while std::time::Instant::now() < end {
-                eprintln!(
-                    "{:.0} msg/s",
+                let rate = if workload == "stream" {
                     load::server_stream(&client, 100_000, 1024).await
-                );
+                } else {
+                    load::client_stream(&client, 100_000, 1024).await
+                };
+                eprintln!("{rate:.0} msg/s");
             }
         }
         "connect" | "connect-new" => eprintln!(

@@ -88,7 +88,9 @@ pub(crate) type Slot = Arc<OnceCell<RpcClient>>;
 pub(crate) struct ConnectionPool<K> {
     config: RpcConfig,
     names: ServerNames,
-    slots: RwLock<HashMap<K, Slot>>,
+    /// Looked up on every routed call: foldhash (seeded per process), not
+    /// std's SipHash, which cost a tenth of what routing adds to a call.
+    slots: RwLock<HashMap<K, Slot, foldhash::fast::RandomState>>,
     /// Which keys to keep, for a bounded pool.
     retention: Option<Mutex<Retention<K>>>,
     /// The origin of the times handed to `retention`.
@@ -102,7 +104,7 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         Self {
             config,
             names,
-            slots: RwLock::new(HashMap::new()),
+            slots: RwLock::new(HashMap::default()),
             retention: None,
             epoch: Instant::now(),
         }

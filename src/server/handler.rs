@@ -6,10 +6,10 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
+use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
-use tokio::sync::mpsc;
 
 use super::layer::Wrap;
 use crate::RpcError;
@@ -119,7 +119,7 @@ impl Stream for RequestStream {
     type Item = Vec<u8>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
-        self.rx.poll_recv(cx)
+        self.rx.poll_next_unpin(cx)
     }
 }
 

@@ -156,7 +156,7 @@ fn handler_service(handler: Handler) -> ServerService {
                 ))
                 .boxed(),
                 (Handler::Streaming(f), ServerBody::Message(message)) => {
-                    let (tx, rx) = tokio::sync::mpsc::channel(1);
+                    let (mut tx, rx) = futures::channel::mpsc::channel(1);
                     let _ = tx.try_send(message);
                     f(RequestStream::new(rx))
                         .map(|r| r.map(ServerResponse::Stream))

@@ -743,3 +743,68 @@ async fn stalled_announcements_of_large_messages_do_not_grow_the_server() {
     drop(stalled);
     server.kill().await;
 }
+
+/// A streaming handler that keeps its request stream without reading it
+/// stops the client's upload: what the client gets to send is bounded by
+/// the server's request queue and the two ends' flow-control windows, not
+/// by how long the handler waits.
+#[tokio::test]
+async fn a_handler_that_does_not_read_its_requests_stops_the_upload() {
+    const ITEM: usize = 1024;
+    const WINDOW: u32 = 64 * 1024;
+    let server = RpcServer::new(
+        server_config()
+            .with_stream_window(WINDOW)
+            .with_send_buffer_size(WINDOW),
+    );
+    let (held, mut held_rx) = tokio::sync::mpsc::channel(1);
+    server
+        .register_streaming("hold", move |requests| {
+            let held = held.clone();
+            async move {
+                // The handler takes its requests and never reads them.
+                let _ = held.send(requests).await;
+                std::future::pending::<()>().await;
+                stream! { yield Ok(Vec::new()) }
+            }
+        })
+        .await;
+    let server = spawn(server);
+    let client = RpcClient::connect(
+        server.addr,
+        client_config()
+            .with_stream_window(WINDOW)
+            .with_send_buffer_size(WINDOW),
+    )
+    .await
+    .unwrap();
+    let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = pulled.clone();
+    let requests = futures::stream::repeat_with(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        vec![0u8; ITEM]
+    });
+    let upload = tokio::spawn(async move { client.call_client_streaming("hold", requests).await });
+    let _requests = held_rx.recv().await.expect("the handler ran");
+    // Bounded wait until the upload stalls: no new request taken for
+    // half a second.
+    let mut last = usize::MAX;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = pulled.load(std::sync::atomic::Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let taken = pulled.load(std::sync::atomic::Ordering::Relaxed);
+    // Two 64 KiB windows and send buffers of 1 KiB messages, the queue
+    // and the frames in flight: a few hundred. An unbounded queue would
+    // take millions in the same time.
+    assert!(
+        taken < 1_000,
+        "the client kept uploading: {taken} requests taken"
+    );
+    assert!(!upload.is_finished(), "the call is still open");
+    upload.abort();
+}
