@@ -89,7 +89,10 @@ pub(crate) struct ConnectionPool<K> {
     config: RpcConfig,
     names: ServerNames,
     /// Looked up on every routed call: foldhash (seeded per process), not
-    /// std's SipHash, which cost a tenth of what routing adds to a call.
+    /// std's SipHash, which cost about 250 of the ~3,400 instructions
+    /// routing added to a call (callgrind). Its keys are members'
+    /// identities, which only members introduce, so SipHash's resistance
+    /// to chosen collisions buys nothing here.
     slots: RwLock<HashMap<K, Slot, foldhash::fast::RandomState>>,
     /// Which keys to keep, for a bounded pool.
     retention: Option<Mutex<Retention<K>>>,
