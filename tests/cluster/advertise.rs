@@ -304,7 +304,15 @@ async fn packets_an_impostor_receives(test: &str, impostor: rpcnet_certs::CertSp
         }
     })
     .await
-    .expect("a keeps sending to d's address");
+    .unwrap_or_else(|_| {
+        // What arrived tells a slow path (some packets) from a stopped
+        // one (none) when this fails.
+        panic!(
+            "a keeps sending to d's address: {} of 10 packets in {PATIENCE:?} ({} to the impostor)",
+            received.load(Ordering::SeqCst),
+            stolen.load(Ordering::SeqCst),
+        )
+    });
     impostor.abort();
     control.abort();
     stolen.load(Ordering::SeqCst)
