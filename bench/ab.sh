@@ -57,11 +57,13 @@ command_of() {
 }
 
 # Whether the harness in tree $1 has the subcommand of $2 (an unknown
-# subcommand would start the whole report instead).
+# subcommand would start the whole report instead) and, for `profile`,
+# its workload (an unknown one would panic).
 supports() {
-    local subcommand
-    subcommand=$(command_of "$2" | cut -d' ' -f1)
-    grep -q "Some(\"$subcommand\")" "$1/bench/src/main.rs"
+    local subcommand workload
+    read -r subcommand _ workload _ <<<"$(command_of "$2")"
+    grep -q "Some(\"$subcommand\")" "$1/bench/src/main.rs" || return 1
+    [ "$subcommand" != profile ] || grep -q "\"$workload\"" "$1/bench/src/main.rs"
 }
 
 # One run: the figure it printed last ("N calls/s", "N msg/s"), or nothing
