@@ -15,9 +15,11 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures::channel::mpsc;
+use futures::StreamExt;
 use s2n_quic::connection::{Handle, StreamAcceptor};
 use s2n_quic::stream::BidirectionalStream;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::endpoint::Endpoint;
@@ -34,7 +36,11 @@ const CANCEL_QUEUE: usize = 1024;
 pub(crate) struct Conn {
     handle: Handle,
     /// Stream ids of dropped unary calls, for the connection task.
-    control: mpsc::Sender<u64>,
+    /// `futures`' channel: it allocates a node per id queued, where
+    /// tokio's allocates room for 32 ids with the channel, memory every
+    /// idle connection would hold for cancels that are rare. Its sender
+    /// sends through `&mut`, hence the lock (taken once per cancel).
+    control: std::sync::Mutex<mpsc::Sender<u64>>,
     activity: Arc<Activity>,
     /// The waker every stream open registers with s2n-quic (see `open`).
     doorbell: Waker,
@@ -74,7 +80,8 @@ impl Conn {
             keep_alive: CallKeepAlive::new(handle.clone(), keep_alive_always),
             closed: AtomicBool::new(false),
         });
-        let (control, cancels) = mpsc::channel(CANCEL_QUEUE);
+        // The one sender has a slot of its own on top of the buffer.
+        let (control, cancels) = mpsc::channel(CANCEL_QUEUE - 1);
         // Keep-alive that calls turned on is turned off again by the task
         // at most a quarter of the idle timeout after the last call ended.
         let sweep =
@@ -89,7 +96,7 @@ impl Conn {
         let rung = Arc::new(Doorbell::default());
         Ok(Arc::new(Self {
             handle,
-            control,
+            control: std::sync::Mutex::new(control),
             activity,
             doorbell: Waker::from(rung.clone()),
             rung,
@@ -170,7 +177,7 @@ impl Busy {
     pub(crate) fn cancel(&self, stream_id: u64) {
         // A full queue means the connection is not draining its control
         // stream; the server's deadline still ends the handler.
-        let _ = self.conn.control.try_send(stream_id);
+        let _ = crate::sync::lock(&self.conn.control).try_send(stream_id);
     }
 }
 
@@ -204,7 +211,7 @@ async fn run(
     let mut sweeps = sweep.map(|period| tokio::time::interval_at(Instant::now() + period, period));
     loop {
         tokio::select! {
-            id = cancels.recv() => {
+            id = cancels.next() => {
                 let Some(id) = id else { break };
                 Frame::Cancel(id).encode(&mut buf);
                 while let Ok(id) = cancels.try_recv() {
