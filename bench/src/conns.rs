@@ -98,8 +98,8 @@ const CONNECTS_AT_ONCE: usize = 32;
 /// Streams opened per connection for the idle-stream figure.
 const STREAMS_PER_CONNECTION: usize = 500;
 
-/// The server process's resident set in KiB.
-fn rss_kib(pid: u32) -> f64 {
+/// Process `pid`'s resident set in KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()

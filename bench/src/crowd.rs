@@ -25,12 +25,7 @@ use crate::systems::cert;
 
 /// This process's resident set in KiB.
 fn rss_kib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
+    crate::conns::rss_kib(std::process::id())
 }
 
 async fn member(config: ClusterConfig) -> ClusterMembership {
