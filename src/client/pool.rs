@@ -13,9 +13,10 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
@@ -84,6 +85,8 @@ pub(crate) async fn dial(
 /// [`forget`](ConnectionPool::forget) exactly the connection they used.
 pub(crate) type Slot = Arc<OnceCell<RpcClient>>;
 
+type Slots<K> = HashMap<K, Slot, foldhash::fast::RandomState>;
+
 /// Connections keyed by `K`, all opened with one configuration.
 pub(crate) struct ConnectionPool<K> {
     config: RpcConfig,
@@ -93,7 +96,14 @@ pub(crate) struct ConnectionPool<K> {
     /// routing added to a call (callgrind). Its keys are members'
     /// identities, which only members introduce, so SipHash's resistance
     /// to chosen collisions buys nothing here.
-    slots: RwLock<HashMap<K, Slot, foldhash::fast::RandomState>>,
+    ///
+    /// Read without a lock (a process-wide lock, even taken for reading,
+    /// moves its cache line between the threads making calls twice per
+    /// call); the rare changes (a connect, a failed connection, a worker
+    /// gone) replace the map, one writer at a time.
+    slots: ArcSwap<Slots<K>>,
+    /// Serializes the writers of `slots`.
+    writing: Mutex<()>,
     /// Which keys to keep, for a bounded pool.
     retention: Option<Mutex<Retention<K>>>,
     /// The origin of the times handed to `retention`.
@@ -107,7 +117,8 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         Self {
             config,
             names,
-            slots: RwLock::new(HashMap::default()),
+            slots: ArcSwap::default(),
+            writing: Mutex::new(()),
             retention: None,
             epoch: Instant::now(),
         }
@@ -132,25 +143,26 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
             return;
         };
         // Locks are always taken in this order: the retention, then the
-        // slots.
+        // slots' writer.
         let mut retention = crate::sync::lock(retention);
         retention.sweep(self.epoch.elapsed());
-        crate::sync::write(&self.slots).retain(|key, _| retention.holds(key));
+        self.update(|slots| slots.retain(|key, _| retention.holds(key)));
     }
 
     /// How many connections the pool holds (a connect in progress counts).
     pub(crate) fn len(&self) -> usize {
-        crate::sync::read(&self.slots).len()
+        self.slots.load().len()
     }
 
     fn close(&self, keys: &[K]) {
         if keys.is_empty() {
             return;
         }
-        let mut slots = crate::sync::write(&self.slots);
-        for key in keys {
-            slots.remove(key);
-        }
+        self.update(|slots| {
+            for key in keys {
+                slots.remove(key);
+            }
+        });
     }
 
     /// The configuration connections are opened with.
@@ -161,7 +173,7 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
     /// The open connection for `key`, if there is one: the call path, no
     /// lock held while it is cloned, nothing to await.
     pub(crate) fn ready(&self, key: &K) -> Option<(Slot, RpcClient)> {
-        let slot = crate::sync::read(&self.slots).get(key).cloned()?;
+        let slot = self.slots.load().get(key).cloned()?;
         let client = slot.get()?.clone();
         Some((slot, client))
     }
@@ -187,10 +199,7 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         if let Some((slot, client)) = self.ready(key) {
             return (slot, Ok(client));
         }
-        let slot = crate::sync::write(&self.slots)
-            .entry(*key)
-            .or_default()
-            .clone();
+        let slot = self.update(|slots| slots.entry(*key).or_default().clone());
         let connect = slot.get_or_try_init(|| dial(addr, &self.config, self.names));
         let client = match tokio::time::timeout(within, connect).await {
             Ok(Ok(client)) => Ok(client.clone()),
@@ -204,25 +213,39 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
     /// caller already replaced it; the next caller reconnects.
     pub(crate) fn forget(&self, key: &K, slot: &Slot) {
         let mut retention = self.retention.as_ref().map(crate::sync::lock);
-        let mut slots = crate::sync::write(&self.slots);
-        if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-            slots.remove(key);
-            if let Some(retention) = &mut retention {
-                retention.forget(key);
+        self.update(|slots| {
+            if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+                slots.remove(key);
+                if let Some(retention) = &mut retention {
+                    retention.forget(key);
+                }
             }
-        }
+        });
     }
 
     /// Keeps only the connections whose key satisfies `keep`.
     pub(crate) fn retain(&self, mut keep: impl FnMut(&K) -> bool) {
         let mut retention = self.retention.as_ref().map(crate::sync::lock);
-        crate::sync::write(&self.slots).retain(|key, _| {
-            let kept = keep(key);
-            if let (false, Some(retention)) = (kept, &mut retention) {
-                retention.forget(key);
-            }
-            kept
+        self.update(|slots| {
+            slots.retain(|key, _| {
+                let kept = keep(key);
+                if let (false, Some(retention)) = (kept, &mut retention) {
+                    retention.forget(key);
+                }
+                kept
+            })
         });
+    }
+
+    /// Changes the map of slots with `change`, one writer at a time: the
+    /// map is copied, changed, and replaces the one readers see (its
+    /// readers keep the one they loaded).
+    fn update<R>(&self, change: impl FnOnce(&mut Slots<K>) -> R) -> R {
+        let _writing = crate::sync::lock(&self.writing);
+        let mut slots = Slots::clone(&self.slots.load());
+        let result = change(&mut slots);
+        self.slots.store(Arc::new(slots));
+        result
     }
 }
 

@@ -18,8 +18,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 /// The per-attempt timeout of idempotent unary calls a
 /// [`ClusterClient`](super::ClusterClient) routes (set with
@@ -121,14 +123,16 @@ impl AttemptTimeout {
 }
 
 /// Recent answer times per method, for [`AttemptTimeout::Adaptive`],
-/// shared by a client's calls: reading a method's p99 is an atomic load,
-/// and recording an answer takes the method's own window only if no other
-/// call holds it (a sample skipped under contention changes a p99 over
-/// 128 samples by nothing a limit of 4 × p99 notices), so no call waits
-/// on another's record.
+/// shared by a client's calls: the methods are found without a lock,
+/// reading a method's p99 is an atomic load, and recording an answer
+/// takes the method's own window only if no other call holds it (a sample
+/// skipped under contention changes a p99 over 128 samples by nothing a
+/// limit of 4 × p99 notices), so no call waits on another's record.
 #[derive(Debug, Default)]
 pub(crate) struct Latencies {
-    methods: RwLock<HashMap<String, Method>>,
+    /// Replaced, one writer at a time, when a method is first seen.
+    methods: ArcSwap<HashMap<String, Arc<Method>>>,
+    adding: Mutex<()>,
 }
 
 /// One method's record: its window, and its p99 as last computed (µs,
@@ -193,23 +197,29 @@ impl Latencies {
     /// Records that a call of `method` was answered after `latency`.
     pub(crate) fn record(&self, method: &str, latency: Duration) {
         let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
-        if let Some(known) = crate::sync::read(&self.methods).get(method) {
+        if let Some(known) = self.methods.load().get(method) {
             known.record(micros);
             return;
         }
-        let mut methods = crate::sync::write(&self.methods);
-        if methods.len() < MAX_METHODS || methods.contains_key(method) {
-            methods
-                .entry(method.to_owned())
-                .or_insert_with(Method::new)
-                .record(micros);
+        let _adding = crate::sync::lock(&self.adding);
+        let methods = self.methods.load_full();
+        if let Some(known) = methods.get(method) {
+            known.record(micros);
+        } else if methods.len() < MAX_METHODS {
+            let new = Arc::new(Method::new());
+            new.record(micros);
+            let mut more = HashMap::clone(&methods);
+            more.insert(method.to_owned(), new);
+            self.methods.store(Arc::new(more));
         }
     }
 
     /// The p99 of `method`'s recent answer times, once
     /// `MIN_SAMPLES` were recorded (refreshed every few answers).
     pub(crate) fn p99(&self, method: &str) -> Option<Duration> {
-        let micros = crate::sync::read(&self.methods)
+        let micros = self
+            .methods
+            .load()
             .get(method)?
             .p99_micros
             .load(Ordering::Relaxed);

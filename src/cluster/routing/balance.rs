@@ -110,8 +110,12 @@ impl Picker {
         load: impl Fn(usize) -> usize,
         weight: impl Fn(usize) -> f64,
     ) -> Option<usize> {
-        if n == 0 {
-            return None;
+        match n {
+            0 => return None,
+            // Nothing to choose, and no shared cursor to move (an atomic
+            // add every thread making calls would contend on).
+            1 => return Some(0),
+            _ => {}
         }
         let taking_part = self.draw(n, &weight);
         let part = |i: usize| taking_part.includes(i);

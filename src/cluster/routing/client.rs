@@ -172,17 +172,40 @@ impl Shared {
                 });
                 return Err(route.stop(StopReason::DeadlinePassed));
             }
+            // One attempt: the worker's pooled connection (opened on
+            // first use), then the call, awaited here rather than in a
+            // function of its own, whose state would be moved into this
+            // one's on every call.
             let mut cell = None;
-            let attempted = self
-                .attempt(
-                    &worker,
-                    route,
-                    now,
-                    (&filter, &tried),
-                    &mut cell,
-                    &mut attempt,
-                )
-                .await;
+            let limit = self.attempt_limit(route).map(|limit| now + limit);
+            let limit = limit.filter(|limit| *limit < route.deadline);
+            let client = match self.pool.ready(&worker, &mut cell) {
+                Some(client) => Ok(client),
+                None => {
+                    // Boxed: connecting is rare, and its state would
+                    // otherwise make every call's larger.
+                    Box::pin(self.connect(&worker, route, limit, &mut now, &mut cell)).await
+                }
+            };
+            let attempted = match client {
+                Ok(client) => {
+                    let call = attempt(client, self.options_for(route, now));
+                    match limit {
+                        None => call.await,
+                        // Boxed: the timer makes the future larger, and
+                        // only idempotent calls have one.
+                        Some(limit) => {
+                            Box::pin(self.attempt_within(limit, call, &worker, (&filter, &tried)))
+                                .await
+                        }
+                    }
+                    .map_err(|error| AttemptError {
+                        error,
+                        connected: true,
+                    })
+                }
+                Err(error) => Err(error),
+            };
             match attempted {
                 Ok(value) => {
                     if crate::telemetry::is_enabled() {
@@ -272,77 +295,56 @@ impl Shared {
         }
     }
 
-    /// One attempt on `worker`: its pooled connection (`cell` receives the
-    /// pool entry), then `attempt` with the route's options bounded by the
-    /// call's deadline (a stream without a timeout stays without one).
-    ///
-    /// An attempt past its per-attempt limit is abandoned (dropped, which
-    /// cancels it) only when another worker matching the call's filter and
-    /// not yet tried (`others`: the filter and the workers tried) could
-    /// take the call; the only worker left keeps the attempt until the
-    /// call's deadline, so a slow answer is never turned into a failure
-    /// for want of somewhere else to go.
-    async fn attempt<T, F, Fut>(
+    /// Opens `worker`'s pooled connection (`cell` receives the pool entry)
+    /// within what the attempt may take: until its per-attempt `limit`, or
+    /// the call's deadline. Connecting takes time out of the call's, so
+    /// `now` is read again.
+    async fn connect(
         &self,
         worker: &Worker,
         route: &Route<'_>,
-        mut now: Instant,
-        others: (&WorkerFilter<'_>, &[NodeId]),
+        limit: Option<Instant>,
+        now: &mut Instant,
         cell: &mut Option<Connection>,
-        attempt: &mut F,
-    ) -> Result<T, AttemptError>
-    where
-        F: FnMut(RpcClient, CallOptions) -> Fut,
-        Fut: Future<Output = Result<T, RpcError>>,
-    {
-        let limit = self
-            .attempt_limit(route)
-            .map(|limit| now + limit)
-            .filter(|limit| *limit < route.deadline);
-        let client = match self.pool.ready(worker, cell) {
-            Some(client) => client,
-            None => {
-                let connect_by = limit.unwrap_or(route.deadline);
-                let client = self
-                    .pool
-                    .connection(worker, connect_by.saturating_duration_since(now), cell)
-                    .await
-                    .map_err(|error| AttemptError {
-                        error,
-                        connected: false,
-                    })?;
-                // Connecting took time out of the call's.
-                now = Instant::now();
-                client
-            }
-        };
+    ) -> Result<RpcClient, AttemptError> {
+        let connect_by = limit.unwrap_or(route.deadline);
+        let client = self
+            .pool
+            .connection(worker, connect_by.saturating_duration_since(*now), cell)
+            .await
+            .map_err(|error| AttemptError {
+                error,
+                connected: false,
+            })?;
+        *now = Instant::now();
+        Ok(client)
+    }
+
+    /// The options of an attempt starting at `now`: the route's, bounded
+    /// by the call's deadline (a stream without a timeout stays without
+    /// one).
+    ///
+    /// An attempt past its per-attempt limit is abandoned (dropped, which
+    /// cancels it) only when another worker matching the call's filter and
+    /// not yet tried could take the call (`attempt_within`); the only
+    /// worker left keeps the attempt until the call's deadline, so a slow
+    /// answer is never turned into a failure for want of somewhere else to
+    /// go.
+    fn options_for(&self, route: &Route<'_>, now: Instant) -> CallOptions {
         let streamed = matches!(
             route.kind,
             CallKind::ServerStreaming | CallKind::Bidirectional
         );
         let options = route.options.clone().into_owned();
-        let options = if streamed && options.timeout().is_none() {
+        if streamed && options.timeout().is_none() {
             options
         } else {
             options.with_timeout(route.deadline.saturating_duration_since(now))
-        };
-        let connected = |error| AttemptError {
-            error,
-            connected: true,
-        };
-        let call = attempt(client, options);
-        let Some(limit) = limit else {
-            return call.await.map_err(connected);
-        };
-        // Boxed: the timer makes the future larger, and only idempotent
-        // calls have one.
-        Box::pin(self.attempt_within(limit, call, worker, others))
-            .await
-            .map_err(connected)
+        }
     }
 
     /// `call` past `limit` is abandoned when another worker could take it
-    /// (see [`attempt`](Self::attempt)).
+    /// (see [`options_for`](Self::options_for)).
     async fn attempt_within<T>(
         &self,
         limit: Instant,

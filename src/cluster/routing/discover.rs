@@ -18,7 +18,9 @@
 mod select;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -54,8 +56,6 @@ pub struct Worker {
     member: Arc<Member>,
     /// How it was selected, for recording the call's outcome.
     ticket: Ticket,
-    /// The ejection policy it was selected under, to record the outcome with.
-    policy: EjectionPolicy,
 }
 
 impl Drop for Worker {
@@ -104,6 +104,10 @@ struct Member {
     suspect: bool,
     draining: bool,
     cell: Arc<WorkerCell>,
+    /// The pool's ejection policy, which the outcomes of calls to this
+    /// member are recorded under (a copy here keeps it out of every
+    /// selected `Worker`).
+    policy: EjectionPolicy,
 }
 
 impl Member {
@@ -150,6 +154,7 @@ impl Pool {
                         .iter()
                         .find(|p| p.id == m.id)
                         .map_or_else(|| fresh(&m.id), |p| p.cell.clone()),
+                    policy: previous.policy,
                 })
             })
             .collect();
@@ -173,7 +178,13 @@ impl Pool {
 
 struct Shared {
     source: ViewSource,
-    pool: RwLock<Arc<Pool>>,
+    /// Read by every selection without a lock: a process-wide lock, even
+    /// one taken for reading, moves its cache line between the threads
+    /// making calls twice per call.
+    pool: ArcSwap<Pool>,
+    /// Serializes the writers of `pool` (`apply`,
+    /// `with_ejection_policy`), each of which reads the pool it replaces.
+    replacing: Mutex<()>,
     picker: Picker,
     changes: watch::Sender<u64>,
     /// The value `changes` holds, readable without its lock (the call
@@ -266,7 +277,8 @@ impl WorkerRegistry {
         Self {
             shared: Arc::new(Shared {
                 source,
-                pool: RwLock::new(Arc::new(pool)),
+                pool: ArcSwap::from_pointee(pool),
+                replacing: Mutex::new(()),
                 picker: Picker::new(strategy, seed),
                 changes: watch::channel(0).0,
                 version: AtomicU64::new(0),
@@ -298,13 +310,28 @@ impl WorkerRegistry {
     /// # }
     /// ```
     pub fn with_ejection_policy(self, policy: EjectionPolicy) -> Self {
-        let mut pool = crate::sync::write(&self.shared.pool);
-        *pool = Arc::new(Pool {
-            members: pool.members.clone(),
+        let replacing = lock(&self.shared.replacing);
+        let pool = self.shared.pool.load();
+        let members = pool
+            .members
+            .iter()
+            .map(|m| {
+                Arc::new(Member {
+                    id: m.id,
+                    tags: m.tags.clone(),
+                    suspect: m.suspect,
+                    draining: m.draining,
+                    cell: m.cell.clone(),
+                    policy,
+                })
+            })
+            .collect();
+        self.shared.pool.store(Arc::new(Pool {
+            members,
             seen: pool.seen,
             policy,
-        });
-        drop(pool);
+        }));
+        drop(replacing);
         self
     }
 
@@ -388,7 +415,7 @@ impl WorkerRegistry {
     }
 
     fn pool(&self) -> Arc<Pool> {
-        crate::sync::read(&self.shared.pool).clone()
+        self.shared.pool.load_full()
     }
 
     /// Whether `id` is still in the pool under that identity.
@@ -416,7 +443,8 @@ fn state_of(m: &Member, now: Instant) -> WorkerState {
 
 fn apply(shared: &Shared, view: &ClusterView) {
     let now = Instant::now();
-    let mut current = crate::sync::write(&shared.pool);
+    let replacing = lock(&shared.replacing);
+    let current = shared.pool.load_full();
     let policy = current.policy;
     let mut memory = lock(&shared.memory);
     for m in &current.members {
@@ -441,7 +469,7 @@ fn apply(shared: &Shared, view: &ClusterView) {
     if next.same_as(&current) {
         return;
     }
-    *current = Arc::new(next);
-    drop(current);
+    shared.pool.store(Arc::new(next));
+    drop(replacing);
     shared.changed();
 }

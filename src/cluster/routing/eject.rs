@@ -206,6 +206,17 @@ pub(crate) struct Ticket {
     kind: Pick,
 }
 
+impl Ticket {
+    /// The ticket of a call selected in rotation from a worker in plain
+    /// health at `epoch` ([`Health::plain_epoch`]).
+    pub(crate) fn normal(epoch: u32) -> Self {
+        Self {
+            epoch,
+            kind: Pick::Normal,
+        }
+    }
+}
+
 /// What a selection was for the worker's record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pick {
@@ -281,6 +292,14 @@ impl Health {
     /// Calls and failures in the success-rate window at `now`.
     pub(crate) fn rate(&self, now: Instant, policy: &EjectionPolicy) -> (u32, u32) {
         self.window.totals(now, policy.success_rate_interval)
+    }
+
+    /// The epoch of a worker in plain health: no ejection on record, not
+    /// held back, no failure in a row, so that a selection needs nothing
+    /// else from its record (see [`WorkerCell::plain`](super::load::WorkerCell::plain)).
+    /// `None` otherwise.
+    pub(crate) fn plain_epoch(&self) -> Option<u32> {
+        (self.ejection.is_none() && self.held.is_none() && self.streak == 0).then_some(self.epoch)
     }
 
     /// The ticket of a call selected now, when the worker has no ejection

@@ -12,6 +12,8 @@
 //!
 //! With a timeout, the whole call is bounded by it, a stream included.
 
+use std::future::Future;
+
 use futures::Stream;
 
 use super::replay::Requests;
@@ -28,14 +30,15 @@ impl ClusterClient {
     ///
     /// # Errors
     /// See [`ClusterClient`].
-    pub async fn call_worker(
-        &self,
-        method: &str,
+    pub fn call_worker<'a>(
+        &'a self,
+        method: &'a str,
         data: Vec<u8>,
-        filter: Option<&str>,
-    ) -> Result<Vec<u8>, RpcError> {
+        filter: Option<&'a str>,
+    ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'a {
+        // The future of `call_worker_with` itself, not one awaiting it: a
+        // routed call's state is moved and polled through one level less.
         self.call_worker_with(method, data, filter, CallOptions::new())
-            .await
     }
 
     /// [`call_worker`](Self::call_worker) with call options: metadata, a
@@ -46,29 +49,34 @@ impl ClusterClient {
     ///
     /// # Errors
     /// See [`ClusterClient`].
-    pub async fn call_worker_with(
-        &self,
-        method: &str,
+    // An async block on purpose: an `async fn` keeps its arguments in the
+    // call's state twice (the options were 2 × 80 bytes of it).
+    #[allow(clippy::manual_async_fn)]
+    pub fn call_worker_with<'a>(
+        &'a self,
+        method: &'a str,
         data: Vec<u8>,
-        filter: Option<&str>,
+        filter: Option<&'a str>,
         options: CallOptions,
-    ) -> Result<Vec<u8>, RpcError> {
-        let shared = &self.shared;
-        let mut route = Route::new(
-            method,
-            filter,
-            &options,
-            CallKind::Unary,
-            shared.default_timeout(),
-        );
-        // Shared by the attempts: a retry sends the same buffer.
-        let data = bytes::Bytes::from(data);
-        let answered = shared
-            .route(&mut route, |client, options| {
-                client.call_shared(method, data.clone(), &options)
-            })
-            .await?;
-        Ok(answered.value)
+    ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'a {
+        async move {
+            let shared = &self.shared;
+            let mut route = Route::new(
+                method,
+                filter,
+                &options,
+                CallKind::Unary,
+                shared.default_timeout(),
+            );
+            // Shared by the attempts: a retry sends the same buffer.
+            let data = bytes::Bytes::from(data);
+            let answered = shared
+                .route(&mut route, |client, options| {
+                    client.call_shared(method, data.clone(), &options)
+                })
+                .await?;
+            Ok(answered.value)
+        }
     }
 
     /// Server streaming on a worker matching `filter`: one request, a

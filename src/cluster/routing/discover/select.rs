@@ -62,8 +62,8 @@ impl WorkerRegistry {
         if !self.shared.serving.load(Ordering::Relaxed) {
             self.shared.serving.store(true, Ordering::Relaxed);
         }
-        // Read in place: the call path clones no snapshot.
-        let pool = crate::sync::read(&self.shared.pool);
+        // Read in place, without a lock: the call path clones no snapshot.
+        let pool = self.shared.pool.load();
         let policy = pool.policy;
         let min = policy.min_weight();
         CANDIDATES.with_borrow_mut(|candidates| {
@@ -77,16 +77,26 @@ impl WorkerRegistry {
                 if m.draining {
                     continue;
                 }
-                // As `state_of`, with one look at the worker's health.
-                let health = m.cell.health();
-                let (selectable, weight) = if m.suspect || health.is_ejected(now) {
-                    (false, min)
-                } else {
-                    let health = health.weight(now, min);
-                    (true, (health * m.cell.warmup_weight(now, min)).max(min))
+                // As `state_of`, with one look at the worker's health: a
+                // plain record is read without its lock.
+                let (selectable, weight, ticket) = match m.cell.plain() {
+                    Some(epoch) if m.suspect => (false, min, Some(Ticket::normal(epoch))),
+                    Some(epoch) => (
+                        true,
+                        m.cell.warmup_weight(now, min).max(min),
+                        Some(Ticket::normal(epoch)),
+                    ),
+                    None => {
+                        let health = m.cell.health();
+                        let (selectable, weight) = if m.suspect || health.is_ejected(now) {
+                            (false, min)
+                        } else {
+                            let health = health.weight(now, min);
+                            (true, (health * m.cell.warmup_weight(now, min)).max(min))
+                        };
+                        (selectable, weight, health.plain_ticket())
+                    }
                 };
-                let ticket = health.plain_ticket();
-                drop(health);
                 candidates.push(Candidate {
                     index,
                     load: m.cell.in_flight(),
@@ -131,11 +141,7 @@ impl WorkerRegistry {
                 .ticket
                 .unwrap_or_else(|| member.cell.health().on_selected(now, &policy));
             member.cell.call_started();
-            Ok(Worker {
-                member,
-                ticket,
-                policy,
-            })
+            Ok(Worker { member, ticket })
         })
     }
 
@@ -163,7 +169,7 @@ impl WorkerRegistry {
 
     /// Records how a call to `worker` ended, for passive ejection.
     pub(crate) fn record(&self, worker: &Worker, outcome: Outcome, now: Instant) {
-        let policy = worker.policy;
+        let policy = worker.member.policy;
         let judgement = worker
             .cell()
             .health()
