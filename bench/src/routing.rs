@@ -48,11 +48,10 @@ pub struct Figures {
     pub cluster_p50_us: f64,
     /// See `cluster_p50_us`.
     pub direct_p50_us: f64,
-    /// Calls/s through `ClusterClient` restricted to worker a (`label=a`),
-    /// the same worker the direct client calls: the routing path's own cost.
-    pub one_worker_calls_per_sec: f64,
-    /// See `one_worker_calls_per_sec`.
-    pub one_worker_p50_us: f64,
+    /// `ClusterClient` restricted to worker a (`label=a`) against the
+    /// direct client to that worker, per concurrency: the routing path's
+    /// own cost.
+    pub same_worker: Vec<SameWorkerRow>,
     /// Per kill: time from `kill -9` until every call in flight at the
     /// kill had succeeded (ms).
     pub recovery_ms: Vec<f64>,
@@ -63,6 +62,40 @@ pub struct Figures {
     /// One slow worker among four, per concurrency and policy.
     pub skew: Vec<SkewRow>,
 }
+
+/// `ClusterClient` to one worker against `RpcClient` to it, at one
+/// concurrency: alternated pairs of runs (routed then direct, then the
+/// other way round), so that both sides of a pair meet the same moment of
+/// a shared machine.
+#[derive(Debug, Clone, Default)]
+pub struct SameWorkerRow {
+    /// Calls in flight (closed loop).
+    pub concurrency: usize,
+    /// Calls/s through `ClusterClient`, per pair.
+    pub routed: Vec<f64>,
+    /// Calls/s of the direct `RpcClient`, per pair.
+    pub direct: Vec<f64>,
+}
+
+impl SameWorkerRow {
+    /// Routed / direct of each pair.
+    pub fn ratios(&self) -> Vec<f64> {
+        self.routed
+            .iter()
+            .zip(&self.direct)
+            .map(|(r, d)| r / d)
+            .collect()
+    }
+
+    /// The median of the pairs' ratios.
+    pub fn ratio(&self) -> f64 {
+        median(&mut self.ratios())
+    }
+}
+
+/// The least share of a direct call's rate a call routed to the same
+/// worker keeps (median of alternated pairs).
+pub const SAME_WORKER_TARGET: f64 = 0.95;
 
 /// One policy at one concurrency in the skew measurement (medians of repeats).
 #[derive(Debug, Clone)]
@@ -98,8 +131,8 @@ impl Figures {
              | measurement | value | target |\n|---|---|---|\n\
              | unary 16 B c=64, `ClusterClient` → 2 workers: calls/s | {:.0} (p50 {:.0} µs) | |\n\
              | unary 16 B c=64, `RpcClient` → 1 worker: calls/s | {:.0} (p50 {:.0} µs) | |\n\
-             | unary 16 B c=64, `ClusterClient` → the same 1 worker (`label=a`): calls/s | {:.0} (p50 {:.0} µs) | |\n\
              | routing overhead, 2 workers vs direct to 1 (rate lost) | {overhead:.1}% | ≤ 10% {} |\n\
+             {}\
              | `kill -9` → every call caught by the kill succeeded elsewhere, {} kills: p50 / p99 / max | {p50:.0} / {p99:.0} / {:.0} ms | p99 ≤ 1000 ms {} |\n\
              | calls during the kill runs / failed | {} / {} | 0 failed {} |\n\n\
              The kill figure bounds the time to the first successful retried call from above: it is \
@@ -108,14 +141,17 @@ impl Figures {
              its per-attempt timeout (adaptive: 4 × the method's p99, at least 100 ms) and the call \
              moves on; without one it would wait for the worker connection's idle timeout (800 ms, \
              kept alive by PINGs every 100 ms, so at most 900 ms after the kill). Sometimes the loss \
-             is noticed at once.\n\n{}",
+             is noticed at once.\n\n\
+             The same-worker rows compare `ClusterClient` restricted to worker a (`label=a`: \
+             selection, filter, retry budget, outcome record, pooled connection) with `RpcClient` \
+             to worker a, in pairs run back to back in alternating order; the ratio is the median \
+             of the pairs' ratios, with the lowest and highest pair in brackets.\n\n{}",
             self.cluster_calls_per_sec,
             self.cluster_p50_us,
             self.direct_calls_per_sec,
             self.direct_p50_us,
-            self.one_worker_calls_per_sec,
-            self.one_worker_p50_us,
             if overhead <= 10.0 { "✅" } else { "❌" },
+            self.same_worker_markdown(),
             sorted.len(),
             sorted.last().copied().unwrap_or(0.0),
             if p99 <= 1000.0 { "✅" } else { "❌" },
@@ -124,6 +160,35 @@ impl Figures {
             if self.kill_failures == 0 { "✅" } else { "❌" },
             self.skew_markdown(),
         )
+    }
+
+    /// The same-worker rows: routed and direct rates (medians), and the
+    /// routed / direct ratio against `SAME_WORKER_TARGET`.
+    fn same_worker_markdown(&self) -> String {
+        let mut md = String::new();
+        for row in &self.same_worker {
+            let ratios = self.same_worker_ratios(row);
+            let c = row.concurrency;
+            md += &format!(
+                "| unary 16 B c={c}, `ClusterClient` → the same 1 worker (`label=a`) / `RpcClient` → it, \
+                 {} alternated pairs: calls/s | {:.0} / {:.0} = {:.4}× ({:.2}–{:.2}) | ≥ {SAME_WORKER_TARGET}× {} |\n",
+                ratios.len(),
+                median(&mut row.routed.clone()),
+                median(&mut row.direct.clone()),
+                row.ratio(),
+                ratios.first().copied().unwrap_or(0.0),
+                ratios.last().copied().unwrap_or(0.0),
+                if row.ratio() >= SAME_WORKER_TARGET { "✅" } else { "❌" },
+            );
+        }
+        md
+    }
+
+    /// A row's pair ratios, sorted.
+    fn same_worker_ratios(&self, row: &SameWorkerRow) -> Vec<f64> {
+        let mut ratios = row.ratios();
+        ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        ratios
     }
 
     fn skew_markdown(&self) -> String {
@@ -583,12 +648,12 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
         skew: skew_rows,
         ..Figures::default()
     };
-    // Rates and p50s per mode: ClusterClient to both workers, ClusterClient
-    // to worker a only (filter), RpcClient to worker a.
-    let mut rates = [vec![], vec![], vec![]];
-    let mut p50s = [vec![], vec![], vec![]];
+    // Rates and p50s per mode: ClusterClient to both workers, RpcClient to
+    // worker a.
+    let mut rates = [vec![], vec![]];
+    let mut p50s = [vec![], vec![]];
     for _ in 0..repeats {
-        for mode in 0..3 {
+        for mode in 0..2 {
             let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
             let call = move || {
                 let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
@@ -599,7 +664,6 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
                                 .call_worker("echo", payload, Some("role=worker"))
                                 .await
                         }
-                        1 => cluster.call_worker("echo", payload, Some("label=a")).await,
                         _ => direct.call("echo", payload).await,
                     };
                     assert_eq!(reply.expect("echo").len(), 16);
@@ -613,17 +677,51 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
     }
     figures.cluster_calls_per_sec = median(&mut rates[0]);
     figures.cluster_p50_us = median(&mut p50s[0]);
-    figures.one_worker_calls_per_sec = median(&mut rates[1]);
-    figures.one_worker_p50_us = median(&mut p50s[1]);
-    figures.direct_calls_per_sec = median(&mut rates[2]);
-    figures.direct_p50_us = median(&mut p50s[2]);
+    figures.direct_calls_per_sec = median(&mut rates[1]);
+    figures.direct_p50_us = median(&mut p50s[1]);
     eprintln!(
-        "routing c=64: cluster→2 {:.0} calls/s, cluster→1 {:.0}, direct→1 {:.0} ({:.1}% overhead)",
+        "routing c=64: cluster→2 {:.0} calls/s, direct→1 {:.0} ({:.1}% overhead)",
         figures.cluster_calls_per_sec,
-        figures.one_worker_calls_per_sec,
         figures.direct_calls_per_sec,
         figures.overhead_percent()
     );
+    // The routing path's own cost: ClusterClient to worker a against
+    // RpcClient to worker a, in pairs run back to back, the order
+    // alternating from pair to pair.
+    for concurrency in [64, 256] {
+        let mut row = SameWorkerRow {
+            concurrency,
+            ..SameWorkerRow::default()
+        };
+        for pair in 0..repeats + 2 {
+            let mut rate = [0.0; 2];
+            for side in [pair % 2, 1 - pair % 2] {
+                let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
+                let call = move || {
+                    let (cluster, direct, payload) =
+                        (cluster.clone(), direct.clone(), payload.clone());
+                    async move {
+                        let reply = if side == 0 {
+                            cluster.call_worker("echo", payload, Some("label=a")).await
+                        } else {
+                            direct.call("echo", payload).await
+                        };
+                        assert_eq!(reply.expect("echo").len(), 16);
+                    }
+                };
+                closed_loop(concurrency, duration / 4, call.clone()).await;
+                rate[side] = closed_loop(concurrency, duration, call).await.0;
+            }
+            row.routed.push(rate[0]);
+            row.direct.push(rate[1]);
+        }
+        eprintln!(
+            "routing c={concurrency}: cluster→1 / direct→1 = {:.3} (pairs {:?})",
+            row.ratio(),
+            row.ratios()
+        );
+        figures.same_worker.push(row);
+    }
     drop(direct);
 
     // Kills: steady idempotent load at c=8; kill -9 a worker; note when the
