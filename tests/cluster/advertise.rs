@@ -241,13 +241,12 @@ async fn gossip_listener(
 /// Members a, b and d, each with a certificate for its own loopback
 /// address; b and d die. Then the impostor (certificate `impostor` of the
 /// same CA) listens at b's address and, as the control, a node with d's
-/// own certificate at d's: a keeps sending both dead members packets
-/// (rejoin announces every 300 ms, to one of them at random), each over
+/// own certificate at d's: a, alone now, keeps announcing itself to both
+/// dead members (every `rejoin_interval`, 300 ms here), each packet over
 /// a new connection once the one to the dead member has timed out
 /// (`gossip_send_timeout`, 2 s). Returns how many packets the impostor
 /// got while the control got ten: the control's first packet comes after
-/// the same time-out, and the chance that none of a's packets in that
-/// time were for b is about one in a thousand.
+/// the same time-out, and each turn that reached d went to b as well.
 async fn packets_an_impostor_receives(test: &str, impostor: rpcnet_certs::CertSpec) -> usize {
     use rpcnet_certs::CertSpec;
     let pki = Pki::new(

@@ -164,6 +164,10 @@ pub struct ClusterConfig {
 
 /// Largest `max_packet_size`: a gossip call's message is at most 64 KiB.
 const MAX_PACKET_SIZE: usize = 60 * 1024;
+/// Members announced to per `rejoin_interval` among those held down: by
+/// foca while this node has an active member, by the core while it has
+/// none (`MembershipCore::announce_while_alone`).
+pub(crate) const DOWN_ANNOUNCE_FANOUT: usize = 2;
 
 impl Default for ClusterConfig {
     fn default() -> Self {
@@ -498,7 +502,7 @@ impl ClusterConfig {
         });
         c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
             frequency: self.rejoin_interval,
-            num_members: NonZeroUsize::new(2).unwrap(),
+            num_members: NonZeroUsize::new(DOWN_ANNOUNCE_FANOUT).unwrap(),
         });
         c.remove_down_after = Some(self.forget_after);
         c

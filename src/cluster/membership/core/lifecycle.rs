@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::peer::Peer;
 use super::MembershipCore;
+use crate::cluster::membership::config::DOWN_ANNOUNCE_FANOUT;
 use crate::cluster::membership::detector::PhiAccrualDetector;
 use crate::cluster::{ClusterEvent, NodeId, NodeStatus};
 
@@ -153,6 +154,43 @@ impl MembershipCore {
             self.verdicts.forget(addr);
             self.monitors.remove(&addr);
         }
+    }
+
+    /// foca announces this node to members it holds down (up to
+    /// `DOWN_ANNOUNCE_FANOUT` every `rejoin_interval`, so a partition heals
+    /// without restarts) only while it has an active member. A node whose
+    /// every member went down, with no seed to rejoin through (a node that
+    /// started the cluster) or only a dead one, would never speak to them
+    /// again: when both sides of a partition are left alone (two members,
+    /// or members split one from another after their seed died) the
+    /// cluster would stay split after the network healed. While it has no
+    /// active member the core announces in foca's place, to the same
+    /// number of failed members per `rejoin_interval`, in address order
+    /// from where the last turn stopped. Members that left are not asked
+    /// back.
+    pub(super) fn announce_while_alone(&mut self, now: Duration) {
+        if self.leaving
+            || self.foca.num_members() > 0
+            || now.saturating_sub(self.last_alone_announce) < self.config.rejoin_interval
+        {
+            return;
+        }
+        let failed: Vec<NodeId> = self
+            .peers
+            .values()
+            .filter(|p| p.status == NodeStatus::Failed)
+            .map(|p| p.id)
+            .collect();
+        if failed.is_empty() {
+            return;
+        }
+        self.last_alone_announce = now;
+        let turn = DOWN_ANNOUNCE_FANOUT.min(failed.len());
+        for k in 0..turn {
+            let to = failed[(self.alone_turn + k) % failed.len()];
+            let _ = self.foca.announce(to, &mut self.out);
+        }
+        self.alone_turn = (self.alone_turn + turn) % failed.len();
     }
 
     /// First step of a graceful leave: tell everyone we are leaving (so

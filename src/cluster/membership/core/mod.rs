@@ -138,6 +138,10 @@ pub(crate) struct MembershipCore {
     last_tag_refresh: Duration,
     /// Where the next tag refresh starts among the alive members (in address order).
     refresh_turn: usize,
+    /// When this node last announced itself to failed members while it
+    /// had no active one, and where in address order the next turn starts.
+    last_alone_announce: Duration,
+    alone_turn: usize,
     /// When the last health-check tick ran (to notice a late one).
     last_tick: Option<Duration>,
     /// Overdue timers wait until then after this node noticed its own
@@ -193,6 +197,8 @@ impl MembershipCore {
             refuted: None,
             last_tag_refresh: now,
             refresh_turn: 0,
+            last_alone_announce: now,
+            alone_turn: 0,
             last_tick: None,
             grace_until: Duration::ZERO,
             stats: CoreStats::default(),
@@ -437,6 +443,7 @@ impl MembershipCore {
             self.repeat_verdicts();
         }
         self.check_partition();
+        self.announce_while_alone(now);
         self.forget_departed(now);
         self.flush();
     }

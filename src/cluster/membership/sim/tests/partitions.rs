@@ -169,3 +169,40 @@ fn only_a_members_current_suspicion_makes_a_node_refute() {
         "one suspicion, two notices: one refutation"
     );
 }
+
+/// Two members that joined through a third, split from each other after
+/// it died: each is then alone, its seed dead and nobody alive to gossip
+/// with. When the network heals they find each other again (foca alone
+/// announces to members it holds down only while it has an active one).
+#[test]
+fn two_members_left_alone_by_a_partition_find_each_other_when_it_heals() {
+    for seed in 0..5u64 {
+        let (mut sim, _) = converge(140 + seed, 3, true);
+        sim.kill(0);
+        sim.run_until(60 * SEC, STEP, |s| {
+            s.status_of(1, 0) == Some(NodeStatus::Failed)
+                && s.status_of(2, 0) == Some(NodeStatus::Failed)
+        })
+        .expect("the seed's death is seen");
+        sim.partition = Some(vec![0, 0, 1]);
+        // Until SWIM, not only φ, holds the other down on both sides.
+        let down = |s: &Sim, i: usize, j: usize| {
+            s.nodes[i]
+                .core
+                .as_ref()
+                .unwrap()
+                .peer(&addr(j))
+                .is_some_and(|p| p.swim_down)
+        };
+        sim.run_until(60 * SEC, STEP, |s| down(s, 1, 2) && down(s, 2, 1))
+            .expect("each side holds the other down");
+        sim.partition = None;
+        let healed = sim.run_until(60 * SEC, STEP, |s| {
+            s.sees_alive(1, &[2]) && s.sees_alive(2, &[1])
+        });
+        assert!(
+            healed.is_some(),
+            "seed {seed}: still split 60 s after the network healed"
+        );
+    }
+}
