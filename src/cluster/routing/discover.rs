@@ -465,11 +465,13 @@ fn apply(shared: &Shared, view: &ClusterView) {
             .flatten();
         Arc::new(WorkerCell::new(warmup))
     });
-    drop(memory);
     if next.same_as(&current) {
         return;
     }
+    // Stored before the memory is released: an ejection waiting for the
+    // memory then sees the departures just counted (`select::eject`).
     shared.pool.store(Arc::new(next));
+    drop(memory);
     drop(replacing);
     shared.changed();
 }

@@ -302,6 +302,12 @@ impl Health {
         (self.ejection.is_none() && self.held.is_none() && self.streak == 0).then_some(self.epoch)
     }
 
+    /// Whether an outcome with `ticket` is still current: no ejection
+    /// since the call was selected.
+    pub(crate) fn is_current(&self, ticket: Ticket) -> bool {
+        ticket.epoch == self.epoch
+    }
+
     /// The ticket of a call selected now, when the worker has no ejection
     /// on record (the common case: no probe to arm, nothing to change);
     /// `None` when [`on_selected`](Self::on_selected) must decide.
@@ -339,6 +345,10 @@ impl Health {
         now: Instant,
         policy: &EjectionPolicy,
     ) -> Judgement {
+        // A hold that ended is dropped, so the record can be plain again.
+        if self.held.is_some_and(|until| now >= until) {
+            self.held = None;
+        }
         if ticket.epoch != self.epoch {
             return Judgement::Keep;
         }

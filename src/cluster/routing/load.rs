@@ -146,6 +146,13 @@ mod tests {
 
         cell.health().hold(now, Duration::from_secs(5));
         assert_eq!(cell.plain(), None, "held back");
+        // The first outcome after the hold ended drops it.
+        let after_hold = now + Duration::from_secs(5);
+        cell.health()
+            .record(Ticket::normal(0), Outcome::Answered, after_hold, &policy);
+        assert_eq!(cell.plain(), Some(0), "the hold ended");
+
+        cell.health().hold(now, Duration::from_secs(5));
 
         cell.health()
             .eject(now, Duration::from_secs(5), Reason::Fault);

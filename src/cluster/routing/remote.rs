@@ -87,6 +87,22 @@ impl std::fmt::Debug for RemoteView {
 }
 
 impl RemoteView {
+    /// A view that never changes, for tests of what reads it (call
+    /// inside a Tokio runtime).
+    #[cfg(test)]
+    pub(crate) fn fixed(view: ClusterView) -> Self {
+        let (_, views) = watch::channel(Arc::new(view));
+        let (_, followed) = watch::channel(None);
+        let task = tokio::spawn(std::future::pending::<()>()).abort_handle();
+        Self {
+            shared: Arc::new(Follower {
+                views,
+                followed,
+                task,
+            }),
+        }
+    }
+
     /// Follows the view of one of `members` (members' RPC addresses: a
     /// seed, the director; `SocketAddr`s, or [`MemberAddr`]s, which may
     /// be DNS names such as a Kubernetes service's, resolved at every

@@ -202,12 +202,19 @@ impl WorkerRegistry {
 
     /// Ejects `worker`, or holds it back when the ejection limit is reached.
     fn eject(&self, worker: &Worker, reason: Reason, now: Instant, policy: &EjectionPolicy) {
-        // The pool is read before the memory is locked (`apply` takes them
-        // in the other order).
-        let pool = self.pool();
+        // Ejections are applied one at a time, under the memory's lock,
+        // and the pool is read under it: `apply` replaces the pool before
+        // it releases the memory, so a departure it counted is seen here.
         let mut memory = lock(&self.shared.memory);
+        let pool = self.pool();
         if !pool.members.iter().any(|m| m.id == worker.id()) {
             return; // gone; its departure was counted by `apply`
+        }
+        // Calls that failed together may each have been judged for an
+        // ejection before the first was applied: the first ejects, the
+        // others' outcomes are from before it, and stale.
+        if !worker.cell().health().is_current(worker.ticket) {
+            return;
         }
         let members = pool.members.iter().filter(|m| !m.draining);
         let n = members.clone().count();
@@ -247,5 +254,55 @@ impl WorkerRegistry {
 
     fn changed(&self) {
         self.shared.changed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cluster::routing::remote::{RemoteView, ViewSource};
+    use crate::cluster::{ClusterView, LoadBalancingStrategy, NodeInfo, NodeStatus, Tags};
+
+    fn one_worker() -> WorkerRegistry {
+        let view = ClusterView {
+            members: vec![NodeInfo {
+                id: NodeId::new(std::net::SocketAddr::from(([127, 0, 0, 1], 7)), 1),
+                status: NodeStatus::Alive,
+                tags: Tags::new(),
+                phi: 0.0,
+            }],
+            ..ClusterView::default()
+        };
+        WorkerRegistry::from_source(
+            ViewSource::Remote(RemoteView::fixed(view)),
+            LoadBalancingStrategy::LeastConnections,
+            1,
+        )
+    }
+
+    /// Two calls to a worker fail to connect at once; the second's outcome
+    /// was judged (on another thread) before the first's ejection was
+    /// applied. The worker is ejected once: back after `base_ejection`,
+    /// not twice that.
+    #[tokio::test]
+    async fn calls_that_failed_together_eject_their_worker_once() {
+        let registry = one_worker();
+        let policy = registry.ejection_policy();
+        let filter = WorkerFilter::parse(None).unwrap();
+        let now = Instant::now();
+        let first = registry.select(&filter, "", &[], now).unwrap();
+        let second = registry.select(&filter, "", &[], now).unwrap();
+        registry.record(&first, Outcome::ConnectionFailed, now);
+        registry.eject(&second, Reason::Fault, now, &policy);
+        let back = now + policy.base_ejection + Duration::from_millis(1);
+        let pool = registry.pool();
+        assert!(pool.members[0].cell.health().is_ejected(now));
+        assert_eq!(
+            state_of(&pool.members[0], back),
+            WorkerState::Available,
+            "ejected for longer than base_ejection"
+        );
     }
 }
