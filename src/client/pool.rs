@@ -146,6 +146,9 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         // slots' writer.
         let mut retention = crate::sync::lock(retention);
         retention.sweep(self.epoch.elapsed());
+        if self.slots.load().keys().all(|key| retention.holds(key)) {
+            return; // nothing to close: the map is not copied
+        }
         self.update(|slots| slots.retain(|key, _| retention.holds(key)));
     }
 
@@ -199,7 +202,12 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         if let Some((slot, client)) = self.ready(key) {
             return (slot, Ok(client));
         }
-        let slot = self.update(|slots| slots.entry(*key).or_default().clone());
+        // A connect in progress is joined without copying the map.
+        let pending = self.slots.load().get(key).cloned();
+        let slot = match pending {
+            Some(slot) => slot,
+            None => self.update(|slots| slots.entry(*key).or_default().clone()),
+        };
         let connect = slot.get_or_try_init(|| dial(addr, &self.config, self.names));
         let client = match tokio::time::timeout(within, connect).await {
             Ok(Ok(client)) => Ok(client.clone()),
@@ -212,6 +220,14 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
     /// Drops the connection in `slot` for `key` (it failed) unless another
     /// caller already replaced it; the next caller reconnects.
     pub(crate) fn forget(&self, key: &K, slot: &Slot) {
+        if !self
+            .slots
+            .load()
+            .get(key)
+            .is_some_and(|s| Arc::ptr_eq(s, slot))
+        {
+            return; // already replaced or gone: the map is not copied
+        }
         let mut retention = self.retention.as_ref().map(crate::sync::lock);
         self.update(|slots| {
             if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
