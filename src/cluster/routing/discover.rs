@@ -120,8 +120,11 @@ impl Member {
 }
 
 /// The pool as of the last applied view.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Pool {
+    /// This pool's identity, never reused in the process: what a
+    /// selection's per-thread cache of filter matches is keyed by.
+    id: u64,
     /// Alive or suspect members other than this node, by address.
     members: Vec<Arc<Member>>,
     /// Members in the view, any status (for error messages).
@@ -131,7 +134,24 @@ struct Pool {
     policy: EjectionPolicy,
 }
 
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            id: Pool::next_id(),
+            members: Vec::new(),
+            seen: 0,
+            policy: EjectionPolicy::default(),
+        }
+    }
+}
+
 impl Pool {
+    /// A new pool identity.
+    fn next_id() -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// The pool for `view`, reusing the cells of members already known
     /// under the same identity; `fresh` makes the cell of a new one.
     fn from_view(
@@ -159,6 +179,7 @@ impl Pool {
             })
             .collect();
         Pool {
+            id: Pool::next_id(),
             members,
             seen: view.members.len(),
             policy: previous.policy,
@@ -327,6 +348,7 @@ impl WorkerRegistry {
             })
             .collect();
         self.shared.pool.store(Arc::new(Pool {
+            id: Pool::next_id(),
             members,
             seen: pool.seen,
             policy,

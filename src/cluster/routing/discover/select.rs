@@ -43,15 +43,36 @@ struct Candidate {
     ticket: Option<Ticket>,
 }
 
+/// A thread's selection state, reused from call to call.
+struct Scratch {
+    /// The candidate list: a selection allocates nothing once it has
+    /// grown to the pool's size.
+    candidates: Vec<Candidate>,
+    /// The members (indices) of the pool `pool` whose tags match the
+    /// filter `text`: a pool never changes, so a filter is matched
+    /// against each member's tags once per pool and thread instead of on
+    /// every call (`Pool::id` is never reused; 0 is no pool).
+    pool: u64,
+    text: String,
+    matching: Vec<usize>,
+}
+
 thread_local! {
-    /// Each thread's candidate list, reused: a selection allocates
-    /// nothing once the list has grown to the pool's size.
-    static CANDIDATES: RefCell<Vec<Candidate>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch {
+            candidates: Vec::new(),
+            pool: 0,
+            text: String::new(),
+            matching: Vec::new(),
+        })
+    };
 }
 
 impl WorkerRegistry {
     /// Selects among the workers matching `filter` other than `avoid`, at
-    /// `now` (see the module's rules).
+    /// `now` (see the module's rules). `filter_text` is the text `filter`
+    /// was parsed from (`""` for none): the key of the thread's cached
+    /// matches, and what an error names.
     pub(crate) fn select(
         &self,
         filter: &WorkerFilter<'_>,
@@ -66,11 +87,27 @@ impl WorkerRegistry {
         let pool = self.shared.pool.load();
         let policy = pool.policy;
         let min = policy.min_weight();
-        CANDIDATES.with_borrow_mut(|candidates| {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let Scratch {
+                candidates,
+                pool: matched_in,
+                text,
+                matching: matches,
+            } = scratch;
+            if *matched_in != pool.id || text != filter_text {
+                matches.clear();
+                matches.extend(
+                    (0..pool.members.len()).filter(|&i| filter.matches(&pool.members[i].tags)),
+                );
+                *matched_in = pool.id;
+                text.clear();
+                text.push_str(filter_text);
+            }
             candidates.clear();
             let mut matching = 0;
-            for (index, m) in pool.members.iter().enumerate() {
-                if !filter.matches(&m.tags) || avoid.contains(&m.id) {
+            for &index in matches.iter() {
+                let m = &pool.members[index];
+                if avoid.contains(&m.id) {
                     continue;
                 }
                 matching += 1;
@@ -261,25 +298,60 @@ impl WorkerRegistry {
 mod tests {
     use std::time::Duration;
 
+    use super::super::apply;
     use super::*;
     use crate::cluster::routing::remote::{RemoteView, ViewSource};
     use crate::cluster::{ClusterView, LoadBalancingStrategy, NodeInfo, NodeStatus, Tags};
 
-    fn one_worker() -> WorkerRegistry {
-        let view = ClusterView {
-            members: vec![NodeInfo {
-                id: NodeId::new(std::net::SocketAddr::from(([127, 0, 0, 1], 7)), 1),
-                status: NodeStatus::Alive,
-                tags: Tags::new(),
-                phi: 0.0,
-            }],
+    /// A view of alive workers at 127.0.0.1:`port`, each with the label given.
+    fn view(workers: &[(u16, &str)]) -> ClusterView {
+        ClusterView {
+            members: workers
+                .iter()
+                .map(|&(port, label)| NodeInfo {
+                    id: NodeId::new(std::net::SocketAddr::from(([127, 0, 0, 1], port)), 1),
+                    status: NodeStatus::Alive,
+                    tags: Tags::from([("label".to_owned(), label.to_owned())]),
+                    phi: 0.0,
+                })
+                .collect(),
             ..ClusterView::default()
-        };
+        }
+    }
+
+    fn registry(view: ClusterView) -> WorkerRegistry {
         WorkerRegistry::from_source(
             ViewSource::Remote(RemoteView::fixed(view)),
             LoadBalancingStrategy::LeastConnections,
             1,
         )
+    }
+
+    fn one_worker() -> WorkerRegistry {
+        registry(view(&[(7, "a")]))
+    }
+
+    /// Selects with the filter `text` and returns the worker's port.
+    fn port_for(registry: &WorkerRegistry, text: &str) -> u16 {
+        let filter = WorkerFilter::parse(Some(text)).unwrap();
+        let worker = registry.select(&filter, text, &[], Instant::now()).unwrap();
+        worker.addr().port()
+    }
+
+    /// Matches are kept per pool and filter: other filters on the same
+    /// thread, and a new pool (members and tags changed), are matched
+    /// anew.
+    #[tokio::test]
+    async fn a_filter_selects_what_matches_in_the_current_pool() {
+        let registry = registry(view(&[(1, "a"), (2, "b")]));
+        for _ in 0..2 {
+            assert_eq!(port_for(&registry, "label=a"), 1);
+            assert_eq!(port_for(&registry, "label=b"), 2);
+        }
+        // The last filter again, first: only the pool differs.
+        apply(&registry.shared, &view(&[(1, "b"), (3, "a")]));
+        assert_eq!(port_for(&registry, "label=b"), 1);
+        assert_eq!(port_for(&registry, "label=a"), 3);
     }
 
     /// Two calls to a worker fail to connect at once; the second's outcome
