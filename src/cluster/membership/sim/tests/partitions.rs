@@ -206,3 +206,32 @@ fn two_members_left_alone_by_a_partition_find_each_other_when_it_heals() {
         );
     }
 }
+
+/// A node alone announces itself to a failed member, so a new life at
+/// that address learns of it without joining anyone; a node that is
+/// leaving does not (it would pull members into a cluster it leaves).
+#[test]
+fn a_node_alone_announces_to_failed_members_unless_it_is_leaving() {
+    let rejoin = config(2).rejoin_interval;
+    for leaving in [false, true] {
+        let (mut sim, _) = converge(150, 2, true);
+        sim.kill(1);
+        sim.run_until(60 * SEC, STEP, |s| {
+            s.nodes[0]
+                .core
+                .as_ref()
+                .unwrap()
+                .peer(&addr(1))
+                .is_some_and(|p| p.swim_down)
+        })
+        .expect("the kill is seen");
+        if leaving {
+            sim.with_core(0, |c, now| c.announce_leaving(now));
+        }
+        sim.start(1);
+        let found = sim
+            .run_until(3 * rejoin, STEP, |s| s.sees_alive(1, &[0]))
+            .is_some();
+        assert_eq!(found, !leaving, "leaving: {leaving}");
+    }
+}
