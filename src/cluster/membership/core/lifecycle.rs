@@ -175,12 +175,7 @@ impl MembershipCore {
         {
             return;
         }
-        let failed: Vec<NodeId> = self
-            .peers
-            .values()
-            .filter(|p| p.status == NodeStatus::Failed)
-            .map(|p| p.id)
-            .collect();
+        let failed = self.failed_members();
         if failed.is_empty() {
             return;
         }
@@ -191,6 +186,15 @@ impl MembershipCore {
             let _ = self.foca.announce(to, &mut self.out);
         }
         self.alone_turn = (self.alone_turn + turn) % failed.len();
+    }
+
+    /// The members whose status is `Failed`, in address order.
+    pub(super) fn failed_members(&self) -> Vec<NodeId> {
+        self.peers
+            .values()
+            .filter(|p| p.status == NodeStatus::Failed)
+            .map(|p| p.id)
+            .collect()
     }
 
     /// First step of a graceful leave: tell everyone we are leaving (so

@@ -293,12 +293,7 @@ impl MembershipCore {
         if total < 2 {
             return;
         }
-        let unreachable: Vec<NodeId> = self
-            .peers
-            .values()
-            .filter(|p| p.status == NodeStatus::Failed)
-            .map(|p| p.id)
-            .collect();
+        let unreachable = self.failed_members();
         let fraction = unreachable.len() as f64 / total as f64;
         if !self.partitioned
             && unreachable.len() >= 2
