@@ -95,6 +95,7 @@ impl WorkerRegistry {
                 matching: matches,
             } = scratch;
             if *matched_in != pool.id || text != filter_text {
+                *matched_in = 0; // no key while the matches are rebuilt
                 matches.clear();
                 matches.extend(
                     (0..pool.members.len()).filter(|&i| filter.matches(&pool.members[i].tags)),
@@ -244,7 +245,14 @@ impl WorkerRegistry {
         // it releases the memory, so a departure it counted is seen here.
         let mut memory = lock(&self.shared.memory);
         let pool = self.pool();
-        if !pool.members.iter().any(|m| m.id == worker.id()) {
+        // By its cell, not its identity: a member failed and recovered
+        // under the same identity has a new cell, and a call selected
+        // before is about the departure `apply` already counted.
+        if !pool
+            .members
+            .iter()
+            .any(|m| Arc::ptr_eq(&m.cell, worker.cell()))
+        {
             return; // gone; its departure was counted by `apply`
         }
         // Calls that failed together may each have been judged for an
@@ -336,6 +344,42 @@ mod tests {
         let filter = WorkerFilter::parse(Some(text)).unwrap();
         let worker = registry.select(&filter, text, &[], Instant::now()).unwrap();
         worker.addr().port()
+    }
+
+    /// A worker failed (by φ) and recovered under the same identity while
+    /// a call to it was in flight; that call then fails. Its outcome is
+    /// about the departure the pool already counted: the worker's next
+    /// ejection lasts as that one strike says, no longer.
+    #[tokio::test]
+    async fn a_call_from_before_a_workers_recovery_does_not_lengthen_its_ejections() {
+        let workers = |status| ClusterView {
+            members: vec![NodeInfo {
+                status,
+                ..view(&[(7, "a")]).members[0].clone()
+            }],
+            ..ClusterView::default()
+        };
+        let registry = registry(workers(NodeStatus::Alive));
+        let policy = registry.ejection_policy();
+        let filter = WorkerFilter::parse(None).unwrap();
+        let now = Instant::now();
+        let stale = registry.select(&filter, "", &[], now).unwrap();
+        apply(&registry.shared, &workers(NodeStatus::Failed));
+        apply(&registry.shared, &workers(NodeStatus::Alive));
+        registry.record(&stale, Outcome::ConnectionFailed, now);
+        let fresh = registry.select(&filter, "", &[], now).unwrap();
+        registry.record(&fresh, Outcome::ConnectionFailed, now);
+        let pool = registry.pool();
+        let two_strikes = policy.ejection_for(2);
+        assert!(pool.members[0].cell.health().is_ejected(now));
+        assert_eq!(
+            state_of(
+                &pool.members[0],
+                now + two_strikes + Duration::from_millis(1)
+            ),
+            WorkerState::Available,
+            "ejected for longer than two strikes (the departure and this failure)"
+        );
     }
 
     /// Matches are kept per pool and filter: other filters on the same
