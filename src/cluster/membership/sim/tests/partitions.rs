@@ -235,3 +235,25 @@ fn a_node_alone_announces_to_failed_members_unless_it_is_leaving() {
         assert_eq!(found, !leaving, "leaving: {leaving}");
     }
 }
+
+/// A member that left is not asked back: a node alone after a graceful
+/// leave sends nothing to that address, and a new life there stays apart.
+#[test]
+fn a_node_alone_does_not_announce_to_a_member_that_left() {
+    let rejoin = config(2).rejoin_interval;
+    let (mut sim, _) = converge(151, 2, true);
+    sim.with_core(1, |c, now| c.announce_leaving(now));
+    sim.run_for(2 * SEC);
+    sim.with_core(1, |c, now| c.leave(now));
+    sim.run_for(SEC);
+    sim.kill(1);
+    sim.run_until(30 * SEC, STEP, |s| {
+        s.status_of(0, 1) == Some(NodeStatus::Left)
+    })
+    .expect("the departure is seen");
+    sim.start(1);
+    let found = sim
+        .run_until(3 * rejoin, STEP, |s| s.sees_alive(1, &[0]))
+        .is_some();
+    assert!(!found, "a node that left was announced to");
+}
