@@ -16,8 +16,9 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::sync::OnceCell;
+
+use crate::sync::Snapshot;
 use tokio::time::Instant;
 
 use super::retention::Retention;
@@ -101,9 +102,7 @@ pub(crate) struct ConnectionPool<K> {
     /// moves its cache line between the threads making calls twice per
     /// call); the rare changes (a connect, a failed connection, a worker
     /// gone) replace the map, one writer at a time.
-    slots: ArcSwap<Slots<K>>,
-    /// Serializes the writers of `slots`.
-    writing: Mutex<()>,
+    slots: Snapshot<Slots<K>>,
     /// Which keys to keep, for a bounded pool.
     retention: Option<Mutex<Retention<K>>>,
     /// The origin of the times handed to `retention`.
@@ -117,8 +116,7 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         Self {
             config,
             names,
-            slots: ArcSwap::default(),
-            writing: Mutex::new(()),
+            slots: Snapshot::default(),
             retention: None,
             epoch: Instant::now(),
         }
@@ -149,7 +147,8 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         if self.slots.load().keys().all(|key| retention.holds(key)) {
             return; // nothing to close: the map is not copied
         }
-        self.update(|slots| slots.retain(|key, _| retention.holds(key)));
+        self.slots
+            .update(|slots| slots.retain(|key, _| retention.holds(key)));
     }
 
     /// How many connections the pool holds (a connect in progress counts).
@@ -161,7 +160,7 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         if keys.is_empty() {
             return;
         }
-        self.update(|slots| {
+        self.slots.update(|slots| {
             for key in keys {
                 slots.remove(key);
             }
@@ -206,7 +205,9 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         let pending = self.slots.load().get(key).cloned();
         let slot = match pending {
             Some(slot) => slot,
-            None => self.update(|slots| slots.entry(*key).or_default().clone()),
+            None => self
+                .slots
+                .update(|slots| slots.entry(*key).or_default().clone()),
         };
         let connect = slot.get_or_try_init(|| dial(addr, &self.config, self.names));
         let client = match tokio::time::timeout(within, connect).await {
@@ -229,7 +230,7 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
             return; // already replaced or gone: the map is not copied
         }
         let mut retention = self.retention.as_ref().map(crate::sync::lock);
-        self.update(|slots| {
+        self.slots.update(|slots| {
             if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
                 slots.remove(key);
                 if let Some(retention) = &mut retention {
@@ -242,7 +243,7 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
     /// Keeps only the connections whose key satisfies `keep`.
     pub(crate) fn retain(&self, mut keep: impl FnMut(&K) -> bool) {
         let mut retention = self.retention.as_ref().map(crate::sync::lock);
-        self.update(|slots| {
+        self.slots.update(|slots| {
             slots.retain(|key, _| {
                 let kept = keep(key);
                 if let (false, Some(retention)) = (kept, &mut retention) {
@@ -251,17 +252,6 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
                 kept
             })
         });
-    }
-
-    /// Changes the map of slots with `change`, one writer at a time: the
-    /// map is copied, changed, and replaces the one readers see (its
-    /// readers keep the one they loaded).
-    fn update<R>(&self, change: impl FnOnce(&mut Slots<K>) -> R) -> R {
-        let _writing = crate::sync::lock(&self.writing);
-        let mut slots = Slots::clone(&self.slots.load());
-        let result = change(&mut slots);
-        self.slots.store(Arc::new(slots));
-        result
     }
 }
 

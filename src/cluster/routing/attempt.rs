@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use crate::sync::Snapshot;
 
 /// The per-attempt timeout of idempotent unary calls a
 /// [`ClusterClient`](super::ClusterClient) routes (set with
@@ -130,9 +130,8 @@ impl AttemptTimeout {
 /// limit of 4 × p99 notices), so no call waits on another's record.
 #[derive(Debug, Default)]
 pub(crate) struct Latencies {
-    /// Replaced, one writer at a time, when a method is first seen.
-    methods: ArcSwap<HashMap<String, Arc<Method>>>,
-    adding: Mutex<()>,
+    /// Replaced when a method is first seen.
+    methods: Snapshot<HashMap<String, Arc<Method>>>,
 }
 
 /// One method's record: its window, and its p99 as last computed (µs,
@@ -201,8 +200,8 @@ impl Latencies {
             known.record(micros);
             return;
         }
-        let _adding = crate::sync::lock(&self.adding);
-        let methods = self.methods.load_full();
+        let adding = self.methods.write();
+        let methods = adding.current();
         if let Some(known) = methods.get(method) {
             known.record(micros);
         } else if methods.len() < MAX_METHODS {
@@ -210,7 +209,7 @@ impl Latencies {
             new.record(micros);
             let mut more = HashMap::clone(&methods);
             more.insert(method.to_owned(), new);
-            self.methods.store(Arc::new(more));
+            adding.store(more);
         }
     }
 

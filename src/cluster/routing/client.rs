@@ -323,13 +323,6 @@ impl Shared {
     /// The options of an attempt starting at `now`: the route's, bounded
     /// by the call's deadline (a stream without a timeout stays without
     /// one).
-    ///
-    /// An attempt past its per-attempt limit is abandoned (dropped, which
-    /// cancels it) only when another worker matching the call's filter and
-    /// not yet tried could take the call (`attempt_within`); the only
-    /// worker left keeps the attempt until the call's deadline, so a slow
-    /// answer is never turned into a failure for want of somewhere else to
-    /// go.
     fn options_for(&self, route: &Route<'_>, now: Instant) -> CallOptions {
         let streamed = matches!(
             route.kind,
@@ -343,8 +336,12 @@ impl Shared {
         }
     }
 
-    /// `call` past `limit` is abandoned when another worker could take it
-    /// (see [`options_for`](Self::options_for)).
+    /// `call`, bounded by its per-attempt `limit`: past it, the attempt is
+    /// abandoned (dropped, which cancels it) only when another worker
+    /// matching the call's filter and not yet tried could take the call;
+    /// the only worker left keeps the attempt until the call's deadline,
+    /// so a slow answer is never turned into a failure for want of
+    /// somewhere else to go.
     async fn attempt_within<T>(
         &self,
         limit: Instant,

@@ -20,10 +20,10 @@ mod select;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
-
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::sync::Snapshot;
 
 use super::balance::{LoadBalancingStrategy, Picker};
 use super::eject::{EjectionPolicy, Ticket};
@@ -199,13 +199,9 @@ impl Pool {
 
 struct Shared {
     source: ViewSource,
-    /// Read by every selection without a lock: a process-wide lock, even
-    /// one taken for reading, moves its cache line between the threads
-    /// making calls twice per call.
-    pool: ArcSwap<Pool>,
-    /// Serializes the writers of `pool` (`apply`,
-    /// `with_ejection_policy`), each of which reads the pool it replaces.
-    replacing: Mutex<()>,
+    /// Read by every selection without a lock; replaced by `apply` and
+    /// `with_ejection_policy`, each building on the pool it replaces.
+    pool: Snapshot<Pool>,
     picker: Picker,
     changes: watch::Sender<u64>,
     /// The value `changes` holds, readable without its lock (the call
@@ -298,8 +294,7 @@ impl WorkerRegistry {
         Self {
             shared: Arc::new(Shared {
                 source,
-                pool: ArcSwap::from_pointee(pool),
-                replacing: Mutex::new(()),
+                pool: Snapshot::new(pool),
                 picker: Picker::new(strategy, seed),
                 changes: watch::channel(0).0,
                 version: AtomicU64::new(0),
@@ -331,8 +326,8 @@ impl WorkerRegistry {
     /// # }
     /// ```
     pub fn with_ejection_policy(self, policy: EjectionPolicy) -> Self {
-        let replacing = lock(&self.shared.replacing);
-        let pool = self.shared.pool.load();
+        let replacing = self.shared.pool.write();
+        let pool = replacing.current();
         let members = pool
             .members
             .iter()
@@ -347,12 +342,12 @@ impl WorkerRegistry {
                 })
             })
             .collect();
-        self.shared.pool.store(Arc::new(Pool {
+        replacing.store(Pool {
             id: Pool::next_id(),
             members,
             seen: pool.seen,
             policy,
-        }));
+        });
         drop(replacing);
         self
     }
@@ -465,8 +460,8 @@ fn state_of(m: &Member, now: Instant) -> WorkerState {
 
 fn apply(shared: &Shared, view: &ClusterView) {
     let now = Instant::now();
-    let replacing = lock(&shared.replacing);
-    let current = shared.pool.load_full();
+    let replacing = shared.pool.write();
+    let current = replacing.current();
     let policy = current.policy;
     let mut memory = lock(&shared.memory);
     for m in &current.members {
@@ -492,7 +487,7 @@ fn apply(shared: &Shared, view: &ClusterView) {
     }
     // Stored before the memory is released: an ejection waiting for the
     // memory then sees the departures just counted (`select::eject`).
-    shared.pool.store(Arc::new(next));
+    replacing.store(next);
     drop(memory);
     drop(replacing);
     shared.changed();

@@ -312,10 +312,9 @@ impl Health {
     /// on record (the common case: no probe to arm, nothing to change);
     /// `None` when [`on_selected`](Self::on_selected) must decide.
     pub(crate) fn plain_ticket(&self) -> Option<Ticket> {
-        self.ejection.is_none().then_some(Ticket {
-            epoch: self.epoch,
-            kind: Pick::Normal,
-        })
+        self.ejection
+            .is_none()
+            .then_some(Ticket::normal(self.epoch))
     }
 
     /// The worker was chosen for a call at `now`. After an ended ejection
@@ -349,7 +348,7 @@ impl Health {
         if self.held.is_some_and(|until| now >= until) {
             self.held = None;
         }
-        if ticket.epoch != self.epoch {
+        if !self.is_current(ticket) {
             return Judgement::Keep;
         }
         match (ticket.kind, self.ejection) {
