@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,11 +83,32 @@ pub(crate) async fn dial(
     Err(last.unwrap_or_else(|| RpcError::ConnectionError(format!("{to}: no address"))))
 }
 
-/// One pooled connection, or the connect in progress. Callers hold it to
-/// [`forget`](ConnectionPool::forget) exactly the connection they used.
-pub(crate) type Slot = Arc<OnceCell<RpcClient>>;
+/// Which pooled connection a caller used, so that
+/// [`forget`](ConnectionPool::forget) drops exactly that one: a later
+/// connection under the same key has another (identities are never
+/// reused within a process). A copy, not a reference: a call holds no
+/// count on the pool's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlotId(u64);
 
-type Slots<K> = HashMap<K, Slot, foldhash::fast::RandomState>;
+/// One pooled connection, or the connect in progress.
+#[derive(Debug)]
+struct Slot {
+    id: SlotId,
+    client: OnceCell<RpcClient>,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Self {
+            id: SlotId(NEXT.fetch_add(1, Ordering::Relaxed)),
+            client: OnceCell::new(),
+        }
+    }
+}
+
+type Slots<K> = HashMap<K, Arc<Slot>, foldhash::fast::RandomState>;
 
 /// Connections keyed by `K`, all opened with one configuration.
 pub(crate) struct ConnectionPool<K> {
@@ -172,12 +194,26 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         &self.config
     }
 
-    /// The open connection for `key`, if there is one: the call path, no
-    /// lock held while it is cloned, nothing to await.
-    pub(crate) fn ready(&self, key: &K) -> Option<(Slot, RpcClient)> {
-        let slot = self.slots.load().get(key).cloned()?;
-        let client = slot.get()?.clone();
-        Some((slot, client))
+    /// The open connection for `key`, if there is one: no lock held while
+    /// it is cloned, nothing to await.
+    fn ready(&self, key: &K) -> Option<(SlotId, RpcClient)> {
+        let slots = self.slots.load();
+        let slot = slots.get(key)?;
+        Some((slot.id, slot.client.get()?.clone()))
+    }
+
+    /// `f` applied to the open connection for `key`, borrowed in place,
+    /// and which connection it was; `None` when `key` has none open. The
+    /// call path: no lock, no reference count moved (`f` makes a call's
+    /// future, which holds what it needs of the connection).
+    pub(crate) fn with_open<R>(
+        &self,
+        key: &K,
+        f: impl FnOnce(&RpcClient) -> R,
+    ) -> Option<(R, SlotId)> {
+        let slots = self.slots.load();
+        let slot = slots.get(key)?;
+        Some((f(slot.client.get()?), slot.id))
     }
 
     /// The connection for `key` to `addr`, opened now if there is none,
@@ -192,7 +228,7 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
         key: &K,
         addr: MemberAddr,
         within: Duration,
-    ) -> (Slot, Result<RpcClient, RpcError>) {
+    ) -> (SlotId, Result<RpcClient, RpcError>) {
         if let Some(retention) = &self.retention {
             let mut retention = crate::sync::lock(retention);
             let touched = retention.touch(*key, self.epoch.elapsed());
@@ -209,29 +245,26 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
                 .slots
                 .update(|slots| slots.entry(*key).or_default().clone()),
         };
-        let connect = slot.get_or_try_init(|| dial(addr, &self.config, self.names));
+        let connect = slot
+            .client
+            .get_or_try_init(|| dial(addr, &self.config, self.names));
         let client = match tokio::time::timeout(within, connect).await {
             Ok(Ok(client)) => Ok(client.clone()),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(RpcError::Timeout),
         };
-        (slot, client)
+        (slot.id, client)
     }
 
-    /// Drops the connection in `slot` for `key` (it failed) unless another
+    /// Drops the connection `slot` for `key` (it failed) unless another
     /// caller already replaced it; the next caller reconnects.
-    pub(crate) fn forget(&self, key: &K, slot: &Slot) {
-        if !self
-            .slots
-            .load()
-            .get(key)
-            .is_some_and(|s| Arc::ptr_eq(s, slot))
-        {
+    pub(crate) fn forget(&self, key: &K, slot: SlotId) {
+        if !self.slots.load().get(key).is_some_and(|s| s.id == slot) {
             return; // already replaced or gone: the map is not copied
         }
         let mut retention = self.retention.as_ref().map(crate::sync::lock);
         self.slots.update(|slots| {
-            if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            if slots.get(key).is_some_and(|s| s.id == slot) {
                 slots.remove(key);
                 if let Some(retention) = &mut retention {
                     retention.forget(key);

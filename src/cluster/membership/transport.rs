@@ -227,7 +227,7 @@ impl Transport {
             };
             if let Err(e) = result {
                 tracing::debug!(%addr, "gossip send failed: {e}");
-                pool.forget(&addr, &slot);
+                pool.forget(&addr, slot);
             }
         });
     }

@@ -4,7 +4,7 @@
 //! What is safe to retry at all is `failover`'s decision. Sans-IO: the
 //! caller passes `now`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -39,20 +39,42 @@ const SLOTS: usize = 10;
 const COUNT_BITS: u32 = 24;
 const COUNT_MAX: u64 = (1 << COUNT_BITS) - 1;
 
+/// Copies of the slots, each thread counting in one: every routed call
+/// deposits, and one word written by the calls of every thread would move
+/// its cache line between the cores on each call. Reading sums them
+/// (only a retry reads).
+const STRIPES: usize = 4;
+
+/// One copy of the slots, on cache lines of its own.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Stripe([AtomicU64; SLOTS]);
+
+/// The stripe this thread counts in: threads take the stripes in turn.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    STRIPE.with(|stripe| *stripe)
+}
+
 /// A count per slot of the window, each slot one atomic word holding the
 /// slot's number and its count, so counting takes no lock.
 #[derive(Debug)]
-struct Counter([AtomicU64; SLOTS]);
+struct Counter([Stripe; STRIPES]);
 
 impl Counter {
     fn new() -> Self {
-        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+        Self(std::array::from_fn(|_| {
+            Stripe(std::array::from_fn(|_| AtomicU64::new(0)))
+        }))
     }
 
     /// Adds one to slot `n` (a slot last used for an older number starts
     /// again from zero); a full slot stays full.
     fn add(&self, n: u64) {
-        let slot = &self.0[(n % SLOTS as u64) as usize];
+        let slot = &self.0[stripe()].0[(n % SLOTS as u64) as usize];
         let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
             let count = if word >> COUNT_BITS == n {
                 (word & COUNT_MAX) + 1
@@ -67,6 +89,7 @@ impl Counter {
     fn total(&self, n: u64) -> u64 {
         self.0
             .iter()
+            .flat_map(|stripe| &stripe.0)
             .map(|slot| slot.load(Ordering::Relaxed))
             .filter(|word| (word >> COUNT_BITS) + (SLOTS as u64) > n)
             .map(|word| word & COUNT_MAX)
@@ -82,15 +105,19 @@ impl Counter {
 pub(crate) struct RetryBudget {
     config: RetryBudgetConfig,
     start: Instant,
+    /// A slot's width in nanoseconds (at least 1 ms).
+    width: u64,
     calls: Counter,
     retries: Counter,
 }
 
 impl RetryBudget {
     pub(crate) fn new(config: RetryBudgetConfig, now: Instant) -> Self {
+        let width = (config.ttl / SLOTS as u32).max(Duration::from_millis(1));
         Self {
             config,
             start: now,
+            width: u64::try_from(width.as_nanos()).unwrap_or(u64::MAX),
             calls: Counter::new(),
             retries: Counter::new(),
         }
@@ -98,9 +125,8 @@ impl RetryBudget {
 
     /// The number of the slot `now` falls in.
     fn slot(&self, now: Instant) -> u64 {
-        let width = (self.config.ttl / SLOTS as u32).max(Duration::from_millis(1));
         let since = u64::try_from(now.saturating_duration_since(self.start).as_nanos());
-        since.unwrap_or(u64::MAX) / u64::try_from(width.as_nanos()).unwrap_or(u64::MAX)
+        since.unwrap_or(u64::MAX) / self.width
     }
 
     /// Counts a call (its first attempt).

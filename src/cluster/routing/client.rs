@@ -29,7 +29,6 @@ use super::config::ClusterClientConfig;
 use super::discover::{Worker, WorkerRegistry};
 use super::eject::Outcome;
 use super::failover::{self, CallState, FailedAttempt, Next, StopReason};
-use super::filter::WorkerFilter;
 use crate::cluster::NodeId;
 use crate::wire::CallKind;
 use crate::{CallOptions, RpcClient, RpcError};
@@ -136,14 +135,15 @@ impl Shared {
         mut attempt: F,
     ) -> Result<Attempted<T>, RpcError>
     where
-        F: FnMut(RpcClient, CallOptions) -> Fut,
+        F: FnMut(&RpcClient, &CallOptions) -> Fut,
         Fut: Future<Output = Result<T, RpcError>>,
     {
         // A copy (a pointer for a call's borrowed filter): the route is
-        // updated below while the filter is in use.
-        let filter_text = route.filter.clone();
-        let filter = WorkerFilter::parse(filter_text.as_deref())?;
-        let text = filter_text.as_deref().unwrap_or("");
+        // updated below while the filter is in use. It is parsed where
+        // selection needs it (`select` keeps the thread's last filter
+        // matched): a malformed one fails the first selection.
+        let filter = route.filter.clone();
+        let filter = filter.as_deref();
         self.pool.prune(&self.registry);
         // The clock is read once per attempt: a new call's first attempt
         // starts when the call did.
@@ -158,7 +158,7 @@ impl Shared {
         }
         loop {
             let tried: Vec<NodeId> = route.failed.iter().map(|a| a.worker).collect();
-            let worker = match self.registry.select(&filter, text, &tried, now) {
+            let worker = match self.registry.select(filter, &tried, now) {
                 Ok(worker) => worker,
                 Err(e) if route.failed.is_empty() => return Err(e),
                 Err(e) => return Err(route.stop(StopReason::NoMoreWorkers(Box::new(e)))),
@@ -176,26 +176,36 @@ impl Shared {
             // first use), then the call, awaited here rather than in a
             // function of its own, whose state would be moved into this
             // one's on every call.
-            let mut cell = None;
             let limit = self.attempt_limit(route).map(|limit| now + limit);
             let limit = limit.filter(|limit| *limit < route.deadline);
-            let client = match self.pool.ready(&worker, &mut cell) {
-                Some(client) => Ok(client),
+            // The attempt's call, made on the worker's pooled connection
+            // borrowed in place while it is open (no reference count
+            // moves for it), or on a connection opened now; `cell` is
+            // which connection it was.
+            let mut cell = None;
+            let call = match self.pool.with_open(&worker, |client| {
+                attempt(client, &self.options_for(route, now))
+            }) {
+                Some((call, used)) => {
+                    cell = Some(used);
+                    Ok(call)
+                }
                 None => {
                     // Boxed: connecting is rare, and its state would
                     // otherwise make every call's larger.
-                    Box::pin(self.connect(&worker, route, limit, &mut now, &mut cell)).await
+                    Box::pin(self.connect(&worker, route, limit, &mut now, &mut cell))
+                        .await
+                        .map(|client| attempt(&client, &self.options_for(route, now)))
                 }
             };
-            let attempted = match client {
-                Ok(client) => {
-                    let call = attempt(client, self.options_for(route, now));
+            let attempted = match call {
+                Ok(call) => {
                     match limit {
                         None => call.await,
                         // Boxed: the timer makes the future larger, and
                         // only idempotent calls have one.
                         Some(limit) => {
-                            Box::pin(self.attempt_within(limit, call, &worker, (&filter, &tried)))
+                            Box::pin(self.attempt_within(limit, call, &worker, (filter, &tried)))
                                 .await
                         }
                     }
@@ -227,7 +237,7 @@ impl Shared {
                     });
                 }
                 Err(AttemptError { error, connected }) => {
-                    self.failed(route, &worker, cell.as_ref(), error, connected)?;
+                    self.failed(route, &worker, cell, error, connected)?;
                 }
             }
             now = Instant::now();
@@ -243,7 +253,7 @@ impl Shared {
         &self,
         route: &mut Route<'_>,
         worker: &Worker,
-        cell: Option<&Connection>,
+        cell: Option<Connection>,
         error: RpcError,
         connected: bool,
     ) -> Result<(), RpcError> {
@@ -288,7 +298,7 @@ impl Shared {
 
     /// Records `outcome` for `worker`, and drops its connection `cell`
     /// when the connection failed.
-    fn record(&self, worker: &Worker, cell: Option<&Connection>, outcome: Outcome, now: Instant) {
+    fn record(&self, worker: &Worker, cell: Option<Connection>, outcome: Outcome, now: Instant) {
         self.registry.record(worker, outcome, now);
         if let (Outcome::ConnectionFailed, Some(cell)) = (outcome, cell) {
             self.pool.forget(&worker.id(), cell);
@@ -347,7 +357,7 @@ impl Shared {
         limit: Instant,
         call: impl Future<Output = Result<T, RpcError>>,
         worker: &Worker,
-        (filter, tried): (&WorkerFilter<'_>, &[NodeId]),
+        (filter, tried): (Option<&str>, &[NodeId]),
     ) -> Result<T, RpcError> {
         let mut call = std::pin::pin!(call);
         if let Ok(answer) = tokio::time::timeout_at(limit, &mut call).await {

@@ -27,7 +27,6 @@ use crate::sync::Snapshot;
 
 use super::balance::{LoadBalancingStrategy, Picker};
 use super::eject::{EjectionPolicy, Ticket};
-use super::filter::WorkerFilter;
 use super::load::WorkerCell;
 use super::memory::Memory;
 use super::remote::ViewSource;
@@ -397,8 +396,7 @@ impl WorkerRegistry {
     /// many members were seen and how many matched but were not
     /// selectable. [`RpcError::InvalidFilter`] for a malformed filter.
     pub async fn select_worker(&self, filter: Option<&str>) -> Result<Worker, RpcError> {
-        let parsed = WorkerFilter::parse(filter)?;
-        self.select(&parsed, filter.unwrap_or(""), &[], Instant::now())
+        self.select(filter, &[], Instant::now())
     }
 
     /// Every worker in the pool (alive or suspect members other than this

@@ -72,7 +72,7 @@ impl ClusterClient {
             let data = bytes::Bytes::from(data);
             let answered = shared
                 .route(&mut route, |client, options| {
-                    client.call_shared(method, data.clone(), &options)
+                    client.call_shared(method, data.clone(), options)
                 })
                 .await?;
             Ok(answered.value)
@@ -249,7 +249,7 @@ impl ClusterClient {
         route.requests = Some(requests.clone());
         let answered = shared
             .route(&mut route, |client, options| {
-                client.call_client_streaming_with_options(method, requests.attempt(), &options)
+                client.call_client_streaming_with_options(method, requests.attempt(), options)
             })
             .await;
         requests.commit();

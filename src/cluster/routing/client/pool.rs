@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub(super) use crate::client::pool::Slot as Connection;
+pub(super) use crate::client::pool::SlotId as Connection;
 use crate::client::pool::{ConnectionPool, ServerNames};
 use crate::cluster::{NodeId, Worker, WorkerRegistry};
 use crate::{RpcClient, RpcConfig, RpcError};
@@ -32,20 +32,19 @@ impl Pool {
         self.connections.config()
     }
 
-    /// The worker's pooled connection if it is open (the call path:
-    /// nothing to await). `used` receives the pool entry.
-    pub(super) fn ready(
+    /// `f` applied to the worker's pooled connection if it is open (the
+    /// call path: nothing to await), and which connection it was.
+    pub(super) fn with_open<R>(
         &self,
         worker: &Worker,
-        used: &mut Option<Connection>,
-    ) -> Option<RpcClient> {
-        let (slot, client) = self.connections.ready(worker.id_ref())?;
-        *used = Some(slot);
-        Some(client)
+        f: impl FnOnce(&RpcClient) -> R,
+    ) -> Option<(R, Connection)> {
+        self.connections.with_open(worker.id_ref(), f)
     }
 
     /// The worker's pooled connection, opened on first use within
-    /// `within`. `used` receives the pool entry, for [`forget`](Self::forget).
+    /// `within`. `used` receives which connection it is, for
+    /// [`forget`](Self::forget).
     pub(super) async fn connection(
         &self,
         worker: &Worker,
@@ -62,7 +61,7 @@ impl Pool {
 
     /// Drops the connection `cell` to `id` (it failed) unless another call
     /// already replaced it; the next call reconnects.
-    pub(super) fn forget(&self, id: &NodeId, cell: &Connection) {
+    pub(super) fn forget(&self, id: &NodeId, cell: Connection) {
         self.connections.forget(id, cell);
     }
 

@@ -109,7 +109,7 @@ pub(super) async fn open(shared: &Shared, reopen: &mut Reopen) -> Result<Opened,
     let method = route.method.clone();
     shared
         .route(route, |client, options| {
-            client.invoke_body(&method, &options, request.body())
+            client.invoke_body(&method, options, request.body())
         })
         .await
 }
@@ -236,8 +236,7 @@ impl WorkerStream {
             other => {
                 self.reopen = other;
                 let (_, outcome) = classify(&error, true);
-                self.shared
-                    .record(&self.worker, self.cell.as_ref(), outcome, now);
+                self.shared.record(&self.worker, self.cell, outcome, now);
                 return Some(error);
             }
         };
@@ -251,13 +250,9 @@ impl WorkerStream {
         } else {
             reopen.route.rebound(self.shared.default_timeout());
         }
-        let decided = self.shared.failed(
-            &mut reopen.route,
-            &self.worker,
-            self.cell.as_ref(),
-            error,
-            true,
-        );
+        let decided = self
+            .shared
+            .failed(&mut reopen.route, &self.worker, self.cell, error, true);
         let prepared = decided.and_then(|()| reopen.resume_request());
         if let Err(error) = prepared {
             if self.delivered {

@@ -49,11 +49,12 @@ struct Scratch {
     /// grown to the pool's size.
     candidates: Vec<Candidate>,
     /// The members (indices) of the pool `pool` whose tags match the
-    /// filter `text`: a pool never changes, so a filter is matched
-    /// against each member's tags once per pool and thread instead of on
-    /// every call (`Pool::id` is never reused; 0 is no pool).
+    /// filter `text` (`None`: no filter): a pool never changes, so a
+    /// filter is parsed and matched against each member's tags once per
+    /// pool and thread instead of on every call (`Pool::id` is never
+    /// reused; 0 is no pool).
     pool: u64,
-    text: String,
+    text: Option<String>,
     matching: Vec<usize>,
 }
 
@@ -62,7 +63,7 @@ thread_local! {
         RefCell::new(Scratch {
             candidates: Vec::new(),
             pool: 0,
-            text: String::new(),
+            text: None,
             matching: Vec::new(),
         })
     };
@@ -70,16 +71,21 @@ thread_local! {
 
 impl WorkerRegistry {
     /// Selects among the workers matching `filter` other than `avoid`, at
-    /// `now` (see the module's rules). `filter_text` is the text `filter`
-    /// was parsed from (`""` for none): the key of the thread's cached
-    /// matches, and what an error names.
+    /// `now` (see the module's rules). The filter's text is the key of the
+    /// thread's cached matches: it is parsed only when they are built, so
+    /// a routed call with the filter of the thread's previous call reads
+    /// no filter at all.
+    ///
+    /// # Errors
+    /// [`RpcError::InvalidFilter`] for a malformed filter;
+    /// [`RpcError::NoWorkers`] when no worker can take the call.
     pub(crate) fn select(
         &self,
-        filter: &WorkerFilter<'_>,
-        filter_text: &str,
+        filter: Option<&str>,
         avoid: &[NodeId],
         now: Instant,
     ) -> Result<Worker, RpcError> {
+        let filter_text = filter.unwrap_or("");
         if !self.shared.serving.load(Ordering::Relaxed) {
             self.shared.serving.store(true, Ordering::Relaxed);
         }
@@ -94,15 +100,22 @@ impl WorkerRegistry {
                 text,
                 matching: matches,
             } = scratch;
-            if *matched_in != pool.id || text != filter_text {
+            if *matched_in != pool.id || text.as_deref() != filter {
                 *matched_in = 0; // no key while the matches are rebuilt
+                let parsed = WorkerFilter::parse(filter)?;
                 matches.clear();
                 matches.extend(
-                    (0..pool.members.len()).filter(|&i| filter.matches(&pool.members[i].tags)),
+                    (0..pool.members.len()).filter(|&i| parsed.matches(&pool.members[i].tags)),
                 );
                 *matched_in = pool.id;
-                text.clear();
-                text.push_str(filter_text);
+                match (text.as_mut(), filter) {
+                    // The key's buffer is reused from filter to filter.
+                    (Some(text), Some(filter)) => {
+                        text.clear();
+                        text.push_str(filter);
+                    }
+                    _ => *text = filter.map(str::to_owned),
+                }
             }
             candidates.clear();
             let mut matching = 0;
@@ -189,10 +202,13 @@ impl WorkerRegistry {
     /// those when nothing else is left). No side effects.
     pub(crate) fn could_select(
         &self,
-        filter: &WorkerFilter<'_>,
+        filter: Option<&str>,
         avoid: &[NodeId],
         now: Instant,
     ) -> bool {
+        let Ok(filter) = WorkerFilter::parse(filter) else {
+            return false; // selects nothing
+        };
         let panic_routing = self.ejection_policy().limited();
         self.pool().members.iter().any(|m| {
             filter.matches(&m.tags)
@@ -341,8 +357,7 @@ mod tests {
 
     /// Selects with the filter `text` and returns the worker's port.
     fn port_for(registry: &WorkerRegistry, text: &str) -> u16 {
-        let filter = WorkerFilter::parse(Some(text)).unwrap();
-        let worker = registry.select(&filter, text, &[], Instant::now()).unwrap();
+        let worker = registry.select(Some(text), &[], Instant::now()).unwrap();
         worker.addr().port()
     }
 
@@ -361,13 +376,12 @@ mod tests {
         };
         let registry = registry(workers(NodeStatus::Alive));
         let policy = registry.ejection_policy();
-        let filter = WorkerFilter::parse(None).unwrap();
         let now = Instant::now();
-        let stale = registry.select(&filter, "", &[], now).unwrap();
+        let stale = registry.select(None, &[], now).unwrap();
         apply(&registry.shared, &workers(NodeStatus::Failed));
         apply(&registry.shared, &workers(NodeStatus::Alive));
         registry.record(&stale, Outcome::ConnectionFailed, now);
-        let fresh = registry.select(&filter, "", &[], now).unwrap();
+        let fresh = registry.select(None, &[], now).unwrap();
         registry.record(&fresh, Outcome::ConnectionFailed, now);
         let pool = registry.pool();
         let two_strikes = policy.ejection_for(2);
@@ -398,6 +412,31 @@ mod tests {
         assert_eq!(port_for(&registry, "label=a"), 3);
     }
 
+    /// The thread's matches are kept by filter text, and a filter is
+    /// read only when they are built: a malformed filter is refused even
+    /// right after a selection without a filter or with a valid one
+    /// (`Some("")` is malformed; `None` is no filter).
+    #[tokio::test]
+    async fn a_malformed_filter_is_refused_whatever_the_thread_selected_before() {
+        let registry = registry(view(&[(1, "a"), (2, "b")]));
+        let now = Instant::now();
+        for malformed in ["", "label=a,", "=a"] {
+            assert!(registry.select(None, &[], now).is_ok());
+            assert!(
+                matches!(
+                    registry.select(Some(malformed), &[], now),
+                    Err(RpcError::InvalidFilter { .. })
+                ),
+                "{malformed:?} was not refused"
+            );
+            assert_eq!(port_for(&registry, "label=a"), 1);
+            assert!(matches!(
+                registry.select(Some(malformed), &[], now),
+                Err(RpcError::InvalidFilter { .. })
+            ));
+        }
+    }
+
     /// Two calls to a worker fail to connect at once; the second's outcome
     /// was judged (on another thread) before the first's ejection was
     /// applied. The worker is ejected once: back after `base_ejection`,
@@ -406,10 +445,9 @@ mod tests {
     async fn calls_that_failed_together_eject_their_worker_once() {
         let registry = one_worker();
         let policy = registry.ejection_policy();
-        let filter = WorkerFilter::parse(None).unwrap();
         let now = Instant::now();
-        let first = registry.select(&filter, "", &[], now).unwrap();
-        let second = registry.select(&filter, "", &[], now).unwrap();
+        let first = registry.select(None, &[], now).unwrap();
+        let second = registry.select(None, &[], now).unwrap();
         registry.record(&first, Outcome::ConnectionFailed, now);
         registry.eject(&second, Reason::Fault, now, &policy);
         let back = now + policy.base_ejection + Duration::from_millis(1);
