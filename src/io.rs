@@ -10,6 +10,9 @@ use s2n_quic::stream::{ReceiveStream, SendStream};
 
 use crate::wire::{encode_frame_header, reset, Frame, FrameDecoder, FrameType};
 use crate::RpcError;
+use batch::BATCHES;
+
+mod batch;
 
 /// Chunks taken from the stream per receive request.
 const RECEIVE_CHUNKS: usize = 8;
@@ -163,6 +166,17 @@ impl Drop for FrameReader {
     }
 }
 
+/// The frames gathered in `out`, as the bytes of one write: a batch
+/// buffer ([`SendHalf::send_all`]'s) goes back to be reused once the
+/// write is acknowledged.
+pub(crate) fn gathered(out: BytesMut) -> Bytes {
+    if out.capacity() >= batch::CAPACITY {
+        BATCHES.seal(out)
+    } else {
+        out.freeze()
+    }
+}
+
 /// One item for [`SendHalf::send_all`].
 pub(crate) enum Outgoing {
     /// A `Message` frame.
@@ -194,11 +208,11 @@ impl Write {
         if len < ZERO_COPY_THRESHOLD {
             out.extend_from_slice(message.as_ref());
             tail(&mut out);
-            Self::One(out.freeze())
+            Self::One(gathered(out))
         } else {
             let mut rest = BytesMut::new();
             tail(&mut rest);
-            Self::Around([out.freeze(), message.into(), rest.freeze()])
+            Self::Around([gathered(out), message.into(), rest.freeze()])
         }
     }
 
@@ -293,20 +307,31 @@ impl SendHalf {
             let item = match items.next().now_or_never() {
                 Some(item) => item,
                 None => {
-                    if !out.is_empty() {
-                        self.send(out.split().freeze()).await?;
+                    // Nothing ready: what is gathered goes now, and no
+                    // batch buffer is held while the source waits (an
+                    // idle stream holds none).
+                    if out.is_empty() {
+                        BATCHES.give_back(std::mem::take(out));
+                    } else {
+                        self.send_batch(out).await?;
                     }
                     items.next().await
                 }
             };
-            match item {
+            let item = match item {
                 None => return Ok(Ok(())),
                 Some(Err(stop)) => return Ok(Err(stop)),
-                Some(Ok(Outgoing::Error(text))) => Frame::Error(text).encode(out),
-                Some(Ok(Outgoing::Message(message))) => {
+                Some(Ok(item)) => item,
+            };
+            if out.capacity() < batch::CAPACITY {
+                BATCHES.refill(out);
+            }
+            match item {
+                Outgoing::Error(text) => Frame::Error(text).encode(out),
+                Outgoing::Message(message) => {
                     encode_frame_header(FrameType::Message, message.len(), out);
                     if message.len() >= ZERO_COPY_THRESHOLD {
-                        let head = out.split().freeze();
+                        let head = BATCHES.seal(std::mem::take(out));
                         let mut write = Write::Around([head, Bytes::from(message), Bytes::new()]);
                         self.write(&mut write).await?;
                     } else {
@@ -315,9 +340,15 @@ impl SendHalf {
                 }
             }
             if out.len() >= WRITE_BATCH {
-                self.send(out.split().freeze()).await?;
+                self.send_batch(out).await?;
             }
         }
+    }
+
+    /// Sends the frames gathered in `out`, leaving it empty (see [`batch`]).
+    async fn send_batch(&mut self, out: &mut BytesMut) -> Result<(), RpcError> {
+        let full = std::mem::take(out);
+        self.send(BATCHES.seal(full)).await
     }
 
     /// Ends the stream cleanly (FIN).

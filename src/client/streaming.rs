@@ -306,6 +306,6 @@ async fn upload(
     });
     tx.send_all(&mut out, requests).await??;
     encode_frame_header(FrameType::End, 0, &mut out);
-    tx.send(out.freeze()).await?;
+    tx.send(crate::io::gathered(out)).await?;
     Ok(tx)
 }

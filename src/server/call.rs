@@ -538,7 +538,7 @@ fn settle(
         Some(response) => Write::message(out, response, tail),
         None => {
             tail(&mut out);
-            Write::One(out.freeze())
+            Write::One(crate::io::gathered(out))
         }
     })
 }
