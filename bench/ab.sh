@@ -9,9 +9,13 @@
 # REV is checked out in a worktree under target/ab/ and built with its own
 # target directory (the first run builds it, a few minutes on 2 cores);
 # this tree is built as usual. A workload REV's harness does not have is
-# skipped. Each workload prints one figure per run ("N calls/s" or
-# "N msg/s", the last such line); the table gives each side's median and
-# new / old. Workloads:
+# skipped. A run's figure is what it printed as "N calls/s" or "N msg/s"
+# (the mean of such lines: a streaming workload prints one per stream).
+# Each round runs both builds back to back, the order alternating from
+# round to round; the table gives each side's median, the ratio of the
+# medians, and the median of the rounds' own ratios with their range
+# (pairs run a few seconds apart see the same machine, so that column is
+# the steadier one on a noisy VM). Workloads:
 #
 #   unary        `profile rpcnet unary`      unary 16 B, c=64, one connection
 #   stream       `profile rpcnet stream`     server streaming, 1 KiB messages
@@ -66,14 +70,14 @@ supports() {
     [ "$subcommand" != profile ] || grep -q "\"$workload\"" "$1/bench/src/main.rs"
 }
 
-# One run: the figure it printed last ("N calls/s", "N msg/s"), or nothing
-# when the build has no such workload.
+# One run: the mean of the figures it printed ("N calls/s", "N msg/s"),
+# or nothing when the build has no such workload.
 figure() {
     local bin=$1 dir=$2 workload=$3
     supports "$dir" "$workload" || return 0
     # shellcheck disable=SC2046
     (cd "$dir" && timeout 120 "$bin" $(command_of "$workload") 2>&1) |
-        awk '/^[0-9.]+ (calls|msg)\/s$/ { last = $1 } END { if (last != "") print last }' ||
+        awk '/^[0-9.]+ (calls|msg)\/s$/ { sum += $1; n++ } END { if (n) printf "%.0f\n", sum / n }' ||
         true
 }
 
@@ -82,22 +86,30 @@ trap 'rm -f "$results"' EXIT
 for round in $(seq 1 "$rounds"); do
     for workload in "${workloads[@]}"; do
         supports "$tree" "$workload" || continue
-        old=$(figure "$old_bin" "$tree" "$workload")
-        echo "round $round $workload old: ${old:-skipped}" >&2
+        # The order alternates from round to round.
+        if [ $((round % 2)) = 1 ]; then
+            old=$(figure "$old_bin" "$tree" "$workload")
+            new=$(figure "$new_bin" "$root" "$workload")
+        else
+            new=$(figure "$new_bin" "$root" "$workload")
+            old=$(figure "$old_bin" "$tree" "$workload")
+        fi
+        echo "round $round $workload old: ${old:-skipped} new: ${new:-failed}" >&2
         # A workload the old build does not run is not compared.
         [ -n "$old" ] || continue
-        new=$(figure "$new_bin" "$root" "$workload")
-        echo "round $round $workload new: ${new:-failed}" >&2
         echo "$workload old $old" >>"$results"
-        [ -n "$new" ] && echo "$workload new $new" >>"$results"
+        if [ -n "$new" ]; then
+            echo "$workload new $new" >>"$results"
+            awk -v w="$workload" -v o="$old" -v n="$new" 'BEGIN { printf "%s ratio %.4f\n", w, n / o }' >>"$results"
+        fi
     done
 done
 
 echo
 echo "Same-run A/B: $sha (old) against $(git rev-parse --short HEAD)$(git diff --quiet || echo ' + changes') (new), $rounds rounds of ${seconds} s, medians"
 echo
-echo "| workload | old | new | new / old |"
-echo "|---|---:|---:|---:|"
+echo "| workload | old | new | new / old | the rounds' new / old: median (range) |"
+echo "|---|---:|---:|---:|---:|"
 for workload in "${workloads[@]}"; do
     median() {
         awk -v w="$workload" -v side="$1" '$1 == w && $2 == side { print $3 }' "$results" | sort -g |
@@ -105,9 +117,12 @@ for workload in "${workloads[@]}"; do
     }
     old=$(median old)
     new=$(median new)
+    ratio=$(median ratio)
+    range=$(awk -v w="$workload" '$1 == w && $2 == "ratio" { print $3 }' "$results" | sort -g |
+        awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%.2f–%.2f", lo, hi }')
     if [ -n "$old" ] && [ -n "$new" ]; then
-        awk -v w="$workload" -v o="$old" -v n="$new" \
-            'BEGIN { printf "| %s | %.0f | %.0f | %.2f× |\n", w, o, n, n / o }'
+        awk -v w="$workload" -v o="$old" -v n="$new" -v r="$ratio" -v g="$range" \
+            'BEGIN { printf "| %s | %.0f | %.0f | %.2f× | %.2f× (%s) |\n", w, o, n, n / o, r, g }'
     elif [ -n "$old" ]; then
         echo "| $workload | $old | failed | |"
     fi
