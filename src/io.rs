@@ -166,15 +166,11 @@ impl Drop for FrameReader {
     }
 }
 
-/// The frames gathered in `out`, as the bytes of one write: a batch
-/// buffer ([`SendHalf::send_all`]'s) goes back to be reused once the
-/// write is acknowledged.
-pub(crate) fn gathered(out: BytesMut) -> Bytes {
-    if out.capacity() >= batch::CAPACITY {
-        BATCHES.seal(out)
-    } else {
-        out.freeze()
-    }
+/// The frames gathered in `out`, as the bytes of one write (a batch
+/// buffer of [`SendHalf::send_all`]'s is handed over or copied out as
+/// [`batch`] says).
+pub(crate) fn gathered(mut out: BytesMut) -> Bytes {
+    BATCHES.take(&mut out)
 }
 
 /// One item for [`SendHalf::send_all`].
@@ -307,12 +303,10 @@ impl SendHalf {
             let item = match items.next().now_or_never() {
                 Some(item) => item,
                 None => {
-                    // Nothing ready: what is gathered goes now, and no
-                    // batch buffer is held while the source waits (an
-                    // idle stream holds none).
-                    if out.is_empty() {
-                        BATCHES.give_back(std::mem::take(out));
-                    } else {
+                    // Nothing ready: what is gathered goes now, which
+                    // leaves no batch buffer held while the source waits
+                    // (an idle stream holds none).
+                    if !out.is_empty() {
                         self.send_batch(out).await?;
                     }
                     items.next().await
@@ -331,7 +325,7 @@ impl SendHalf {
                 Outgoing::Message(message) => {
                     encode_frame_header(FrameType::Message, message.len(), out);
                     if message.len() >= ZERO_COPY_THRESHOLD {
-                        let head = BATCHES.seal(std::mem::take(out));
+                        let head = BATCHES.take(out);
                         let mut write = Write::Around([head, Bytes::from(message), Bytes::new()]);
                         self.write(&mut write).await?;
                     } else {
@@ -345,10 +339,11 @@ impl SendHalf {
         }
     }
 
-    /// Sends the frames gathered in `out`, leaving it empty (see [`batch`]).
+    /// Sends the frames gathered in `out`, leaving it empty and without
+    /// a buffer (see [`batch`]).
     async fn send_batch(&mut self, out: &mut BytesMut) -> Result<(), RpcError> {
-        let full = std::mem::take(out);
-        self.send(BATCHES.seal(full)).await
+        let batch = BATCHES.take(out);
+        self.send(batch).await
     }
 
     /// Ends the stream cleanly (FIN).

@@ -204,8 +204,9 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
 
     /// `f` applied to the open connection for `key`, borrowed in place,
     /// and which connection it was; `None` when `key` has none open. The
-    /// call path: no lock, no reference count moved (`f` makes a call's
-    /// future, which holds what it needs of the connection).
+    /// call path: no lock, and the entry's reference count does not move
+    /// (`f` makes a call's future, which holds what it needs of the
+    /// connection).
     pub(crate) fn with_open<R>(
         &self,
         key: &K,

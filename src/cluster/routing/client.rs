@@ -89,7 +89,8 @@ struct AttemptError {
     connected: bool,
 }
 
-/// A successful attempt: its value, the worker, and the pool entry used.
+/// A successful attempt: its value, the worker, and which pooled
+/// connection it used.
 struct Attempted<T> {
     value: T,
     worker: Worker,
@@ -147,15 +148,11 @@ impl Shared {
         self.pool.prune(&self.registry);
         // The clock is read once per attempt: a new call's first attempt
         // starts when the call did.
-        let mut now = route.started;
-        if !route.counted {
-            // A call counts once for the budget; a stream opened again
-            // draws on it instead.
-            route.counted = true;
-            self.budget.deposit(now);
+        let mut now = if route.counted {
+            Instant::now()
         } else {
-            now = Instant::now();
-        }
+            route.started
+        };
         loop {
             let tried: Vec<NodeId> = route.failed.iter().map(|a| a.worker).collect();
             let worker = match self.registry.select(filter, &tried, now) {
@@ -163,6 +160,14 @@ impl Shared {
                 Err(e) if route.failed.is_empty() => return Err(e),
                 Err(e) => return Err(route.stop(StopReason::NoMoreWorkers(Box::new(e)))),
             };
+            if !route.counted {
+                // A call counts once for the budget, once a worker was
+                // found for it (a malformed filter or an empty pool
+                // makes no call); a stream opened again draws on it
+                // instead.
+                route.counted = true;
+                self.budget.deposit(now);
+            }
             if route.deadline <= now {
                 // Not even a connection can be tried (a zero timeout, or
                 // the time went while selecting).
@@ -179,9 +184,10 @@ impl Shared {
             let limit = self.attempt_limit(route).map(|limit| now + limit);
             let limit = limit.filter(|limit| *limit < route.deadline);
             // The attempt's call, made on the worker's pooled connection
-            // borrowed in place while it is open (no reference count
-            // moves for it), or on a connection opened now; `cell` is
-            // which connection it was.
+            // borrowed in place while it is open (the pool entry's count
+            // does not move; the call's future holds the client's own),
+            // or on a connection opened now; `cell` is which connection
+            // it was.
             let mut cell = None;
             let call = match self.pool.with_open(&worker, |client| {
                 attempt(client, &self.options_for(route, now))
@@ -305,7 +311,7 @@ impl Shared {
         }
     }
 
-    /// Opens `worker`'s pooled connection (`cell` receives the pool entry)
+    /// Opens `worker`'s pooled connection (`cell` receives which one it is)
     /// within what the attempt may take: until its per-attempt `limit`, or
     /// the call's deadline. Connecting takes time out of the call's, so
     /// `now` is read again.
