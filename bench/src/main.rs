@@ -4,7 +4,7 @@
 //! and the same raw `Vec<u8>` payloads for every system.
 //!
 //! ```text
-//! cargo run --release -p rpcnet-bench            # full run (~8 min), writes docs/BENCHMARKS.md
+//! cargo run --release -p rpcnet-bench            # full run (~10 min), writes docs/BENCHMARKS.md
 //! cargo run --release -p rpcnet-bench -- --quick # quick run (~2.5 min)
 //! cargo run --release -p rpcnet-bench -- typed    # the typed-layer row alone (seconds)
 //! cargo run --release -p rpcnet-bench -- connections [--quick]  # 10,000 idle connections (500 with --quick)

@@ -10,9 +10,10 @@
 //! and a run with trimming turned off (`MALLOC_TRIM_THRESHOLD_`) moved
 //! 1.3–1.4 M messages/s instead of 0.9–1.0 M. A batch s2n-quic releases
 //! goes back to a small free list instead, and the next batch takes it.
-//! Only a batch at least half full is handed over; a smaller write (a
-//! stream's items trickling in) is copied out to a buffer of its size, so
-//! what a stream holds in flight stays close to what it sent.
+//! Only a batch at least 32 KiB full (half a full batch) is handed over;
+//! a smaller write (a stream's items trickling in) is copied out to a
+//! buffer of its size, so what a stream holds in flight stays close to
+//! what it sent.
 
 use std::sync::Mutex;
 
@@ -26,10 +27,10 @@ pub(super) const CAPACITY: usize = super::WRITE_BATCH + super::ZERO_COPY_THRESHO
 /// write is copied out to a buffer of its own size and the batch buffer
 /// kept, so a stream sending one small item at a time holds what it sent
 /// until the peer acknowledges it, not a batch buffer per item (a sealed
-/// buffer is at least this full: at most 2.5 × its bytes in flight).
+/// buffer is at least this full: about 2.5 × its bytes in flight at most).
 const SEAL_MIN: usize = 32 * 1024;
 
-/// Released buffers kept for reuse, at most: about 2.6 MiB stays allocated
+/// Released buffers kept for reuse, at most: about 2.5 MiB stays allocated
 /// for them once streams have used that many at once.
 const MAX_FREE: usize = 32;
 
