@@ -300,8 +300,8 @@ impl SendHalf {
     {
         let mut items = std::pin::pin!(items);
         loop {
-            let item = match items.next().now_or_never() {
-                Some(item) => item,
+            let (item, waited) = match items.next().now_or_never() {
+                Some(item) => (item, false),
                 None => {
                     // Nothing ready: what is gathered goes now, which
                     // leaves no batch buffer held while the source waits
@@ -309,7 +309,7 @@ impl SendHalf {
                     if !out.is_empty() {
                         self.send_batch(out).await?;
                     }
-                    items.next().await
+                    (items.next().await, true)
                 }
             };
             let item = match item {
@@ -317,7 +317,10 @@ impl SendHalf {
                 Some(Err(stop)) => return Ok(Err(stop)),
                 Some(Ok(item)) => item,
             };
-            if out.capacity() < batch::CAPACITY {
+            // A batch buffer once items come in a run; an item the
+            // stream waited for is gathered in a buffer of its own size
+            // (a stream whose items trickle in never takes a batch).
+            if !waited && out.capacity() < batch::CAPACITY {
                 BATCHES.refill(out);
             }
             match item {

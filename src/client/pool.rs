@@ -197,9 +197,8 @@ impl<K: Eq + Hash + Copy> ConnectionPool<K> {
     /// The open connection for `key`, if there is one: no lock held while
     /// it is cloned, nothing to await.
     fn ready(&self, key: &K) -> Option<(SlotId, RpcClient)> {
-        let slots = self.slots.load();
-        let slot = slots.get(key)?;
-        Some((slot.id, slot.client.get()?.clone()))
+        let (client, slot) = self.with_open(key, RpcClient::clone)?;
+        Some((slot, client))
     }
 
     /// `f` applied to the open connection for `key`, borrowed in place,

@@ -332,12 +332,8 @@ impl WorkerRegistry {
             .iter()
             .map(|m| {
                 Arc::new(Member {
-                    id: m.id,
-                    tags: m.tags.clone(),
-                    suspect: m.suspect,
-                    draining: m.draining,
-                    cell: m.cell.clone(),
                     policy,
+                    ..Member::clone(m)
                 })
             })
             .collect();

@@ -108,14 +108,7 @@ impl WorkerRegistry {
                     (0..pool.members.len()).filter(|&i| parsed.matches(&pool.members[i].tags)),
                 );
                 *matched_in = pool.id;
-                match (text.as_mut(), filter) {
-                    // The key's buffer is reused from filter to filter.
-                    (Some(text), Some(filter)) => {
-                        text.clear();
-                        text.push_str(filter);
-                    }
-                    _ => *text = filter.map(str::to_owned),
-                }
+                *text = filter.map(str::to_owned);
             }
             candidates.clear();
             let mut matching = 0;
