@@ -40,10 +40,29 @@ fn main() {
             runtime.block_on(profile(system, &args[3], Duration::from_secs_f64(seconds)));
         }
         // Profiling aid for the routing path: `rpcnet-bench profile-routing
-        // cluster|cluster2|direct SECONDS [CONCURRENCY]` (c=64 by default).
+        // cluster|cluster2|direct SECONDS [CONCURRENCY]` (c=64 by default),
+        // or the same-worker row alone: `profile-routing pairs SECONDS
+        // CONCURRENCY [PAIRS [CLUSTERS]]`.
         Some("profile-routing") => {
             let seconds: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5.0);
             let concurrency = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(64);
+            if args[2] == "pairs" {
+                let pairs = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(5);
+                let clusters = args.get(6).and_then(|s| s.parse().ok());
+                let row = Shape::Default.runtime().block_on(routing::pairs(
+                    concurrency,
+                    pairs,
+                    clusters.unwrap_or(routing::CLUSTERS),
+                    Duration::from_secs_f64(seconds),
+                ));
+                eprintln!(
+                    "median {:.3} of {} pairs; clusters {:?}",
+                    row.ratio(),
+                    row.ratios().len(),
+                    row.clusters
+                );
+                return;
+            }
             let rate = Shape::Default.runtime().block_on(routing::alone(
                 &args[2],
                 concurrency,

@@ -75,6 +75,8 @@ pub struct SameWorkerRow {
     pub routed: Vec<f64>,
     /// Calls/s of the direct `RpcClient`, per pair.
     pub direct: Vec<f64>,
+    /// The median of each cluster's pair ratios.
+    pub clusters: Vec<f64>,
 }
 
 impl SameWorkerRow {
@@ -171,12 +173,19 @@ impl Figures {
             let c = row.concurrency;
             md += &format!(
                 "| unary 16 B c={c}, `ClusterClient` → the same 1 worker (`label=a`) / `RpcClient` → it, \
-                 {} alternated pairs: median of the pairs' ratios (range); medians of calls/s routed, direct \
-                 | {:.4}× ({:.2}–{:.2}); {:.0}, {:.0} | ≥ {SAME_WORKER_TARGET}× {} |\n",
+                 {} alternated pairs in {} clusters: median of the pairs' ratios (range; the clusters' medians); \
+                 medians of calls/s routed, direct \
+                 | {:.4}× ({:.2}–{:.2}; {}); {:.0}, {:.0} | ≥ {SAME_WORKER_TARGET}× {} |\n",
                 ratios.len(),
+                row.clusters.len(),
                 row.ratio(),
                 ratios.first().copied().unwrap_or(0.0),
                 ratios.last().copied().unwrap_or(0.0),
+                row.clusters
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 median(&mut row.routed.clone()),
                 median(&mut row.direct.clone()),
                 if row.ratio() >= SAME_WORKER_TARGET { "✅" } else { "❌" },
@@ -619,6 +628,108 @@ pub async fn alone(mode: &str, concurrency: usize, duration: Duration) -> f64 {
     rate
 }
 
+/// Fresh clusters the same-worker rows are measured in: a rate ratio
+/// moves more between two clusters started alike than between two
+/// pairs in one (which threads a connection's tasks land on, where its
+/// hot words fall), so the pairs are spread over several.
+pub const CLUSTERS: usize = 5;
+
+/// `ClusterClient` restricted to worker a against `RpcClient` to worker a
+/// at `concurrency`: `pairs` pairs of runs of `slice` each (after a
+/// quarter of it to warm up), back to back, the order alternating from
+/// pair to pair. Many short pairs follow a shared machine's drift more
+/// closely than a few long ones.
+async fn same_worker(
+    cluster: &Arc<ClusterClient>,
+    direct: &RpcClient,
+    concurrency: usize,
+    pairs: usize,
+    slice: Duration,
+) -> SameWorkerRow {
+    let payload = vec![0xabu8; 16];
+    let mut row = SameWorkerRow {
+        concurrency,
+        ..SameWorkerRow::default()
+    };
+    for pair in 0..pairs {
+        let mut rate = [0.0; 2];
+        for side in [pair % 2, 1 - pair % 2] {
+            let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
+            let call = move || {
+                let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
+                async move {
+                    let reply = if side == 0 {
+                        cluster.call_worker("echo", payload, Some("label=a")).await
+                    } else {
+                        direct.call("echo", payload).await
+                    };
+                    assert_eq!(reply.expect("echo").len(), 16);
+                }
+            };
+            closed_loop(concurrency, slice / 4, call.clone()).await;
+            rate[side] = closed_loop(concurrency, slice, call).await.0;
+        }
+        row.routed.push(rate[0]);
+        row.direct.push(rate[1]);
+    }
+    row
+}
+
+/// The same-worker rows at each of `concurrencies`: `pairs` pairs in each
+/// of `clusters` clusters, the first `first` (a `ClusterClient` and an
+/// `RpcClient` to its worker a), the others started afresh.
+async fn same_worker_rows(
+    first: (&Arc<ClusterClient>, &RpcClient),
+    concurrencies: &[usize],
+    clusters: usize,
+    pairs: usize,
+    slice: Duration,
+) -> Vec<SameWorkerRow> {
+    let mut rows: Vec<SameWorkerRow> = concurrencies
+        .iter()
+        .map(|&concurrency| SameWorkerRow {
+            concurrency,
+            ..SameWorkerRow::default()
+        })
+        .collect();
+    for n in 0..clusters {
+        let fresh = if n == 0 {
+            None
+        } else {
+            Some(TwoWorkers::start().await)
+        };
+        let (cluster, direct) = fresh.as_ref().map_or(first, |f| (&f.cluster, &f.direct));
+        for row in &mut rows {
+            let one = same_worker(cluster, direct, row.concurrency, pairs, slice).await;
+            row.clusters.push(one.ratio());
+            row.routed.extend(one.routed);
+            row.direct.extend(one.direct);
+        }
+    }
+    rows
+}
+
+/// `profile-routing pairs SECONDS CONCURRENCY [PAIRS [CLUSTERS]]`: the
+/// same-worker row alone, `PAIRS` pairs (default 5) of `SECONDS` each in
+/// each of `CLUSTERS` clusters (default [`CLUSTERS`]).
+pub async fn pairs(
+    concurrency: usize,
+    pairs: usize,
+    clusters: usize,
+    slice: Duration,
+) -> SameWorkerRow {
+    let first = TwoWorkers::start().await;
+    let mut rows = same_worker_rows(
+        (&first.cluster, &first.direct),
+        &[concurrency],
+        clusters,
+        pairs,
+        slice,
+    )
+    .await;
+    rows.remove(0)
+}
+
 /// CPU time this process has used, all threads (user and system), from
 /// `/proc/self/stat` (clock ticks of 10 ms).
 fn process_cpu() -> Duration {
@@ -689,39 +800,22 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
     // The routing path's own cost: ClusterClient to worker a against
     // RpcClient to worker a, in pairs run back to back, the order
     // alternating from pair to pair.
-    for concurrency in [64, 256] {
-        let mut row = SameWorkerRow {
-            concurrency,
-            ..SameWorkerRow::default()
-        };
-        for pair in 0..repeats + 2 {
-            let mut rate = [0.0; 2];
-            for side in [pair % 2, 1 - pair % 2] {
-                let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
-                let call = move || {
-                    let (cluster, direct, payload) =
-                        (cluster.clone(), direct.clone(), payload.clone());
-                    async move {
-                        let reply = if side == 0 {
-                            cluster.call_worker("echo", payload, Some("label=a")).await
-                        } else {
-                            direct.call("echo", payload).await
-                        };
-                        assert_eq!(reply.expect("echo").len(), 16);
-                    }
-                };
-                closed_loop(concurrency, duration / 4, call.clone()).await;
-                rate[side] = closed_loop(concurrency, duration, call).await.0;
-            }
-            row.routed.push(rate[0]);
-            row.direct.push(rate[1]);
-        }
+    let slice = duration / 4;
+    figures.same_worker = same_worker_rows(
+        (&cluster, &direct),
+        &[64, 256],
+        CLUSTERS,
+        repeats + 2,
+        slice,
+    )
+    .await;
+    for row in &figures.same_worker {
         eprintln!(
-            "routing c={concurrency}: cluster→1 / direct→1 = {:.3} (pairs {:?})",
+            "routing c={}: cluster→1 / direct→1 = {:.3} (clusters {:?})",
+            row.concurrency,
             row.ratio(),
-            row.ratios()
+            row.clusters
         );
-        figures.same_worker.push(row);
     }
     drop(direct);
 

@@ -17,6 +17,7 @@ mod replay;
 mod route;
 mod stream;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -338,17 +339,24 @@ impl Shared {
 
     /// The options of an attempt starting at `now`: the route's, bounded
     /// by the call's deadline (a stream without a timeout stays without
-    /// one).
-    fn options_for(&self, route: &Route<'_>, now: Instant) -> CallOptions {
+    /// one). A call's first attempt, made when the call started, takes
+    /// the route's options as they are: what is left of the call's time
+    /// is then its own timeout, or the worker client's default, which is
+    /// the pool's (`Route::new`), so nothing is copied.
+    fn options_for<'r>(&self, route: &'r Route<'_>, now: Instant) -> Cow<'r, CallOptions> {
+        let options = &*route.options;
         let streamed = matches!(
             route.kind,
             CallKind::ServerStreaming | CallKind::Bidirectional
         );
-        let options = route.options.clone().into_owned();
-        if streamed && options.timeout().is_none() {
-            options
+        if now == route.started || (streamed && options.timeout().is_none()) {
+            Cow::Borrowed(options)
         } else {
-            options.with_timeout(route.deadline.saturating_duration_since(now))
+            Cow::Owned(
+                options
+                    .clone()
+                    .with_timeout(route.deadline.saturating_duration_since(now)),
+            )
         }
     }
 

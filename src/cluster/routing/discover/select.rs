@@ -91,7 +91,7 @@ impl WorkerRegistry {
         }
         // Read in place, without a lock: the call path clones no snapshot.
         let pool = self.shared.pool.load();
-        let policy = pool.policy;
+        let policy = &pool.policy;
         let min = policy.min_weight();
         SCRATCH.with_borrow_mut(|scratch| {
             let Scratch {
@@ -183,7 +183,7 @@ impl WorkerRegistry {
             // its record decides whether the call is a probe.
             let ticket = chosen
                 .ticket
-                .unwrap_or_else(|| member.cell.health().on_selected(now, &policy));
+                .unwrap_or_else(|| member.cell.health().on_selected(now, policy));
             member.cell.call_started();
             Ok(Worker { member, ticket })
         })
@@ -216,11 +216,11 @@ impl WorkerRegistry {
 
     /// Records how a call to `worker` ended, for passive ejection.
     pub(crate) fn record(&self, worker: &Worker, outcome: Outcome, now: Instant) {
-        let policy = worker.member.policy;
+        let policy = &worker.member.policy;
         let judgement = worker
             .cell()
             .health()
-            .record(worker.ticket, outcome, now, &policy);
+            .record(worker.ticket, outcome, now, policy);
         match judgement {
             Judgement::Keep => {}
             Judgement::Restored => {
@@ -231,14 +231,14 @@ impl WorkerRegistry {
                 }
             }
             Judgement::Eject(reason) => {
-                self.eject(worker, reason, now, &policy);
+                self.eject(worker, reason, now, policy);
                 if crate::telemetry::is_enabled() {
                     crate::telemetry::rotation_changed(worker.addr(), true);
                 }
             }
             Judgement::CompareRate => {
-                if self.is_rate_outlier(worker, now, &policy) {
-                    self.eject(worker, Reason::SuccessRate, now, &policy);
+                if self.is_rate_outlier(worker, now, policy) {
+                    self.eject(worker, Reason::SuccessRate, now, policy);
                     if crate::telemetry::is_enabled() {
                         crate::telemetry::rotation_changed(worker.addr(), true);
                     }
