@@ -146,8 +146,11 @@ impl Figures {
              is noticed at once.\n\n\
              The same-worker rows compare `ClusterClient` restricted to worker a (`label=a`: \
              selection, filter, retry budget, outcome record, pooled connection) with `RpcClient` \
-             to worker a, in pairs run back to back in alternating order; the ratio is the median \
-             of the pairs' ratios, with the lowest and highest pair in brackets.\n\n{}",
+             to worker a, in pairs run back to back in alternating order, five pairs in each of \
+             several clusters started afresh (worker processes, membership, clients): a ratio \
+             moves more between two clusters started alike than between two pairs in one. The \
+             ratio is the median of all the pairs' ratios; in brackets, the lowest and highest \
+             pair, then each cluster's median.\n\n{}",
             self.cluster_calls_per_sec,
             self.cluster_p50_us,
             self.direct_calls_per_sec,
