@@ -146,9 +146,10 @@ impl Figures {
              is noticed at once.\n\n\
              The same-worker rows compare `ClusterClient` restricted to worker a (`label=a`: \
              selection, filter, retry budget, outcome record, pooled connection) with `RpcClient` \
-             to worker a, in pairs run back to back in alternating order, five pairs in each of \
-             several clusters started afresh (worker processes, membership, clients): a ratio \
-             moves more between two clusters started alike than between two pairs in one. The \
+             to worker a, in pairs run back to back in alternating order, in several clusters: \
+             the report's own, then others started afresh (worker processes, membership, \
+             clients), since a ratio moves more between two clusters started alike than between \
+             two pairs in one. The \
              ratio is the median of all the pairs' ratios; in brackets, the lowest and highest \
              pair, then each cluster's median.\n\n{}",
             self.cluster_calls_per_sec,
@@ -680,7 +681,8 @@ async fn same_worker(
 
 /// The same-worker rows at each of `concurrencies`: `pairs` pairs in each
 /// of `clusters` clusters, the first `first` (a `ClusterClient` and an
-/// `RpcClient` to its worker a), the others started afresh.
+/// `RpcClient` to its worker a, which stays up), the others started
+/// afresh, one at a time.
 async fn same_worker_rows(
     first: (&Arc<ClusterClient>, &RpcClient),
     concurrencies: &[usize],
@@ -712,7 +714,7 @@ async fn same_worker_rows(
     rows
 }
 
-/// `profile-routing pairs SECONDS CONCURRENCY [PAIRS [CLUSTERS]]`: the
+/// `profile-routing pairs SECONDS [CONCURRENCY [PAIRS [CLUSTERS]]]`: the
 /// same-worker row alone, `PAIRS` pairs (default 5) of `SECONDS` each in
 /// each of `CLUSTERS` clusters (default [`CLUSTERS`]).
 pub async fn pairs(
