@@ -641,8 +641,8 @@ pub const CLUSTERS: usize = 5;
 /// `ClusterClient` restricted to worker a against `RpcClient` to worker a
 /// at `concurrency`: `pairs` pairs of runs of `slice` each (after a
 /// quarter of it to warm up), back to back, the order alternating from
-/// pair to pair. Many short pairs follow a shared machine's drift more
-/// closely than a few long ones.
+/// pair to pair, so that both sides of a pair meet the same moment of a
+/// shared machine.
 async fn same_worker(
     cluster: &Arc<ClusterClient>,
     direct: &RpcClient,
