@@ -327,7 +327,12 @@ impl Shared {
         let connect_by = limit.unwrap_or(route.deadline);
         let client = self
             .pool
-            .connection(worker, connect_by.saturating_duration_since(*now), cell)
+            .connection(
+                &self.registry,
+                worker,
+                connect_by.saturating_duration_since(*now),
+                cell,
+            )
             .await
             .map_err(|error| AttemptError {
                 error,

@@ -438,6 +438,12 @@ impl WorkerRegistry {
     pub(crate) fn version(&self) -> u64 {
         self.shared.version.load(Ordering::Relaxed)
     }
+
+    /// Takes in `view` as if the registry's source had shown it.
+    #[cfg(test)]
+    pub(crate) fn apply(&self, view: &ClusterView) {
+        apply(&self.shared, view);
+    }
 }
 
 fn state_of(m: &Member, now: Instant) -> WorkerState {

@@ -45,8 +45,17 @@ impl Pool {
     /// The worker's pooled connection, opened on first use within
     /// `within`. `used` receives which connection it is, for
     /// [`forget`](Self::forget).
+    ///
+    /// A worker can leave `registry`'s pool between the call's selection
+    /// and this: a connection opened to it then serves this call only,
+    /// and closes when the call is done. A prune by another call in that
+    /// window found no connection to drop, and the next prune is at the
+    /// pool's next change. The slot is put in the map before the registry
+    /// is read here, and a prune reads the registry's version after the
+    /// change, so one of the two sees the other.
     pub(super) async fn connection(
         &self,
+        registry: &WorkerRegistry,
         worker: &Worker,
         within: Duration,
         used: &mut Option<Connection>,
@@ -55,6 +64,9 @@ impl Pool {
         // the handshake) would otherwise make every call's future larger.
         let (slot, client) =
             Box::pin(self.connections.get(worker.id_ref(), worker.addr(), within)).await;
+        if !registry.contains(worker.id_ref()) {
+            self.connections.forget(worker.id_ref(), slot);
+        }
         *used = Some(slot);
         client
     }
@@ -77,5 +89,75 @@ impl Pool {
             return;
         }
         self.connections.retain(|id| registry.contains(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::cluster::routing::remote::{RemoteView, ViewSource};
+    use crate::cluster::{ClusterView, LoadBalancingStrategy, NodeInfo, NodeStatus, Tags};
+    use crate::RpcServer;
+
+    fn cert(name: &str) -> String {
+        format!("{}/certs/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn one_worker_at(addr: SocketAddr) -> ClusterView {
+        ClusterView {
+            members: vec![NodeInfo {
+                id: NodeId::new(addr, 1),
+                status: NodeStatus::Alive,
+                tags: Tags::new(),
+                phi: 0.0,
+            }],
+            ..ClusterView::default()
+        }
+    }
+
+    /// A call selected a worker; before its connection was opened the
+    /// worker left the pool and another call pruned the connections. The
+    /// connection this call then opens serves the call and is closed once
+    /// the call is done, instead of staying open to a worker that left
+    /// until the pool next changes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_opened_to_a_worker_that_just_left_is_closed_after_its_call() {
+        let mut server = RpcServer::new(
+            RpcConfig::new(cert("server.pem"), "127.0.0.1:0").with_key_path(cert("server-key.pem")),
+        );
+        let mut quic = server.bind().unwrap();
+        let addr = quic.local_addr().unwrap();
+        let registry = WorkerRegistry::from_source(
+            ViewSource::Remote(RemoteView::fixed(one_worker_at(addr))),
+            LoadBalancingStrategy::LeastConnections,
+            1,
+        );
+        let pool = Pool::new(RpcConfig::new(cert("ca.pem"), "127.0.0.1:0"));
+        pool.prune(&registry);
+        let worker = registry.select(None, &[], Instant::now()).unwrap();
+
+        registry.apply(&ClusterView::default());
+        pool.prune(&registry);
+        let mut used = None;
+        let client = pool
+            .connection(&registry, &worker, Duration::from_secs(10), &mut used)
+            .await
+            .expect("the worker still serves");
+        let mut accepted = quic.accept().await.expect("the call's connection");
+        drop(client);
+
+        let closed = tokio::time::timeout(
+            Duration::from_secs(5),
+            accepted.accept_bidirectional_stream(),
+        )
+        .await;
+        assert!(
+            matches!(closed, Ok(Ok(None) | Err(_))),
+            "the connection to the departed worker stayed open: {closed:?}"
+        );
     }
 }
