@@ -56,10 +56,12 @@ fn main() {
                     Duration::from_secs_f64(seconds),
                 ));
                 eprintln!(
-                    "median {:.3} of {} pairs; clusters {:?}",
+                    "median {:.3} of {} pairs; clusters {:?}; twin / direct {:.3}; clusters {:?}",
                     row.ratio(),
                     row.ratios().len(),
-                    row.clusters
+                    row.clusters,
+                    row.twin_ratio(),
+                    row.twin_clusters
                 );
                 return;
             }

@@ -64,9 +64,10 @@ pub struct Figures {
 }
 
 /// `ClusterClient` to one worker against `RpcClient` to it, at one
-/// concurrency: alternated pairs of runs (routed then direct, then the
-/// other way round), so that both sides of a pair meet the same moment of
-/// a shared machine.
+/// concurrency: pairs of runs back to back, each joined by a run of a
+/// second `RpcClient` to the worker (the twin), the three in an order
+/// that rotates from pair to pair, so that the runs of a pair meet the
+/// same moment of a shared machine.
 #[derive(Debug, Clone, Default)]
 pub struct SameWorkerRow {
     /// Calls in flight (closed loop).
@@ -75,8 +76,14 @@ pub struct SameWorkerRow {
     pub routed: Vec<f64>,
     /// Calls/s of the direct `RpcClient`, per pair.
     pub direct: Vec<f64>,
+    /// Calls/s of a second direct `RpcClient` to the same worker, over
+    /// its own connection, per pair: twin / direct is what the
+    /// measurement reads when both sides run the same code.
+    pub twin: Vec<f64>,
     /// The median of each cluster's pair ratios.
     pub clusters: Vec<f64>,
+    /// The median of each cluster's twin / direct ratios.
+    pub twin_clusters: Vec<f64>,
 }
 
 impl SameWorkerRow {
@@ -93,10 +100,24 @@ impl SameWorkerRow {
     pub fn ratio(&self) -> f64 {
         median(&mut self.ratios())
     }
+
+    /// Twin / direct of each pair.
+    pub fn twin_ratios(&self) -> Vec<f64> {
+        self.twin
+            .iter()
+            .zip(&self.direct)
+            .map(|(t, d)| t / d)
+            .collect()
+    }
+
+    /// The median of the pairs' twin / direct ratios.
+    pub fn twin_ratio(&self) -> f64 {
+        median(&mut self.twin_ratios())
+    }
 }
 
 /// The least share of a direct call's rate a call routed to the same
-/// worker keeps (median of alternated pairs).
+/// worker keeps (median of the pairs' ratios).
 pub const SAME_WORKER_TARGET: f64 = 0.95;
 
 /// One policy at one concurrency in the skew measurement (medians of repeats).
@@ -146,10 +167,13 @@ impl Figures {
              is noticed at once.\n\n\
              The same-worker rows compare `ClusterClient` restricted to worker a (`label=a`: \
              selection, filter, retry budget, outcome record, pooled connection) with `RpcClient` \
-             to worker a, in pairs run back to back in alternating order, in several clusters: \
+             to worker a, in pairs of runs back to back, in several clusters: \
              the report's own, then others started afresh (worker processes, membership, \
              clients), since a ratio moves more between two clusters started alike than between \
-             two pairs in one. The \
+             two pairs in one. Each pair also runs a second `RpcClient` to worker a over a \
+             connection of its own, its run joining each pair (the three runs in an order that rotates from pair to pair): its ratio to \
+             the first is what the same measurement reads when both sides run the same code, \
+             the resolution the routed ratio is read against. A \
              ratio is the median of all the pairs' ratios; in brackets, the lowest and highest \
              pair, then each cluster's median.\n\n{}",
             self.cluster_calls_per_sec,
@@ -173,11 +197,11 @@ impl Figures {
     fn same_worker_markdown(&self) -> String {
         let mut md = String::new();
         for row in &self.same_worker {
-            let ratios = self.same_worker_ratios(row);
+            let ratios = sorted(row.ratios());
             let c = row.concurrency;
             md += &format!(
                 "| unary 16 B c={c}, `ClusterClient` → the same 1 worker (`label=a`) / `RpcClient` → it, \
-                 {} alternated pairs in {} clusters: median of the pairs' ratios (range; the clusters' medians); \
+                 {} pairs in {} clusters, run in rotating order with the twin below: median of the pairs' ratios (range; the clusters' medians); \
                  medians of calls/s routed, direct \
                  | {:.4}× ({:.2}–{:.2}; {}); {:.0}, {:.0} | ≥ {SAME_WORKER_TARGET}× {} |\n",
                 ratios.len(),
@@ -195,14 +219,26 @@ impl Figures {
                 if row.ratio() >= SAME_WORKER_TARGET { "✅" } else { "❌" },
             );
         }
+        for row in &self.same_worker {
+            let ratios = sorted(row.twin_ratios());
+            md += &format!(
+                "| unary 16 B c={}, a second `RpcClient` → worker a over its own connection / \
+                 `RpcClient` → it, the same pairs: median of the pairs' ratios (range; the \
+                 clusters' medians); median of its calls/s | {:.4}× ({:.2}–{:.2}; {}); {:.0} | \
+                 the measurement's resolution |\n",
+                row.concurrency,
+                row.twin_ratio(),
+                ratios.first().copied().unwrap_or(0.0),
+                ratios.last().copied().unwrap_or(0.0),
+                row.twin_clusters
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                median(&mut row.twin.clone()),
+            );
+        }
         md
-    }
-
-    /// A row's pair ratios, sorted.
-    fn same_worker_ratios(&self, row: &SameWorkerRow) -> Vec<f64> {
-        let mut ratios = row.ratios();
-        ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        ratios
     }
 
     fn skew_markdown(&self) -> String {
@@ -235,6 +271,12 @@ impl Figures {
         }
         md
     }
+}
+
+/// `ratios` in ascending order.
+fn sorted(mut ratios: Vec<f64>) -> Vec<f64> {
+    ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    ratios
 }
 
 /// Workers in the skew measurement; the last one is slow.
@@ -558,6 +600,8 @@ struct TwoWorkers {
     registry: Arc<WorkerRegistry>,
     cluster: Arc<ClusterClient>,
     direct: RpcClient,
+    /// A second `RpcClient` to worker `a`, over a connection of its own.
+    twin: RpcClient,
 }
 
 impl TwoWorkers {
@@ -578,6 +622,9 @@ impl TwoWorkers {
         let direct = RpcClient::connect(workers[0].addr, client_rpc())
             .await
             .expect("connect");
+        let twin = RpcClient::connect(workers[0].addr, client_rpc())
+            .await
+            .expect("connect");
         TwoWorkers {
             _director: director,
             seed,
@@ -585,6 +632,7 @@ impl TwoWorkers {
             registry,
             cluster,
             direct,
+            twin,
         }
     }
 }
@@ -638,14 +686,32 @@ pub async fn alone(mode: &str, concurrency: usize, duration: Duration) -> f64 {
 /// hot words fall), so the pairs are spread over several.
 pub const CLUSTERS: usize = 5;
 
-/// `ClusterClient` restricted to worker a against `RpcClient` to worker a
-/// at `concurrency`: `pairs` pairs of runs of `slice` each (after a
-/// quarter of it to warm up), back to back, the order alternating from
-/// pair to pair, so that both sides of a pair meet the same moment of a
-/// shared machine.
+/// What the same-worker rows compare: a `ClusterClient` restricted to
+/// worker a, an `RpcClient` to worker a, and a second `RpcClient` to it
+/// over a connection of its own.
+#[derive(Clone, Copy)]
+struct Sides<'a> {
+    cluster: &'a Arc<ClusterClient>,
+    direct: &'a RpcClient,
+    twin: &'a RpcClient,
+}
+
+impl<'a> Sides<'a> {
+    fn of(workers: &'a TwoWorkers) -> Self {
+        Sides {
+            cluster: &workers.cluster,
+            direct: &workers.direct,
+            twin: &workers.twin,
+        }
+    }
+}
+
+/// The three [`Sides`] at `concurrency`: `pairs` rounds of one run of
+/// `slice` each (after a quarter of it to warm up), back to back, the
+/// order rotating from round to round, so that the sides of a round meet
+/// the same moment of a shared machine.
 async fn same_worker(
-    cluster: &Arc<ClusterClient>,
-    direct: &RpcClient,
+    sides: Sides<'_>,
     concurrency: usize,
     pairs: usize,
     slice: Duration,
@@ -656,9 +722,10 @@ async fn same_worker(
         ..SameWorkerRow::default()
     };
     for pair in 0..pairs {
-        let mut rate = [0.0; 2];
-        for side in [pair % 2, 1 - pair % 2] {
-            let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
+        let mut rate = [0.0; 3];
+        for side in (0..3).map(|n| (pair + n) % 3) {
+            let (cluster, payload) = (sides.cluster.clone(), payload.clone());
+            let direct = [sides.direct, sides.twin][side.saturating_sub(1)].clone();
             let call = move || {
                 let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
                 async move {
@@ -675,6 +742,7 @@ async fn same_worker(
         }
         row.routed.push(rate[0]);
         row.direct.push(rate[1]);
+        row.twin.push(rate[2]);
     }
     row
 }
@@ -684,7 +752,7 @@ async fn same_worker(
 /// `RpcClient` to its worker a, which stays up), the others started
 /// afresh, one at a time.
 async fn same_worker_rows(
-    first: (&Arc<ClusterClient>, &RpcClient),
+    first: Sides<'_>,
     concurrencies: &[usize],
     clusters: usize,
     pairs: usize,
@@ -703,12 +771,14 @@ async fn same_worker_rows(
         } else {
             Some(TwoWorkers::start().await)
         };
-        let (cluster, direct) = fresh.as_ref().map_or(first, |f| (&f.cluster, &f.direct));
+        let sides = fresh.as_ref().map_or(first, Sides::of);
         for row in &mut rows {
-            let one = same_worker(cluster, direct, row.concurrency, pairs, slice).await;
+            let one = same_worker(sides, row.concurrency, pairs, slice).await;
             row.clusters.push(one.ratio());
+            row.twin_clusters.push(one.twin_ratio());
             row.routed.extend(one.routed);
             row.direct.extend(one.direct);
+            row.twin.extend(one.twin);
         }
     }
     rows
@@ -724,14 +794,8 @@ pub async fn pairs(
     slice: Duration,
 ) -> SameWorkerRow {
     let first = TwoWorkers::start().await;
-    let mut rows = same_worker_rows(
-        (&first.cluster, &first.direct),
-        &[concurrency],
-        clusters,
-        pairs,
-        slice,
-    )
-    .await;
+    let mut rows =
+        same_worker_rows(Sides::of(&first), &[concurrency], clusters, pairs, slice).await;
     rows.remove(0)
 }
 
@@ -757,6 +821,7 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
         registry,
         cluster,
         direct,
+        twin,
     } = TwoWorkers::start().await;
     let seed_text = seed.to_string();
     let payload = vec![0xabu8; 16];
@@ -803,11 +868,15 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
         figures.overhead_percent()
     );
     // The routing path's own cost: ClusterClient to worker a against
-    // RpcClient to worker a, in pairs run back to back, the order
-    // alternating from pair to pair.
+    // RpcClient to worker a, and a second RpcClient to it, in rounds run
+    // back to back, the order rotating from round to round.
     let slice = duration / 4;
     figures.same_worker = same_worker_rows(
-        (&cluster, &direct),
+        Sides {
+            cluster: &cluster,
+            direct: &direct,
+            twin: &twin,
+        },
         &[64, 256],
         CLUSTERS,
         repeats + 2,
@@ -816,13 +885,15 @@ pub async fn measure(repeats: usize, duration: Duration, kills: usize) -> Figure
     .await;
     for row in &figures.same_worker {
         eprintln!(
-            "routing c={}: cluster→1 / direct→1 = {:.3} (clusters {:?})",
+            "routing c={}: cluster→1 / direct→1 = {:.3} (clusters {:?}); twin / direct = {:.3} (clusters {:?})",
             row.concurrency,
             row.ratio(),
-            row.clusters
+            row.clusters,
+            row.twin_ratio(),
+            row.twin_clusters
         );
     }
-    drop(direct);
+    drop((direct, twin));
 
     // Kills: steady idempotent load at c=8; kill -9 a worker; note when the
     // last call in flight at the kill completes; restart it; repeat.
