@@ -41,7 +41,7 @@ fn main() {
         }
         // Profiling aid for the routing path: `rpcnet-bench profile-routing
         // cluster|cluster2|direct SECONDS [CONCURRENCY]` (c=64 by default),
-        // or the same-worker row alone: `profile-routing pairs SECONDS
+        // or the same-worker rows alone: `profile-routing pairs SECONDS
         // [CONCURRENCY [PAIRS [CLUSTERS]]]`.
         Some("profile-routing") => {
             let seconds: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5.0);

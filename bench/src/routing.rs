@@ -170,10 +170,11 @@ impl Figures {
              to worker a, in pairs of runs back to back, in several clusters: \
              the report's own, then others started afresh (worker processes, membership, \
              clients), since a ratio moves more between two clusters started alike than between \
-             two pairs in one. Each pair also runs a second `RpcClient` to worker a over a \
-             connection of its own, its run joining each pair (the three runs in an order that rotates from pair to pair): its ratio to \
-             the first is what the same measurement reads when both sides run the same code, \
-             the resolution the routed ratio is read against. A \
+             two pairs in one. A second `RpcClient` to worker a, over a connection of its own \
+             (the twin), runs in every pair too, the three runs in an order that rotates from \
+             pair to pair: its ratio to the first `RpcClient` is what the same measurement \
+             reads when both sides run the same code, the resolution the routed ratio is read \
+             against. A \
              ratio is the median of all the pairs' ratios; in brackets, the lowest and highest \
              pair, then each cluster's median.\n\n{}",
             self.cluster_calls_per_sec,
@@ -201,7 +202,7 @@ impl Figures {
             let c = row.concurrency;
             md += &format!(
                 "| unary 16 B c={c}, `ClusterClient` → the same 1 worker (`label=a`) / `RpcClient` → it, \
-                 {} pairs in {} clusters, run in rotating order with the twin below: median of the pairs' ratios (range; the clusters' medians); \
+                 {} pairs in {} clusters, each pair's two runs and a twin's (a second `RpcClient` → worker a) in rotating order: median of the pairs' ratios (range; the clusters' medians); \
                  medians of calls/s routed, direct \
                  | {:.4}× ({:.2}–{:.2}; {}); {:.0}, {:.0} | ≥ {SAME_WORKER_TARGET}× {} |\n",
                 ratios.len(),
@@ -590,8 +591,8 @@ where
 
 /// The routing figures' cluster: a director in this process, workers `a`
 /// and `b` as processes of this binary, a started least-connections
-/// registry seeing both, a `ClusterClient` over it and an `RpcClient`
-/// straight to worker `a`.
+/// registry seeing both, a `ClusterClient` over it and two `RpcClient`s
+/// straight to worker `a`, each over a connection of its own.
 struct TwoWorkers {
     _director: ClusterMembership,
     /// The director's address, the workers' seed.
@@ -706,13 +707,16 @@ impl<'a> Sides<'a> {
     }
 }
 
-/// The three [`Sides`] at `concurrency`: `pairs` rounds of one run of
-/// `slice` each (after a quarter of it to warm up), back to back, the
-/// order rotating from round to round, so that the sides of a round meet
-/// the same moment of a shared machine.
+/// The three [`Sides`] at `concurrency`: `pairs` rounds of three runs of
+/// `slice` each (one per side, after a quarter of it to warm up), back to
+/// back, so that the runs of a round meet the same moment of a shared
+/// machine. Round `first_round + n` starts with side `(first_round + n) %
+/// 3` and goes on in order: over the rounds of a row, each side takes each
+/// place about as often as the others.
 async fn same_worker(
     sides: Sides<'_>,
     concurrency: usize,
+    first_round: usize,
     pairs: usize,
     slice: Duration,
 ) -> SameWorkerRow {
@@ -721,11 +725,14 @@ async fn same_worker(
         concurrency,
         ..SameWorkerRow::default()
     };
-    for pair in 0..pairs {
+    for round in first_round..first_round + pairs {
         let mut rate = [0.0; 3];
-        for side in (0..3).map(|n| (pair + n) % 3) {
+        for side in (0..3).map(|n| (round + n) % 3) {
             let (cluster, payload) = (sides.cluster.clone(), payload.clone());
-            let direct = [sides.direct, sides.twin][side.saturating_sub(1)].clone();
+            let direct = match side {
+                2 => sides.twin.clone(),
+                _ => sides.direct.clone(),
+            };
             let call = move || {
                 let (cluster, direct, payload) = (cluster.clone(), direct.clone(), payload.clone());
                 async move {
@@ -747,9 +754,9 @@ async fn same_worker(
     row
 }
 
-/// The same-worker rows at each of `concurrencies`: `pairs` pairs in each
-/// of `clusters` clusters, the first `first` (a `ClusterClient` and an
-/// `RpcClient` to its worker a, which stays up), the others started
+/// The same-worker rows at each of `concurrencies`: `pairs` rounds in
+/// each of `clusters` clusters, the first `first` (a `ClusterClient` and
+/// two `RpcClient`s to its worker a, which stays up), the others started
 /// afresh, one at a time.
 async fn same_worker_rows(
     first: Sides<'_>,
@@ -773,7 +780,7 @@ async fn same_worker_rows(
         };
         let sides = fresh.as_ref().map_or(first, Sides::of);
         for row in &mut rows {
-            let one = same_worker(sides, row.concurrency, pairs, slice).await;
+            let one = same_worker(sides, row.concurrency, n * pairs, pairs, slice).await;
             row.clusters.push(one.ratio());
             row.twin_clusters.push(one.twin_ratio());
             row.routed.extend(one.routed);

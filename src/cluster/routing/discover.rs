@@ -218,7 +218,9 @@ struct Shared {
 impl Shared {
     /// Counts a change of the pool and tells the receivers of `changes`.
     fn changed(&self) {
-        let version = self.version.fetch_add(1, Ordering::Relaxed) + 1;
+        // Release, with `version`'s Acquire: a reader of the new version
+        // sees the pool stored before it (`Pool::prune` relies on that).
+        let version = self.version.fetch_add(1, Ordering::Release) + 1;
         self.changes.send_modify(|v| *v = version.max(*v));
     }
 }
@@ -436,7 +438,7 @@ impl WorkerRegistry {
 
     /// The pool's change counter now.
     pub(crate) fn version(&self) -> u64 {
-        self.shared.version.load(Ordering::Relaxed)
+        self.shared.version.load(Ordering::Acquire)
     }
 
     /// Takes in `view` as if the registry's source had shown it.

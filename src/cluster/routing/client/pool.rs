@@ -51,8 +51,10 @@ impl Pool {
     /// and closes when the call is done. A prune by another call in that
     /// window found no connection to drop, and the next prune is at the
     /// pool's next change. The slot is put in the map before the registry
-    /// is read here, and a prune reads the registry's version after the
-    /// change, so one of the two sees the other.
+    /// is read here, and the first prune to read the registry's new version
+    /// sees the pool stored before it (`WorkerRegistry::version`), so
+    /// either that prune finds the slot or this check finds the worker
+    /// gone.
     pub(super) async fn connection(
         &self,
         registry: &WorkerRegistry,
@@ -121,11 +123,12 @@ mod tests {
 
     /// A call selected a worker; before its connection was opened the
     /// worker left the pool and another call pruned the connections. The
-    /// connection this call then opens serves the call and is closed once
-    /// the call is done, instead of staying open to a worker that left
-    /// until the pool next changes.
+    /// connection this call then opens is its own: it closes once the call
+    /// lets go of it, instead of staying open to a worker that left until
+    /// the pool next changes. A worker still in the pool keeps its
+    /// connection for the calls after.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_connection_opened_to_a_worker_that_just_left_is_closed_after_its_call() {
+    async fn a_connection_opened_to_a_worker_that_just_left_closes_when_its_call_lets_go() {
         let mut server = RpcServer::new(
             RpcConfig::new(cert("server.pem"), "127.0.0.1:0").with_key_path(cert("server-key.pem")),
         );
@@ -139,6 +142,18 @@ mod tests {
         let pool = Pool::new(RpcConfig::new(cert("ca.pem"), "127.0.0.1:0"));
         pool.prune(&registry);
         let worker = registry.select(None, &[], Instant::now()).unwrap();
+
+        let mut used = None;
+        let kept = pool
+            .connection(&registry, &worker, Duration::from_secs(10), &mut used)
+            .await
+            .expect("the worker serves");
+        let _first = quic.accept().await.expect("the first connection");
+        drop(kept);
+        assert!(
+            pool.with_open(&worker, |_| ()).is_some(),
+            "the next call to a worker in the pool reuses its connection"
+        );
 
         registry.apply(&ClusterView::default());
         pool.prune(&registry);
