@@ -87,13 +87,14 @@ pub struct SameWorkerRow {
 }
 
 impl SameWorkerRow {
+    /// `side`'s calls/s over the direct client's, pair by pair.
+    fn over_direct(&self, side: &[f64]) -> Vec<f64> {
+        side.iter().zip(&self.direct).map(|(s, d)| s / d).collect()
+    }
+
     /// Routed / direct of each pair.
     pub fn ratios(&self) -> Vec<f64> {
-        self.routed
-            .iter()
-            .zip(&self.direct)
-            .map(|(r, d)| r / d)
-            .collect()
+        self.over_direct(&self.routed)
     }
 
     /// The median of the pairs' ratios.
@@ -103,11 +104,7 @@ impl SameWorkerRow {
 
     /// Twin / direct of each pair.
     pub fn twin_ratios(&self) -> Vec<f64> {
-        self.twin
-            .iter()
-            .zip(&self.direct)
-            .map(|(t, d)| t / d)
-            .collect()
+        self.over_direct(&self.twin)
     }
 
     /// The median of the pairs' twin / direct ratios.
@@ -198,44 +195,28 @@ impl Figures {
     fn same_worker_markdown(&self) -> String {
         let mut md = String::new();
         for row in &self.same_worker {
-            let ratios = sorted(row.ratios());
             let c = row.concurrency;
             md += &format!(
                 "| unary 16 B c={c}, `ClusterClient` → the same 1 worker (`label=a`) / `RpcClient` → it, \
                  {} pairs in {} clusters, each pair's two runs and a twin's (a second `RpcClient` → worker a) in rotating order: median of the pairs' ratios (range; the clusters' medians); \
                  medians of calls/s routed, direct \
-                 | {:.4}× ({:.2}–{:.2}; {}); {:.0}, {:.0} | ≥ {SAME_WORKER_TARGET}× {} |\n",
-                ratios.len(),
+                 | {}; {:.0}, {:.0} | ≥ {SAME_WORKER_TARGET}× {} |\n",
+                row.routed.len(),
                 row.clusters.len(),
-                row.ratio(),
-                ratios.first().copied().unwrap_or(0.0),
-                ratios.last().copied().unwrap_or(0.0),
-                row.clusters
-                    .iter()
-                    .map(|r| format!("{r:.2}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                ratio_cell(row.ratios(), &row.clusters),
                 median(&mut row.routed.clone()),
                 median(&mut row.direct.clone()),
                 if row.ratio() >= SAME_WORKER_TARGET { "✅" } else { "❌" },
             );
         }
         for row in &self.same_worker {
-            let ratios = sorted(row.twin_ratios());
             md += &format!(
                 "| unary 16 B c={}, a second `RpcClient` → worker a over its own connection / \
                  `RpcClient` → it, the same pairs: median of the pairs' ratios (range; the \
-                 clusters' medians); median of its calls/s | {:.4}× ({:.2}–{:.2}; {}); {:.0} | \
+                 clusters' medians); median of its calls/s | {}; {:.0} | \
                  the measurement's resolution |\n",
                 row.concurrency,
-                row.twin_ratio(),
-                ratios.first().copied().unwrap_or(0.0),
-                ratios.last().copied().unwrap_or(0.0),
-                row.twin_clusters
-                    .iter()
-                    .map(|r| format!("{r:.2}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                ratio_cell(row.twin_ratios(), &row.twin_clusters),
                 median(&mut row.twin.clone()),
             );
         }
@@ -274,10 +255,18 @@ impl Figures {
     }
 }
 
-/// `ratios` in ascending order.
-fn sorted(mut ratios: Vec<f64>) -> Vec<f64> {
+/// A ratio as the same-worker rows print it: the median of the pairs'
+/// `ratios`, the lowest and highest of them, and each cluster's median.
+fn ratio_cell(mut ratios: Vec<f64>, clusters: &[f64]) -> String {
     ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    ratios
+    let lowest = ratios.first().copied().unwrap_or(0.0);
+    let highest = ratios.last().copied().unwrap_or(0.0);
+    let clusters: Vec<String> = clusters.iter().map(|r| format!("{r:.2}")).collect();
+    format!(
+        "{:.4}× ({lowest:.2}–{highest:.2}; {})",
+        median(&mut ratios),
+        clusters.join(", ")
+    )
 }
 
 /// Workers in the skew measurement; the last one is slow.
