@@ -173,7 +173,10 @@ impl Figures {
              reads when both sides run the same code, the resolution the routed ratio is read \
              against. A \
              ratio is the median of all the pairs' ratios; in brackets, the lowest and highest \
-             pair, then each cluster's median.\n\n{}",
+             pair, then each cluster's median. The calls/s after it are each side's own median \
+             over all pairs: a pair's ratio sets each run against the one that met the same \
+             moment of the machine, so the median ratio and the ratio of the medians need not \
+             agree.\n\n{}",
             self.cluster_calls_per_sec,
             self.cluster_p50_us,
             self.direct_calls_per_sec,
@@ -198,7 +201,7 @@ impl Figures {
             let c = row.concurrency;
             md += &format!(
                 "| unary 16 B c={c}, `ClusterClient` → the same 1 worker (`label=a`) / `RpcClient` → it, \
-                 {} pairs in {} clusters, each pair's two runs and a twin's (a second `RpcClient` → worker a) in rotating order: median of the pairs' ratios (range; the clusters' medians); \
+                 {} pairs in {} clusters, each pair run with a twin run (a second `RpcClient` → worker a), the three in rotating order: median of the pairs' ratios (range; the clusters' medians); \
                  medians of calls/s routed, direct \
                  | {}; {:.0}, {:.0} | ≥ {SAME_WORKER_TARGET}× {} |\n",
                 row.routed.len(),
@@ -214,7 +217,7 @@ impl Figures {
                 "| unary 16 B c={}, a second `RpcClient` → worker a over its own connection / \
                  `RpcClient` → it, the same pairs: median of the pairs' ratios (range; the \
                  clusters' medians); median of its calls/s | {}; {:.0} | \
-                 the measurement's resolution |\n",
+                 none: both sides run the same code |\n",
                 row.concurrency,
                 ratio_cell(row.twin_ratios(), &row.twin_clusters),
                 median(&mut row.twin.clone()),
