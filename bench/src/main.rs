@@ -13,6 +13,7 @@
 
 mod conns;
 mod crowd;
+mod dispatch;
 mod load;
 mod report;
 mod routing;
@@ -245,6 +246,21 @@ struct ServerProcess {
     addr: SocketAddr,
 }
 
+/// A command running `exe`, under `taskset -c CPUS` when
+/// `RPCNET_BENCH_SERVER_CPUS` is set (`bench/pinned.sh`: the server on
+/// cores of its own, as on a host of its own). `taskset` executes `exe`
+/// in its place, so the child's pid is the server's.
+fn server_command(exe: std::ffi::OsString) -> Command {
+    match std::env::var_os("RPCNET_BENCH_SERVER_CPUS") {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpus).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    }
+}
+
 impl ServerProcess {
     /// A server process that inherits the profiling variables.
     /// A server process of this binary, or of `RPCNET_BENCH_SERVER_EXE`
@@ -252,13 +268,13 @@ impl ServerProcess {
     /// server-side ones in an A/B run).
     fn spawn(args: &[&str]) -> ServerProcess {
         let exe = std::env::var_os("RPCNET_BENCH_SERVER_EXE")
-            .map_or_else(|| std::env::current_exe().unwrap(), Into::into);
-        Self::spawn_command(Command::new(exe), args)
+            .unwrap_or_else(|| std::env::current_exe().unwrap().into());
+        Self::spawn_command(server_command(exe), args)
     }
 
     /// A server process with `shape`'s runtime, whatever the environment says.
     fn spawn_in(shape: Shape, args: &[&str]) -> ServerProcess {
-        let mut command = Command::new(std::env::current_exe().unwrap());
+        let mut command = server_command(std::env::current_exe().unwrap().into());
         for name in WORKER_VARS {
             command.env_remove(name);
         }
@@ -304,6 +320,10 @@ async fn profile(system: System, workload: &str, duration: Duration) {
         "unary" => {
             let r = load::unary(&client, 16, 64, duration).await;
             eprintln!("{:.0} calls/s", r.calls_per_sec);
+        }
+        "unary-dispatch" => {
+            let rate = dispatch::unary(server.addr, 16, 64, duration).await;
+            eprintln!("{rate:.0} calls/s");
         }
         "latency" => {
             let r = load::unary(&client, 16, 1, duration).await;
