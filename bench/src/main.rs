@@ -313,6 +313,17 @@ impl Drop for ServerProcess {
 }
 
 async fn profile(system: System, workload: &str, duration: Duration) {
+    if workload == "udp" {
+        // The blocking UDP ping-pong floor of the report (the system is
+        // not used): about `duration` of round trips.
+        let udp = ServerProcess::spawn(&["udp-echo"]);
+        let (addr, round_trips) = (udp.addr, (duration.as_secs_f64() * 10_000.0) as usize);
+        let p50 = tokio::task::spawn_blocking(move || udp::ping_pong_p50(addr, round_trips))
+            .await
+            .unwrap();
+        eprintln!("p50 {p50:.1} µs");
+        return;
+    }
     let server = ServerProcess::spawn(&["serve", system.name()]);
     eprintln!("server pid {}", server.child.id());
     let client = Client::connect(system, server.addr).await;
