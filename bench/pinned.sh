@@ -9,9 +9,9 @@
 # SYSTEM is rpcnet, tonic-tls or tonic-plain; WORKLOAD as for `profile`
 # (unary, latency, stream, upload, ...). The runtime variables of
 # docs/BENCHMARKS.md ("Where the time goes") apply as usual. Needs
-# `taskset` (util-linux) and a release build of rpcnet-bench.
+# `taskset` (util-linux); builds rpcnet-bench (release) first if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+cargo build --release -p rpcnet-bench
 exe="${CARGO_TARGET_DIR:-target}/release/rpcnet-bench"
-[ -x "$exe" ] || cargo build --release -p rpcnet-bench
 RPCNET_BENCH_SERVER_CPUS=1 exec taskset -c 0 "$exe" profile "$@"
