@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One `rpcnet-bench profile` workload with the load generator's process on
 # CPU 0 and the server's process on CPU 1: each side on a core of its own,
-# as client and server are on hosts of their own, instead of both
-# processes' threads sharing the machine's two cores.
+# instead of both processes' threads sharing the machine's two cores.
+# tokio sizes a default runtime to the CPUs its process may use, so each
+# side then runs one worker unless RPCNET_BENCH_WORKERS says otherwise.
 #
 #   bench/pinned.sh SYSTEM WORKLOAD SECONDS     e.g. bench/pinned.sh rpcnet unary 4
 #

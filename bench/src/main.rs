@@ -33,7 +33,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve") => serve(System::parse(&args[2]).expect("system name")),
-        // Profiling aid: `rpcnet-bench profile rpcnet unary|latency|unary-1k-256|stream|upload|connect|connect-new|typed|raw-echo SECONDS`
+        // Profiling aid: `rpcnet-bench profile SYSTEM unary|latency|unary-1k-256|stream|upload|connect|connect-new|typed|raw-echo|unary-dispatch|udp SECONDS`
+        // (`bench/pinned.sh` runs it with each side on a core of its own)
         Some("profile") => {
             let system = System::parse(&args[2]).expect("system name");
             let seconds: f64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(5.0);
@@ -247,9 +248,10 @@ struct ServerProcess {
 }
 
 /// A command running `exe`, under `taskset -c CPUS` when
-/// `RPCNET_BENCH_SERVER_CPUS` is set (`bench/pinned.sh`: the server on
-/// cores of its own, as on a host of its own). `taskset` executes `exe`
-/// in its place, so the child's pid is the server's.
+/// `RPCNET_BENCH_SERVER_CPUS` is set: `bench/pinned.sh` sets it for a
+/// `profile` run whose own process it pins to another core. `taskset`
+/// executes `exe` in its place, so the child's pid is the server's. The
+/// report's servers (`spawn_in`) are never pinned.
 fn server_command(exe: std::ffi::OsString) -> Command {
     match std::env::var_os("RPCNET_BENCH_SERVER_CPUS") {
         Some(cpus) => {
@@ -274,7 +276,7 @@ impl ServerProcess {
 
     /// A server process with `shape`'s runtime, whatever the environment says.
     fn spawn_in(shape: Shape, args: &[&str]) -> ServerProcess {
-        let mut command = server_command(std::env::current_exe().unwrap().into());
+        let mut command = Command::new(std::env::current_exe().unwrap());
         for name in WORKER_VARS {
             command.env_remove(name);
         }
@@ -315,7 +317,8 @@ impl Drop for ServerProcess {
 async fn profile(system: System, workload: &str, duration: Duration) {
     if workload == "udp" {
         // The blocking UDP ping-pong floor of the report (the system is
-        // not used): about `duration` of round trips.
+        // not used): 10,000 round trips per second asked for (`udp 2` makes
+        // the full report's 20,000), after a tenth as many to warm up.
         let udp = ServerProcess::spawn(&["udp-echo"]);
         let (addr, round_trips) = (udp.addr, (duration.as_secs_f64() * 10_000.0) as usize);
         let p50 = tokio::task::spawn_blocking(move || udp::ping_pong_p50(addr, round_trips))
@@ -333,6 +336,10 @@ async fn profile(system: System, workload: &str, duration: Duration) {
             eprintln!("{:.0} calls/s", r.calls_per_sec);
         }
         "unary-dispatch" => {
+            assert!(
+                matches!(system, System::Rpcnet),
+                "unary-dispatch needs the rpcnet system"
+            );
             let rate = dispatch::unary(server.addr, 16, 64, duration).await;
             eprintln!("{rate:.0} calls/s");
         }
