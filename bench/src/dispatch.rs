@@ -8,10 +8,11 @@
 //! library works this way: this measures what such a design could gain.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::routing::closed_loop;
 use crate::systems::cert;
 
 type Request = (Vec<u8>, oneshot::Sender<usize>);
@@ -42,42 +43,19 @@ pub async fn unary(addr: SocketAddr, size: usize, concurrency: usize, duration: 
             }
         });
     });
-    closed_loop(&requests, size, concurrency, duration / 4).await;
-    let started = Instant::now();
-    let calls = closed_loop(&requests, size, concurrency, duration).await;
-    let rate = calls as f64 / started.elapsed().as_secs_f64();
-    drop(requests);
+    let call = move || {
+        let requests = requests.clone();
+        async move {
+            let (answer, answered) = oneshot::channel();
+            requests
+                .send((vec![0xab; size], answer))
+                .expect("carrier running");
+            assert_eq!(answered.await.expect("answer"), size);
+        }
+    };
+    closed_loop(concurrency, duration / 4, call.clone()).await;
+    let (rate, _) = closed_loop(concurrency, duration, call).await;
+    // The last sender goes with the closures: the carrier's loop ends.
     carrier.join().expect("carrier thread");
     rate
-}
-
-async fn closed_loop(
-    requests: &mpsc::UnboundedSender<Request>,
-    size: usize,
-    concurrency: usize,
-    duration: Duration,
-) -> usize {
-    let end = Instant::now() + duration;
-    let callers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let requests = requests.clone();
-            tokio::spawn(async move {
-                let mut calls = 0;
-                while Instant::now() < end {
-                    let (answer, answered) = oneshot::channel();
-                    requests
-                        .send((vec![0xab; size], answer))
-                        .expect("carrier running");
-                    assert_eq!(answered.await.expect("answer"), size);
-                    calls += 1;
-                }
-                calls
-            })
-        })
-        .collect();
-    let mut calls = 0;
-    for caller in callers {
-        calls += caller.await.expect("caller");
-    }
-    calls
 }

@@ -320,10 +320,7 @@ async fn profile(system: System, workload: &str, duration: Duration) {
         // not used): 10,000 round trips per second asked for (`udp 2` makes
         // the full report's 20,000), after a tenth as many to warm up.
         let udp = ServerProcess::spawn(&["udp-echo"]);
-        let (addr, round_trips) = (udp.addr, (duration.as_secs_f64() * 10_000.0) as usize);
-        let p50 = tokio::task::spawn_blocking(move || udp::ping_pong_p50(addr, round_trips))
-            .await
-            .unwrap();
+        let p50 = udp_floor(&udp, (duration.as_secs_f64() * 10_000.0) as usize).await;
         eprintln!("p50 {p50:.1} µs");
         return;
     }
@@ -381,6 +378,15 @@ async fn profile(system: System, workload: &str, duration: Duration) {
         }
         other => panic!("unknown workload {other}"),
     }
+}
+
+/// The blocking UDP ping-pong's p50 (µs) against the `udp-echo` server
+/// `udp`, over `round_trips` (after a tenth as many to warm up).
+async fn udp_floor(udp: &ServerProcess, round_trips: usize) -> f64 {
+    let addr = udp.addr;
+    tokio::task::spawn_blocking(move || udp::ping_pong_p50(addr, round_trips))
+        .await
+        .unwrap()
 }
 
 struct Plan {
@@ -502,13 +508,7 @@ async fn run(plan: &Plan) -> Report {
     let udp = ServerProcess::spawn_in(Shape::Default, &["udp-echo"]);
     let mut floors = Vec::new();
     for _ in 0..plan.repeats {
-        let addr = udp.addr;
-        let n = plan.udp_round_trips;
-        floors.push(
-            tokio::task::spawn_blocking(move || udp::ping_pong_p50(addr, n))
-                .await
-                .unwrap(),
-        );
+        floors.push(udp_floor(&udp, plan.udp_round_trips).await);
     }
     report.udp_p50_us = report::median(&mut floors);
     eprintln!("UDP ping-pong p50: {:.1} µs", report.udp_p50_us);

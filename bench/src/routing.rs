@@ -551,7 +551,11 @@ async fn available(registry: &WorkerRegistry, n: usize) {
 }
 
 /// `concurrency` loops calling back to back for `duration`; (calls/s, p50 µs).
-async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, call: F) -> (f64, f64)
+pub(crate) async fn closed_loop<F, Fut>(
+    concurrency: usize,
+    duration: Duration,
+    call: F,
+) -> (f64, f64)
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
